@@ -1,0 +1,204 @@
+"""``Offload``: configuration, the task registry and enqueueing (sync and async)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+from offload.backends import open_backend
+from offload.backends.base import Backend, EnqueueParams
+from offload.errors import ConfigurationError
+from offload.ids import IdGenerator
+from offload.job import Job
+from offload.records import JobRecord, NewJob
+from offload.retry import Backoff, as_policy
+from offload.task import Signature, Task, TaskOptions, check_queue_name
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_URL = "sqlite:///offload.db"
+
+
+class Offload:
+    """One application: where jobs are stored and which tasks exist.
+
+    ``url`` defaults to ``$OFFLOAD_URL``, then ``sqlite:///offload.db``. The
+    backend opens on first use, so defining an app costs nothing at import.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        default_queue: str = "default",
+        default_retries: int = 3,
+        lease_s: float = 30.0,
+        retention_s: float = 7 * 24 * 3600,
+        max_crashes: int = 3,
+        clock: Callable[[], float] = time.time,
+        backend: Backend | None = None,
+    ) -> None:
+        self.url = url or os.environ.get("OFFLOAD_URL") or DEFAULT_URL
+        if lease_s <= 0 or retention_s < 0 or max_crashes < 1 or default_retries < 0:
+            raise ConfigurationError(
+                "lease_s must be > 0, retention_s >= 0, max_crashes >= 1, default_retries >= 0"
+            )
+        self.default_queue = check_queue_name(default_queue)
+        self.default_retries = default_retries
+        self.lease_s = float(lease_s)
+        self.retention_s = float(retention_s)
+        self.max_crashes = max_crashes
+        self.clock = clock
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.new_id = IdGenerator()
+        self._backend = backend
+        self._backend_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Offload {self.url} tasks={sorted(self.tasks)}>"
+
+    # -- configuration -----------------------------------------------------
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            with self._backend_lock:
+                if self._backend is None:
+                    self._backend = open_backend(self.url, clock=self.clock)
+        return self._backend
+
+    def use_url(self, url: str) -> None:
+        """Point the app at another store (the CLI's ``--url``) before it is first used."""
+        if self._backend is not None:
+            raise ConfigurationError("use_url() must come before the backend is first used")
+        self.url = url
+
+    def close(self) -> None:
+        if self._backend is not None:
+            import asyncio
+
+            asyncio.run(self._backend.close())
+            self._backend = None
+
+    async def aclose(self) -> None:
+        if self._backend is not None:
+            await self._backend.close()
+            self._backend = None
+
+    # -- tasks -------------------------------------------------------------
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        retries: int | None = None,
+        backoff: Backoff | None = None,
+        timeout_s: float | None = None,
+        lease_s: float | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> _TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        retries: int | None = None,
+        backoff: Backoff | None = None,
+        timeout_s: float | None = None,
+        lease_s: float | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+    ) -> Any:
+        """Register a function as a task: ``@app.task`` or ``@app.task(retries=5, ...)``."""
+        retries = self.default_retries if retries is None else retries
+        if not isinstance(retries, int) or retries < 0:
+            raise ConfigurationError(f"retries must be an int >= 0, got {retries!r}")
+        for label, value in (("timeout_s", timeout_s), ("lease_s", lease_s)):
+            if value is not None and value <= 0:
+                raise ConfigurationError(f"{label} must be > 0, got {value!r}")
+        if not isinstance(priority, int):
+            raise ConfigurationError(f"priority must be an int, got {priority!r}")
+        try:
+            policy = as_policy(backoff)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(str(exc)) from exc
+        options = TaskOptions(
+            queue=check_queue_name(queue or self.default_queue),
+            priority=priority,
+            max_attempts=retries + 1,
+            backoff=policy,
+            timeout_s=timeout_s,
+            lease_s=lease_s,
+            retry_on=retry_on,
+        )
+
+        def register(function: Callable[..., Any]) -> Task[Any, Any]:
+            if not callable(function):
+                raise ConfigurationError(f"@app.task needs a function, got {function!r}")
+            task_name = name or function.__name__
+            if task_name in self.tasks:
+                raise ConfigurationError(
+                    f"two tasks are named {task_name!r}; give one @app.task(name=...)"
+                )
+            task: Task[Any, Any] = Task(self, function, task_name, options)
+            self.tasks[task_name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def job(self, job_id: str) -> Job[Any]:
+        """A handle on a stored job; raises ``JobNotFound`` if there is none."""
+        from offload.backends.base import IdsParams
+        from offload.errors import JobNotFound
+
+        found = self.backend.blocking.get(IdsParams(ids=[job_id]))
+        if not found:
+            raise JobNotFound(job_id)
+        return Job(self, found[0])
+
+    # -- enqueueing (used by Task) ----------------------------------------
+    def enqueue_one(self, task: Task[Any, R], new: NewJob) -> Job[R]:
+        (record,) = self.backend.blocking.enqueue(EnqueueParams(jobs=[new]))
+        return Job(self, record)
+
+    async def enqueue_one_async(self, task: Task[Any, R], new: NewJob) -> Job[R]:
+        (record,) = await self.backend.enqueue(EnqueueParams(jobs=[new]))
+        return Job(self, record)
+
+    def _check_owned(self, signatures: Sequence[Signature[Any]]) -> list[NewJob]:
+        for signature in signatures:
+            if signature.task.app is not self:
+                raise ConfigurationError(f"{signature.task!r} belongs to another Offload app")
+        return [s.to_new_job() for s in signatures]
+
+    def enqueue_signatures(self, signatures: Sequence[Signature[R]]) -> list[Job[R]]:
+        records = self.backend.blocking.enqueue(
+            EnqueueParams(jobs=self._check_owned(signatures))
+        )
+        return self._handles(records)
+
+    async def enqueue_signatures_async(self, signatures: Sequence[Signature[R]]) -> list[Job[R]]:
+        records = await self.backend.enqueue(EnqueueParams(jobs=self._check_owned(signatures)))
+        return self._handles(records)
+
+    def _handles(self, records: list[JobRecord]) -> list[Job[R]]:
+        return [Job(self, r) for r in records]
+
+
+class _TaskDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...

@@ -1,0 +1,218 @@
+"""The one storage seam: job-lifecycle verbs, one frozen params object each.
+
+The core does the bookkeeping (which state comes next, backoff, events); a
+backend only performs the atomic step. Everything above this module is
+written once for every engine, and asks ``backend.capabilities`` instead of
+checking a backend's type.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import msgspec
+
+from offload.records import ErrorInfo, JobRecord, NewJob
+from offload.states import JobState
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
+    #: ``wait`` is woken by the engine itself (LISTEN/NOTIFY, blocking pop) rather than a poll.
+    push_wakeups: bool = False
+    #: Several processes (and machines) may share the store.
+    shared_between_processes: bool = True
+    #: ``enqueue`` may join a caller's open database transaction.
+    transactional_enqueue: bool = False
+
+
+class EnqueueParams(msgspec.Struct, frozen=True, kw_only=True):
+    jobs: Sequence[NewJob]
+
+
+class ClaimParams(msgspec.Struct, frozen=True, kw_only=True):
+    queues: Sequence[str]
+    limit: int
+    worker: str
+    lease_s: float  # used for jobs whose own ``lease_s`` is unset
+
+
+class LeaseRef(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    delivery: int
+
+
+class HeartbeatParams(msgspec.Struct, frozen=True, kw_only=True):
+    leases: Sequence[LeaseRef]
+    worker: str
+    lease_s: float
+
+
+class HeartbeatResult(msgspec.Struct, frozen=True, kw_only=True):
+    #: Leases this worker no longer holds: the job was cancelled, reaped or finished elsewhere.
+    lost: list[str]
+
+
+class OutcomeKind(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    RETRY = "retry"  # back to scheduled after ``retry_delay_s``
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    RELEASE = "release"  # handed back at shutdown: queued again, attempt not counted
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    delivery: int
+    kind: OutcomeKind
+    result: bytes | None = None
+    error: ErrorInfo | None = None
+    retry_delay_s: float = 0.0
+
+
+class FinishParams(msgspec.Struct, frozen=True, kw_only=True):
+    outcomes: Sequence[Outcome]
+
+
+class FinishResult(msgspec.Struct, frozen=True, kw_only=True):
+    #: Outcomes refused because the worker no longer held the lease (fencing).
+    rejected: list[str]
+
+
+class ProgressUpdate(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    delivery: int
+    progress: float
+    message: str | None = None
+
+
+class ProgressParams(msgspec.Struct, frozen=True, kw_only=True):
+    updates: Sequence[ProgressUpdate]
+
+
+class IdsParams(msgspec.Struct, frozen=True, kw_only=True):
+    ids: Sequence[str]
+
+
+class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
+    states: Sequence[JobState] = ()
+    queue: str | None = None
+    task: str | None = None
+    owner: str | None = None
+    batch: str | None = None
+
+
+class QueryParams(msgspec.Struct, frozen=True, kw_only=True):
+    filter: JobFilter = JobFilter()
+    #: Id of the last job of the previous page; pages run newest first.
+    cursor: str | None = None
+    limit: int = 50
+
+
+class Page(msgspec.Struct, frozen=True, kw_only=True):
+    jobs: list[JobRecord]
+    next_cursor: str | None
+
+
+class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
+    queue: str
+    counts: dict[str, int]
+    #: Age in seconds of the oldest ready job, a measure of how far behind workers are.
+    oldest_ready_age_s: float | None
+    finished_last_minute: int
+
+
+class ReapParams(msgspec.Struct, frozen=True, kw_only=True):
+    #: A job whose lease has run out this many times is dead (a poison job never loops forever).
+    max_crashes: int = 3
+
+
+class ReapedJob(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    state: JobState
+
+
+class PruneParams(msgspec.Struct, frozen=True, kw_only=True):
+    finished_before: float  # absolute time on the backend's clock
+    states: Sequence[JobState] = (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
+
+
+class PurgeParams(msgspec.Struct, frozen=True, kw_only=True):
+    states: Sequence[JobState]
+    queue: str | None = None
+
+
+class WaitParams(msgspec.Struct, frozen=True, kw_only=True):
+    queues: Sequence[str]
+    timeout_s: float
+
+
+class LockParams(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    owner: str
+    ttl_s: float
+
+
+class BackendError(RuntimeError):
+    """The engine cannot be reached or refused an operation; the message says how to fix it."""
+
+
+class SyncBackend(Protocol):
+    """Blocking client operations, for sync callers (Flask, Django, scripts).
+
+    A sync call never builds an event loop: SQLite and memory answer directly,
+    network engines go through one long-lived loop thread per backend.
+    """
+
+    def enqueue(self, params: EnqueueParams) -> list[JobRecord]: ...
+    def get(self, params: IdsParams) -> list[JobRecord]: ...
+    def query(self, params: QueryParams) -> Page: ...
+    def cancel(self, params: IdsParams) -> list[JobRecord]: ...
+    def retry(self, params: IdsParams) -> list[JobRecord]: ...
+    def stats(self) -> list[QueueStats]: ...
+    def purge(self, params: PurgeParams) -> int: ...
+    def now(self) -> float: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The asynchronous operations, all batch-shaped (DESIGN.md section 3)."""
+
+    capabilities: Capabilities
+
+    @property
+    def blocking(self) -> SyncBackend: ...
+
+    async def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
+        """Store jobs atomically, durable on return; a held unique key returns the existing job."""
+        ...
+
+    async def claim(self, params: ClaimParams) -> list[JobRecord]:
+        """Lease up to ``limit`` ready jobs, highest priority then oldest."""
+        ...
+
+    async def heartbeat(self, params: HeartbeatParams) -> HeartbeatResult: ...
+    async def finish(self, params: FinishParams) -> FinishResult: ...
+    async def report_progress(self, params: ProgressParams) -> None: ...
+    async def cancel(self, params: IdsParams) -> list[JobRecord]: ...
+    async def retry(self, params: IdsParams) -> list[JobRecord]: ...
+    async def get(self, params: IdsParams) -> list[JobRecord]: ...
+    async def query(self, params: QueryParams) -> Page: ...
+    async def stats(self) -> list[QueueStats]: ...
+    async def promote_due(self) -> int: ...
+    async def reap_expired(self, params: ReapParams) -> list[ReapedJob]: ...
+    async def prune(self, params: PruneParams) -> int: ...
+    async def purge(self, params: PurgeParams) -> int: ...
+
+    async def wait(self, params: WaitParams) -> None:
+        """Return when work may be ready on ``queues``, or after ``timeout_s``."""
+        ...
+
+    async def lock(self, params: LockParams) -> bool:
+        """Take or renew a lease-based lock; False while another owner holds it."""
+        ...
+
+    async def unlock(self, params: LockParams) -> None: ...
+    async def now(self) -> float: ...
+    async def close(self) -> None: ...

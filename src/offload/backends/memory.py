@@ -1,0 +1,365 @@
+"""An in-process store for tests and examples: same semantics, nothing on disk."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from offload.backends.base import (
+    Capabilities,
+    ClaimParams,
+    EnqueueParams,
+    FinishParams,
+    FinishResult,
+    HeartbeatParams,
+    HeartbeatResult,
+    IdsParams,
+    LockParams,
+    OutcomeKind,
+    Page,
+    ProgressParams,
+    PruneParams,
+    PurgeParams,
+    QueryParams,
+    QueueStats,
+    ReapedJob,
+    ReapParams,
+)
+from offload.backends.store import Notifier, ThreadedBackend
+from offload.records import ErrorInfo, JobRecord
+from offload.states import (
+    CANCELLABLE_STATES,
+    KEY_HOLDING_STATES,
+    RETRYABLE_STATES,
+    JobState,
+)
+
+_READY = (JobState.QUEUED, JobState.SCHEDULED)
+WORKER_LOST = ErrorInfo(
+    type="WorkerLost",
+    message="the worker stopped renewing its lease (crash, kill or freeze)",
+)
+
+
+def _copy(record: JobRecord) -> JobRecord:
+    return msgspec.structs.replace(record)
+
+
+class MemoryStore:
+    capabilities = Capabilities(push_wakeups=True, shared_between_processes=False)
+    blocks = False
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._jobs: dict[str, JobRecord] = {}
+        self._keys: dict[str, str] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+        self._notifier = Notifier()
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- client operations -------------------------------------------------
+    def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
+        out: list[JobRecord] = []
+        with self._lock:
+            now = self._clock()
+            for new in params.jobs:
+                if new.key is not None:
+                    holder = self._jobs.get(self._keys.get(new.key, ""))
+                    if holder is not None and holder.state in KEY_HOLDING_STATES:
+                        out.append(_copy(holder))
+                        continue
+                if new.id in self._jobs:
+                    raise ValueError(f"job id {new.id} already exists")
+                run_at = new.run_at if new.run_at is not None else now + new.delay_s
+                record = JobRecord(
+                    id=new.id,
+                    task=new.task,
+                    queue=new.queue,
+                    state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
+                    payload=new.payload,
+                    priority=new.priority,
+                    max_attempts=new.max_attempts,
+                    run_at=run_at,
+                    lease_s=new.lease_s,
+                    timeout_s=new.timeout_s,
+                    created_at=now,
+                    key=new.key,
+                    batch=new.batch,
+                    owner=new.owner,
+                    meta=dict(new.meta),
+                )
+                self._jobs[record.id] = record
+                if new.key is not None:
+                    self._keys[new.key] = record.id
+                out.append(_copy(record))
+        self._notifier.notify()
+        return out
+
+    def get(self, params: IdsParams) -> list[JobRecord]:
+        with self._lock:
+            return [_copy(self._jobs[i]) for i in params.ids if i in self._jobs]
+
+    def query(self, params: QueryParams) -> Page:
+        f = params.filter
+        with self._lock:
+            matches = [
+                j
+                for j in self._jobs.values()
+                if (not f.states or j.state in f.states)
+                and (f.queue is None or j.queue == f.queue)
+                and (f.task is None or j.task == f.task)
+                and (f.owner is None or j.owner == f.owner)
+                and (f.batch is None or j.batch == f.batch)
+                and (params.cursor is None or j.id < params.cursor)
+            ]
+            matches.sort(key=lambda j: j.id, reverse=True)
+            page = [_copy(j) for j in matches[: params.limit]]
+        more = len(matches) > params.limit
+        return Page(jobs=page, next_cursor=page[-1].id if more and page else None)
+
+    def cancel(self, params: IdsParams) -> list[JobRecord]:
+        out = []
+        with self._lock:
+            now = self._clock()
+            for job_id in params.ids:
+                job = self._jobs.get(job_id)
+                if job is None:
+                    continue
+                if job.state in CANCELLABLE_STATES:
+                    job.state = JobState.CANCELLED
+                    job.finished_at = now
+                    job.lease_until = None
+                out.append(_copy(job))
+        return out
+
+    def retry(self, params: IdsParams) -> list[JobRecord]:
+        out = []
+        with self._lock:
+            now = self._clock()
+            for job_id in params.ids:
+                job = self._jobs.get(job_id)
+                if job is None:
+                    continue
+                if job.state in RETRYABLE_STATES and not self._key_taken(job):
+                    job.state = JobState.QUEUED
+                    job.attempt = 0
+                    job.crashes = 0
+                    job.run_at = now
+                    job.finished_at = None
+                    job.worker = None
+                    if job.key is not None:
+                        self._keys[job.key] = job.id
+                out.append(_copy(job))
+        self._notifier.notify()
+        return out
+
+    def _key_taken(self, job: JobRecord) -> bool:
+        if job.key is None:
+            return False
+        holder = self._jobs.get(self._keys.get(job.key, ""))
+        return holder is not None and holder.id != job.id and holder.state in KEY_HOLDING_STATES
+
+    def stats(self) -> list[QueueStats]:
+        with self._lock:
+            now = self._clock()
+            per_queue: dict[str, dict[str, int]] = {}
+            oldest: dict[str, float] = {}
+            recent: dict[str, int] = {}
+            for job in self._jobs.values():
+                counts = per_queue.setdefault(job.queue, {s.value: 0 for s in JobState})
+                counts[job.state.value] += 1
+                if job.state in _READY and job.run_at <= now:
+                    oldest[job.queue] = min(oldest.get(job.queue, now), job.run_at)
+                if job.finished_at is not None and job.finished_at >= now - 60:
+                    recent[job.queue] = recent.get(job.queue, 0) + 1
+            return [
+                QueueStats(
+                    queue=queue,
+                    counts=counts,
+                    oldest_ready_age_s=(now - oldest[queue]) if queue in oldest else None,
+                    finished_last_minute=recent.get(queue, 0),
+                )
+                for queue, counts in sorted(per_queue.items())
+            ]
+
+    def purge(self, params: PurgeParams) -> int:
+        with self._lock:
+            doomed = [
+                j.id
+                for j in self._jobs.values()
+                if j.state in params.states and (params.queue is None or j.queue == params.queue)
+            ]
+            for job_id in doomed:
+                self._forget(job_id)
+            return len(doomed)
+
+    def _forget(self, job_id: str) -> None:
+        job = self._jobs.pop(job_id)
+        if job.key is not None and self._keys.get(job.key) == job_id:
+            del self._keys[job.key]
+
+    # -- worker operations -------------------------------------------------
+    def claim(self, params: ClaimParams) -> list[JobRecord]:
+        with self._lock:
+            now = self._clock()
+            ready = [
+                j
+                for j in self._jobs.values()
+                if j.state in _READY and j.run_at <= now and j.queue in params.queues
+            ]
+            ready.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+            out = []
+            for job in ready[: params.limit]:
+                job.state = JobState.RUNNING
+                job.attempt += 1
+                job.delivery += 1
+                job.worker = params.worker
+                job.lease_until = now + (job.lease_s or params.lease_s)
+                job.started_at = now
+                out.append(_copy(job))
+            return out
+
+    def _held(self, job_id: str, delivery: int) -> JobRecord | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.state is not JobState.RUNNING or job.delivery != delivery:
+            return None
+        return job
+
+    def heartbeat(self, params: HeartbeatParams) -> HeartbeatResult:
+        lost = []
+        with self._lock:
+            now = self._clock()
+            for lease in params.leases:
+                job = self._held(lease.id, lease.delivery)
+                if job is None:
+                    lost.append(lease.id)
+                else:
+                    job.lease_until = now + (job.lease_s or params.lease_s)
+        return HeartbeatResult(lost=lost)
+
+    def finish(self, params: FinishParams) -> FinishResult:
+        rejected = []
+        with self._lock:
+            now = self._clock()
+            for outcome in params.outcomes:
+                job = self._held(outcome.id, outcome.delivery)
+                if job is None:
+                    rejected.append(outcome.id)
+                    continue
+                job.lease_until = None
+                kind = outcome.kind
+                if kind is OutcomeKind.RELEASE:
+                    job.state = JobState.QUEUED
+                    job.attempt -= 1
+                    job.worker = None
+                    continue
+                if kind is OutcomeKind.RETRY:
+                    job.state = JobState.SCHEDULED
+                    job.run_at = now + outcome.retry_delay_s
+                    job.error = outcome.error
+                    continue
+                job.state = JobState(kind.value)
+                job.finished_at = now
+                job.result = outcome.result
+                job.error = outcome.error
+                if kind is OutcomeKind.SUCCEEDED:
+                    job.progress = 1.0
+        self._notifier.notify()
+        return FinishResult(rejected=rejected)
+
+    def report_progress(self, params: ProgressParams) -> None:
+        with self._lock:
+            for update in params.updates:
+                job = self._held(update.id, update.delivery)
+                if job is not None:
+                    job.progress = update.progress
+                    job.progress_message = update.message
+
+    # -- maintenance -------------------------------------------------------
+    def promote_due(self) -> int:
+        with self._lock:
+            now = self._clock()
+            due = [
+                j for j in self._jobs.values() if j.state is JobState.SCHEDULED and j.run_at <= now
+            ]
+            for job in due:
+                job.state = JobState.QUEUED
+            return len(due)
+
+    def reap_expired(self, params: ReapParams) -> list[ReapedJob]:
+        out = []
+        with self._lock:
+            now = self._clock()
+            for job in self._jobs.values():
+                if job.state is not JobState.RUNNING or (job.lease_until or 0) >= now:
+                    continue
+                job.crashes += 1
+                job.lease_until = None
+                job.worker = None
+                job.error = WORKER_LOST
+                if job.crashes >= params.max_crashes:
+                    job.state = JobState.DEAD
+                    job.finished_at = now
+                else:
+                    job.state = JobState.QUEUED
+                out.append(ReapedJob(id=job.id, state=job.state))
+        if out:
+            self._notifier.notify()
+        return out
+
+    def prune(self, params: PruneParams) -> int:
+        with self._lock:
+            doomed = [
+                j.id
+                for j in self._jobs.values()
+                if j.state in params.states
+                and j.finished_at is not None
+                and j.finished_at < params.finished_before
+            ]
+            for job_id in doomed:
+                self._forget(job_id)
+            return len(doomed)
+
+    def lock(self, params: LockParams) -> bool:
+        with self._lock:
+            now = self._clock()
+            holder = self._locks.get(params.name)
+            if holder is not None and holder[0] != params.owner and holder[1] > now:
+                return False
+            self._locks[params.name] = (params.owner, now + params.ttl_s)
+            return True
+
+    def unlock(self, params: LockParams) -> None:
+        with self._lock:
+            holder = self._locks.get(params.name)
+            if holder is not None and holder[0] == params.owner:
+                del self._locks[params.name]
+
+    # -- wake-ups ----------------------------------------------------------
+    def next_ready_at(self, queues: Sequence[str]) -> float | None:
+        with self._lock:
+            times = [j.run_at for j in self._jobs.values() if j.state in _READY and j.queue in queues]
+            return min(times) if times else None
+
+    def change_marker(self) -> object:
+        return None
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        self._notifier.add(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        self._notifier.remove(callback)
+
+    def close(self) -> None:
+        pass
+
+
+def memory_backend(url: str, clock: Callable[[], float] = time.time) -> ThreadedBackend:
+    """``memory://``: one store per call, so each ``Offload`` instance gets its own."""
+    return ThreadedBackend(MemoryStore(clock=clock))

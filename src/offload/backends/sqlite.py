@@ -1,0 +1,576 @@
+"""The embedded default: one SQLite file in WAL mode, safe for several worker processes.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so claims never race; each
+thread has its own connection. SQLite has no notification, so other processes
+notice new work by a cheap ``stat`` of the WAL file (it changes on every
+commit), polled with a backoff capped at 50 ms; this process's own enqueues wake
+its workers at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+
+from offload.backends.base import (
+    BackendError,
+    Capabilities,
+    ClaimParams,
+    EnqueueParams,
+    FinishParams,
+    FinishResult,
+    HeartbeatParams,
+    HeartbeatResult,
+    IdsParams,
+    LockParams,
+    OutcomeKind,
+    Page,
+    ProgressParams,
+    PruneParams,
+    PurgeParams,
+    QueryParams,
+    QueueStats,
+    ReapedJob,
+    ReapParams,
+)
+from offload.backends.store import Notifier, ThreadedBackend
+from offload.records import ErrorInfo, JobRecord, NewJob
+from offload.states import JobState
+
+COLUMNS = (
+    "id, task, queue, state, payload, priority, attempt, max_attempts, delivery, crashes, "
+    "run_at, lease_until, lease_s, timeout_s, worker, progress, progress_message, result, "
+    "error, created_at, started_at, finished_at, key, batch, owner, meta"
+)
+_encode = msgspec.json.encode
+_decode_error = msgspec.json.Decoder(ErrorInfo).decode
+_decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
+_WORKER_LOST = _encode(
+    ErrorInfo(
+        type="WorkerLost",
+        message="the worker stopped renewing its lease (crash, kill or freeze)",
+    )
+)
+_SQL = resources.files("offload.backends") / "sqlite_sql"
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    return JobRecord(
+        id=row[0],
+        task=row[1],
+        queue=row[2],
+        state=JobState(row[3]),
+        payload=bytes(row[4]),
+        priority=row[5],
+        attempt=row[6],
+        max_attempts=row[7],
+        delivery=row[8],
+        crashes=row[9],
+        run_at=row[10],
+        lease_until=row[11],
+        lease_s=row[12],
+        timeout_s=row[13],
+        worker=row[14],
+        progress=row[15],
+        progress_message=row[16],
+        result=None if row[17] is None else bytes(row[17]),
+        error=None if row[18] is None else _decode_error(row[18]),
+        created_at=row[19],
+        started_at=row[20],
+        finished_at=row[21],
+        key=row[22],
+        batch=row[23],
+        owner=row[24],
+        meta={} if row[25] is None else _decode_meta(row[25]),
+    )
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+def migrations() -> list[tuple[int, str]]:
+    """The migration scripts in order, as (version, sql)."""
+    found = []
+    for entry in (_SQL / "migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)
+
+
+def fresh_schema() -> str:
+    return (_SQL / "schema.sql").read_text()
+
+
+def apply_schema(conn: sqlite3.Connection) -> None:
+    """Create or upgrade the schema; ``PRAGMA user_version`` records the version."""
+    steps = migrations()
+    latest = steps[-1][0]
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current == 0:
+            for statement in _statements(fresh_schema()):
+                conn.execute(statement)
+        else:
+            for version, sql in steps:
+                if version > current:
+                    for statement in _statements(sql):
+                        conn.execute(statement)
+        if current > latest:
+            raise BackendError(
+                f"the database schema is version {current}, newer than this offload "
+                f"({latest}); upgrade offload"
+            )
+        conn.execute(f"PRAGMA user_version = {latest}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(sql: str) -> Iterator[str]:
+    """Split a script into statements so they run inside our transaction."""
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        yield buffer.strip()
+
+
+class SqliteStore:
+    capabilities = Capabilities(push_wakeups=False, shared_between_processes=True)
+    blocks = True
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "full",
+        busy_timeout_ms: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._clock = clock
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._notifier = Notifier()
+        self._wal_path = path + "-wal"
+        apply_schema(self._conn())
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except sqlite3.Error as exc:
+            raise BackendError(
+                f"cannot open the SQLite database {self.path!r}: {exc}; check that its folder "
+                "exists and is writable, or set OFFLOAD_URL"
+            ) from exc
+        self._local.conn = conn
+        with self._connections_lock:
+            self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise BackendError(f"SQLite database {self.path!r} is busy: {exc}") from exc
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def now(self) -> float:
+        return self._clock()
+
+    # -- client operations -------------------------------------------------
+    def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
+        out: list[JobRecord] = []
+        rows = []
+        with self._write() as conn:
+            now = self._clock()
+            for new in params.jobs:
+                if new.key is not None:
+                    held = conn.execute(
+                        f"SELECT {COLUMNS} FROM offload_jobs WHERE key = ? "
+                        "AND state IN ('scheduled', 'queued', 'running')",
+                        (new.key,),
+                    ).fetchone()
+                    if held is not None:
+                        out.append(_record(held))
+                        continue
+                record = _new_record(new, now)
+                out.append(record)
+                rows.append(
+                    (
+                        record.id, record.task, record.queue, record.state.value, record.payload,
+                        record.priority, record.max_attempts, record.run_at, record.lease_s,
+                        record.timeout_s, record.created_at, record.key, record.batch,
+                        record.owner, _encode(record.meta) if record.meta else None,
+                    )
+                )  # fmt: skip
+                if new.key is not None:  # a later job in this batch may carry the same key
+                    self._insert(conn, rows)
+                    rows = []
+            self._insert(conn, rows)
+        self._notifier.notify()
+        return out
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            conn.executemany(
+                "INSERT INTO offload_jobs (id, task, queue, state, payload, priority, "
+                "max_attempts, run_at, lease_s, timeout_s, created_at, key, batch, owner, meta) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def get(self, params: IdsParams) -> list[JobRecord]:
+        ids = list(params.ids)
+        if not ids:
+            return []
+        rows = self._conn().execute(
+            f"SELECT {COLUMNS} FROM offload_jobs WHERE id IN ({_marks(ids)})", ids
+        )
+        by_id = {r.id: r for r in map(_record, rows)}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def query(self, params: QueryParams) -> Page:
+        f = params.filter
+        where, args = ["1=1"], []  # type: list[str], list[Any]
+        if f.states:
+            where.append(f"state IN ({_marks(f.states)})")
+            args += [s.value for s in f.states]
+        for column, value in (("queue", f.queue), ("task", f.task), ("owner", f.owner),
+                              ("batch", f.batch)):  # fmt: skip
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if params.cursor is not None:
+            where.append("id < ?")
+            args.append(params.cursor)
+        rows = self._conn().execute(
+            f"SELECT {COLUMNS} FROM offload_jobs WHERE {' AND '.join(where)} "
+            "ORDER BY id DESC LIMIT ?",
+            [*args, params.limit + 1],
+        )
+        jobs = [_record(r) for r in rows]
+        more = len(jobs) > params.limit
+        jobs = jobs[: params.limit]
+        return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
+
+    def cancel(self, params: IdsParams) -> list[JobRecord]:
+        ids = list(params.ids)
+        if ids:
+            with self._write() as conn:
+                conn.execute(
+                    "UPDATE offload_jobs SET state = 'cancelled', finished_at = ?, "
+                    "lease_until = NULL WHERE state IN ('scheduled', 'queued', 'running') "
+                    f"AND id IN ({_marks(ids)})",
+                    [self._clock(), *ids],
+                )
+        return self.get(params)
+
+    def retry(self, params: IdsParams) -> list[JobRecord]:
+        with self._write() as conn:
+            now = self._clock()
+            for job_id in params.ids:
+                try:
+                    conn.execute(
+                        "UPDATE offload_jobs SET state = 'queued', attempt = 0, crashes = 0, "
+                        "run_at = ?, finished_at = NULL, worker = NULL "
+                        "WHERE id = ? AND state IN ('dead', 'cancelled')",
+                        (now, job_id),
+                    )
+                except sqlite3.IntegrityError:
+                    pass  # its unique key is held by a newer live job: leave it as it is
+        self._notifier.notify()
+        return self.get(params)
+
+    def stats(self) -> list[QueueStats]:
+        conn = self._conn()
+        now = self._clock()
+        counts: dict[str, dict[str, int]] = {}
+        for queue, state, count in conn.execute(
+            "SELECT queue, state, count(*) FROM offload_jobs GROUP BY queue, state"
+        ):
+            counts.setdefault(queue, {s.value: 0 for s in JobState})[state] = count
+        oldest = dict(
+            conn.execute(
+                "SELECT queue, min(run_at) FROM offload_jobs "
+                "WHERE state IN ('queued', 'scheduled') AND run_at <= ? GROUP BY queue",
+                (now,),
+            ).fetchall()
+        )
+        recent = dict(
+            conn.execute(
+                "SELECT queue, count(*) FROM offload_jobs WHERE finished_at >= ? GROUP BY queue",
+                (now - 60,),
+            ).fetchall()
+        )
+        return [
+            QueueStats(
+                queue=queue,
+                counts=per_state,
+                oldest_ready_age_s=(now - oldest[queue]) if queue in oldest else None,
+                finished_last_minute=recent.get(queue, 0),
+            )
+            for queue, per_state in sorted(counts.items())
+        ]
+
+    def purge(self, params: PurgeParams) -> int:
+        states = [s.value for s in params.states]
+        if not states:
+            return 0
+        sql = f"DELETE FROM offload_jobs WHERE state IN ({_marks(states)})"
+        args: list[Any] = list(states)
+        if params.queue is not None:
+            sql += " AND queue = ?"
+            args.append(params.queue)
+        with self._write() as conn:
+            return conn.execute(sql, args).rowcount
+
+    # -- worker operations -------------------------------------------------
+    def claim(self, params: ClaimParams) -> list[JobRecord]:
+        queues = list(params.queues)
+        with self._write() as conn:
+            now = self._clock()
+            rows = conn.execute(
+                "UPDATE offload_jobs SET state = 'running', attempt = attempt + 1, "
+                "delivery = delivery + 1, worker = ?, started_at = ?, "
+                "lease_until = ? + coalesce(lease_s, ?) "
+                "WHERE id IN (SELECT id FROM offload_jobs "
+                f"WHERE queue IN ({_marks(queues)}) AND state IN ('queued', 'scheduled') "
+                "AND run_at <= ? ORDER BY priority DESC, run_at, id LIMIT ?) "
+                f"RETURNING {COLUMNS}",
+                [params.worker, now, now, params.lease_s, *queues, now, params.limit],
+            ).fetchall()
+        jobs = [_record(r) for r in rows]
+        jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+        return jobs
+
+    def heartbeat(self, params: HeartbeatParams) -> HeartbeatResult:
+        lost = []
+        with self._write() as conn:
+            now = self._clock()
+            for lease in params.leases:
+                updated = conn.execute(
+                    "UPDATE offload_jobs SET lease_until = ? + coalesce(lease_s, ?) "
+                    "WHERE id = ? AND delivery = ? AND state = 'running'",
+                    (now, params.lease_s, lease.id, lease.delivery),
+                ).rowcount
+                if not updated:
+                    lost.append(lease.id)
+        return HeartbeatResult(lost=lost)
+
+    def finish(self, params: FinishParams) -> FinishResult:
+        rejected = []
+        with self._write() as conn:
+            now = self._clock()
+            for o in params.outcomes:
+                fence = (o.id, o.delivery)
+                error = None if o.error is None else _encode(o.error)
+                if o.kind is OutcomeKind.SUCCEEDED:
+                    cursor = conn.execute(
+                        "UPDATE offload_jobs SET state = 'succeeded', result = ?, "
+                        "finished_at = ?, lease_until = NULL, progress = 1.0 "
+                        "WHERE id = ? AND delivery = ? AND state = 'running'",
+                        (o.result, now, *fence),
+                    )
+                elif o.kind is OutcomeKind.RETRY:
+                    cursor = conn.execute(
+                        "UPDATE offload_jobs SET state = 'scheduled', run_at = ?, error = ?, "
+                        "lease_until = NULL WHERE id = ? AND delivery = ? AND state = 'running'",
+                        (now + o.retry_delay_s, error, *fence),
+                    )
+                elif o.kind is OutcomeKind.RELEASE:
+                    cursor = conn.execute(
+                        "UPDATE offload_jobs SET state = 'queued', attempt = attempt - 1, "
+                        "worker = NULL, lease_until = NULL "
+                        "WHERE id = ? AND delivery = ? AND state = 'running'",
+                        fence,
+                    )
+                else:
+                    cursor = conn.execute(
+                        "UPDATE offload_jobs SET state = ?, result = ?, error = ?, "
+                        "finished_at = ?, lease_until = NULL "
+                        "WHERE id = ? AND delivery = ? AND state = 'running'",
+                        (o.kind.value, o.result, error, now, *fence),
+                    )
+                if not cursor.rowcount:
+                    rejected.append(o.id)
+        self._notifier.notify()
+        return FinishResult(rejected=rejected)
+
+    def report_progress(self, params: ProgressParams) -> None:
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE offload_jobs SET progress = ?, progress_message = ? "
+                "WHERE id = ? AND delivery = ? AND state = 'running'",
+                [(u.progress, u.message, u.id, u.delivery) for u in params.updates],
+            )
+
+    # -- maintenance -------------------------------------------------------
+    def promote_due(self) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE offload_jobs SET state = 'queued' "
+                "WHERE state = 'scheduled' AND run_at <= ?",
+                (self._clock(),),
+            ).rowcount
+
+    def reap_expired(self, params: ReapParams) -> list[ReapedJob]:
+        with self._write() as conn:
+            now = self._clock()
+            rows = conn.execute(
+                "UPDATE offload_jobs SET crashes = crashes + 1, lease_until = NULL, "
+                "worker = NULL, error = ?, "
+                "state = CASE WHEN crashes + 1 >= ? THEN 'dead' ELSE 'queued' END, "
+                "finished_at = CASE WHEN crashes + 1 >= ? THEN ? ELSE NULL END "
+                "WHERE state = 'running' AND lease_until < ? RETURNING id, state",
+                (_WORKER_LOST, params.max_crashes, params.max_crashes, now, now),
+            ).fetchall()
+        if rows:
+            self._notifier.notify()
+        return [ReapedJob(id=r[0], state=JobState(r[1])) for r in rows]
+
+    def prune(self, params: PruneParams) -> int:
+        states = [s.value for s in params.states]
+        with self._write() as conn:
+            return conn.execute(
+                f"DELETE FROM offload_jobs WHERE state IN ({_marks(states)}) "
+                "AND finished_at < ?",
+                [*states, params.finished_before],
+            ).rowcount
+
+    def lock(self, params: LockParams) -> bool:
+        with self._write() as conn:
+            now = self._clock()
+            taken = conn.execute(
+                "INSERT INTO offload_locks (name, owner, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
+                "expires_at = excluded.expires_at "
+                "WHERE offload_locks.owner = excluded.owner OR offload_locks.expires_at <= ?",
+                (params.name, params.owner, now + params.ttl_s, now),
+            ).rowcount
+        return bool(taken)
+
+    def unlock(self, params: LockParams) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM offload_locks WHERE name = ? AND owner = ?",
+                (params.name, params.owner),
+            )
+
+    # -- wake-ups ----------------------------------------------------------
+    def next_ready_at(self, queues: Sequence[str]) -> float | None:
+        queues = list(queues)
+        row = self._conn().execute(
+            "SELECT min(run_at) FROM offload_jobs WHERE state IN ('queued', 'scheduled') "
+            f"AND queue IN ({_marks(queues)})",
+            queues,
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def change_marker(self) -> object:
+        try:
+            st = os.stat(self._wal_path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        self._notifier.add(callback)
+
+    def remove_listener(self, callback: Callable[[], None]) -> None:
+        self._notifier.remove(callback)
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+def _new_record(new: NewJob, now: float) -> JobRecord:
+    run_at = new.run_at if new.run_at is not None else now + new.delay_s
+    return JobRecord(
+        id=new.id,
+        task=new.task,
+        queue=new.queue,
+        state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
+        payload=new.payload,
+        priority=new.priority,
+        max_attempts=new.max_attempts,
+        run_at=run_at,
+        lease_s=new.lease_s,
+        timeout_s=new.timeout_s,
+        created_at=now,
+        key=new.key,
+        batch=new.batch,
+        owner=new.owner,
+        meta=dict(new.meta),
+    )
+
+
+def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db``, optional ``?synchronous=normal``."""
+    rest = url.removeprefix("sqlite://")
+    rest, _, query = rest.partition("?")
+    if not rest.startswith("/") or rest == "/":
+        raise ValueError(
+            f"bad SQLite URL {url!r}: write sqlite:///relative/path.db or sqlite:////abs/path.db"
+        )
+    options = {k: v[-1] for k, v in parse_qs(query).items()}
+    unknown = set(options) - {"synchronous", "busy_timeout_ms"}
+    if unknown:
+        raise ValueError(f"unknown SQLite URL option(s) {sorted(unknown)} in {url!r}")
+    if options.get("synchronous", "full").lower() not in {"full", "normal", "extra"}:
+        raise ValueError("SQLite option synchronous must be full, normal or extra")
+    return rest[1:], options
+
+
+def sqlite_backend(url: str, clock: Callable[[], float] = time.time) -> ThreadedBackend:
+    path, options = parse_sqlite_url(url)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise BackendError(f"cannot open {path!r}: the folder {folder!r} does not exist")
+    store = SqliteStore(
+        path,
+        synchronous=options.get("synchronous", "full"),
+        busy_timeout_ms=int(options.get("busy_timeout_ms", 10_000)),
+        clock=clock,
+    )
+    return ThreadedBackend(store)

@@ -1,0 +1,44 @@
+-- The current schema, applied as a whole to a new database.
+-- Every change here needs a matching file in migrations/ (a test compares them).
+CREATE TABLE offload_jobs (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    state TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 1,
+    delivery INTEGER NOT NULL DEFAULT 0,
+    crashes INTEGER NOT NULL DEFAULT 0,
+    run_at REAL NOT NULL,
+    lease_until REAL,
+    lease_s REAL,
+    timeout_s REAL,
+    worker TEXT,
+    progress REAL NOT NULL DEFAULT 0,
+    progress_message TEXT,
+    result BLOB,
+    error BLOB,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    key TEXT,
+    batch TEXT,
+    owner TEXT,
+    meta BLOB
+) WITHOUT ROWID;
+
+CREATE INDEX offload_jobs_ready ON offload_jobs (queue, priority DESC, run_at, id)
+    WHERE state IN ('queued', 'scheduled');
+CREATE INDEX offload_jobs_leases ON offload_jobs (lease_until) WHERE state = 'running';
+CREATE UNIQUE INDEX offload_jobs_live_key ON offload_jobs (key)
+    WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running');
+CREATE INDEX offload_jobs_finished ON offload_jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX offload_jobs_state ON offload_jobs (state, id);
+
+CREATE TABLE offload_locks (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;

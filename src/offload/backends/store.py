@@ -1,0 +1,212 @@
+"""Blocking stores and the adapter that serves them to the async core.
+
+SQLite and the in-memory store are naturally synchronous: they implement
+``SyncStore`` once and ``ThreadedBackend`` turns that into the async
+``Backend``, running blocking I/O on one dedicated thread so the worker's event
+loop never waits on a disk lock. Sync callers use the store directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol, TypeVar
+
+from offload.backends.base import (
+    Capabilities,
+    ClaimParams,
+    EnqueueParams,
+    FinishParams,
+    FinishResult,
+    HeartbeatParams,
+    HeartbeatResult,
+    IdsParams,
+    LockParams,
+    Page,
+    ProgressParams,
+    PruneParams,
+    PurgeParams,
+    QueryParams,
+    QueueStats,
+    ReapedJob,
+    ReapParams,
+    SyncBackend,
+    WaitParams,
+)
+from offload.records import JobRecord
+
+T = TypeVar("T")
+
+#: Cross-process change polling starts fast after activity and backs off to this cap.
+MAX_POLL_INTERVAL_S = 0.05
+MIN_POLL_INTERVAL_S = 0.002
+
+
+class SyncStore(SyncBackend, Protocol):
+    capabilities: Capabilities
+    #: False when every call is a quick in-memory step that may run on the event loop.
+    blocks: bool
+
+    def claim(self, params: ClaimParams) -> list[JobRecord]: ...
+    def heartbeat(self, params: HeartbeatParams) -> HeartbeatResult: ...
+    def finish(self, params: FinishParams) -> FinishResult: ...
+    def report_progress(self, params: ProgressParams) -> None: ...
+    def promote_due(self) -> int: ...
+    def reap_expired(self, params: ReapParams) -> list[ReapedJob]: ...
+    def prune(self, params: PruneParams) -> int: ...
+    def lock(self, params: LockParams) -> bool: ...
+    def unlock(self, params: LockParams) -> None: ...
+
+    def next_ready_at(self, queues: Sequence[str]) -> float | None:
+        """When the earliest job on ``queues`` is due (now or past if one is ready)."""
+        ...
+
+    def change_marker(self) -> object:
+        """A cheap value that changes when another process commits (None: in-process only)."""
+        ...
+
+    def add_listener(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from any thread) after this process stores new work."""
+        ...
+
+    def remove_listener(self, callback: Callable[[], None]) -> None: ...
+    def close(self) -> None: ...
+
+
+class Notifier:
+    """In-process wake-ups: an enqueue in this process wakes its idle workers at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def add(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._listeners.append(callback)
+
+    def remove(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    def notify(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback()
+
+
+class ThreadedBackend:
+    """The async ``Backend`` over a blocking ``SyncStore``."""
+
+    def __init__(self, store: SyncStore) -> None:
+        self.store = store
+        self.capabilities = store.capabilities
+        self._executor: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="offload-store")
+            if store.blocks
+            else None
+        )
+
+    @property
+    def blocking(self) -> SyncBackend:
+        return self.store
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        if self._executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
+        return await self._run(self.store.enqueue, params)
+
+    async def claim(self, params: ClaimParams) -> list[JobRecord]:
+        return await self._run(self.store.claim, params)
+
+    async def heartbeat(self, params: HeartbeatParams) -> HeartbeatResult:
+        return await self._run(self.store.heartbeat, params)
+
+    async def finish(self, params: FinishParams) -> FinishResult:
+        return await self._run(self.store.finish, params)
+
+    async def report_progress(self, params: ProgressParams) -> None:
+        await self._run(self.store.report_progress, params)
+
+    async def cancel(self, params: IdsParams) -> list[JobRecord]:
+        return await self._run(self.store.cancel, params)
+
+    async def retry(self, params: IdsParams) -> list[JobRecord]:
+        return await self._run(self.store.retry, params)
+
+    async def get(self, params: IdsParams) -> list[JobRecord]:
+        return await self._run(self.store.get, params)
+
+    async def query(self, params: QueryParams) -> Page:
+        return await self._run(self.store.query, params)
+
+    async def stats(self) -> list[QueueStats]:
+        return await self._run(self.store.stats)
+
+    async def promote_due(self) -> int:
+        return await self._run(self.store.promote_due)
+
+    async def reap_expired(self, params: ReapParams) -> list[ReapedJob]:
+        return await self._run(self.store.reap_expired, params)
+
+    async def prune(self, params: PruneParams) -> int:
+        return await self._run(self.store.prune, params)
+
+    async def purge(self, params: PurgeParams) -> int:
+        return await self._run(self.store.purge, params)
+
+    async def lock(self, params: LockParams) -> bool:
+        return await self._run(self.store.lock, params)
+
+    async def unlock(self, params: LockParams) -> None:
+        await self._run(self.store.unlock, params)
+
+    async def now(self) -> float:
+        return self.store.now()
+
+    async def wait(self, params: WaitParams) -> None:
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(woken.set)
+
+        self.store.add_listener(wake)
+        try:
+            marker = self.store.change_marker()
+            next_ready = await self._run(self.store.next_ready_at, params.queues)
+            now = self.store.now()
+            if next_ready is not None and next_ready <= now:
+                return
+            deadline = time.monotonic() + params.timeout_s
+            if next_ready is not None:
+                deadline = min(deadline, time.monotonic() + (next_ready - now))
+            interval_s = MIN_POLL_INTERVAL_S
+            while not woken.is_set():
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    return
+                poll_s = remaining_s if marker is None else min(interval_s, remaining_s)
+                try:
+                    await asyncio.wait_for(woken.wait(), poll_s)
+                except TimeoutError:
+                    pass
+                if marker is not None and self.store.change_marker() != marker:
+                    return
+                interval_s = min(interval_s * 2, MAX_POLL_INTERVAL_S)
+        finally:
+            self.store.remove_listener(wake)
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            await self._run(self.store.close)
+            self._executor.shutdown(wait=True)
+        else:
+            self.store.close()

@@ -1,0 +1,134 @@
+"""JSON on the wire, checked against the task's type hints on both sides.
+
+Arguments are checked when enqueued, so a caller's mistake fails in the
+caller; the worker decodes each argument to its annotated type, so a task
+that takes a dataclass or a datetime receives one. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from offload.errors import ConfigurationError, InvalidArguments
+
+_encoder = msgspec.json.Encoder()
+_raw_payload = msgspec.json.Decoder(tuple[list[msgspec.Raw], dict[str, msgspec.Raw]])
+_UNCHECKED = (Any, inspect.Parameter.empty, object)
+
+
+class PayloadError(ValueError):
+    """A stored payload cannot be decoded for this task: the job is dead-lettered."""
+
+
+def encode(value: object) -> bytes:
+    return _encoder.encode(value)
+
+
+class ArgsCodec:
+    """Encodes and decodes one task's ``(args, kwargs)`` and its result."""
+
+    def __init__(self, fn: Callable[..., Any], task_name: str) -> None:
+        self.task_name = task_name
+        self.signature = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"task {task_name!r}: cannot resolve its type hints ({exc})"
+            ) from exc
+        self._types: dict[str, Any] = {}
+        self._var_positional: str | None = None
+        self._var_keyword: str | None = None
+        for name, param in self.signature.parameters.items():
+            annotation = hints.get(name, Any)
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+                self._var_positional = name
+            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+                self._var_keyword = name
+            self._types[name] = annotation
+        self.return_type: Any = hints.get("return", Any)
+        self._result_decoder = msgspec.json.Decoder(
+            Any if self.return_type in (None, type(None)) else self.return_type
+        )
+
+    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        try:
+            return self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"task {self.task_name!r}{self.signature}: {exc}") from exc
+
+    def encode_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        bound = self._bind(args, kwargs)
+        for name, value in bound.arguments.items():
+            annotation = self._types[name]
+            if annotation in _UNCHECKED:
+                continue
+            if name == self._var_positional:
+                annotation = tuple[annotation, ...]
+            elif name == self._var_keyword:
+                annotation = dict[str, annotation]
+            try:
+                msgspec.convert(value, annotation)
+            except (msgspec.ValidationError, TypeError) as exc:
+                raise InvalidArguments(
+                    f"task {self.task_name!r}, argument {name!r}: {exc}"
+                ) from exc
+        try:
+            return _encoder.encode((args, kwargs))
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise InvalidArguments(
+                f"task {self.task_name!r}: arguments must be JSON-encodable ({exc}); "
+                "pass ids or paths rather than open files, connections or objects"
+            ) from exc
+
+    def decode_args(self, payload: bytes) -> tuple[list[Any], dict[str, Any]]:
+        try:
+            raw_args, raw_kwargs = _raw_payload.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise PayloadError(f"payload is not [args, kwargs] JSON: {exc}") from exc
+        params = list(self.signature.parameters.values())
+        args: list[Any] = []
+        for index, raw in enumerate(raw_args):
+            if index < len(params) and params[index].kind in (
+                inspect.Parameter.POSITIONAL_ONLY,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            ):
+                args.append(self._decode_one(params[index].name, raw))
+            elif self._var_positional is not None:
+                args.append(self._decode_one(self._var_positional, raw))
+            else:
+                raise PayloadError(f"too many positional arguments for {self.signature}")
+        kwargs = {}
+        for name, raw in raw_kwargs.items():
+            known = name in self._types and name not in (self._var_positional, self._var_keyword)
+            kwargs[name] = self._decode_one(name if known else self._var_keyword or name, raw)
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PayloadError(f"arguments do not fit {self.signature}: {exc}") from exc
+        return args, kwargs
+
+    def _decode_one(self, name: str, raw: msgspec.Raw) -> Any:
+        annotation = self._types.get(name, Any)
+        if annotation is inspect.Parameter.empty:
+            annotation = Any
+        try:
+            return msgspec.json.decode(raw, type=annotation)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise PayloadError(f"argument {name!r}: {exc}") from exc
+
+    def encode_result(self, value: object) -> bytes:
+        try:
+            return _encoder.encode(value)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise TypeError(
+                f"task {self.task_name!r} returned a value that is not JSON-encodable: {exc}"
+            ) from exc
+
+    def decode_result(self, data: bytes) -> Any:
+        return self._result_decoder.decode(data)

@@ -1,0 +1,209 @@
+"""Tasks: a function plus its options, and the typed ways to enqueue it."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from offload.errors import ConfigurationError
+from offload.records import NewJob
+from offload.retry import BackoffPolicy
+from offload.serialize import ArgsCodec
+
+if TYPE_CHECKING:
+    from offload.app import Offload
+    from offload.job import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Delay = float | int | timedelta
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    queue: str
+    priority: int
+    max_attempts: int
+    backoff: BackoffPolicy
+    timeout_s: float | None
+    lease_s: float | None
+    retry_on: tuple[type[BaseException], ...]
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """Per-job choices that override the task's defaults."""
+
+    delay_s: float = 0.0
+    run_at: float | None = None
+    priority: int | None = None
+    queue: str | None = None
+    key: str | None = None
+    owner: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _seconds(delay: Delay) -> float:
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+    if seconds < 0:
+        raise ConfigurationError(f"delay must not be negative, got {delay!r}")
+    return seconds
+
+
+def make_call_options(
+    base: CallOptions,
+    *,
+    delay: Delay | None,
+    run_at: datetime | float | None,
+    priority: int | None,
+    queue: str | None,
+    key: str | None,
+    owner: str | None,
+    meta: Mapping[str, Any] | None,
+) -> CallOptions:
+    if delay is not None and run_at is not None:
+        raise ConfigurationError("give either delay or run_at, not both")
+    changes: dict[str, Any] = {}
+    if delay is not None:
+        changes["delay_s"] = _seconds(delay)
+        changes["run_at"] = None
+    if run_at is not None:
+        if isinstance(run_at, datetime):
+            if run_at.tzinfo is None:
+                raise ConfigurationError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
+            changes["run_at"] = run_at.timestamp()
+        else:
+            changes["run_at"] = float(run_at)
+        changes["delay_s"] = 0.0
+    if priority is not None:
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise ConfigurationError(f"priority must be an int, got {priority!r}")
+        changes["priority"] = priority
+    if queue is not None:
+        changes["queue"] = check_queue_name(queue)
+    if key is not None:
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError("key must be a non-empty string")
+        changes["key"] = key
+    if owner is not None:
+        changes["owner"] = owner
+    if meta is not None:
+        changes["meta"] = dict(meta)
+    return replace(base, **changes)
+
+
+def check_queue_name(queue: str) -> str:
+    if not isinstance(queue, str) or not queue or len(queue) > 200 or not queue.isprintable():
+        raise ConfigurationError(f"queue must be a short printable non-empty string, got {queue!r}")
+    return queue
+
+
+@dataclass(frozen=True)
+class Signature(Generic[R]):
+    """A task with its arguments, not yet enqueued: for ``enqueue_many``, batches and chains."""
+
+    task: Task[Any, R]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    call: CallOptions = CallOptions()
+
+    def to_new_job(self) -> NewJob:
+        return self.task.new_job(self.args, self.kwargs, self.call)
+
+
+class _Enqueuer(Generic[P, R]):
+    """The enqueue verbs, shared by a task and a task with per-call options."""
+
+    _task: Task[P, R]
+    _call: CallOptions
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Store one job durably and return its handle at once."""
+        return self._task.app.enqueue_one(self._task, self._task.new_job(args, kwargs, self._call))
+
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        return await self._task.app.enqueue_one_async(
+            self._task, self._task.new_job(args, kwargs, self._call)
+        )
+
+    def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
+        self._task.codec.encode_args(args, kwargs)  # fail here, not when the batch is sent
+        return Signature(self._task, args, dict(kwargs), self._call)
+
+    def enqueue_many(self, signatures: Iterable[Signature[R]]) -> list[Job[R]]:
+        """Store many jobs in one round trip (one transaction)."""
+        return self._task.app.enqueue_signatures(list(signatures))
+
+    async def enqueue_many_async(self, signatures: Iterable[Signature[R]]) -> list[Job[R]]:
+        return await self._task.app.enqueue_signatures_async(list(signatures))
+
+    def options(
+        self,
+        *,
+        delay: Delay | None = None,
+        run_at: datetime | float | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        key: str | None = None,
+        owner: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> BoundTask[P, R]:
+        """Per-job options: ``task.options(delay=60, key="u42:a.docx").enqueue(...)``."""
+        call = make_call_options(
+            self._call, delay=delay, run_at=run_at, priority=priority, queue=queue,
+            key=key, owner=owner, meta=meta,
+        )  # fmt: skip
+        return BoundTask(self._task, call)
+
+
+class BoundTask(_Enqueuer[P, R]):
+    def __init__(self, task: Task[P, R], call: CallOptions) -> None:
+        self._task = task
+        self._call = call
+
+
+class Task(_Enqueuer[P, R]):
+    """A registered function. Calling it runs it here; ``enqueue`` runs it in a worker."""
+
+    def __init__(
+        self, app: Offload, fn: Callable[P, Any], name: str, options: TaskOptions
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.defaults = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.codec = ArgsCodec(fn, name)
+        self._task = self
+        self._call = CallOptions()
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.defaults.queue}>"
+
+    def new_job(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call: CallOptions
+    ) -> NewJob:
+        payload = self.codec.encode_args(tuple(args), dict(kwargs))
+        d = self.defaults
+        return NewJob(
+            id=self.app.new_id(),
+            task=self.name,
+            queue=call.queue or d.queue,
+            payload=payload,
+            priority=d.priority if call.priority is None else call.priority,
+            max_attempts=d.max_attempts,
+            delay_s=call.delay_s,
+            run_at=call.run_at,
+            lease_s=d.lease_s,
+            timeout_s=d.timeout_s,
+            key=call.key,
+            owner=call.owner,
+            meta=dict(call.meta),
+        )

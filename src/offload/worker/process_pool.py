@@ -1,0 +1,210 @@
+"""Tasks in child processes that can be killed: hard timeouts and cancellation for any code.
+
+Children are started with ``spawn`` and import the application by its
+``module:attribute`` spec, so they never inherit a half-held lock from a
+forked parent. Parent and child speak msgspec JSON over a pipe, never pickle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import threading
+from multiprocessing.process import BaseProcess
+from typing import Any, Literal
+
+import msgspec
+
+from offload.context import JobContext, set_current_job
+from offload.errors import OffloadError
+from offload.records import ErrorInfo
+from offload.serialize import PayloadError
+from offload.worker.executors import Invocation
+from offload.worker.outcomes import describe_failure, error_info
+
+log = logging.getLogger("offload.worker")
+
+
+class Request(msgspec.Struct, frozen=True):
+    id: str
+    task: str
+    payload: msgspec.Raw
+    attempt: int
+    max_attempts: int
+
+
+class ProgressMsg(msgspec.Struct, frozen=True, tag="progress"):
+    fraction: float
+    message: str | None
+
+
+class DoneMsg(msgspec.Struct, frozen=True, tag="done"):
+    result: msgspec.Raw
+
+
+class FailedMsg(msgspec.Struct, frozen=True, tag="failed"):
+    error: ErrorInfo
+    retryable: bool
+    delay_s: float | None
+    payload_error: bool = False
+
+
+Message = ProgressMsg | DoneMsg | FailedMsg
+_decode_message = msgspec.json.Decoder(Message).decode
+_decode_request = msgspec.json.Decoder(Request).decode
+
+
+class ChildFailed(OffloadError):
+    """The child process reported a failure; carries its classification."""
+
+    def __init__(self, message: FailedMsg) -> None:
+        super().__init__(f"{message.error.type}: {message.error.message}")
+        self.message = message
+
+
+class ChildDied(OffloadError):
+    pass
+
+
+def load_app(spec: str) -> Any:
+    module_name, _, attribute = spec.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute or "app")
+
+
+def child_main(spec: str, conn: multiprocessing.connection.Connection) -> None:
+    app = load_app(spec)
+    loop = asyncio.new_event_loop()
+    never = threading.Event()
+    while True:
+        try:
+            request = _decode_request(conn.recv_bytes())
+        except EOFError:
+            return
+        task = app.tasks.get(request.task)
+
+        def report(fraction: float, message: str | None) -> None:
+            conn.send_bytes(msgspec.json.encode(ProgressMsg(fraction, message)))
+
+        reply: Message
+        try:
+            if task is None:
+                raise PayloadError(f"no task named {request.task!r} in {spec}")
+            args, kwargs = task.codec.decode_args(bytes(request.payload))
+            set_current_job(
+                JobContext(
+                    id=request.id,
+                    task=request.task,
+                    attempt=request.attempt,
+                    max_attempts=request.max_attempts,
+                    report=report,
+                    cancelled=never,  # cancellation kills this process instead
+                )
+            )
+            value = task.fn(*args, **kwargs)
+            if task.is_async:
+                value = loop.run_until_complete(value)
+            reply = DoneMsg(msgspec.Raw(task.codec.encode_result(value)))
+        except PayloadError as exc:
+            reply = FailedMsg(error_info(exc, with_traceback=False), False, None, True)
+        except BaseException as exc:
+            failure = describe_failure(exc, task.defaults.retry_on if task else ())
+            reply = FailedMsg(failure.error, failure.retryable, failure.delay_s)
+        finally:
+            set_current_job(None)
+        conn.send_bytes(msgspec.json.encode(reply))
+
+
+class _Child:
+    def __init__(self, process: BaseProcess, conn: multiprocessing.connection.Connection) -> None:
+        self.process = process
+        self.conn = conn
+
+
+class ProcessExecutor:
+    """A fixed set of child processes, one job each at a time; a stuck child is killed."""
+
+    def __init__(self, app_spec: str, size: int) -> None:
+        self._spec = app_spec
+        self._size = size
+        self._context = multiprocessing.get_context("spawn")
+        self._idle: asyncio.Queue[_Child] = asyncio.Queue()
+        self._children: set[_Child] = set()
+
+    def _spawn(self) -> _Child:
+        parent_conn, child_conn = self._context.Pipe()
+        process = self._context.Process(
+            target=child_main, args=(self._spec, child_conn), daemon=True, name="offload-child"
+        )
+        process.start()
+        child_conn.close()
+        child = _Child(process, parent_conn)
+        self._children.add(child)
+        return child
+
+    async def start(self) -> None:
+        for _ in range(self._size):
+            self._idle.put_nowait(self._spawn())
+
+    async def _receive(self, child: _Child) -> bytes:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        fd = child.conn.fileno()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(fd)
+        try:
+            return child.conn.recv_bytes()
+        except (EOFError, OSError) as exc:
+            raise ChildDied(
+                f"the task's process exited with code {child.process.exitcode}"
+            ) from exc
+
+    def _kill(self, child: _Child) -> None:
+        self._children.discard(child)
+        with contextlib.suppress(Exception):
+            child.process.kill()
+            child.process.join(timeout=5)
+        with contextlib.suppress(Exception):
+            child.conn.close()
+
+    async def run(self, call: Invocation) -> bytes:
+        child = await self._idle.get()
+        request = Request(
+            id=call.context.id,
+            task=call.task.name,
+            payload=msgspec.Raw(call.payload),
+            attempt=call.context.attempt,
+            max_attempts=call.context.max_attempts,
+        )
+        healthy = False
+        try:
+            child.conn.send_bytes(msgspec.json.encode(request))
+            while True:
+                message = _decode_message(await self._receive(child))
+                if isinstance(message, ProgressMsg):
+                    call.context.set_progress(message.fraction, message.message)
+                    continue
+                healthy = True
+                if isinstance(message, DoneMsg):
+                    return bytes(message.result)
+                raise ChildFailed(message)
+        finally:
+            if healthy:
+                self._idle.put_nowait(child)
+            else:  # cancelled, timed out or died: this process is gone, start a fresh one
+                self._kill(child)
+                self._idle.put_nowait(self._spawn())
+
+    async def close(self) -> None:
+        for child in list(self._children):
+            self._kill(child)
+
+
+Pool = Literal["async", "thread", "process"]

@@ -1,0 +1,456 @@
+"""The worker: claim in batches, run, acknowledge in batches, keep leases alive.
+
+The loop itself only moves jobs; retries, timeouts and leadership live in
+``outcomes``, ``executors`` and ``maintenance``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from offload.app import Offload
+from offload.backends.base import (
+    BackendError,
+    ClaimParams,
+    FinishParams,
+    HeartbeatParams,
+    LeaseRef,
+    Outcome,
+    ProgressParams,
+    ProgressUpdate,
+    WaitParams,
+)
+from offload.context import JobContext
+from offload.records import ErrorInfo, JobRecord
+from offload.serialize import PayloadError
+from offload.worker import outcomes
+from offload.worker.executors import Executor, Invocation, LocalExecutor
+from offload.worker.maintenance import Maintenance
+from offload.worker.process_pool import ChildDied, ChildFailed, Pool, ProcessExecutor
+
+log = logging.getLogger("offload.worker")
+
+RECONNECT_MAX_PAUSE_S = 5.0
+
+
+@dataclass
+class _Running:
+    job: JobRecord
+    cancelled: threading.Event
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None  # "lost" (cancelled or reaped elsewhere) or "shutdown"
+
+
+@dataclass
+class WorkerStats:
+    started: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+    lost: int = 0
+    rejected: int = 0
+
+
+class Worker:
+    def __init__(
+        self,
+        app: Offload,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        pool: Pool = "async",
+        burst: bool = False,
+        grace_s: float = 30.0,
+        app_spec: str | None = None,
+        idle_check_s: float = 1.0,
+        maintenance_interval_s: float = 1.0,
+        name: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if pool not in ("async", "thread", "process"):
+            raise ValueError(f"pool must be async, thread or process, not {pool!r}")
+        if pool == "process" and not app_spec:
+            raise ValueError("the process pool needs the application as module:attribute")
+        self.app = app
+        self.queues = list(queues or [app.default_queue])
+        self.concurrency = concurrency
+        self.pool: Pool = pool
+        self.burst = burst
+        self.grace_s = grace_s
+        self.app_spec = app_spec
+        self.idle_check_s = idle_check_s
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{app.new_id()[-6:]}"
+        self.stats = WorkerStats()
+        self.maintenance = Maintenance(
+            app.backend,
+            owner=self.name,
+            max_crashes=app.max_crashes,
+            retention_s=app.retention_s,
+            interval_s=maintenance_interval_s,
+        )
+        self._running: dict[str, _Running] = {}
+        self._unacked: dict[str, Outcome] = {}
+        self._unacked_jobs: dict[str, JobRecord] = {}
+        self._progress: dict[str, ProgressUpdate] = {}
+        self._executor: Executor | None = None
+        self._stop_count = 0
+        self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._flush_needed = asyncio.Event()
+        self._progress_needed = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- control -------------------------------------------------------------
+    def request_stop(self) -> None:
+        """First call: finish running jobs within the grace period. Second: exit at once."""
+        self._stop_count += 1
+        if self._stop_count == 1:
+            log.warning(
+                "stopping: no new jobs; waiting up to %.0fs for %d running job(s) "
+                "(signal again to exit at once)",
+                self.grace_s, len(self._running),
+            )  # fmt: skip
+            self._stopping.set()
+            self._slot_freed.set()
+        else:
+            log.warning("second stop signal: exiting now; running jobs return when leases expire")
+            os._exit(1)
+
+    @property
+    def lease_s(self) -> float:
+        return self.app.lease_s
+
+    # -- main ----------------------------------------------------------------
+    async def run(self) -> WorkerStats:
+        self._loop = asyncio.get_running_loop()
+        backend = self.app.backend
+        self._executor = (
+            ProcessExecutor(self.app_spec or "", self.concurrency)
+            if self.pool == "process"
+            else LocalExecutor(self.concurrency)
+        )
+        await self._executor.start()
+        log.info(
+            "worker %s on %s, queues %s, %d %s slot(s)",
+            self.name, self.app.url, ",".join(self.queues), self.concurrency, self.pool,
+        )  # fmt: skip
+        helpers = [
+            asyncio.create_task(self._flush_loop(), name="offload-flush"),
+            asyncio.create_task(self._heartbeat_loop(), name="offload-heartbeat"),
+            asyncio.create_task(self._progress_loop(), name="offload-progress"),
+            asyncio.create_task(self.maintenance.run(self._stopping), name="offload-maint"),
+        ]
+        try:
+            await self._fetch_loop()
+            await self._drain_running()
+            await self._flush_all()
+        finally:
+            self._stopping.set()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.maintenance.resign()
+            await self._executor.close()
+        return self.stats
+
+    async def _fetch_loop(self) -> None:
+        backend = self.app.backend
+        failures = 0
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                jobs = await backend.claim(
+                    ClaimParams(
+                        queues=self.queues, limit=free, worker=self.name, lease_s=self.lease_s
+                    )
+                )
+                if failures:
+                    log.warning("the store is reachable again; resuming")
+                failures = 0
+            except BackendError as exc:
+                failures += 1
+                pause_s = min(RECONNECT_MAX_PAUSE_S, 0.1 * 2**failures)
+                log.error("cannot claim jobs (%s); retrying in %.1fs", exc, pause_s)
+                await self._pause(pause_s)
+                continue
+            for job in jobs:
+                self._start(job)
+            if jobs:
+                await asyncio.sleep(0)
+                continue
+            if self.burst:
+                if not self._running and not self._unacked:
+                    return
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            await self._wait_for_work()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _wait_for_work(self) -> None:
+        waiter = asyncio.create_task(
+            self.app.backend.wait(WaitParams(queues=self.queues, timeout_s=self.idle_check_s))
+        )
+        stopper = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (waiter, stopper):
+                pending.cancel()
+            await asyncio.gather(waiter, stopper, return_exceptions=True)
+        if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+            log.error("waiting for work failed: %s", waiter.exception())
+            await self._pause(1.0)
+
+    # -- one job -------------------------------------------------------------
+    def _start(self, job: JobRecord) -> None:
+        running = _Running(job=job, cancelled=threading.Event())
+        self._running[job.id] = running
+        self.stats.started += 1
+        running.task = asyncio.create_task(self._execute(running), name=f"offload-job-{job.id}")
+
+    async def _execute(self, running: _Running) -> None:
+        job = running.job
+        try:
+            outcome = await self._attempt(running)
+        except asyncio.CancelledError:
+            outcome = outcomes.released(job) if running.stop_reason == "shutdown" else None
+            if running.stop_reason is None:
+                raise
+        finally:
+            del self._running[job.id]
+            self._slot_freed.set()
+        if outcome is None:
+            self.stats.lost += 1
+            return
+        self._count(outcome)
+        self._unacked[job.id] = outcome
+        self._unacked_jobs[job.id] = job
+        self._flush_needed.set()
+
+    def _count(self, outcome: Outcome) -> None:
+        kind = outcome.kind.value
+        if kind == "succeeded":
+            self.stats.succeeded += 1
+        elif kind == "retry":
+            self.stats.retried += 1
+        elif kind == "dead":
+            self.stats.dead += 1
+        elif kind == "release":
+            self.stats.released += 1
+
+    async def _attempt(self, running: _Running) -> Outcome:
+        job = running.job
+        task = self.app.tasks.get(job.task)
+        if task is None:
+            known = ", ".join(sorted(self.app.tasks)) or "none"
+            log.error("job %s: unknown task %r; it is dead-lettered", job.id, job.task)
+            return outcomes.poison(
+                job,
+                "UnknownTask",
+                f"no task named {job.task!r} is registered in this worker's app "
+                f"(known: {known}); deploy the code that defines it, then retry the job",
+            )
+        try:
+            args, kwargs = task.codec.decode_args(job.payload)
+        except PayloadError as exc:
+            log.error("job %s: undecodable payload (%s); it is dead-lettered", job.id, exc)
+            return outcomes.poison(job, "PayloadError", str(exc))
+        context = JobContext(
+            id=job.id,
+            task=job.task,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            report=self._progress_reporter(job),
+            cancelled=running.cancelled,
+        )
+        call = Invocation(task, job.payload, args, kwargs, context, running.cancelled)
+        assert self._executor is not None
+        try:
+            async with asyncio.timeout(job.timeout_s):
+                result = await self._executor.run(call)
+        except TimeoutError:
+            running.cancelled.set()
+            failure = outcomes.Failure(
+                ErrorInfo(
+                    type="TimeoutError",
+                    message=f"the task ran longer than its timeout of {job.timeout_s}s",
+                ),
+                retryable=True,
+            )
+            return outcomes.failed(job, failure, task.defaults.backoff)
+        except ChildFailed as exc:
+            message = exc.message
+            failure = outcomes.Failure(message.error, message.retryable, message.delay_s)
+            if message.payload_error:
+                return outcomes.poison(job, "PayloadError", message.error.message)
+            return outcomes.failed(job, failure, task.defaults.backoff)
+        except ChildDied as exc:
+            failure = outcomes.Failure(outcomes.error_info(exc, with_traceback=False), True)
+            return outcomes.failed(job, failure, task.defaults.backoff)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bad job never takes the worker down
+            failure = outcomes.describe_failure(exc, task.defaults.retry_on)
+            log.info("job %s (%s) failed: %s", job.id, job.task, failure.error.message)
+            return outcomes.failed(job, failure, task.defaults.backoff)
+        return outcomes.succeeded(job, result)
+
+    def _progress_reporter(self, job: JobRecord) -> Any:
+        loop = self._loop
+        assert loop is not None
+
+        def report(fraction: float, message: str | None) -> None:
+            update = ProgressUpdate(
+                id=job.id, delivery=job.delivery, progress=fraction, message=message
+            )
+            if threading.get_ident() == getattr(loop, "_thread_id", None):
+                self._queue_progress(update)
+            else:
+                loop.call_soon_threadsafe(self._queue_progress, update)
+
+        return report
+
+    def _queue_progress(self, update: ProgressUpdate) -> None:
+        self._progress[update.id] = update
+        self._progress_needed.set()
+
+    # -- acknowledgements ----------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_needed.wait()
+            self._flush_needed.clear()
+            await self._flush_once()
+
+    async def _flush_once(self) -> bool:
+        """Send every pending outcome in one ``finish`` call; keep them on failure."""
+        if not self._unacked:
+            return True
+        batch = list(self._unacked.values())
+        try:
+            result = await self.app.backend.finish(FinishParams(outcomes=batch))
+        except BackendError as exc:
+            log.error("cannot record %d outcome(s) (%s); will retry", len(batch), exc)
+            await self._pause(0.5)
+            self._flush_needed.set()
+            return False
+        for outcome in batch:
+            if self._unacked.get(outcome.id) is outcome:
+                del self._unacked[outcome.id]
+                self._unacked_jobs.pop(outcome.id, None)
+        self._slot_freed.set()  # a burst worker re-checks for work once outcomes are stored
+        if result.rejected:
+            self.stats.rejected += len(result.rejected)
+            log.warning(
+                "%d outcome(s) refused: this worker no longer held their lease (cancelled or "
+                "recovered by another worker)",
+                len(result.rejected),
+            )
+        return True
+
+    async def _flush_all(self) -> None:
+        deadline = time.monotonic() + max(self.grace_s, 5.0)
+        while self._unacked and time.monotonic() < deadline:
+            if not await self._flush_once():
+                await asyncio.sleep(0.5)
+        await self._flush_progress()
+        if self._unacked:
+            log.error("%d outcome(s) could not be recorded; their jobs will run again",
+                      len(self._unacked))  # fmt: skip
+
+    async def _progress_loop(self) -> None:
+        while True:
+            await self._progress_needed.wait()
+            self._progress_needed.clear()
+            await self._flush_progress()
+            await asyncio.sleep(0.2)  # coalesce chatty tasks into a few writes a second
+
+    async def _flush_progress(self) -> None:
+        if not self._progress:
+            return
+        updates, self._progress = list(self._progress.values()), {}
+        try:
+            await self.app.backend.report_progress(ProgressParams(updates=updates))
+        except BackendError as exc:
+            log.warning("cannot record progress (%s)", exc)
+
+    # -- leases --------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            leases = [r.job for r in self._running.values()] + list(self._unacked_jobs.values())
+            shortest = min((j.lease_s or self.lease_s for j in leases), default=self.lease_s)
+            await asyncio.sleep(shortest / 3)
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        jobs = [r.job for r in self._running.values()] + list(self._unacked_jobs.values())
+        if not jobs:
+            return
+        try:
+            result = await self.app.backend.heartbeat(
+                HeartbeatParams(
+                    leases=[LeaseRef(id=j.id, delivery=j.delivery) for j in jobs],
+                    worker=self.name,
+                    lease_s=self.lease_s,
+                )
+            )
+        except BackendError as exc:
+            log.error("cannot renew leases (%s); will retry", exc)
+            return
+        for job_id in result.lost:
+            running = self._running.get(job_id)
+            if running is not None and running.task is not None:
+                log.info("job %s was cancelled or taken over; stopping it", job_id)
+                running.stop_reason = "lost"
+                running.cancelled.set()
+                running.task.cancel()
+            self._unacked.pop(job_id, None)
+            self._unacked_jobs.pop(job_id, None)
+
+    # -- shutdown ------------------------------------------------------------
+    async def _drain_running(self) -> None:
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.grace_s)
+            if pending:
+                log.warning("handing %d unfinished job(s) back to the queue", len(pending))
+                for running in list(self._running.values()):
+                    running.stop_reason = "shutdown"
+                    running.cancelled.set()
+                    if running.task is not None:
+                        running.task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+
+
+def run_worker(worker: Worker, *, install_signals: bool = True) -> WorkerStats:
+    """Run a worker until it stops, with SIGTERM and SIGINT wired to a graceful stop."""
+
+    async def main() -> WorkerStats:
+        if install_signals:
+            import signal
+
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, worker.request_stop)
+        return await worker.run()
+
+    return asyncio.run(main())
