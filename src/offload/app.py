@@ -96,6 +96,8 @@ class Offload:
     @overload
     def task(
         self,
+        fn: None = None,
+        /,
         *,
         name: str | None = None,
         queue: str | None = None,
@@ -184,9 +186,7 @@ class Offload:
         return [s.to_new_job() for s in signatures]
 
     def enqueue_signatures(self, signatures: Sequence[Signature[R]]) -> list[Job[R]]:
-        records = self.backend.blocking.enqueue(
-            EnqueueParams(jobs=self._check_owned(signatures))
-        )
+        records = self.backend.blocking.enqueue(EnqueueParams(jobs=self._check_owned(signatures)))
         return self._handles(records)
 
     async def enqueue_signatures_async(self, signatures: Sequence[Signature[R]]) -> list[Job[R]]:

@@ -39,7 +39,7 @@ class JobCancelled(OffloadError):
         self.job_id = job_id
 
 
-class Retry(Exception):  # noqa: N818 - raised by tasks as a request, like Celery's
+class Retry(Exception):
     """Raise inside a task to ask for another attempt, optionally after ``delay_s``."""
 
     def __init__(self, reason: str = "retry requested", *, delay_s: float | None = None) -> None:
@@ -47,5 +47,5 @@ class Retry(Exception):  # noqa: N818 - raised by tasks as a request, like Celer
         self.delay_s = delay_s
 
 
-class Abort(Exception):  # noqa: N818
+class Abort(Exception):
     """Raise inside a task to fail the job at once, without the remaining retries."""

@@ -58,7 +58,7 @@ class JobRecord(msgspec.Struct, kw_only=True):
 
 
 class NewJob(msgspec.Struct, frozen=True, kw_only=True):
-    """A job to store. ``run_at`` is absolute; otherwise ``delay_s`` counts from the backend's now."""
+    """A job to store: ``run_at`` is absolute, else ``delay_s`` counts from the backend's now."""
 
     id: str
     task: str

@@ -63,4 +63,6 @@ def as_policy(backoff: Backoff | None) -> BackoffPolicy:
         return FixedBackoff(float(backoff))
     if callable(backoff):
         return CallableBackoff(backoff)
-    raise TypeError(f"backoff must be a policy, a callable (attempt) -> seconds or a number, not {backoff!r}")
+    raise TypeError(
+        f"backoff must be a policy, a callable (attempt) -> seconds or a number, not {backoff!r}"
+    )

@@ -69,9 +69,9 @@ class ArgsCodec:
             if annotation in _UNCHECKED:
                 continue
             if name == self._var_positional:
-                annotation = tuple[annotation, ...]
+                annotation = tuple[annotation, ...]  # type: ignore[valid-type]
             elif name == self._var_keyword:
-                annotation = dict[str, annotation]
+                annotation = dict[str, annotation]  # type: ignore[valid-type]
             try:
                 msgspec.convert(value, annotation)
             except (msgspec.ValidationError, TypeError) as exc:

@@ -169,9 +169,7 @@ class BoundTask(_Enqueuer[P, R]):
 class Task(_Enqueuer[P, R]):
     """A registered function. Calling it runs it here; ``enqueue`` runs it in a worker."""
 
-    def __init__(
-        self, app: Offload, fn: Callable[P, Any], name: str, options: TaskOptions
-    ) -> None:
+    def __init__(self, app: Offload, fn: Callable[P, Any], name: str, options: TaskOptions) -> None:
         self.app = app
         self.fn = fn
         self.name = name

@@ -344,7 +344,9 @@ class MemoryStore:
     # -- wake-ups ----------------------------------------------------------
     def next_ready_at(self, queues: Sequence[str]) -> float | None:
         with self._lock:
-            times = [j.run_at for j in self._jobs.values() if j.state in _READY and j.queue in queues]
+            times = [
+                j.run_at for j in self._jobs.values() if j.state in _READY and j.queue in queues
+            ]
             return min(times) if times else None
 
     def change_marker(self) -> object:

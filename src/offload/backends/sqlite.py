@@ -9,6 +9,7 @@ its workers at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -306,15 +307,14 @@ class SqliteStore:
         with self._write() as conn:
             now = self._clock()
             for job_id in params.ids:
-                try:
+                with contextlib.suppress(sqlite3.IntegrityError):
+                    # its unique key may be held by a newer live job: then it stays as it is
                     conn.execute(
                         "UPDATE offload_jobs SET state = 'queued', attempt = 0, crashes = 0, "
                         "run_at = ?, finished_at = NULL, worker = NULL "
                         "WHERE id = ? AND state IN ('dead', 'cancelled')",
                         (now, job_id),
                     )
-                except sqlite3.IntegrityError:
-                    pass  # its unique key is held by a newer live job: leave it as it is
         self._notifier.notify()
         return self.get(params)
 
@@ -469,8 +469,7 @@ class SqliteStore:
         states = [s.value for s in params.states]
         with self._write() as conn:
             return conn.execute(
-                f"DELETE FROM offload_jobs WHERE state IN ({_marks(states)}) "
-                "AND finished_at < ?",
+                f"DELETE FROM offload_jobs WHERE state IN ({_marks(states)}) AND finished_at < ?",
                 [*states, params.finished_before],
             ).rowcount
 
@@ -496,11 +495,15 @@ class SqliteStore:
     # -- wake-ups ----------------------------------------------------------
     def next_ready_at(self, queues: Sequence[str]) -> float | None:
         queues = list(queues)
-        row = self._conn().execute(
-            "SELECT min(run_at) FROM offload_jobs WHERE state IN ('queued', 'scheduled') "
-            f"AND queue IN ({_marks(queues)})",
-            queues,
-        ).fetchone()
+        row = (
+            self._conn()
+            .execute(
+                "SELECT min(run_at) FROM offload_jobs WHERE state IN ('queued', 'scheduled') "
+                f"AND queue IN ({_marks(queues)})",
+                queues,
+            )
+            .fetchone()
+        )
         return None if row is None else row[0]
 
     def change_marker(self) -> object:

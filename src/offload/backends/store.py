@@ -9,6 +9,7 @@ loop never waits on a disk lock. Sync callers use the store directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -194,10 +195,8 @@ class ThreadedBackend:
                 if remaining_s <= 0:
                     return
                 poll_s = remaining_s if marker is None else min(interval_s, remaining_s)
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), poll_s)
-                except TimeoutError:
-                    pass
                 if marker is not None and self.store.change_marker() != marker:
                     return
                 interval_s = min(interval_s * 2, MAX_POLL_INTERVAL_S)

@@ -7,6 +7,7 @@ lock does the work, so a hundred workers cost the store one reaper.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from offload.backends.base import Backend, LockParams, PruneParams, ReapParams
@@ -54,9 +55,7 @@ class Maintenance:
         now = await self._backend.now()
         if now >= self._next_prune:
             self._next_prune = now + self._prune_every_s
-            pruned = await self._backend.prune(
-                PruneParams(finished_before=now - self._retention_s)
-            )
+            pruned = await self._backend.prune(PruneParams(finished_before=now - self._retention_s))
             if pruned:
                 log.info("pruned %d finished job(s) older than the retention period", pruned)
 
@@ -68,10 +67,8 @@ class Maintenance:
                 log.exception("maintenance failed; retrying")
             # Followers check less often: they only need to notice a dead leader.
             pause_s = self._interval_s if self.is_leader else self._interval_s * 3
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), pause_s)
-            except TimeoutError:
-                pass
 
     async def resign(self) -> None:
         if self.is_leader:

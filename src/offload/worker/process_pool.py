@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
 import threading
 from multiprocessing.process import BaseProcess
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
 from offload.context import JobContext, set_current_job
 from offload.errors import OffloadError
+from offload.loader import load_app
 from offload.records import ErrorInfo
 from offload.serialize import PayloadError
 from offload.worker.executors import Invocation
@@ -68,12 +68,6 @@ class ChildFailed(OffloadError):
 
 class ChildDied(OffloadError):
     pass
-
-
-def load_app(spec: str) -> Any:
-    module_name, _, attribute = spec.partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, attribute or "app")
 
 
 def child_main(spec: str, conn: multiprocessing.connection.Connection) -> None:
@@ -154,7 +148,12 @@ class ProcessExecutor:
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
         fd = child.conn.fileno()
-        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+
+        def readable() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(fd, readable)
         try:
             await ready
         finally:

@@ -116,7 +116,7 @@ class Worker:
         """First call: finish running jobs within the grace period. Second: exit at once."""
         self._stop_count += 1
         if self._stop_count == 1:
-            log.warning(
+            log.info(
                 "stopping: no new jobs; waiting up to %.0fs for %d running job(s) "
                 "(signal again to exit at once)",
                 self.grace_s, len(self._running),
@@ -134,7 +134,6 @@ class Worker:
     # -- main ----------------------------------------------------------------
     async def run(self) -> WorkerStats:
         self._loop = asyncio.get_running_loop()
-        backend = self.app.backend
         self._executor = (
             ProcessExecutor(self.app_spec or "", self.concurrency)
             if self.pool == "process"
@@ -230,6 +229,7 @@ class Worker:
 
     async def _execute(self, running: _Running) -> None:
         job = running.job
+        outcome: Outcome | None
         try:
             outcome = await self._attempt(running)
         except asyncio.CancelledError:
