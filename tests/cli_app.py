@@ -1,0 +1,27 @@
+"""A small offload app for tests/test_cli.py, imported by the ``offload`` command."""
+
+from __future__ import annotations
+
+import time
+
+from offload import Offload
+
+app = Offload()
+
+not_an_app = {"this is": "a dict"}
+
+
+@app.task
+def add(a: int, b: int, *, scale: int = 1) -> int:
+    return (a + b) * scale
+
+
+@app.task(retries=1, backoff=0)
+def explode(message: str) -> None:
+    raise RuntimeError(f"boom: {message}")
+
+
+@app.task
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return f"slept {seconds}"

@@ -1,0 +1,100 @@
+"""Fixtures for the backend conformance suite: every test runs once per backend.
+
+To plug in another engine, add an async factory to ``BACKEND_FACTORIES``: it
+gets the fake clock (pass ``clock.time`` as the backend's clock) and a fresh
+temporary folder, and returns an open ``Backend``. The fixture closes it after
+the test.
+
+Async tests (``async def test_...``) run on one ``asyncio.Runner`` per test,
+the same loop that opened the backend and that closes it, so engines whose
+connections belong to a loop (asyncpg, redis.asyncio) work unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from offload.backends.base import Backend
+from offload.backends.memory import memory_backend
+from offload.backends.sqlite import sqlite_backend
+
+START = 1_700_000_000.0
+
+
+class FakeClock:
+    """The backends' clock in tests: time moves only when a test says so."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+BackendFactory = Callable[[FakeClock, Path], Awaitable[Backend]]
+
+
+async def _memory(clock: FakeClock, tmp_path: Path) -> Backend:
+    return memory_backend("memory://", clock=clock.time)
+
+
+async def _sqlite(clock: FakeClock, tmp_path: Path) -> Backend:
+    return sqlite_backend("sqlite:///" + str(tmp_path.resolve() / "offload.db"), clock=clock.time)
+
+
+#: name -> factory; add "postgres" and "redis" here when those backends exist.
+BACKEND_FACTORIES: dict[str, BackendFactory] = {
+    "memory": _memory,
+    "sqlite": _sqlite,
+}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def runner() -> Iterator[asyncio.Runner]:
+    with asyncio.Runner() as r:
+        yield r
+
+
+@pytest.fixture(params=list(BACKEND_FACTORIES))
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def backend(
+    backend_name: str, runner: asyncio.Runner, clock: FakeClock, tmp_path: Path
+) -> Iterator[Backend]:
+    opened = runner.run(BACKEND_FACTORIES[backend_name](clock, tmp_path))
+    try:
+        yield opened
+    finally:
+        runner.run(opened.close())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run ``async def`` tests on the test's runner (no pytest-asyncio needed)."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    wanted = inspect.signature(pyfuncitem.obj).parameters
+    kwargs = {name: pyfuncitem.funcargs[name] for name in wanted}
+    runner = pyfuncitem.funcargs.get("runner")
+    if isinstance(runner, asyncio.Runner):
+        runner.run(pyfuncitem.obj(**kwargs))
+    else:
+        asyncio.run(pyfuncitem.obj(**kwargs))
+    return True
