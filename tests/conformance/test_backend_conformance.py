@@ -10,7 +10,6 @@ import pytest
 from conformance_helpers import (
     BOOM,
     LEASE_S,
-    QUEUE,
     claim,
     claim_one,
     enqueue,
@@ -546,7 +545,3 @@ async def test_error_info_round_trips(backend: Backend) -> None:
     await finish(backend, job, OutcomeKind.DEAD, error=error)
     assert (await get_one(backend, job.id)).error == error
 
-
-async def test_queue_name_default_is_isolated(backend: Backend) -> None:
-    await enqueue_one(backend, queue="other")
-    assert await claim(backend, [QUEUE]) == []
