@@ -73,6 +73,11 @@ def open_app(app_spec: str | None, url: str | None) -> Offload:
     return app
 
 
+def console() -> Console:
+    """Tables at full width when piped, so ids are never cut short."""
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
@@ -179,7 +184,7 @@ def enqueue(
     try:
         job.result(timeout=timeout_s)
     except TimeoutError as exc:
-        raise Fail(f"{exc}; its id is {job.id}") from exc
+        raise Fail(f"{exc} after {timeout_s}s; see it with: offload job {job.id}") from exc
     except OffloadError:
         pass
     record = job.refresh().record
@@ -211,16 +216,16 @@ def job_command(job_id: str, url: str | None, app_spec: str | None, as_json: boo
     if as_json:
         emit_json(data)
         return
-    console = Console()
+    out = console()
     for name, value in data.items():
         if value in (None, {}, []) and name not in ("args", "kwargs"):
             continue
         if name == "error":
-            console.print(f"[bold]error[/]: {value['type']}: {value['message']}")
+            out.print(f"[bold]error[/]: {value['type']}: {value['message']}")
             if value.get("traceback"):
-                console.print(value["traceback"], markup=False, highlight=False)
+                out.print(value["traceback"], markup=False, highlight=False)
             continue
-        console.print(f"[bold]{name}[/]: {json.dumps(value, default=str)}", highlight=False)
+        out.print(f"[bold]{name}[/]: {json.dumps(value, default=str)}", highlight=False)
 
 
 @main.command()
@@ -254,14 +259,16 @@ def jobs(
             }
         )
         return
-    table = Table("id", "task", "queue", "state", "attempt", "progress", "created", "error")
+    table = Table("task", "queue", "state", "try", "done", "created", "error", box=None)
+    table.add_column("id", no_wrap=True, min_width=36)
     for record in page.jobs:
         table.add_row(
-            record.id, record.task, record.queue, record.state.value,
+            record.task, record.queue, record.state.value,
             f"{record.attempt}/{record.max_attempts}", f"{record.progress:.0%}",
-            iso(record.created_at), _error_line(record) if record.error else "",
+            (iso(record.created_at) or "")[11:19], _error_line(record) if record.error else "",
+            record.id,
         )  # fmt: skip
-    Console().print(table)
+    console().print(table)
     if page.next_cursor:
         click.echo(f"more: --cursor {page.next_cursor}")
 
@@ -278,14 +285,14 @@ def stats(url: str | None, app_spec: str | None, as_json: bool) -> None:
     if as_json:
         emit_json([msgspec.to_builtins(r) for r in rows])
         return
-    table = Table("queue", *STATE_NAMES, "oldest ready", "done/min")
+    table = Table("queue", *STATE_NAMES, "oldest ready", "ended/min", box=None)
     for row in rows:
         age = "" if row.oldest_ready_age_s is None else f"{row.oldest_ready_age_s:.1f}s"
         table.add_row(
             row.queue, *(str(row.counts.get(s, 0)) for s in STATE_NAMES), age,
             str(row.finished_last_minute),
         )  # fmt: skip
-    Console().print(table)
+    console().print(table)
 
 
 def _act(verb: str, job_ids: tuple[str, ...], url: str | None, app_spec: str | None,
