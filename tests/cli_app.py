@@ -1,4 +1,8 @@
-"""A small offload app for tests/test_cli.py, imported by the ``offload`` command."""
+"""A small offload app for tests/test_cli.py, imported by the ``offload`` command.
+
+``Offload()`` takes its URL from ``$OFFLOAD_URL`` (or ``--url``), so every test
+points it at its own SQLite file.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from offload import Offload
 
 app = Offload()
 
+#: An attribute that is not an Offload app, for the loader's error message.
 not_an_app = {"this is": "a dict"}
 
 
@@ -18,6 +23,7 @@ def add(a: int, b: int, *, scale: int = 1) -> int:
 
 @app.task(retries=1, backoff=0)
 def explode(message: str) -> None:
+    """Always fails: two attempts in all, no wait between them, then dead."""
     raise RuntimeError(f"boom: {message}")
 
 

@@ -6,11 +6,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import proc_app
 import pytest
-from worker_helpers import WorkerThread, wait_until
 
+import proc_app
 from offload import JobFailed, JobState
+from worker_helpers import WorkerThread, wait_until
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from worker_helpers import WorkerThread, wait_until
 
 from offload import (
     Abort,
@@ -24,6 +23,7 @@ from offload import (
 )
 from offload.backends.base import EnqueueParams, IdsParams
 from offload.records import NewJob
+from worker_helpers import WorkerThread, wait_until
 
 
 @pytest.fixture(params=["memory", "sqlite"])
