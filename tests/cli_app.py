@@ -6,6 +6,7 @@ points it at its own SQLite file.
 
 from __future__ import annotations
 
+import os
 import time
 
 from offload import Offload
@@ -31,3 +32,14 @@ def explode(message: str) -> None:
 def nap(seconds: float) -> str:
     time.sleep(seconds)
     return f"slept {seconds}"
+
+
+@app.task
+def hold(gate: str) -> str:
+    """Sleeps until the file ``gate`` exists, so a test decides when the job ends."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{gate} never appeared")
+        time.sleep(0.02)
+    return "released"

@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 import click
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from offload.app import DEFAULT_URL, Offload
 from offload.backends.base import (
@@ -221,11 +223,11 @@ def job_command(job_id: str, url: str | None, app_spec: str | None, as_json: boo
         if value in (None, {}, []) and name not in ("args", "kwargs"):
             continue
         if name == "error":
-            out.print(f"[bold]error[/]: {value['type']}: {value['message']}")
+            out.print(f"[bold]error[/]: {escape(value['type'])}: {escape(value['message'])}")
             if value.get("traceback"):
                 out.print(value["traceback"], markup=False, highlight=False)
             continue
-        out.print(f"[bold]{name}[/]: {json.dumps(value, default=str)}", highlight=False)
+        out.print(f"[bold]{name}[/]: {escape(json.dumps(value, default=str))}", highlight=False)
 
 
 @main.command()
@@ -263,9 +265,10 @@ def jobs(
     table.add_column("id", no_wrap=True, min_width=36)
     for record in page.jobs:
         table.add_row(
-            record.task, record.queue, record.state.value,
+            Text(record.task), Text(record.queue), record.state.value,
             f"{record.attempt}/{record.max_attempts}", f"{record.progress:.0%}",
-            (iso(record.created_at) or "")[11:19], _error_line(record) if record.error else "",
+            (iso(record.created_at) or "")[11:19],
+            Text(_error_line(record) if record.error else ""),
             record.id,
         )  # fmt: skip
     console().print(table)
@@ -289,7 +292,7 @@ def stats(url: str | None, app_spec: str | None, as_json: bool) -> None:
     for row in rows:
         age = "" if row.oldest_ready_age_s is None else f"{row.oldest_ready_age_s:.1f}s"
         table.add_row(
-            row.queue, *(str(row.counts.get(s, 0)) for s in STATE_NAMES), age,
+            Text(row.queue), *(str(row.counts.get(s, 0)) for s in STATE_NAMES), age,
             str(row.finished_last_minute),
         )  # fmt: skip
     console().print(table)

@@ -108,6 +108,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._flush_needed = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
         self._progress_needed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -343,6 +344,10 @@ class Worker:
 
     async def _flush_once(self) -> bool:
         """Send every pending outcome in one ``finish`` call; keep them on failure."""
+        async with self._flush_lock:  # the shutdown flush must not resend an in-flight batch
+            return await self._flush_locked()
+
+    async def _flush_locked(self) -> bool:
         if not self._unacked:
             return True
         batch = list(self._unacked.values())
