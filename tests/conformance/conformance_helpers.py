@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import pytest
+
 from offload.backends.base import (
     Backend,
     ClaimParams,
@@ -25,6 +27,22 @@ LEASE_S = 30.0
 BOOM = ErrorInfo(type="ValueError", message="boom", traceback="Traceback ...")
 
 new_id = IdGenerator()
+
+START = 1_700_000_000.0
+
+
+class FakeClock:
+    """The backends' clock in tests: time moves only when a test says so."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
 
 
 def new_job(
@@ -98,3 +116,12 @@ async def finish(
         retry_delay_s=retry_delay_s,
     )
     return await backend.finish(FinishParams(outcomes=[outcome]))
+
+
+def at(seconds: float) -> object:
+    """Compare a time on the backend's clock: equal to the millisecond.
+
+    ``pytest.approx``'s default relative tolerance is useless for epoch times
+    (1e-6 of 1.7e9 s is half an hour), so the tolerance here is absolute.
+    """
+    return pytest.approx(seconds, rel=0, abs=1e-3)

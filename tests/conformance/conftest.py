@@ -18,27 +18,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from conformance_helpers import FakeClock
 
 from offload.backends.base import Backend
 from offload.backends.memory import memory_backend
 from offload.backends.sqlite import sqlite_backend
-
-START = 1_700_000_000.0
-
-
-class FakeClock:
-    """The backends' clock in tests: time moves only when a test says so."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
 
 BackendFactory = Callable[[FakeClock, Path], Awaitable[Backend]]
 
@@ -48,7 +32,7 @@ async def _memory(clock: FakeClock, tmp_path: Path) -> Backend:
 
 
 async def _sqlite(clock: FakeClock, tmp_path: Path) -> Backend:
-    return sqlite_backend("sqlite:///" + str(tmp_path.resolve() / "offload.db"), clock=clock.time)
+    return sqlite_backend("sqlite:///" + str(tmp_path / "offload.db"), clock=clock.time)
 
 
 #: name -> factory; add "postgres" and "redis" here when those backends exist.

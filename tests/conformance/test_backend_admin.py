@@ -6,6 +6,7 @@ import pytest
 from conformance_helpers import (
     BOOM,
     LEASE_S,
+    at,
     claim,
     claim_one,
     enqueue,
@@ -64,7 +65,7 @@ async def test_cancel_a_waiting_job(backend: Backend, clock, state: JobState) ->
     assert returned.state is JobState.CANCELLED
     stored = await get_one(backend, job.id)
     assert stored == returned
-    assert stored.finished_at == pytest.approx(clock.now)
+    assert stored.finished_at == at(clock.now)
     clock.advance(1000.0)
     assert await claim(backend, [job.queue]) == []
 
@@ -127,7 +128,7 @@ async def test_retry_requeues_a_dead_or_cancelled_job(
     assert returned.attempt == 0
     assert returned.crashes == 0
     assert returned.finished_at is None
-    assert returned.run_at == pytest.approx(clock.now)
+    assert returned.run_at == at(clock.now)
     assert await get_one(backend, job.id) == returned
     again = await claim_one(backend, queues=[job.queue])
     assert again.id == job.id
@@ -309,13 +310,13 @@ async def test_stats_oldest_ready_age(backend: Backend, clock) -> None:
     await claim(backend, ["busy"])
     clock.advance(20.0)
     by_queue = {s.queue: s for s in await backend.stats()}
-    assert by_queue["docs"].oldest_ready_age_s == pytest.approx(30.0)
+    assert by_queue["docs"].oldest_ready_age_s == at(30.0)
     assert by_queue["later"].oldest_ready_age_s is None  # not due yet
     assert by_queue["busy"].oldest_ready_age_s is None  # nothing waiting
     clock.advance(90.0)  # the scheduled job fell due 10 s ago, even if not promoted
     by_queue = {s.queue: s for s in await backend.stats()}
-    assert by_queue["later"].oldest_ready_age_s == pytest.approx(10.0)
-    assert by_queue["docs"].oldest_ready_age_s == pytest.approx(120.0)
+    assert by_queue["later"].oldest_ready_age_s == at(10.0)
+    assert by_queue["docs"].oldest_ready_age_s == at(120.0)
 
 
 async def test_stats_finished_last_minute(backend: Backend, clock) -> None:
@@ -391,7 +392,7 @@ async def test_reap_quarantines_a_poison_job_after_max_crashes(backend: Backend,
         assert (await get_one(backend, job.id)).crashes == crash
     stored = await get_one(backend, job.id)
     assert stored.state is JobState.DEAD
-    assert stored.finished_at == pytest.approx(clock.now)
+    assert stored.finished_at == at(clock.now)
     assert stored.error is not None
     assert stored.error.type == "WorkerLost"
     assert await claim(backend) == []
@@ -499,7 +500,7 @@ async def test_unlock_only_by_the_owner(backend: Backend) -> None:
 
 
 async def test_leases_use_the_backend_clock(backend: Backend, clock) -> None:
-    assert await backend.now() == pytest.approx(clock.now)
+    assert await backend.now() == at(clock.now)
     await enqueue_one(backend)
     job = await claim_one(backend)
-    assert job.lease_until == pytest.approx(await backend.now() + LEASE_S)
+    assert job.lease_until == at(await backend.now() + LEASE_S)

@@ -10,6 +10,7 @@ import pytest
 from conformance_helpers import (
     BOOM,
     LEASE_S,
+    at,
     claim,
     claim_one,
     enqueue,
@@ -63,8 +64,8 @@ async def test_enqueue_returns_a_queued_record_with_every_field(backend: Backend
     assert record.attempt == 0
     assert record.delivery == 0
     assert record.crashes == 0
-    assert record.run_at == pytest.approx(clock.now)
-    assert record.created_at == pytest.approx(clock.now)
+    assert record.run_at == at(clock.now)
+    assert record.created_at == at(clock.now)
     assert record.lease_s == 12.5
     assert record.timeout_s == 300.0
     assert record.lease_until is None
@@ -102,7 +103,7 @@ async def test_enqueue_batch_is_atomic_when_one_job_fails(backend: Backend) -> N
     existing = await enqueue_one(backend)
     first, second = new_job(key="atomic-key"), new_job()
     clash = new_job(id=existing.id)  # the same id again: this batch cannot be stored
-    with pytest.raises(Exception):  # noqa: B017 - each engine has its own error type
+    with pytest.raises(Exception):  # each engine raises its own error type
         await enqueue(backend, first, second, clash)
     assert await get(backend, first.id, second.id) == []
     # Nothing of the failed batch holds the unique key either.
@@ -113,7 +114,7 @@ async def test_enqueue_batch_is_atomic_when_one_job_fails(backend: Backend) -> N
 
 async def test_enqueue_batch_with_a_repeated_id_stores_nothing(backend: Backend) -> None:
     first = new_job()
-    with pytest.raises(Exception):  # noqa: B017 - each engine has its own error type
+    with pytest.raises(Exception):  # each engine raises its own error type
         await enqueue(backend, first, new_job(), new_job(id=first.id))
     assert await get(backend, first.id) == []
 
@@ -121,7 +122,7 @@ async def test_enqueue_batch_with_a_repeated_id_stores_nothing(backend: Backend)
 async def test_delay_makes_a_scheduled_job(backend: Backend, clock) -> None:
     record = await enqueue_one(backend, delay_s=60.0)
     assert record.state is JobState.SCHEDULED
-    assert record.run_at == pytest.approx(clock.now + 60.0)
+    assert record.run_at == at(clock.now + 60.0)
     assert (await get_one(backend, record.id)).state is JobState.SCHEDULED
 
 
@@ -130,11 +131,11 @@ async def test_run_at_is_absolute(backend: Backend, clock) -> None:
     past = await enqueue_one(backend, run_at=clock.now - 10.0)
     both = await enqueue_one(backend, run_at=clock.now + 100.0, delay_s=5.0)
     assert future.state is JobState.SCHEDULED
-    assert future.run_at == pytest.approx(clock.now + 3600.0)
+    assert future.run_at == at(clock.now + 3600.0)
     assert past.state is JobState.QUEUED
-    assert past.run_at == pytest.approx(clock.now - 10.0)
+    assert past.run_at == at(clock.now - 10.0)
     assert both.state is JobState.SCHEDULED
-    assert both.run_at == pytest.approx(clock.now + 100.0)  # run_at wins over delay_s
+    assert both.run_at == at(clock.now + 100.0)  # run_at wins over delay_s
 
 
 @pytest.mark.parametrize("holder_state", ["queued", "scheduled", "running"])
@@ -271,8 +272,8 @@ async def test_claim_leases_the_job(backend: Backend, clock) -> None:
     assert job.attempt == 1
     assert job.delivery == 1
     assert job.worker == "worker-7"
-    assert job.started_at == pytest.approx(clock.now)
-    assert job.lease_until == pytest.approx(clock.now + 20.0)
+    assert job.started_at == at(clock.now)
+    assert job.lease_until == at(clock.now + 20.0)
     assert await get_one(backend, job.id) == job
 
 
@@ -280,8 +281,8 @@ async def test_per_job_lease_wins_over_the_claim_default(backend: Backend, clock
     own = await enqueue_one(backend, lease_s=90.0)
     default = await enqueue_one(backend)
     leased = {j.id: j for j in await claim(backend, lease_s=20.0)}
-    assert leased[own.id].lease_until == pytest.approx(clock.now + 90.0)
-    assert leased[default.id].lease_until == pytest.approx(clock.now + 20.0)
+    assert leased[own.id].lease_until == at(clock.now + 90.0)
+    assert leased[default.id].lease_until == at(clock.now + 20.0)
 
 
 async def test_every_claim_counts_attempt_and_delivery(backend: Backend, clock) -> None:
@@ -306,7 +307,7 @@ async def test_heartbeat_extends_the_lease(backend: Backend, clock) -> None:
     clock.advance(8.0)
     result = await heartbeat(backend, (job.id, job.delivery), lease_s=10.0)
     assert result.lost == []
-    assert (await get_one(backend, job.id)).lease_until == pytest.approx(clock.now + 10.0)
+    assert (await get_one(backend, job.id)).lease_until == at(clock.now + 10.0)
     clock.advance(8.0)  # past the first lease, inside the renewed one
     assert await backend.reap_expired(ReapParams()) == []
     assert (await get_one(backend, job.id)).state is JobState.RUNNING
@@ -317,7 +318,7 @@ async def test_heartbeat_uses_the_jobs_own_lease(backend: Backend, clock) -> Non
     job = await claim_one(backend, lease_s=10.0)
     clock.advance(30.0)
     assert (await heartbeat(backend, (job.id, job.delivery), lease_s=10.0)).lost == []
-    assert (await get_one(backend, job.id)).lease_until == pytest.approx(clock.now + 90.0)
+    assert (await get_one(backend, job.id)).lease_until == at(clock.now + 90.0)
 
 
 async def test_heartbeat_reports_leases_no_longer_held(backend: Backend, clock) -> None:
@@ -341,7 +342,7 @@ async def test_heartbeat_reports_leases_no_longer_held(backend: Backend, clock) 
         ("no-such-job", 1),
     )
     assert sorted(result.lost) == sorted([cancelled.id, done.id, queued.id, "no-such-job"])
-    assert (await get_one(backend, held.id)).lease_until == pytest.approx(clock.now + LEASE_S)
+    assert (await get_one(backend, held.id)).lease_until == at(clock.now + LEASE_S)
     assert await get_one(backend, done.id) == before
     assert (await get_one(backend, cancelled.id)).state is JobState.CANCELLED
 
@@ -354,7 +355,7 @@ async def test_heartbeat_with_a_wrong_delivery_is_lost_and_extends_nothing(
     clock.advance(5.0)
     result = await heartbeat(backend, (job.id, job.delivery + 1), lease_s=10.0)
     assert result.lost == [job.id]
-    assert (await get_one(backend, job.id)).lease_until == pytest.approx(job.lease_until)
+    assert (await get_one(backend, job.id)).lease_until == at(job.lease_until)
 
 
 # -- finish ------------------------------------------------------------------
@@ -369,12 +370,34 @@ async def test_finish_succeeded_stores_the_result(backend: Backend, clock) -> No
     stored = await get_one(backend, job.id)
     assert stored.state is JobState.SUCCEEDED
     assert stored.result == b'{"pages": 6}'
-    assert stored.finished_at == pytest.approx(clock.now)
+    assert stored.finished_at == at(clock.now)
     assert stored.lease_until is None
     assert stored.progress == 1.0
     assert stored.attempt == 1
     assert stored.error is None
     assert await claim(backend) == []
+
+
+@pytest.mark.parametrize("earlier", ["retry", "reaped"])
+async def test_success_after_a_failed_attempt_clears_the_error(
+    backend: Backend, clock, earlier: str
+) -> None:
+    # finish records the outcome's error; a success has none, so a succeeded
+    # job must not go on showing the error of an earlier attempt.
+    await enqueue_one(backend, max_attempts=3)
+    first = await claim_one(backend, lease_s=10.0)
+    if earlier == "retry":
+        await finish(backend, first, OutcomeKind.RETRY, error=BOOM)
+    else:
+        clock.advance(11.0)
+        await backend.reap_expired(ReapParams())
+    second = await claim_one(backend)
+    assert second.error is not None
+    assert (await finish(backend, second, result=b'"ok"')).rejected == []
+    stored = await get_one(backend, first.id)
+    assert stored.state is JobState.SUCCEEDED
+    assert stored.result == b'"ok"'
+    assert stored.error is None
 
 
 async def test_finish_retry_schedules_the_job_again(backend: Backend, clock) -> None:
@@ -385,7 +408,7 @@ async def test_finish_retry_schedules_the_job_again(backend: Backend, clock) -> 
     assert result.rejected == []
     stored = await get_one(backend, job.id)
     assert stored.state is JobState.SCHEDULED
-    assert stored.run_at == pytest.approx(clock.now + 45.0)
+    assert stored.run_at == at(clock.now + 45.0)
     assert stored.error == BOOM
     assert stored.lease_until is None
     assert stored.finished_at is None
@@ -406,7 +429,7 @@ async def test_finish_dead_keeps_the_error(backend: Backend, clock) -> None:
     stored = await get_one(backend, job.id)
     assert stored.state is JobState.DEAD
     assert stored.error == BOOM
-    assert stored.finished_at == pytest.approx(clock.now)
+    assert stored.finished_at == at(clock.now)
     assert stored.lease_until is None
     assert await claim(backend) == []
 
@@ -418,7 +441,7 @@ async def test_finish_cancelled(backend: Backend, clock) -> None:
     assert (await finish(backend, job, OutcomeKind.CANCELLED)).rejected == []
     stored = await get_one(backend, job.id)
     assert stored.state is JobState.CANCELLED
-    assert stored.finished_at == pytest.approx(clock.now)
+    assert stored.finished_at == at(clock.now)
     assert stored.lease_until is None
 
 
@@ -544,4 +567,3 @@ async def test_error_info_round_trips(backend: Backend) -> None:
     error = ErrorInfo(type="OSError", message="disk full: é ✓", traceback=None)
     await finish(backend, job, OutcomeKind.DEAD, error=error)
     assert (await get_one(backend, job.id)).error == error
-

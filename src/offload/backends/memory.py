@@ -68,14 +68,15 @@ class MemoryStore:
         out: list[JobRecord] = []
         with self._lock:
             now = self._clock()
+            ids = [new.id for new in params.jobs]
+            if len(set(ids)) != len(ids) or any(i in self._jobs for i in ids):
+                raise ValueError("a job id in this batch already exists; nothing was stored")
             for new in params.jobs:
                 if new.key is not None:
                     holder = self._jobs.get(self._keys.get(new.key, ""))
                     if holder is not None and holder.state in KEY_HOLDING_STATES:
                         out.append(_copy(holder))
                         continue
-                if new.id in self._jobs:
-                    raise ValueError(f"job id {new.id} already exists")
                 run_at = new.run_at if new.run_at is not None else now + new.delay_s
                 record = JobRecord(
                     id=new.id,

@@ -403,7 +403,7 @@ class SqliteStore:
                 error = None if o.error is None else _encode(o.error)
                 if o.kind is OutcomeKind.SUCCEEDED:
                     cursor = conn.execute(
-                        "UPDATE offload_jobs SET state = 'succeeded', result = ?, "
+                        "UPDATE offload_jobs SET state = 'succeeded', result = ?, error = NULL, "
                         "finished_at = ?, lease_until = NULL, progress = 1.0 "
                         "WHERE id = ? AND delivery = ? AND state = 'running'",
                         (o.result, now, *fence),
