@@ -53,7 +53,7 @@ from offload.states import (
 
 QUEUE = "default"
 WORKERS = ("w1", "w2", "w3")
-KEYS = ("k1", "k2", "k3")
+KEYS = ("k1", "k2")
 LEASE_S = 10.0  # the workers' default lease
 JOB_LEASE_S = 4.0  # some jobs carry their own, shorter lease
 MAX_CRASHES = 3
@@ -145,15 +145,19 @@ class LifecycleMachine(RuleBasedStateMachine):
         return self.clock.now() + (job.lease_s if job.lease_s is not None else LEASE_S)
 
     # -- client rules --------------------------------------------------------
-    @initialize(count=st.integers(1, 3), delay=st.sampled_from([0.0, 5.0]))
-    def some_jobs(self, count: int, delay: float) -> None:
+    @initialize(
+        count=st.integers(1, 3),
+        delay=st.sampled_from([0.0, 5.0]),
+        lease_s=st.sampled_from([None, JOB_LEASE_S]),
+    )
+    def some_jobs(self, count: int, delay: float, lease_s: float | None) -> None:
         for _ in range(count):
             self.enqueue(
-                key=None, delay=delay, max_attempts=3, priority=0, lease_s=None, copies=1
+                key=None, delay=delay, max_attempts=3, priority=0, lease_s=lease_s, copies=1
             )
 
     @rule(
-        key=st.sampled_from([None, None, *KEYS]),
+        key=st.sampled_from([None, *KEYS]),
         delay=st.sampled_from([0.0, 0.0, 5.0, 15.0]),
         max_attempts=st.integers(1, 3),
         priority=st.integers(0, 1),
@@ -206,13 +210,16 @@ class LifecycleMachine(RuleBasedStateMachine):
                 holder = record
 
     @precondition(lambda self: self.ids)
-    @rule(index=st.integers(0, 10_000), live_only=st.booleans())
-    def cancel(self, index: int, live_only: bool) -> None:
-        live = [i for i in self.ids if self.seen[i].state in CANCELLABLE_STATES]
-        job_id = live[index % len(live)] if live_only and live else self.pick(index)
+    @rule(index=st.integers(0, 10_000), among=st.sampled_from(["any", "live", "running"]))
+    def cancel(self, index: int, among: str) -> None:
+        """A person cancels a job (a running one's worker keeps its now stale token)."""
+        wanted = {"any": set(JobState), "live": CANCELLABLE_STATES, "running": {JobState.RUNNING}}
+        pool = [i for i in self.ids if self.seen[i].state in wanted[among]] or self.ids
+        job_id = pool[index % len(pool)]
         before = self.seen[job_id]
         (after,) = self.store.cancel(IdsParams(ids=[job_id]))
         if before.state in CANCELLABLE_STATES:
+            event(f"cancel: {before.state.value} job cancelled")
             assert after.state is JobState.CANCELLED
             assert after.finished_at == self.clock.now()
             assert after.lease_until is None
@@ -291,6 +298,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         shift=st.sampled_from([-1, 1]),
     )
     def heartbeat(self, worker: str, stranger: int | None, shift: int) -> None:
+        """The worker renews every lease it believes it holds, maybe with a stranger's token."""
         leases = [LeaseRef(id=i, delivery=d) for i, d in sorted(self.held[worker].items())]
         if stranger is not None and self.ids:
             # A token this worker never got: an older or future delivery of some job.
@@ -314,7 +322,9 @@ class LifecycleMachine(RuleBasedStateMachine):
             elif (before.lease_until or 0) >= now:
                 assert lease.id not in result.lost, "a live lease was refused its heartbeat"
             if lease.id not in result.lost:
+                # Renewed on the store's clock, by the job's own lease when it has one.
                 assert after.lease_until == self.expected_lease_until(after)
+                event("heartbeat: lease renewed")
             else:
                 assert after == before, "a rejected heartbeat must not touch the job"
                 self.held[worker].pop(lease.id, None)  # the worker learns it lost the lease
@@ -425,6 +435,46 @@ class LifecycleMachine(RuleBasedStateMachine):
     def crash(self, worker: str) -> None:
         """The worker process dies: its leases are simply forgotten, nothing is told."""
         self.held[worker].clear()
+
+    @precondition(lambda self: self.ids)
+    @rule(
+        worker=st.sampled_from(WORKERS),
+        kind=st.sampled_from(list(OutcomeKind)),
+        delay=st.sampled_from([0.0, 3.0]),
+        beat=st.booleans(),
+    )
+    def claim_and_finish(
+        self, worker: str, kind: OutcomeKind, delay: float, beat: bool
+    ) -> None:
+        """A healthy worker: claims one job, runs it (renewing its lease once if ``beat``)
+        and reports with the token it got."""
+        before = dict(self.held[worker])
+        self.claim(worker, 1)
+        self.store_agrees_with_the_rules()  # each sub-step is checked like a step
+        new = sorted(set(self.held[worker].items()) - set(before.items()))
+        if new and beat:
+            self.advance(2.0)
+            self.heartbeat(worker, None, 1)
+            self.store_agrees_with_the_rules()
+            new = sorted(set(self.held[worker].items()) - set(before.items()))
+        if new:
+            self.finish_many(worker, new, kind, delay, twice=False)
+
+    @precondition(lambda self: self.ids)
+    @rule(worker=st.sampled_from(WORKERS))
+    def poison_kills_worker(self, worker: str) -> None:
+        """A worker claims a job and dies on it; its lease runs out and the reaper runs.
+
+        Three of these on the same job quarantine it as dead (DESIGN.md section 6).
+        """
+        self.claim(worker, 1)
+        self.store_agrees_with_the_rules()  # each sub-step is checked like a step
+        self.crash(worker)
+        self.advance(LEASE_S)
+        self.reap_expired()  # a lease that ends exactly now has not run out yet
+        self.store_agrees_with_the_rules()
+        self.advance(1.0)
+        self.reap_expired()
 
     # -- maintenance and time ------------------------------------------------
     @rule(seconds=st.sampled_from([1.0, 2.0, 4.0, 6.0, 10.0, 12.0]))

@@ -161,6 +161,7 @@ class ProcessExecutor:
         try:
             return child.conn.recv_bytes()
         except (EOFError, OSError) as exc:
+            child.process.join(timeout=1)  # the pipe closed: it has exited, collect its code
             raise ChildDied(
                 f"the task's process exited with code {child.process.exitcode}"
             ) from exc
