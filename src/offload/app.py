@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
@@ -39,7 +38,7 @@ class Offload:
         lease_s: float = 30.0,
         retention_s: float = 7 * 24 * 3600,
         max_crashes: int = 3,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         backend: Backend | None = None,
     ) -> None:
         self.url = url or os.environ.get("OFFLOAD_URL") or DEFAULT_URL

@@ -7,7 +7,6 @@ engine (or its driver) until a URL asks for it.
 from __future__ import annotations
 
 import importlib
-import time
 from collections.abc import Callable
 from typing import cast
 
@@ -24,7 +23,8 @@ SCHEMES: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def open_backend(url: str, clock: Callable[[], float] = time.time) -> Backend:
+def open_backend(url: str, clock: Callable[[], float] | None = None) -> Backend:
+    """``clock`` (tests only) replaces the engine's own clock; None keeps the engine's."""
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in SCHEMES:
         raise ValueError(

@@ -363,6 +363,6 @@ class MemoryStore:
         pass
 
 
-def memory_backend(url: str, clock: Callable[[], float] = time.time) -> ThreadedBackend:
+def memory_backend(url: str, clock: Callable[[], float] | None = None) -> ThreadedBackend:
     """``memory://``: one store per call, so each ``Offload`` instance gets its own."""
-    return ThreadedBackend(MemoryStore(clock=clock))
+    return ThreadedBackend(MemoryStore(clock=clock or time.time))

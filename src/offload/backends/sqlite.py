@@ -565,7 +565,7 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
     return rest[1:], options
 
 
-def sqlite_backend(url: str, clock: Callable[[], float] = time.time) -> ThreadedBackend:
+def sqlite_backend(url: str, clock: Callable[[], float] | None = None) -> ThreadedBackend:
     path, options = parse_sqlite_url(url)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -574,6 +574,6 @@ def sqlite_backend(url: str, clock: Callable[[], float] = time.time) -> Threaded
         path,
         synchronous=options.get("synchronous", "full"),
         busy_timeout_ms=int(options.get("busy_timeout_ms", 10_000)),
-        clock=clock,
+        clock=clock or time.time,
     )
     return ThreadedBackend(store)
