@@ -24,21 +24,29 @@ from offload.backends.base import Backend
 from offload.backends.memory import memory_backend
 from offload.backends.sqlite import sqlite_backend
 
-BackendFactory = Callable[[FakeClock, Path], Awaitable[Backend]]
+BackendFactory = Callable[[FakeClock, Path, pytest.FixtureRequest], Awaitable[Backend]]
 
 
-async def _memory(clock: FakeClock, tmp_path: Path) -> Backend:
+async def _memory(clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
     return memory_backend("memory://", clock=clock.time)
 
 
-async def _sqlite(clock: FakeClock, tmp_path: Path) -> Backend:
+async def _sqlite(clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
     return sqlite_backend("sqlite:///" + str(tmp_path / "offload.db"), clock=clock.time)
 
 
-#: name -> factory; add "postgres" and "redis" here when those backends exist.
+async def _postgres(clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    from offload.backends.postgres import postgres_backend
+
+    url = request.getfixturevalue("postgres_url")  # a fresh schema on the test cluster
+    return postgres_backend(url, clock=clock.time)
+
+
+#: name -> factory; add "redis" here when that backend exists.
 BACKEND_FACTORIES: dict[str, BackendFactory] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "postgres": _postgres,
 }
 
 
@@ -60,9 +68,13 @@ def backend_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def backend(
-    backend_name: str, runner: asyncio.Runner, clock: FakeClock, tmp_path: Path
+    backend_name: str,
+    runner: asyncio.Runner,
+    clock: FakeClock,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Backend]:
-    opened = runner.run(BACKEND_FACTORIES[backend_name](clock, tmp_path))
+    opened = runner.run(BACKEND_FACTORIES[backend_name](clock, tmp_path, request))
     try:
         yield opened
     finally:

@@ -1,0 +1,140 @@
+-- Every statement the PostgreSQL backend runs. {schema} is the quoted schema,
+-- {cols} the job columns as JobRecord wants them, {now} the clock expression
+-- (the database's now() unless a test injects a clock). Parameters are %(name)s.
+
+-- name: enqueue
+INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
+                           lease_s, timeout_s, created_at, key, batch, owner, meta)
+SELECT j.id, j.task, j.queue,
+       CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
+       j.payload, j.priority, j.max_attempts, j.run_at, j.lease_s, j.timeout_s, {now},
+       j.key, j.batch, j.owner, j.meta::jsonb
+FROM (
+    SELECT u.id, u.task, u.queue, u.payload, u.priority, u.max_attempts,
+           coalesce(to_timestamp(u.run_at_s), {now} + make_interval(secs => u.delay_s)) AS run_at,
+           u.lease_s, u.timeout_s, u.key, u.batch, u.owner, u.meta
+    FROM unnest(%(ids)s::text[], %(tasks)s::text[], %(queues)s::text[], %(payloads)s::bytea[],
+                %(priorities)s::int[], %(max_attempts)s::int[], %(run_ats)s::float8[],
+                %(delays)s::float8[], %(lease_ss)s::float8[], %(timeout_ss)s::float8[],
+                %(keys)s::text[], %(batches)s::text[], %(owners)s::text[], %(metas)s::text[])
+         AS u(id, task, queue, payload, priority, max_attempts, run_at_s, delay_s, lease_s,
+              timeout_s, key, batch, owner, meta)
+) AS j
+ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
+RETURNING {cols}
+
+-- name: live_keys
+SELECT {cols} FROM {schema}.jobs
+WHERE key = ANY(%(keys)s::text[]) AND state IN ('scheduled', 'queued', 'running')
+
+-- name: notify
+SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q
+
+-- name: get
+SELECT {cols} FROM {schema}.jobs WHERE id = ANY(%(ids)s::text[])
+
+-- name: cancel
+UPDATE {schema}.jobs SET state = 'cancelled', finished_at = {now}, lease_until = NULL
+WHERE id = ANY(%(ids)s::text[]) AND state IN ('scheduled', 'queued', 'running')
+
+-- name: retry
+UPDATE {schema}.jobs AS j SET state = 'queued', attempt = 0, crashes = 0, run_at = {now},
+    finished_at = NULL, worker = NULL
+WHERE j.id = ANY(%(ids)s::text[]) AND j.state IN ('dead', 'cancelled')
+  AND (j.key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM {schema}.jobs AS o
+      WHERE o.key = j.key AND o.id <> j.id AND o.state IN ('scheduled', 'queued', 'running')))
+RETURNING j.queue
+
+-- name: stats_counts
+SELECT queue, state, count(*) FROM {schema}.jobs GROUP BY queue, state
+
+-- name: stats_oldest
+SELECT queue, extract(epoch FROM {now} - min(run_at))::float8 FROM {schema}.jobs
+WHERE state IN ('queued', 'scheduled') AND run_at <= {now} GROUP BY queue
+
+-- name: stats_recent
+SELECT queue, count(*) FROM {schema}.jobs
+WHERE finished_at >= {now} - interval '60 seconds' GROUP BY queue
+
+-- name: claim
+UPDATE {schema}.jobs AS j
+SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
+    worker = %(worker)s, started_at = {now},
+    lease_until = {now} + make_interval(secs => coalesce(j.lease_s, %(lease_s)s))
+WHERE j.id IN (
+    SELECT id FROM {schema}.jobs
+    WHERE queue = ANY(%(queues)s::text[]) AND state IN ('queued', 'scheduled') AND run_at <= {now}
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING {cols}
+
+-- name: heartbeat
+UPDATE {schema}.jobs AS j
+SET lease_until = {now} + make_interval(secs => coalesce(j.lease_s, %(lease_s)s))
+FROM unnest(%(ids)s::text[], %(deliveries)s::int[]) AS l(id, delivery)
+WHERE j.id = l.id AND j.delivery = l.delivery AND j.state = 'running'
+RETURNING j.id
+
+-- name: finish
+UPDATE {schema}.jobs AS j SET
+    state = CASE o.kind WHEN 'retry' THEN 'scheduled' WHEN 'release' THEN 'queued' ELSE o.kind END,
+    result = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN o.result ELSE j.result END,
+    error = CASE o.kind WHEN 'release' THEN j.error WHEN 'succeeded' THEN NULL
+                        ELSE o.error::jsonb END,
+    run_at = CASE o.kind WHEN 'retry' THEN {now} + make_interval(secs => o.delay_s)
+                         ELSE j.run_at END,
+    attempt = CASE o.kind WHEN 'release' THEN j.attempt - 1 ELSE j.attempt END,
+    worker = CASE o.kind WHEN 'release' THEN NULL ELSE j.worker END,
+    finished_at = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN {now}
+                       ELSE j.finished_at END,
+    progress = CASE o.kind WHEN 'succeeded' THEN 1.0 ELSE j.progress END,
+    lease_until = NULL
+FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(kinds)s::text[], %(results)s::bytea[],
+            %(errors)s::text[], %(delays)s::float8[]) AS o(id, delivery, kind, result, error, delay_s)
+WHERE j.id = o.id AND j.delivery = o.delivery AND j.state = 'running'
+RETURNING j.id, j.queue, o.kind
+
+-- name: progress
+UPDATE {schema}.jobs AS j SET progress = u.progress, progress_message = u.message
+FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(progress)s::float8[], %(messages)s::text[])
+     AS u(id, delivery, progress, message)
+WHERE j.id = u.id AND j.delivery = u.delivery AND j.state = 'running'
+
+-- name: promote_due
+UPDATE {schema}.jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= {now}
+
+-- name: reap_expired
+UPDATE {schema}.jobs SET crashes = crashes + 1, lease_until = NULL, worker = NULL,
+    error = %(error)s::jsonb,
+    state = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN {now} ELSE NULL END
+WHERE state = 'running' AND lease_until < {now}
+RETURNING id, state, queue
+
+-- name: prune
+DELETE FROM {schema}.jobs
+WHERE state = ANY(%(states)s::text[]) AND finished_at < to_timestamp(%(before)s)
+
+-- name: purge
+DELETE FROM {schema}.jobs
+WHERE state = ANY(%(states)s::text[]) AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+
+-- name: lock
+INSERT INTO {schema}.locks (name, owner, expires_at)
+VALUES (%(name)s, %(owner)s, {now} + make_interval(secs => %(ttl_s)s))
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE {schema}.locks.owner = excluded.owner OR {schema}.locks.expires_at <= {now}
+RETURNING name
+
+-- name: unlock
+DELETE FROM {schema}.locks WHERE name = %(name)s AND owner = %(owner)s
+
+-- name: next_ready
+SELECT extract(epoch FROM min(run_at))::float8 FROM {schema}.jobs
+WHERE state IN ('queued', 'scheduled') AND queue = ANY(%(queues)s::text[])
+
+-- name: now
+SELECT extract(epoch FROM {now})::float8
