@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +52,11 @@ class WorkerThread:
     def join(self, timeout_s: float = 60) -> WorkerStats:
         """For burst workers: wait until the worker exits by itself."""
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            faulthandler.dump_traceback(all_threads=True)
+            if self._loop is not None:
+                for task in asyncio.all_tasks(self._loop):
+                    task.print_stack()
         assert not self._thread.is_alive(), "burst worker did not exit"
         if self.error is not None:
             raise self.error

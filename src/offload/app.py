@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
+from urllib.parse import urlsplit, urlunsplit
 
 from offload.backends import open_backend
-from offload.backends.base import Backend, EnqueueParams
+from offload.backends.base import (
+    Backend,
+    EnqueueParams,
+    TransactionalBackend,
+    TransactionalSync,
+)
 from offload.errors import ConfigurationError
 from offload.ids import IdGenerator
 from offload.job import Job
@@ -58,7 +64,16 @@ class Offload:
         self._backend_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"<Offload {self.url} tasks={sorted(self.tasks)}>"
+        return f"<Offload {self.display_url} tasks={sorted(self.tasks)}>"
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for logs and messages."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
 
     # -- configuration -----------------------------------------------------
     @property
@@ -170,13 +185,36 @@ class Offload:
         return Job(self, found[0])
 
     # -- enqueueing (used by Task) ----------------------------------------
-    def enqueue_one(self, task: Task[Any, R], new: NewJob) -> Job[R]:
-        (record,) = self.backend.blocking.enqueue(EnqueueParams(jobs=[new]))
+    def enqueue_one(self, task: Task[Any, R], new: NewJob, connection: Any = None) -> Job[R]:
+        (record,) = self._store([new], connection)
         return Job(self, record)
 
-    async def enqueue_one_async(self, task: Task[Any, R], new: NewJob) -> Job[R]:
-        (record,) = await self.backend.enqueue(EnqueueParams(jobs=[new]))
+    async def enqueue_one_async(
+        self, task: Task[Any, R], new: NewJob, connection: Any = None
+    ) -> Job[R]:
+        (record,) = await self._store_async([new], connection)
         return Job(self, record)
+
+    def _transactional(self) -> None:
+        if not self.backend.capabilities.transactional_enqueue:
+            raise ConfigurationError(
+                f"enqueue(connection=...) joins your database transaction, which {self.url} "
+                "cannot do; use a postgresql:// URL or leave connection out"
+            )
+
+    def _store(self, jobs: list[NewJob], connection: Any) -> list[JobRecord]:
+        params = EnqueueParams(jobs=jobs)
+        if connection is None:
+            return self.backend.blocking.enqueue(params)
+        self._transactional()
+        return cast(TransactionalSync, self.backend.blocking).enqueue_in(connection, params)
+
+    async def _store_async(self, jobs: list[NewJob], connection: Any) -> list[JobRecord]:
+        params = EnqueueParams(jobs=jobs)
+        if connection is None:
+            return await self.backend.enqueue(params)
+        self._transactional()
+        return await cast(TransactionalBackend, self.backend).enqueue_in(connection, params)
 
     def _check_owned(self, signatures: Sequence[Signature[Any]]) -> list[NewJob]:
         for signature in signatures:
@@ -184,13 +222,15 @@ class Offload:
                 raise ConfigurationError(f"{signature.task!r} belongs to another Offload app")
         return [s.to_new_job() for s in signatures]
 
-    def enqueue_signatures(self, signatures: Sequence[Signature[R]]) -> list[Job[R]]:
-        records = self.backend.blocking.enqueue(EnqueueParams(jobs=self._check_owned(signatures)))
-        return self._handles(records)
+    def enqueue_signatures(
+        self, signatures: Sequence[Signature[R]], connection: Any = None
+    ) -> list[Job[R]]:
+        return self._handles(self._store(self._check_owned(signatures), connection))
 
-    async def enqueue_signatures_async(self, signatures: Sequence[Signature[R]]) -> list[Job[R]]:
-        records = await self.backend.enqueue(EnqueueParams(jobs=self._check_owned(signatures)))
-        return self._handles(records)
+    async def enqueue_signatures_async(
+        self, signatures: Sequence[Signature[R]], connection: Any = None
+    ) -> list[Job[R]]:
+        return self._handles(await self._store_async(self._check_owned(signatures), connection))
 
     def _handles(self, records: list[JobRecord]) -> list[Job[R]]:
         return [Job(self, r) for r in records]

@@ -213,7 +213,7 @@ def job_command(job_id: str, url: str | None, app_spec: str | None, as_json: boo
     app = open_app(app_spec, url)
     found = app.backend.blocking.get(IdsParams(ids=[job_id]))
     if not found:
-        raise Fail(f"no job with id {job_id!r} in {app.url} (check the id, or --url)")
+        raise Fail(f"no job with id {job_id!r} in {app.display_url} (check the id, or --url)")
     data = job_dict(found[0])
     if as_json:
         emit_json(data)
@@ -376,6 +376,21 @@ def purge(
         emit_json({"deleted": deleted})
     else:
         click.echo(f"deleted {deleted} job(s)")
+
+
+@main.command()
+@url_option
+@app_option
+@json_option
+@friendly
+def migrate(url: str | None, app_spec: str | None, as_json: bool) -> None:
+    """Create or upgrade the store's schema (first use also does, unless disabled)."""
+    app = open_app(app_spec, url)
+    version = app.backend.blocking.migrate()
+    if as_json:
+        emit_json({"url": app.display_url, "schema_version": version})
+    else:
+        click.echo(f"{app.display_url}: schema version {version}")
 
 
 @main.command()

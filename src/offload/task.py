@@ -45,6 +45,8 @@ class CallOptions:
     key: str | None = None
     owner: str | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    #: A caller's open database connection whose transaction the job joins.
+    connection: Any = None
 
 
 def _seconds(delay: Delay) -> float:
@@ -122,24 +124,40 @@ class _Enqueuer(Generic[P, R]):
     _call: CallOptions
 
     def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
-        """Store one job durably and return its handle at once."""
-        return self._task.app.enqueue_one(self._task, self._task.new_job(args, kwargs, self._call))
+        """Store one job durably and return its handle at once.
+
+        ``connection=conn`` (a psycopg connection, when the task has no parameter
+        of that name) writes the job in the caller's transaction; typed code says
+        ``task.options(connection=conn).enqueue(...)``.
+        """
+        call = self._take_connection(kwargs)
+        new = self._task.new_job(args, kwargs, call)
+        return self._task.app.enqueue_one(self._task, new, call.connection)
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
-        return await self._task.app.enqueue_one_async(
-            self._task, self._task.new_job(args, kwargs, self._call)
-        )
+        call = self._take_connection(kwargs)
+        new = self._task.new_job(args, kwargs, call)
+        return await self._task.app.enqueue_one_async(self._task, new, call.connection)
+
+    def _take_connection(self, kwargs: dict[str, Any]) -> CallOptions:
+        if "connection" in kwargs and "connection" not in self._task.codec.signature.parameters:
+            return replace(self._call, connection=kwargs.pop("connection"))
+        return self._call
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
         self._task.codec.encode_args(args, kwargs)  # fail here, not when the batch is sent
         return Signature(self._task, args, dict(kwargs), self._call)
 
-    def enqueue_many(self, signatures: Iterable[Signature[R]]) -> list[Job[R]]:
-        """Store many jobs in one round trip (one transaction)."""
-        return self._task.app.enqueue_signatures(list(signatures))
+    def enqueue_many(
+        self, signatures: Iterable[Signature[R]], *, connection: Any = None
+    ) -> list[Job[R]]:
+        """Store many jobs in one round trip (one transaction, or the caller's)."""
+        return self._task.app.enqueue_signatures(list(signatures), connection)
 
-    async def enqueue_many_async(self, signatures: Iterable[Signature[R]]) -> list[Job[R]]:
-        return await self._task.app.enqueue_signatures_async(list(signatures))
+    async def enqueue_many_async(
+        self, signatures: Iterable[Signature[R]], *, connection: Any = None
+    ) -> list[Job[R]]:
+        return await self._task.app.enqueue_signatures_async(list(signatures), connection)
 
     def options(
         self,
@@ -151,12 +169,18 @@ class _Enqueuer(Generic[P, R]):
         key: str | None = None,
         owner: str | None = None,
         meta: Mapping[str, Any] | None = None,
+        connection: Any = None,
     ) -> BoundTask[P, R]:
-        """Per-job options: ``task.options(delay=60, key="u42:a.docx").enqueue(...)``."""
+        """Per-job options: ``task.options(delay=60, key="u42:a.docx").enqueue(...)``.
+
+        ``connection``: enqueue inside this open database transaction (PostgreSQL).
+        """
         call = make_call_options(
             self._call, delay=delay, run_at=run_at, priority=priority, queue=queue,
             key=key, owner=owner, meta=meta,
         )  # fmt: skip
+        if connection is not None:
+            call = replace(call, connection=connection)
         return BoundTask(self._task, call)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -173,6 +173,20 @@ class SyncBackend(Protocol):
     def stats(self) -> list[QueueStats]: ...
     def purge(self, params: PurgeParams) -> int: ...
     def now(self) -> float: ...
+
+    def migrate(self) -> int:
+        """Create or upgrade the store's schema; returns its version."""
+        ...
+
+
+class TransactionalSync(SyncBackend, Protocol):
+    """``capabilities.transactional_enqueue``: enqueue on the caller's open connection."""
+
+    def enqueue_in(self, connection: Any, params: EnqueueParams) -> list[JobRecord]: ...
+
+
+class TransactionalBackend(Protocol):
+    async def enqueue_in(self, connection: Any, params: EnqueueParams) -> list[JobRecord]: ...
 
 
 @runtime_checkable

@@ -63,6 +63,9 @@ class MemoryStore:
     def now(self) -> float:
         return self._clock()
 
+    def migrate(self) -> int:
+        return 0  # nothing persists, nothing to migrate
+
     # -- client operations -------------------------------------------------
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         out: list[JobRecord] = []

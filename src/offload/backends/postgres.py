@@ -466,19 +466,26 @@ class PostgresSync(_Runner):
 
     def run(self, plan: Plan[T]) -> T:
         try:
-            if not self._migrated:
-                self._migrated = True
-                with self._get_pool().connection() as conn, conn.cursor() as cursor:
-                    drive_sync(cursor, plan_migrate(self._st, self._config.schema), self)
+            self._ensure_schema()
             with self._get_pool().connection() as conn, conn.cursor() as cursor:
                 return drive_sync(cursor, plan, self)
         except Exception as exc:
             raise _translate(exc) from exc
 
+    def _ensure_schema(self) -> None:
+        if not self._migrated:
+            with self._get_pool().connection() as conn, conn.cursor() as cursor:
+                drive_sync(cursor, plan_migrate(self._st, self._config.schema), self)
+            self._migrated = True
+
     def enqueue_in(self, connection: Any, params: EnqueueParams) -> list[JobRecord]:
         """Enqueue inside the caller's open transaction: the jobs exist iff it commits."""
         if not isinstance(connection, psycopg.Connection):
             raise TypeError("connection must be a psycopg.Connection (or use enqueue_async)")
+        try:
+            self._ensure_schema()
+        except Exception as exc:
+            raise _translate(exc) from exc
         with connection.cursor() as cursor:
             return drive_sync(cursor, plan_enqueue(self._st, params), self)
 
@@ -569,19 +576,27 @@ class PostgresBackend(_Runner):
 
     async def run(self, plan: Plan[T]) -> T:
         try:
-            pool = await self._get_pool()
-            if not self._migrated:
-                async with pool.connection() as conn, conn.cursor() as cursor:
-                    await drive_async(cursor, plan_migrate(self.st, self.config.schema), self)
-                self._migrated = True
+            pool = await self._ensure_schema()
             async with pool.connection() as conn, conn.cursor() as cursor:
                 return await drive_async(cursor, plan, self)
         except Exception as exc:
             raise _translate(exc) from exc
 
+    async def _ensure_schema(self) -> psycopg_pool.AsyncConnectionPool:
+        pool = await self._get_pool()
+        if not self._migrated:
+            async with pool.connection() as conn, conn.cursor() as cursor:
+                await drive_async(cursor, plan_migrate(self.st, self.config.schema), self)
+            self._migrated = True
+        return pool
+
     async def enqueue_in(self, connection: Any, params: EnqueueParams) -> list[JobRecord]:
         if not isinstance(connection, psycopg.AsyncConnection):
             raise TypeError("connection must be a psycopg.AsyncConnection (or use enqueue)")
+        try:
+            await self._ensure_schema()
+        except Exception as exc:
+            raise _translate(exc) from exc
         async with connection.cursor() as cursor:
             return await drive_async(cursor, plan_enqueue(self.st, params), self)
 

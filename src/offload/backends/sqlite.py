@@ -214,6 +214,10 @@ class SqliteStore:
     def now(self) -> float:
         return self._clock()
 
+    def migrate(self) -> int:
+        apply_schema(self._conn())
+        return migrations()[-1][0]
+
     # -- client operations -------------------------------------------------
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         out: list[JobRecord] = []

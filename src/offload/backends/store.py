@@ -106,19 +106,17 @@ class ThreadedBackend:
     def __init__(self, store: SyncStore) -> None:
         self.store = store
         self.capabilities = store.capabilities
-        self._executor: ThreadPoolExecutor | None = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="offload-store")
-            if store.blocks
-            else None
-        )
+        self._executor: ThreadPoolExecutor | None = None
 
     @property
     def blocking(self) -> SyncBackend:
         return self.store
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        if self._executor is None:
+        if not self.store.blocks:
             return fn(*args)
+        if self._executor is None:  # (re)opened on first use, so close() is not final
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="offload-store")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
@@ -204,8 +202,9 @@ class ThreadedBackend:
             self.store.remove_listener(wake)
 
     async def close(self) -> None:
+        """Release connections and the I/O thread; the next call opens them again."""
         if self._executor is not None:
             await self._run(self.store.close)
             self._executor.shutdown(wait=True)
-        else:
-            self.store.close()
+            self._executor = None
+        self.store.close()

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 
-from offload.backends.base import Backend, LockParams, PruneParams, ReapParams
+from offload.backends.base import Backend, BackendError, LockParams, PruneParams, ReapParams
 
 log = logging.getLogger("offload.worker")
 
@@ -63,6 +63,8 @@ class Maintenance:
         while not stopping.is_set():
             try:
                 await self.run_once()
+            except BackendError as exc:
+                log.error("maintenance skipped: %s; retrying", exc)
             except Exception:
                 log.exception("maintenance failed; retrying")
             # Followers check less often: they only need to notice a dead leader.

@@ -109,6 +109,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._flush_needed = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._flushes = 0
         self._progress_needed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -143,7 +144,7 @@ class Worker:
         await self._executor.start()
         log.info(
             "worker %s on %s, queues %s, %d %s slot(s)",
-            self.name, self.app.url, ",".join(self.queues), self.concurrency, self.pool,
+            self.name, self.app.display_url, ",".join(self.queues), self.concurrency, self.pool,
         )  # fmt: skip
         helpers = [
             asyncio.create_task(self._flush_loop(), name="offload-flush"),
@@ -163,17 +164,22 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self.maintenance.resign()
             await self._executor.close()
+            # Connections and listeners belong to this event loop: release them with it.
+            with contextlib.suppress(Exception):
+                await self.app.backend.close()
         return self.stats
 
     async def _fetch_loop(self) -> None:
         backend = self.app.backend
         failures = 0
+        empty_checks = 0
         while not self._stopping.is_set():
             free = self.concurrency - len(self._running)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            flushes_before = self._flushes
             try:
                 jobs = await backend.claim(
                     ClaimParams(
@@ -192,11 +198,20 @@ class Worker:
             for job in jobs:
                 self._start(job)
             if jobs:
+                empty_checks = 0
                 await asyncio.sleep(0)
                 continue
             if self.burst:
+                if flushes_before != self._flushes:
+                    continue  # outcomes stored while the claim ran (a retry, say): look again
                 if not self._running and not self._unacked:
-                    return
+                    # SKIP LOCKED hides a ready row that another transaction (the leader's
+                    # promotion, say) holds for a moment: confirm once before exiting.
+                    empty_checks += 1
+                    if empty_checks >= 2:
+                        return
+                    await self._pause(0.05)
+                    continue
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
@@ -362,6 +377,7 @@ class Worker:
             if self._unacked.get(outcome.id) is outcome:
                 del self._unacked[outcome.id]
                 self._unacked_jobs.pop(outcome.id, None)
+        self._flushes += 1
         self._slot_freed.set()  # a burst worker re-checks for work once outcomes are stored
         if result.rejected:
             self.stats.rejected += len(result.rejected)

@@ -1,0 +1,18 @@
+"""The app the PostgreSQL restart test's worker processes run."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from offload import Offload
+
+app = Offload(lease_s=5.0)
+
+
+@app.task(retries=10, backoff=0.2)
+def tick(n: int) -> int:
+    time.sleep(0.01)
+    with open(os.path.join(os.environ["EXEC_LOG_DIR"], f"{os.getpid()}.log"), "a") as log:
+        log.write(f"{n}\n")
+    return n
