@@ -176,7 +176,7 @@ def test_workers_survive_a_database_restart(
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log.open("w"),
-        )  # fmt: skip
+        )
         for log in worker_logs
     ]
     try:

@@ -77,9 +77,9 @@ class FakeClock:
 def reachable(transitions: dict[JobState, frozenset[JobState]]) -> dict[JobState, set[JobState]]:
     """For each state, every state reachable through one or more allowed transitions."""
     out: dict[JobState, set[JobState]] = {}
-    for source in transitions:
+    for source, targets in transitions.items():
         seen: set[JobState] = set()
-        frontier = list(transitions[source])
+        frontier = list(targets)
         while frontier:
             state = frontier.pop()
             if state not in seen:
@@ -196,8 +196,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         for new, record in zip(new_jobs, out, strict=True):
             if holder is not None:
                 # A held unique key returns the existing job instead of a new one.
-                assert record.id == holder.id
-                assert record.state in KEY_HOLDING_STATES
+                assert record == holder
                 event("enqueue: held key returned the live job")
                 continue
             assert record.id == new.id
@@ -226,15 +225,41 @@ class LifecycleMachine(RuleBasedStateMachine):
         else:
             assert after == before, "cancelling a finished job must not touch it"
 
+    def live_keyed(self) -> list[str]:
+        return [
+            i
+            for i in self.ids
+            if self.seen[i].key is not None and self.seen[i].state in KEY_HOLDING_STATES
+        ]
+
+    @precondition(lambda self: self.live_keyed())
+    @rule(index=st.integers(0, 10_000), delay=st.sampled_from([0.0, 5.0]))
+    def cancel_and_resubmit(self, index: int, delay: float) -> None:
+        """A person cancels a keyed job and submits it again: the new job takes the key."""
+        pool = self.live_keyed()
+        old = self.seen[pool[index % len(pool)]]
+        self.cancel(self.ids.index(old.id), "any")
+        self.store_agrees_with_the_rules()
+        self.enqueue(old.key, delay, 2, 0, None, 1)
+        assert self.ids[-1] != old.id and self.current(self.ids[-1]).key == old.key
+
     @precondition(lambda self: self.ids)
     @rule(
         indices=st.lists(st.integers(0, 10_000), min_size=1, max_size=2),
-        finished_only=st.booleans(),
+        among=st.sampled_from(["any", "finished", "key_taken"]),
     )
-    def retry(self, indices: list[int], finished_only: bool) -> None:
-        pool = [i for i in self.ids if self.seen[i].state.is_terminal]
-        if not (finished_only and pool):
-            pool = self.ids
+    def retry(self, indices: list[int], among: str) -> None:
+        """A person retries jobs; one whose key a newer live job holds must stay as it is."""
+        if among == "key_taken":
+            live_keys = {j.key for j in self.seen.values() if j.state in KEY_HOLDING_STATES}
+            pool = [
+                j.id
+                for j in self.seen.values()
+                if j.state in RETRYABLE_STATES and j.key is not None and j.key in live_keys
+            ]
+        else:
+            pool = [i for i in self.ids if among == "any" or self.seen[i].state.is_terminal]
+        pool = pool or self.ids
         ids = [pool[i % len(pool)] for i in indices]
         model = {i: msgspec.structs.replace(j) for i, j in self.seen.items()}
         expected_requeued = set()
@@ -260,6 +285,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                 assert record.run_at == self.clock.now()
                 assert record.finished_at is None
                 assert record.lease_until is None
+                assert record.worker is None
             else:
                 assert record == self.seen[record.id], f"retry of {record.id} should be refused"
         self.retried |= expected_requeued
@@ -310,7 +336,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         if not leases:
             return
         now = self.clock.now()
-        result = self.store.heartbeat(HeartbeatParams(leases=leases, worker=worker, lease_s=LEASE_S))
+        result = self.store.heartbeat(
+            HeartbeatParams(leases=leases, worker=worker, lease_s=LEASE_S)
+        )
         for lease in leases:
             before = self.seen[lease.id]
             after = self.current(lease.id)
@@ -337,7 +365,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         index=st.integers(0, 10_000),
         kind=st.sampled_from(list(OutcomeKind)),
         delay=st.sampled_from([0.0, 3.0, 20.0]),
-        tamper=st.sampled_from([0, 0, 0, -1, 1]),
+        tamper=st.sampled_from([0, -1, 1]),
         twice=st.booleans(),
     )
     def finish(self, index: int, kind: OutcomeKind, delay: float, tamper: int, twice: bool) -> None:
@@ -422,9 +450,9 @@ class LifecycleMachine(RuleBasedStateMachine):
         else:
             assert after.state is JobState(kind.value)
             assert after.finished_at == now
-            import os
-            if not os.environ.get("RELAX"):
-                assert after.error == error
+            # The job ends with this outcome's error (none for a success), not an error left
+            # over from an earlier attempt such as a reaped lease's WorkerLost.
+            assert after.error == error
             assert after.result == result
             assert after.attempt == before.attempt
             if kind is OutcomeKind.SUCCEEDED:
@@ -443,9 +471,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         delay=st.sampled_from([0.0, 3.0]),
         beat=st.booleans(),
     )
-    def claim_and_finish(
-        self, worker: str, kind: OutcomeKind, delay: float, beat: bool
-    ) -> None:
+    def claim_and_finish(self, worker: str, kind: OutcomeKind, delay: float, beat: bool) -> None:
         """A healthy worker: claims one job, runs it (renewing its lease once if ``beat``)
         and reports with the token it got."""
         before = dict(self.held[worker])
@@ -526,7 +552,7 @@ class LifecycleMachine(RuleBasedStateMachine):
 
         # Every job is in exactly one state: the per-state queries partition the jobs.
         everything = self.store.query(QueryParams(limit=10_000))
-        assert sorted(j.id for j in everything.jobs) == sorted(self.ids)
+        assert {j.id: j for j in everything.jobs} == now_jobs
         assert everything.next_cursor is None
         by_state: dict[str, JobState] = {}
         for state in JobState:
