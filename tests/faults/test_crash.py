@@ -31,14 +31,21 @@ def start_worker(url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
-def test_sigkilled_workers_lose_no_job(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    url = f"sqlite:///{tmp_path}/crash.db"
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_sigkilled_workers_lose_no_job(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    if store == "sqlite":
+        url = f"sqlite:///{tmp_path}/crash.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
     logs = tmp_path / "executions"
     logs.mkdir()
     env = {**os.environ, "OFFLOAD_URL": url, "CRASH_LOG_DIR": str(logs),
            "PYTHONPATH": os.path.dirname(__file__)}  # fmt: skip
     app = crash_app.app
-    app.use_url(url)
+    app._backend = None  # one module-level app, pointed at each store in turn
+    app.url = url
     for start in range(0, JOBS, 500):
         crash_app.short_job.enqueue_many(
             [crash_app.short_job.s(n) for n in range(start, min(start + 500, JOBS))]
@@ -77,7 +84,7 @@ def test_sigkilled_workers_lose_no_job(tmp_path: Path, capsys: pytest.CaptureFix
     duplicated = sum(count - 1 for count in executions.values() if count > 1)
     with capsys.disabled():
         print(
-            f"\ncrash test: {JOBS} jobs, {WORKERS} workers, {kills} SIGKILLs, "
+            f"\ncrash test on {store}: {JOBS} jobs, {WORKERS} workers, {kills} SIGKILLs, "
             f"{not_succeeded} not succeeded, {never_ran} never ran (lost), "
             f"{duplicated} duplicate executions, states {dict(states)}"
         )
