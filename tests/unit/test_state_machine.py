@@ -502,6 +502,41 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.advance(1.0)
         self.reap_expired()
 
+    @precondition(lambda self: self.ids)
+    @rule(
+        frozen=st.sampled_from(WORKERS),
+        late_kind=st.sampled_from(list(OutcomeKind)),
+        kind=st.sampled_from(list(OutcomeKind)),
+    )
+    def frozen_worker_wakes_late(
+        self, frozen: str, late_kind: OutcomeKind, kind: OutcomeKind
+    ) -> None:
+        """DESIGN.md section 6: a frozen worker cannot overwrite the job's new attempt.
+
+        ``frozen`` claims a job and stops renewing; the lease runs out, the reaper hands the
+        job back and another worker claims it. The frozen worker's late outcome must be
+        refused; the new holder's outcome must be taken.
+        """
+        before = dict(self.held[frozen])
+        self.claim(frozen, 1)
+        self.store_agrees_with_the_rules()
+        new = sorted(set(self.held[frozen].items()) - set(before.items()))
+        if not new:
+            return
+        (job_id, old_token), *_ = new
+        self.advance(LEASE_S + 1)
+        self.reap_expired()
+        self.store_agrees_with_the_rules()
+        other = next(w for w in WORKERS if w != frozen)
+        taken = dict(self.held[other])
+        self.claim(other, 3)
+        self.store_agrees_with_the_rules()
+        self.finish_many(frozen, [(job_id, old_token)], late_kind, 0.0, twice=False)
+        self.store_agrees_with_the_rules()
+        if self.held[other].get(job_id, old_token) != taken.get(job_id, old_token):
+            event("frozen worker: late outcome refused, new holder finishes")
+            self.finish_many(other, [(job_id, self.held[other][job_id])], kind, 0.0, twice=False)
+
     # -- maintenance and time ------------------------------------------------
     @rule(seconds=st.sampled_from([1.0, 2.0, 4.0, 6.0, 10.0, 12.0]))
     def advance(self, seconds: float) -> None:
