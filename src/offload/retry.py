@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ class ExponentialBackoff:
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.base_s) and math.isfinite(self.max_s)):
+            raise ValueError("backoff times must be finite")
         if self.base_s < 0 or self.max_s < 0:
             raise ValueError("backoff times must not be negative")
 
@@ -57,9 +60,11 @@ def as_policy(backoff: Backoff | None) -> BackoffPolicy:
         return ExponentialBackoff()
     if isinstance(backoff, BackoffPolicy):
         return backoff
+    if isinstance(backoff, bool):
+        raise TypeError("backoff must be a number of seconds, a policy or a callable, not a bool")
     if isinstance(backoff, int | float):
-        if backoff < 0:
-            raise ValueError("backoff must not be negative")
+        if not math.isfinite(backoff) or backoff < 0:
+            raise ValueError(f"backoff must be finite and not negative, got {backoff!r}")
         return FixedBackoff(float(backoff))
     if callable(backoff):
         return CallableBackoff(backoff)
