@@ -34,7 +34,6 @@ from offload.backends.base import (
     IdsParams,
     JobFilter,
     LockParams,
-    OutcomeKind,
     Page,
     ProgressParams,
     PruneParams,
@@ -202,9 +201,28 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
     jobs = list(params.jobs)
     if not jobs:
         return []
+    if len(jobs) == 1:  # scalar parameters: far cheaper to adapt than fourteen arrays
+        j = jobs[0]
+        rows = yield (
+            st["enqueue_one"],
+            {
+                "id": j.id, "task": j.task, "queue": j.queue, "payload": j.payload,
+                "priority": j.priority, "max_attempts": j.max_attempts, "run_at_s": j.run_at,
+                "delay_s": j.delay_s, "lease_s": j.lease_s, "timeout_s": j.timeout_s,
+                "key": j.key, "batch": j.batch, "owner": j.owner,
+                "meta": _encode(j.meta).decode() if j.meta else None, "channel": st.channel,
+            },
+        )  # fmt: skip
+        if rows:
+            return [_record(rows[0])]
+        holder = yield (st["live_keys"], {"keys": [j.key]})
+        if not holder:
+            raise BackendError("enqueue stored nothing and no live job holds its key")
+        return [_record(holder[0])]
     rows = yield (
         st["enqueue"],
         {
+            "channel": st.channel,
             "ids": [j.id for j in jobs], "tasks": [j.task for j in jobs],
             "queues": [j.queue for j in jobs], "payloads": [j.payload for j in jobs],
             "priorities": [j.priority for j in jobs],
@@ -225,11 +243,7 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
         for row in (yield (st["live_keys"], {"keys": missing})):
             record = _record(row)
             held[record.key or ""] = record
-    out = [inserted.get(j.id) or held[j.key or ""] for j in jobs]
-    ready = sorted({r.queue for r in inserted.values() if r.state is JobState.QUEUED})
-    if ready:
-        yield (st["notify"], {"channel": st.channel, "queues": ready})
-    return out
+    return [inserted.get(j.id) or held[j.key or ""] for j in jobs]
 
 
 def plan_get(st: Statements, ids: Sequence[str]) -> Plan[list[JobRecord]]:
@@ -255,10 +269,7 @@ def plan_cancel(st: Statements, params: IdsParams) -> Plan[list[JobRecord]]:
 def plan_retry(st: Statements, params: IdsParams) -> Plan[list[JobRecord]]:
     ids = _valid_ids(params.ids)
     if ids:
-        rows = yield (st["retry"], {"ids": ids})
-        queues = sorted({r[0] for r in rows})
-        if queues:
-            yield (st["notify"], {"channel": st.channel, "queues": queues})
+        yield (st["retry"], {"ids": ids, "channel": st.channel})
     return (yield from plan_get(st, params.ids))
 
 
@@ -343,13 +354,10 @@ def plan_finish(st: Statements, params: FinishParams) -> Plan[FinishResult]:
             "ids": [o.id for o in outcomes], "deliveries": [o.delivery for o in outcomes],
             "kinds": [o.kind.value for o in outcomes], "results": [o.result for o in outcomes],
             "errors": [None if o.error is None else _encode(o.error).decode() for o in outcomes],
-            "delays": [o.retry_delay_s for o in outcomes],
+            "delays": [o.retry_delay_s for o in outcomes], "channel": st.channel,
         },
     )  # fmt: skip
     accepted = {r[0] for r in rows}
-    requeued = sorted({r[1] for r in rows if r[2] in (OutcomeKind.RETRY, OutcomeKind.RELEASE)})
-    if requeued:
-        yield (st["notify"], {"channel": st.channel, "queues": requeued})
     return FinishResult(rejected=[o.id for o in outcomes if o.id not in accepted])
 
 
@@ -364,10 +372,10 @@ def plan_progress(st: Statements, params: ProgressParams) -> Plan[None]:
 
 
 def plan_reap(st: Statements, params: ReapParams) -> Plan[list[ReapedJob]]:
-    rows = yield (st["reap_expired"], {"error": _WORKER_LOST, "max_crashes": params.max_crashes})
-    queues = sorted({r[2] for r in rows if r[1] == "queued"})
-    if queues:
-        yield (st["notify"], {"channel": st.channel, "queues": queues})
+    rows = yield (
+        st["reap_expired"],
+        {"error": _WORKER_LOST, "max_crashes": params.max_crashes, "channel": st.channel},
+    )
     return [ReapedJob(id=r[0], state=JobState(r[1])) for r in rows]
 
 
@@ -388,8 +396,7 @@ def plan_unlock(st: Statements, params: LockParams) -> Plan[None]:
 
 def plan_next_ready(st: Statements, queues: Sequence[str]) -> Plan[tuple[float | None, float]]:
     rows = yield (st["next_ready"], {"queues": list(queues)})
-    (now,) = (yield (st["now"], {}))[0]
-    return rows[0][0], now
+    return rows[0][0], rows[0][1]
 
 
 def plan_now(st: Statements) -> Plan[float]:
@@ -474,8 +481,8 @@ class PostgresSync(_Runner):
 
     def _ensure_schema(self) -> None:
         if not self._migrated:
-            with self._get_pool().connection() as conn, conn.cursor() as cursor:
-                drive_sync(cursor, plan_migrate(self._st, self._config.schema), self)
+            with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+                drive_sync(cur, plan_migrate(self._st, self._config.schema), self)
             self._migrated = True
 
     def enqueue_in(self, connection: Any, params: EnqueueParams) -> list[JobRecord]:
@@ -514,7 +521,9 @@ class PostgresSync(_Runner):
         return self._clock() if self._clock is not None else self.run(plan_now(self._st))
 
     def migrate(self) -> int:
-        return self.run(plan_migrate(self._st, self._config.schema))
+        self._migrated = False
+        self.run(plan_now(self._st))
+        return migration_scripts()[-1][0]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -523,7 +532,8 @@ class PostgresSync(_Runner):
 
 
 def _connection_kwargs(config: PgConfig) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"autocommit": False}
+    # Every step but a migration is one statement: autocommit saves the COMMIT round trip.
+    kwargs: dict[str, Any] = {"autocommit": True}
     if not config.prepare:
         kwargs["prepare_threshold"] = None
     return kwargs
@@ -585,7 +595,7 @@ class PostgresBackend(_Runner):
     async def _ensure_schema(self) -> psycopg_pool.AsyncConnectionPool:
         pool = await self._get_pool()
         if not self._migrated:
-            async with pool.connection() as conn, conn.cursor() as cursor:
+            async with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
                 await drive_async(cursor, plan_migrate(self.st, self.config.schema), self)
             self._migrated = True
         return pool
@@ -661,7 +671,9 @@ class PostgresBackend(_Runner):
         return self._clock() if self._clock is not None else await self.run(plan_now(self.st))
 
     async def migrate(self) -> int:
-        return await self.run(plan_migrate(self.st, self.config.schema))
+        self._migrated = False
+        await self.run(plan_now(self.st))
+        return migration_scripts()[-1][0]
 
     # -- wake-ups ------------------------------------------------------------
     async def wait(self, params: WaitParams) -> None:

@@ -21,14 +21,23 @@ FROM (
               timeout_s, key, batch, owner, meta)
 ) AS j
 ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
-RETURNING {cols}
+RETURNING {cols}, pg_notify(%(channel)s, queue)
+
+-- name: enqueue_one
+INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
+                           lease_s, timeout_s, created_at, key, batch, owner, meta)
+SELECT %(id)s, %(task)s, %(queue)s,
+       CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
+       %(payload)s, %(priority)s, %(max_attempts)s, j.run_at, %(lease_s)s, %(timeout_s)s, {now},
+       %(key)s, %(batch)s, %(owner)s, %(meta)s::jsonb
+FROM (SELECT coalesce(to_timestamp(%(run_at_s)s::float8),
+                      {now} + make_interval(secs => %(delay_s)s::float8)) AS run_at) AS j
+ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
+RETURNING {cols}, pg_notify(%(channel)s, queue)
 
 -- name: live_keys
 SELECT {cols} FROM {schema}.jobs
 WHERE key = ANY(%(keys)s::text[]) AND state IN ('scheduled', 'queued', 'running')
-
--- name: notify
-SELECT pg_notify(%(channel)s, q) FROM unnest(%(queues)s::text[]) AS q
 
 -- name: get
 SELECT {cols} FROM {schema}.jobs WHERE id = ANY(%(ids)s::text[])
@@ -44,7 +53,7 @@ WHERE j.id = ANY(%(ids)s::text[]) AND j.state IN ('dead', 'cancelled')
   AND (j.key IS NULL OR NOT EXISTS (
       SELECT 1 FROM {schema}.jobs AS o
       WHERE o.key = j.key AND o.id <> j.id AND o.state IN ('scheduled', 'queued', 'running')))
-RETURNING j.queue
+RETURNING j.queue, pg_notify(%(channel)s, j.queue)
 
 -- name: stats_counts
 SELECT queue, state, count(*) FROM {schema}.jobs GROUP BY queue, state
@@ -95,7 +104,7 @@ UPDATE {schema}.jobs AS j SET
 FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(kinds)s::text[], %(results)s::bytea[],
             %(errors)s::text[], %(delays)s::float8[]) AS o(id, delivery, kind, result, error, delay_s)
 WHERE j.id = o.id AND j.delivery = o.delivery AND j.state = 'running'
-RETURNING j.id, j.queue, o.kind
+RETURNING j.id, CASE WHEN o.kind IN ('retry', 'release') THEN pg_notify(%(channel)s, j.queue) END
 
 -- name: progress
 UPDATE {schema}.jobs AS j SET progress = u.progress, progress_message = u.message
@@ -112,7 +121,7 @@ UPDATE {schema}.jobs SET crashes = crashes + 1, lease_until = NULL, worker = NUL
     state = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'dead' ELSE 'queued' END,
     finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN {now} ELSE NULL END
 WHERE state = 'running' AND lease_until < {now}
-RETURNING id, state, queue
+RETURNING id, state, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
 
 -- name: prune
 DELETE FROM {schema}.jobs
@@ -133,7 +142,8 @@ RETURNING name
 DELETE FROM {schema}.locks WHERE name = %(name)s AND owner = %(owner)s
 
 -- name: next_ready
-SELECT extract(epoch FROM min(run_at))::float8 FROM {schema}.jobs
+SELECT extract(epoch FROM min(run_at))::float8, extract(epoch FROM {now})::float8
+FROM {schema}.jobs
 WHERE state IN ('queued', 'scheduled') AND queue = ANY(%(queues)s::text[])
 
 -- name: now
