@@ -325,10 +325,11 @@ def plan_purge(st: Statements, params: PurgeParams) -> Plan[int]:
 
 
 def plan_claim(st: Statements, params: ClaimParams) -> Plan[list[JobRecord]]:
+    queues = list(params.queues)
     rows = yield (
-        st["claim"],
-        {"worker": params.worker, "lease_s": params.lease_s, "queues": list(params.queues),
-         "limit": params.limit},
+        st["claim"] if len(queues) == 1 else st["claim_many_queues"],
+        {"worker": params.worker, "lease_s": params.lease_s, "queues": queues,
+         "queue": queues[0] if queues else None, "limit": params.limit},
     )  # fmt: skip
     jobs = [_record(r) for r in rows]
     jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
@@ -421,12 +422,18 @@ class _Runner:
         return params
 
 
+def _has_rows(cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> bool:
+    # cheaper than cursor.description, which builds a Column object per column
+    result = cursor.pgresult
+    return result is not None and result.status == psycopg.pq.ExecStatus.TUPLES_OK
+
+
 def drive_sync(cursor: psycopg.Cursor[Any], plan: Plan[T], runner: _Runner) -> T:
     try:
         statement = next(plan)
         while True:
             cursor.execute(statement[0], runner._params(statement[1]) or None)
-            rows = cursor.fetchall() if cursor.description is not None else []
+            rows = cursor.fetchall() if _has_rows(cursor) else []
             statement = plan.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
@@ -437,7 +444,7 @@ async def drive_async(cursor: psycopg.AsyncCursor[Any], plan: Plan[T], runner: _
         statement = next(plan)
         while True:
             await cursor.execute(statement[0], runner._params(statement[1]) or None)
-            rows = await cursor.fetchall() if cursor.description is not None else []
+            rows = await cursor.fetchall() if _has_rows(cursor) else []
             statement = plan.send(rows)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]

@@ -21,7 +21,7 @@ FROM (
               timeout_s, key, batch, owner, meta)
 ) AS j
 ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
-RETURNING {cols}, pg_notify(%(channel)s, queue)
+RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
 
 -- name: enqueue_one
 INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
@@ -33,7 +33,7 @@ SELECT %(id)s, %(task)s, %(queue)s,
 FROM (SELECT coalesce(to_timestamp(%(run_at_s)s::float8),
                       {now} + make_interval(secs => %(delay_s)s::float8)) AS run_at) AS j
 ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
-RETURNING {cols}, pg_notify(%(channel)s, queue)
+RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
 
 -- name: live_keys
 SELECT {cols} FROM {schema}.jobs
@@ -72,11 +72,32 @@ SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
     worker = %(worker)s, started_at = {now},
     lease_until = {now} + make_interval(secs => coalesce(j.lease_s, %(lease_s)s))
 WHERE j.id IN (
+    -- queue = one value (not ANY) so the ready index is read in order: no sort of the backlog
     SELECT id FROM {schema}.jobs
-    WHERE queue = ANY(%(queues)s::text[]) AND state IN ('queued', 'scheduled') AND run_at <= {now}
+    WHERE queue = %(queue)s AND state IN ('queued', 'scheduled') AND run_at <= {now}
     ORDER BY priority DESC, run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+)
+RETURNING {cols}
+
+-- name: claim_many_queues
+UPDATE {schema}.jobs AS j
+SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
+    worker = %(worker)s, started_at = {now},
+    lease_until = {now} + make_interval(secs => coalesce(j.lease_s, %(lease_s)s))
+WHERE j.id IN (
+    -- an ordered LIMIT per queue (each an index range), then the best of them
+    SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM {schema}.jobs
+        WHERE queue = q.name AND state IN ('queued', 'scheduled') AND run_at <= {now}
+        ORDER BY priority DESC, run_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS c
+    ORDER BY c.priority DESC, c.run_at, c.id
+    LIMIT %(limit)s
 )
 RETURNING {cols}
 
