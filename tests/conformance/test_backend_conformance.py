@@ -249,6 +249,14 @@ async def test_claim_takes_only_the_listed_queues(backend: Backend) -> None:
     assert [j.id for j in await claim(backend, ["b"])] == [b.id]
 
 
+async def test_claim_over_several_queues_takes_the_best_of_all(backend: Backend) -> None:
+    await enqueue_one(backend, queue="a", priority=1)
+    best = await enqueue_one(backend, queue="c", priority=5)
+    second = await enqueue_one(backend, queue="a", priority=3)
+    claimed = await claim(backend, ["a", "c"], limit=2)
+    assert [j.id for j in claimed] == [best.id, second.id]
+
+
 async def test_claim_skips_future_scheduled_jobs_and_takes_due_ones(
     backend: Backend, clock
 ) -> None:

@@ -1,0 +1,1 @@
+"""The peers' benchmark applications (procrastinate and SAQ), each in its documented setup."""

@@ -1,0 +1,24 @@
+"""The benchmark's procrastinate application: one no-op task taking an int.
+
+Documented setup: ``App(connector=PsycopgConnector(conninfo=...))``, the schema
+applied once, workers run as
+``python -m procrastinate --app=peers.procrastinate_app.app --log-level=warning
+worker --concurrency=50``. Defaults otherwise: JSON arguments, no results
+(procrastinate never stores them), finished jobs kept (``delete_jobs=never``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jobsink
+import procrastinate
+
+app = procrastinate.App(
+    connector=procrastinate.PsycopgConnector(conninfo=os.environ["BENCH_PROCRASTINATE_URL"])
+)
+
+
+@app.task(name="noop")
+async def noop(i: int) -> None:
+    jobsink.record(i)

@@ -1,0 +1,27 @@
+"""The benchmark's SAQ settings: one no-op task taking an int, on SAQ's PostgreSQL queue.
+
+Documented setup: ``Queue.from_url("postgresql://...")`` (a ``PostgresQueue``),
+a settings dict, workers run as ``python -m saq peers.saq_app.settings`` (SAQ
+logs at WARNING unless given ``-v``). Defaults otherwise: JSON, job ttl 600 s
+(finished jobs, with their result, are kept that long; SAQ has no separate
+switch for result storage), 10 s timeout, 1 attempt.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jobsink
+from saq import Queue
+
+
+async def noop(ctx: dict[str, Any], *, i: int) -> None:
+    jobsink.record(i)
+
+
+settings = {
+    "queue": Queue.from_url(os.environ["BENCH_SAQ_URL"]),
+    "functions": [noop],
+    "concurrency": int(os.environ.get("BENCH_CONCURRENCY", "50")),
+}

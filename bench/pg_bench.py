@@ -1,0 +1,867 @@
+"""PostgreSQL benchmark: offload against procrastinate and SAQ, on one throwaway cluster.
+
+Run it with ``bench/run_pg.sh`` (which makes ``bench/.venv-peers`` with all three
+libraries in one interpreter, then runs this file); ``--smoke`` is the quick CI
+variant (300 jobs, one repeat). Options: ``--jobs N`` (default 20000),
+``--repeat R`` (3), ``--concurrency C`` per worker process (50),
+``--latency-jobs M`` (500; smoke 100), ``--libs offload,procrastinate,saq``.
+
+Setup
+    One PostgreSQL cluster from ``tests/servers.py`` (``PostgresServer``: a temp
+    folder, a free port, ``fsync=off``, so commits cost CPU and protocol but no
+    disk flush), and one fresh database per library. Every library runs in its
+    natural, documented configuration (see ``offload_app.py`` and ``peers/``):
+    default serializer, no result storage where it is optional, workers started
+    by each library's own CLI with logging at WARNING, 2 worker processes with
+    ``C`` concurrent jobs each. The task is an ``async def`` no-op taking one int.
+    Between workloads the library's job tables are truncated; libraries take
+    turns within each repeat so that drift on the machine hits all alike.
+
+    Concurrency: 50 per process for all three (offload ``-c 50``, procrastinate
+    ``--concurrency=50``, SAQ ``"concurrency": 50``). The defaults differ
+    (10, 1 and 10) and a no-op async task costs nothing to run concurrently, so
+    one generous value for all measures each library's fetch and acknowledge
+    path rather than its default; procrastinate fetches one job per query
+    whatever the value, offload claims up to its free slots in one query, SAQ
+    dequeues up to its waiting slots in one query.
+
+How "done" is counted (the same for all three)
+    Each job's first statement is ``jobsink.record(seq)``: one unbuffered append
+    of a fixed-width line (sequence number, ``time.time()``) to a file of its own
+    worker process. The benchmark counts started jobs from those files' sizes,
+    without asking the libraries and without loading the database. Once all N
+    have run, it also polls each library's own job table until all N are
+    recorded finished (offload ``state='succeeded'``, procrastinate
+    ``status='succeeded'``, SAQ ``status='complete'``), and afterwards checks
+    that every sequence number ran exactly once.
+
+Workloads (each repeated ``R`` times; medians and ranges are reported)
+    enqueue, sync / async
+        One client, one call per job, N sequential calls: offload ``task.enqueue``
+        / ``task.enqueue_async``; procrastinate ``task.defer`` /
+        ``task.defer_async``; SAQ ``await queue.enqueue`` (SAQ has no sync API).
+    enqueue, bulk
+        The bulk API in chunks of 1000: offload ``task.enqueue_many([task.s(i),
+        ...])``; procrastinate ``task.batch_defer(*kwargs)``; SAQ has none (its
+        ``map`` enqueues one by one and then waits for results).
+    drain
+        The N jobs left queued by the last enqueue workload; the clock starts
+        right before the 2 worker processes are spawned (so it includes their
+        start-up) and stops when all N have run ("all ran") and when all N are
+        recorded finished by the library ("all done"). Also reported: first job
+        start to last job start (the steady rate, without start-up).
+    latency
+        2 idle worker processes (started, given 2 s and a few warm-up jobs), then
+        one client enqueues one job every 10 ms (async API) for M jobs. For each
+        job: its start time in the worker minus ``time.time()`` taken right
+        before the client's enqueue call; p50, p95, p99 in ms.
+
+CPU per job
+    Read from /proc, so time lost to other programs on the machine does not
+    count: the client process (enqueue), the 2 worker processes (drain, from
+    the first job on, so start-up is left out; latency, whole window,
+    including the libraries' idle polling and upkeep), and the PostgreSQL
+    backends connected to the library's database (autovacuum, checkpoints and
+    the other databases left out). Clock ticks are 10 ms, so smoke-run values
+    are coarse.
+
+Output
+    One table: a row per workload, a column per library, and "offload vs best
+    peer" where > 1 always means offload is better (jobs/s: offload / best;
+    ms: best / offload). The full data goes to ``bench/results/pg-<date>.json``
+    (``-smoke`` added for smoke runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jobsink
+import psycopg
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WARMUP_SEQ = 9_000_000_000  # warm-up jobs' sequence numbers start here; never counted
+LIVE_WORKERS: set[subprocess.Popen[bytes]] = set()
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- the three libraries ----------------------------------------------------------
+
+
+class Library:
+    """What the benchmark needs from each library: clients, a worker command, two queries."""
+
+    name = ""
+    url_env = ""
+    done_sql = ""
+    total_sql = ""
+    truncate_sql = ""
+    has_sync = True
+    has_bulk = True
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def setup(self) -> None:
+        """Create the schema in the library's fresh database."""
+
+    def sync_client(self) -> contextlib.AbstractContextManager[Callable[[int], Any]]:
+        raise NotImplementedError
+
+    def bulk_client(self) -> contextlib.AbstractContextManager[Callable[[list[int]], Any]]:
+        raise NotImplementedError
+
+    def async_client(
+        self,
+    ) -> contextlib.AbstractAsyncContextManager[Callable[[int], Awaitable[Any]]]:
+        raise NotImplementedError
+
+    def worker_argv(self, concurrency: int) -> list[str]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+
+class OffloadLib(Library):
+    name = "offload"
+    url_env = "OFFLOAD_URL"
+    done_sql = "SELECT count(*) FROM offload.jobs WHERE state = 'succeeded'"
+    total_sql = "SELECT count(*) FROM offload.jobs"
+    truncate_sql = "TRUNCATE offload.jobs, offload.locks"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        import offload_app
+
+        self.app = offload_app.app
+        self.task = offload_app.noop
+
+    async def setup(self) -> None:
+        self.app.backend.blocking.migrate()  # offload migrates on first use; this is that use
+
+    @contextlib.contextmanager
+    def sync_client(self) -> Iterator[Callable[[int], Any]]:
+        self.app.backend.blocking.now()  # the pool is open and warm before the clock starts
+        yield self.task.enqueue
+
+    @contextlib.contextmanager
+    def bulk_client(self) -> Iterator[Callable[[list[int]], Any]]:
+        self.app.backend.blocking.now()
+        task = self.task
+        yield lambda seqs: task.enqueue_many([task.s(i) for i in seqs])
+
+    @contextlib.asynccontextmanager
+    async def async_client(self) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
+        await self.app.backend.now()
+        yield self.task.enqueue_async
+
+    def worker_argv(self, concurrency: int) -> list[str]:
+        return [sys.executable, "-m", "offload", "worker", "offload_app:app",
+                "-c", str(concurrency), "--log-level", "WARNING"]  # fmt: skip
+
+    async def close(self) -> None:
+        await self.app.aclose()
+
+
+class ProcrastinateLib(Library):
+    name = "procrastinate"
+    url_env = "BENCH_PROCRASTINATE_URL"
+    done_sql = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
+    total_sql = "SELECT count(*) FROM procrastinate_jobs"
+    truncate_sql = "TRUNCATE procrastinate_jobs, procrastinate_workers CASCADE"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        from peers import procrastinate_app
+
+        self.app = procrastinate_app.app
+        self.task = procrastinate_app.noop
+
+    async def setup(self) -> None:
+        with self.app.open():
+            self.app.schema_manager.apply_schema()
+
+    @contextlib.contextmanager
+    def sync_client(self) -> Iterator[Callable[[int], Any]]:
+        with self.app.open():
+            self.app.check_connection()
+            task = self.task
+            yield lambda i: task.defer(i=i)
+
+    @contextlib.contextmanager
+    def bulk_client(self) -> Iterator[Callable[[list[int]], Any]]:
+        with self.app.open():
+            self.app.check_connection()
+            task = self.task
+            yield lambda seqs: task.batch_defer(*({"i": i} for i in seqs))
+
+    @contextlib.asynccontextmanager
+    async def async_client(self) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
+        async with self.app.open_async():
+            await self.app.check_connection_async()
+            task = self.task
+            yield lambda i: task.defer_async(i=i)
+
+    def worker_argv(self, concurrency: int) -> list[str]:
+        return [sys.executable, "-m", "procrastinate", "--app=peers.procrastinate_app.app",
+                "--log-level=warning", "worker", f"--concurrency={concurrency}"]  # fmt: skip
+
+
+class SaqLib(Library):
+    name = "saq"
+    url_env = "BENCH_SAQ_URL"
+    done_sql = "SELECT count(*) FROM saq_jobs WHERE status = 'complete'"
+    total_sql = "SELECT count(*) FROM saq_jobs"
+    truncate_sql = "TRUNCATE saq_jobs, saq_stats"
+    has_sync = False
+    has_bulk = False
+
+    async def setup(self) -> None:
+        async with self._queue():
+            pass
+
+    @contextlib.asynccontextmanager
+    async def _queue(self) -> AsyncIterator[Any]:
+        from saq import Queue
+
+        queue = Queue.from_url(self.url)
+        await queue.connect()  # creates or migrates SAQ's tables
+        try:
+            yield queue
+        finally:
+            await queue.disconnect()
+
+    @contextlib.asynccontextmanager
+    async def async_client(self) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
+        async with self._queue() as queue:
+            yield lambda i: queue.enqueue("noop", i=i)
+
+    def worker_argv(self, concurrency: int) -> list[str]:
+        return [sys.executable, "-m", "saq", "peers.saq_app.settings"]
+
+
+LIBRARIES: dict[str, type[Library]] = {
+    "offload": OffloadLib,
+    "procrastinate": ProcrastinateLib,
+    "saq": SaqLib,
+}
+
+
+# -- database helpers -------------------------------------------------------------
+
+
+def sql_value(url: str, query: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def sql_run(url: str, query: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(query)
+
+
+# -- CPU accounting (from /proc, so contention from other programs does not count) --
+
+TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as handle:
+        data = handle.read()
+    return data[data.rindex(")") + 2 :].split()  # fields from "state" (3rd) on
+
+
+def process_cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes (and their reaped children)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = _stat(pid)
+            total += sum(int(v) for v in fields[11:15])
+    return total * TICK_S
+
+
+def backend_pids(url: str) -> list[int]:
+    """The server processes serving connections to this URL's database (but this one)."""
+    query = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [int(row[0]) for row in conn.execute(query).fetchall()]
+
+
+class CpuMeter:
+    """CPU used by the client, the workers and PostgreSQL between creation and ``per_job_us``.
+
+    PostgreSQL's share is that of the backends connected to the library's own
+    database (read from /proc; a backend that appears later counts from zero),
+    so autovacuum, checkpoints and the other libraries' databases are left out.
+    """
+
+    def __init__(self, url: str, workers: list[int] | None = None) -> None:
+        self.url = url
+        self.workers = workers or []
+        self._client = time.process_time()
+        self._workers = process_cpu_s(self.workers)
+        self._backends = {pid: process_cpu_s([pid]) for pid in backend_pids(url)}
+
+    def per_job_us(self, n: int, prefix: str) -> dict[str, float]:
+        client = time.process_time() - self._client
+        workers = process_cpu_s(self.workers) - self._workers
+        pg = sum(
+            process_cpu_s([pid]) - self._backends.get(pid, 0.0) for pid in backend_pids(self.url)
+        )
+        out = {f"{prefix}_pg_cpu_us": 1e6 * pg / n}
+        if self.workers:
+            out[f"{prefix}_worker_cpu_us"] = 1e6 * workers / n
+        else:
+            out[f"{prefix}_client_cpu_us"] = 1e6 * client / n
+        return out
+
+
+# -- worker processes -------------------------------------------------------------
+
+
+class Workers:
+    """N worker processes of one library; always stopped (TERM, then KILL) on exit."""
+
+    def __init__(
+        self, lib: Library, count: int, concurrency: int, out_dir: str, env: dict[str, str]
+    ):
+        self.lib = lib
+        self.out_dir = out_dir
+        self.env = {**env, "BENCH_OUT_DIR": out_dir, "BENCH_CONCURRENCY": str(concurrency)}
+        self.argv = lib.worker_argv(concurrency)
+        self.count = count
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[str] = []
+
+    def __enter__(self) -> Workers:
+        for n in range(self.count):
+            log_path = os.path.join(self.out_dir, f"worker-{n}.log")
+            self.logs.append(log_path)
+            with open(log_path, "wb") as log_file:
+                proc = subprocess.Popen(
+                    self.argv,
+                    cwd=BENCH,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            self.procs.append(proc)
+            LIVE_WORKERS.add(proc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_processes(self.procs)
+
+    def check_alive(self) -> None:
+        for proc, log_path in zip(self.procs, self.logs, strict=True):
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"a {self.lib.name} worker exited with {proc.returncode}:\n{tail(log_path)}"
+                )
+
+    def warnings(self) -> str:
+        """What the workers logged, less lines known to be printed on every start."""
+        lines = []
+        for path in self.logs:
+            with open(path, errors="replace") as handle:
+                lines += [line for line in handle if line.strip() and not known_noise(line)]
+        return "".join(lines[-40:])
+
+
+def known_noise(line: str) -> bool:
+    return "Launching a worker on all queues" in line  # procrastinate, at WARNING, on start
+
+
+def tail(path: str, lines: int = 40) -> str:
+    with open(path, errors="replace") as handle:
+        return "".join(handle.readlines()[-lines:])
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float = 20.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log(f"worker {proc.pid} ignored SIGTERM for {grace_s:.0f}s; killing it")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # also any children it started
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        LIVE_WORKERS.discard(proc)
+
+
+def kill_all_workers() -> None:
+    for proc in list(LIVE_WORKERS):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        LIVE_WORKERS.discard(proc)
+
+
+# -- the workloads ----------------------------------------------------------------
+
+
+def chunks(n: int, size: int) -> Iterator[list[int]]:
+    for start in range(0, n, size):
+        yield list(range(start, min(n, start + size)))
+
+
+def reset(lib: Library) -> None:
+    sql_run(lib.url, lib.truncate_sql)
+
+
+def measure_enqueue_sync(lib: Library, n: int) -> dict[str, float]:
+    reset(lib)
+    with lib.sync_client() as enqueue:
+        cpu = CpuMeter(lib.url)
+        started = time.perf_counter()
+        for i in range(n):
+            enqueue(i)
+        elapsed = time.perf_counter() - started
+        return {"enqueue_sync_jps": n / elapsed, **cpu.per_job_us(n, "enqueue_sync")}
+
+
+def measure_enqueue_bulk(lib: Library, n: int, chunk: int) -> dict[str, float]:
+    reset(lib)
+    with lib.bulk_client() as enqueue_many:
+        cpu = CpuMeter(lib.url)
+        started = time.perf_counter()
+        for seqs in chunks(n, chunk):
+            enqueue_many(seqs)
+        elapsed = time.perf_counter() - started
+        return {"enqueue_bulk_jps": n / elapsed, **cpu.per_job_us(n, "enqueue_bulk")}
+
+
+async def measure_enqueue_async(lib: Library, n: int) -> dict[str, float]:
+    reset(lib)
+    async with lib.async_client() as enqueue:
+        cpu = CpuMeter(lib.url)
+        started = time.perf_counter()
+        for i in range(n):
+            await enqueue(i)
+        elapsed = time.perf_counter() - started
+        return {"enqueue_async_jps": n / elapsed, **cpu.per_job_us(n, "enqueue_async")}
+
+
+async def wait_for(
+    what: str, condition: Callable[[], bool], workers: Workers, timeout_s: float, poll_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        workers.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{workers.lib.name}: {what} not reached in {timeout_s:.0f}s")
+        await asyncio.sleep(poll_s)
+
+
+async def measure_drain(
+    lib: Library, n: int, concurrency: int, env: dict[str, str], out_dir: str
+) -> dict[str, float]:
+    queued = sql_value(lib.url, lib.total_sql)
+    if queued != n:
+        raise RuntimeError(f"{lib.name}: {queued} jobs queued before the drain, expected {n}")
+    timeout_s = 60 + n / 50
+    wall_start = time.time()
+    started = time.perf_counter()
+    with Workers(lib, 2, concurrency, out_dir, env) as workers:
+        # CPU is counted from the first job on: start-up (imports, connecting) is left out
+        await wait_for(
+            "the first job ran",
+            lambda: jobsink.count_records(out_dir) > 0,
+            workers,
+            timeout_s,
+            0.002,
+        )
+        cpu = CpuMeter(lib.url, [p.pid for p in workers.procs])
+        await wait_for(
+            "all jobs ran", lambda: jobsink.count_records(out_dir) >= n, workers, timeout_s, 0.005
+        )
+        ran_s = time.perf_counter() - started
+        await wait_for(
+            "all jobs recorded done",
+            lambda: sql_value(lib.url, lib.done_sql) >= n,
+            workers,
+            timeout_s,
+            0.02,
+        )
+        done_s = time.perf_counter() - started
+        cpu_used = cpu.per_job_us(n, "drain")
+        noise = workers.warnings()
+    records = jobsink.read_records(out_dir)
+    check_once(lib, records, n, "drain")
+    first_start = min(t for _, t in records) - wall_start
+    last_start = max(t for _, t in records) - wall_start
+    if noise:
+        log(f"{lib.name} workers wrote (at WARNING):\n{noise}")
+    return {
+        "drain_ran_jps": n / ran_s,
+        "drain_done_jps": n / done_s,
+        "drain_steady_jps": n / max(last_start - first_start, 1e-9),
+        "drain_startup_s": first_start,
+        "drain_ran_s": ran_s,
+        "drain_done_s": done_s,
+        **cpu_used,
+    }
+
+
+def check_once(lib: Library, records: list[tuple[int, float]], n: int, what: str) -> None:
+    seqs = [s for s, _ in records if s < WARMUP_SEQ]
+    distinct = set(seqs)
+    missing = n - len(distinct & set(range(n)))
+    if len(seqs) != n or missing:
+        raise RuntimeError(
+            f"{lib.name} {what}: {len(seqs)} runs of {len(distinct)} distinct jobs "
+            f"({len(seqs) - len(distinct)} duplicate runs, {missing} never ran)"
+        )
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+async def measure_latency(
+    lib: Library, m: int, interval_s: float, concurrency: int, env: dict[str, str], out_dir: str
+) -> dict[str, float]:
+    reset(lib)
+    sent: dict[int, float] = {}
+    with Workers(lib, 2, concurrency, out_dir, env) as workers:
+        async with lib.async_client() as enqueue:
+            await asyncio.sleep(2.0)  # both workers up and idle
+            workers.check_alive()
+            for k in range(5):
+                await enqueue(WARMUP_SEQ + k)
+                await asyncio.sleep(0.05)
+            await wait_for(
+                "warm-up jobs ran", lambda: jobsink.count_records(out_dir) >= 5, workers, 60, 0.01
+            )
+            await asyncio.sleep(0.5)
+            cpu = CpuMeter(lib.url, [p.pid for p in workers.procs])
+            loop = asyncio.get_running_loop()
+            origin = loop.time()
+            for k in range(m):
+                delay = origin + k * interval_s - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent[k] = time.time()
+                await enqueue(k)
+            await wait_for(
+                "all latency jobs ran",
+                lambda: jobsink.count_records(out_dir) >= m + 5,
+                workers,
+                60,
+                0.01,
+            )
+            cpu_used = cpu.per_job_us(m, "latency")
+        noise = workers.warnings()
+    if noise:
+        log(f"{lib.name} workers wrote (at WARNING):\n{noise}")
+    records = jobsink.read_records(out_dir)
+    check_once(lib, records, m, "latency")
+    latencies = sorted((t - sent[s]) * 1000 for s, t in records if s < WARMUP_SEQ)
+    return {
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
+        "latency_p99_ms": percentile(latencies, 99),
+        "latency_max_ms": latencies[-1],
+        **cpu_used,
+    }
+
+
+# -- reporting --------------------------------------------------------------------
+
+ROWS: list[tuple[str, str, bool]] = [  # metric, label, higher is better
+    ("enqueue_sync_jps", "enqueue, 1 call/job, sync API (jobs/s)", True),
+    ("enqueue_async_jps", "enqueue, 1 call/job, async API (jobs/s)", True),
+    ("enqueue_bulk_jps", "enqueue, bulk API, 1000/call (jobs/s)", True),
+    ("drain_ran_jps", "drain, spawn -> all ran (jobs/s)", True),
+    ("drain_done_jps", "drain, spawn -> all recorded done (jobs/s)", True),
+    ("drain_steady_jps", "drain, first start -> last start (jobs/s)", True),
+    ("latency_p50_ms", "latency p50 (ms)", False),
+    ("latency_p95_ms", "latency p95 (ms)", False),
+    ("latency_p99_ms", "latency p99 (ms)", False),
+    ("enqueue_sync_client_cpu_us", "CPU/job: sync enqueue, client (us)", False),
+    ("enqueue_async_client_cpu_us", "CPU/job: async enqueue, client (us)", False),
+    ("enqueue_async_pg_cpu_us", "CPU/job: async enqueue, PostgreSQL (us)", False),
+    ("drain_worker_cpu_us", "CPU/job: drain, 2 workers (us)", False),
+    ("drain_pg_cpu_us", "CPU/job: drain, PostgreSQL (us)", False),
+    ("latency_worker_cpu_us", "CPU/job: latency run, 2 workers (us)", False),
+    ("latency_pg_cpu_us", "CPU/job: latency run, PostgreSQL (us)", False),
+]
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
+
+
+def fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def cell(summary: dict[str, Any] | None) -> str:
+    if summary is None:
+        return "n/a"
+    if len(summary["runs"]) == 1:
+        return fmt(summary["median"])
+    return f"{fmt(summary['median'])} ({fmt(summary['min'])}-{fmt(summary['max'])})"
+
+
+def advantage(summaries: dict[str, dict[str, Any] | None], higher_better: bool) -> float | None:
+    ours = summaries.get("offload")
+    peers = [s["median"] for name, s in summaries.items() if name != "offload" and s]
+    if not ours or not peers:
+        return None
+    if higher_better:
+        return float(ours["median"] / max(peers))
+    return float(min(peers) / ours["median"])
+
+
+def table(results: dict[str, dict[str, dict[str, Any]]], names: list[str]) -> str:
+    header = ["workload", *names, "offload vs best peer"]
+    lines = []
+    for metric, label, higher in ROWS:
+        summaries = {name: results[name].get(metric) for name in names}
+        if all(s is None for s in summaries.values()):
+            continue
+        ratio = advantage(summaries, higher)
+        lines.append(
+            [
+                label,
+                *(cell(summaries[n]) for n in names),
+                "n/a" if ratio is None else f"{ratio:.2f}x",
+            ]
+        )
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
+
+    def row(values: list[str]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([row(header), rule, *(row(v) for v in lines)])
+
+
+def git_state() -> dict[str, Any]:
+    """The commit offload was measured at, and whether src/ had uncommitted changes."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), *argv], check=False, capture_output=True, text=True
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "src_dirty": bool(git("status", "--porcelain", "--", "src")),
+    }
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in ("offload", "procrastinate", "saq", "psycopg", "psycopg-pool"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[dist] = importlib.metadata.version(dist)
+    return out
+
+
+# -- main -------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", type=int, default=None, help="jobs per workload (20000)")
+    parser.add_argument("--repeat", type=int, default=None, help="repeats (3)")
+    parser.add_argument("--smoke", action="store_true", help="300 jobs, 1 repeat, 100 latency jobs")
+    parser.add_argument("--concurrency", type=int, default=50, help="jobs at once per worker")
+    parser.add_argument("--latency-jobs", type=int, default=None, help="latency jobs (500)")
+    parser.add_argument("--latency-interval-ms", type=float, default=10.0)
+    parser.add_argument("--chunk", type=int, default=1000, help="jobs per bulk call")
+    parser.add_argument("--libs", default="offload,procrastinate,saq")
+    parser.add_argument("--out", default=None, help="JSON path (bench/results/pg-<date>.json)")
+    args = parser.parse_args(argv)
+    args.jobs = args.jobs or (300 if args.smoke else 20_000)
+    args.repeat = args.repeat or (1 if args.smoke else 3)
+    args.latency_jobs = args.latency_jobs or (100 if args.smoke else 500)
+    args.libs = [name.strip() for name in args.libs.split(",") if name.strip()]
+    unknown = [name for name in args.libs if name not in LIBRARIES]
+    if unknown or not args.libs or "offload" not in args.libs:
+        parser.error(f"--libs takes offload plus any of {', '.join(LIBRARIES)}; got {unknown}")
+    return args
+
+
+async def run(args: argparse.Namespace, server: Any, tmp: str) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OFFLOAD_", "BENCH_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(BENCH), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    libs: list[Library] = []
+    for name in args.libs:
+        server.psql(f'CREATE DATABASE "bench_{name}"')
+        url = server.url(f"bench_{name}")
+        env[LIBRARIES[name].url_env] = os.environ[LIBRARIES[name].url_env] = url
+    for name in args.libs:
+        lib = LIBRARIES[name](os.environ[LIBRARIES[name].url_env])
+        await lib.setup()
+        libs.append(lib)
+    raw: dict[str, dict[str, list[float]]] = {lib.name: {} for lib in libs}
+
+    def keep(lib: Library, values: dict[str, float]) -> None:
+        for metric, value in values.items():
+            raw[lib.name].setdefault(metric, []).append(value)
+
+    try:
+        for rep in range(args.repeat):
+            for lib in libs:
+                tag = f"repeat {rep + 1}/{args.repeat} {lib.name}"
+                if lib.has_sync:
+                    keep(lib, measure_enqueue_sync(lib, args.jobs))
+                    log(f"{tag}: enqueue sync {raw[lib.name]['enqueue_sync_jps'][-1]:,.0f} jobs/s")
+                keep(lib, await measure_enqueue_async(lib, args.jobs))
+                log(f"{tag}: enqueue async {raw[lib.name]['enqueue_async_jps'][-1]:,.0f} jobs/s")
+                if lib.has_bulk:
+                    keep(lib, measure_enqueue_bulk(lib, args.jobs, args.chunk))
+                    log(f"{tag}: enqueue bulk {raw[lib.name]['enqueue_bulk_jps'][-1]:,.0f} jobs/s")
+                out_dir = tempfile.mkdtemp(prefix=f"drain-{lib.name}-{rep}-", dir=tmp)
+                drain = await measure_drain(lib, args.jobs, args.concurrency, env, out_dir)
+                keep(lib, drain)
+                log(
+                    f"{tag}: drain {drain['drain_ran_jps']:,.0f} jobs/s ran, "
+                    f"{drain['drain_done_jps']:,.0f} done, startup {drain['drain_startup_s']:.2f}s"
+                )
+                out_dir = tempfile.mkdtemp(prefix=f"latency-{lib.name}-{rep}-", dir=tmp)
+                latency = await measure_latency(
+                    lib,
+                    args.latency_jobs,
+                    args.latency_interval_ms / 1000,
+                    args.concurrency,
+                    env,
+                    out_dir,
+                )
+                keep(lib, latency)
+                log(
+                    f"{tag}: latency p50 {latency['latency_p50_ms']:.1f} ms, "
+                    f"p99 {latency['latency_p99_ms']:.1f} ms"
+                )
+    finally:
+        for lib in libs:
+            with contextlib.suppress(Exception):
+                await lib.close()
+    results = {name: {m: summarize(v) for m, v in metrics.items()} for name, metrics in raw.items()}
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(REPO / "tests"))
+    from servers import PostgresServer
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    began = time.time()
+    source_before = git_state()
+    server = PostgresServer()
+    tmp = tempfile.mkdtemp(prefix="offload-pg-bench-")
+    try:
+        log(f"starting PostgreSQL on port {server.port}")
+        server.start()
+        pg_version = server.psql("SHOW server_version").strip()
+        load_before = os.getloadavg()
+        results = asyncio.run(run(args, server, tmp))
+        load_after = os.getloadavg()
+    except BaseException:
+        log(f"failed; worker logs and job records are kept in {tmp}")
+        raise
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        kill_all_workers()
+        server.destroy()
+    text = table(results, args.libs)
+    config = {
+        "jobs": args.jobs,
+        "repeat": args.repeat,
+        "smoke": args.smoke,
+        "worker_processes": 2,
+        "concurrency_per_worker": args.concurrency,
+        "latency_jobs": args.latency_jobs,
+        "latency_interval_ms": args.latency_interval_ms,
+        "bulk_chunk": args.chunk,
+        "postgres": pg_version,
+        "postgres_settings": "fsync=off, shared_buffers=64MB (tests/servers.py)",
+    }
+    document = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "loadavg_before": load_before,
+            "loadavg_after": load_after,
+        },
+        "versions": versions(),
+        "offload_source": {"at_start": source_before, "at_end": git_state()},
+        "config": config,
+        "elapsed_s": round(time.time() - began, 1),
+        "results": results,
+        "table": text,
+    }
+    if args.out:
+        out = Path(args.out)
+    else:
+        suffix = "-smoke" if args.smoke else ""
+        out = BENCH / "results" / f"pg-{datetime.date.today().isoformat()}{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document, indent=2) + "\n")
+    print(
+        f"\n{args.jobs} jobs, {args.repeat} repeat(s), 2 worker processes x "
+        f"{args.concurrency}; median (min-max); offload vs best peer > 1 = offload better\n"
+    )
+    print(text)
+    print(f"\nwritten to {out} in {time.time() - began:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
