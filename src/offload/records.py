@@ -21,6 +21,13 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
     traceback: str | None = None
 
 
+#: The error a job carries after its worker stopped renewing the lease.
+WORKER_LOST = ErrorInfo(
+    type="WorkerLost",
+    message="the worker stopped renewing its lease (crash, kill or freeze)",
+)
+
+
 class JobRecord(msgspec.Struct, kw_only=True):
     """One stored job, as a backend returns it.
 

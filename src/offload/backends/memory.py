@@ -29,7 +29,7 @@ from offload.backends.base import (
     ReapParams,
 )
 from offload.backends.store import Notifier, ThreadedBackend
-from offload.records import ErrorInfo, JobRecord
+from offload.records import WORKER_LOST, JobRecord
 from offload.states import (
     CANCELLABLE_STATES,
     KEY_HOLDING_STATES,
@@ -38,10 +38,6 @@ from offload.states import (
 )
 
 _READY = (JobState.QUEUED, JobState.SCHEDULED)
-WORKER_LOST = ErrorInfo(
-    type="WorkerLost",
-    message="the worker stopped renewing its lease (crash, kill or freeze)",
-)
 
 
 def _copy(record: JobRecord) -> JobRecord:

@@ -44,8 +44,9 @@ from offload.backends.base import (
     ReapParams,
     WaitParams,
 )
+from offload.backends.rows import job_from_row
 from offload.backends.sqlfile import load_queries
-from offload.records import ErrorInfo, JobRecord
+from offload.records import WORKER_LOST, JobRecord
 from offload.states import JobState
 
 log = logging.getLogger("offload.postgres")
@@ -63,28 +64,8 @@ COLUMNS = (
     "extract(epoch FROM finished_at)::float8, key, batch, owner, meta::text"
 )
 _encode = msgspec.json.encode
-_decode_error = msgspec.json.Decoder(ErrorInfo).decode
-_decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
-_WORKER_LOST = _encode(
-    ErrorInfo(
-        type="WorkerLost", message="the worker stopped renewing its lease (crash, kill or freeze)"
-    )
-).decode()
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout, OSError)
 SCHEMA_LOCK_KEY = 0x0FF10AD  # pg_advisory_xact_lock key that serialises migrations
-
-
-def _record(row: tuple[Any, ...]) -> JobRecord:
-    return JobRecord(
-        id=row[0], task=row[1], queue=row[2], state=JobState(row[3]), payload=bytes(row[4]),
-        priority=row[5], attempt=row[6], max_attempts=row[7], delivery=row[8], crashes=row[9],
-        run_at=row[10], lease_until=row[11], lease_s=row[12], timeout_s=row[13], worker=row[14],
-        progress=row[15], progress_message=row[16],
-        result=None if row[17] is None else bytes(row[17]),
-        error=None if row[18] is None else _decode_error(row[18]),
-        created_at=row[19], started_at=row[20], finished_at=row[21], key=row[22],
-        batch=row[23], owner=row[24], meta={} if row[25] is None else _decode_meta(row[25]),
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -214,11 +195,11 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
             },
         )  # fmt: skip
         if rows:
-            return [_record(rows[0])]
+            return [job_from_row(rows[0])]
         holder = yield (st["live_keys"], {"keys": [j.key]})
         if not holder:
             raise BackendError("enqueue stored nothing and no live job holds its key")
-        return [_record(holder[0])]
+        return [job_from_row(holder[0])]
     rows = yield (
         st["enqueue"],
         {
@@ -234,14 +215,14 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
             "metas": [_encode(j.meta).decode() if j.meta else None for j in jobs],
         },
     )  # fmt: skip
-    inserted = {r.id: r for r in map(_record, rows)}
+    inserted = {r.id: r for r in map(job_from_row, rows)}
     held: dict[str, JobRecord] = {}
     missing = [j.key for j in jobs if j.id not in inserted and j.key is not None]
     if len(inserted) + len(missing) < len(jobs):
         raise BackendError("enqueue stored fewer jobs than asked and none held their key")
     if missing:
         for row in (yield (st["live_keys"], {"keys": missing})):
-            record = _record(row)
+            record = job_from_row(row)
             held[record.key or ""] = record
     return [inserted.get(j.id) or held[j.key or ""] for j in jobs]
 
@@ -251,7 +232,7 @@ def plan_get(st: Statements, ids: Sequence[str]) -> Plan[list[JobRecord]]:
     if not wanted:
         return []
     rows = yield (st["get"], {"ids": wanted})
-    by_id = {r.id: r for r in map(_record, rows)}
+    by_id = {r.id: r for r in map(job_from_row, rows)}
     return [by_id[i] for i in ids if i in by_id]
 
 
@@ -293,7 +274,7 @@ def plan_query(st: Statements, params: QueryParams) -> Plan[Page]:
         "ORDER BY id DESC LIMIT %(limit)s",
         args,
     )
-    jobs = [_record(r) for r in rows]
+    jobs = [job_from_row(r) for r in rows]
     more = len(jobs) > params.limit
     jobs = jobs[: params.limit]
     return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
@@ -331,7 +312,7 @@ def plan_claim(st: Statements, params: ClaimParams) -> Plan[list[JobRecord]]:
         {"worker": params.worker, "lease_s": params.lease_s, "queues": queues,
          "queue": queues[0] if queues else None, "limit": params.limit},
     )  # fmt: skip
-    jobs = [_record(r) for r in rows]
+    jobs = [job_from_row(r) for r in rows]
     jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
     return jobs
 
@@ -375,7 +356,11 @@ def plan_progress(st: Statements, params: ProgressParams) -> Plan[None]:
 def plan_reap(st: Statements, params: ReapParams) -> Plan[list[ReapedJob]]:
     rows = yield (
         st["reap_expired"],
-        {"error": _WORKER_LOST, "max_crashes": params.max_crashes, "channel": st.channel},
+        {
+            "error": _encode(WORKER_LOST).decode(),
+            "max_crashes": params.max_crashes,
+            "channel": st.channel,
+        },
     )
     return [ReapedJob(id=r[0], state=JobState(r[1])) for r in rows]
 

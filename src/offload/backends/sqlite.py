@@ -43,8 +43,9 @@ from offload.backends.base import (
     ReapedJob,
     ReapParams,
 )
+from offload.backends.rows import job_from_row
 from offload.backends.store import Notifier, ThreadedBackend
-from offload.records import ErrorInfo, JobRecord, NewJob
+from offload.records import WORKER_LOST, JobRecord, NewJob
 from offload.states import JobState
 
 COLUMNS = (
@@ -53,46 +54,7 @@ COLUMNS = (
     "error, created_at, started_at, finished_at, key, batch, owner, meta"
 )
 _encode = msgspec.json.encode
-_decode_error = msgspec.json.Decoder(ErrorInfo).decode
-_decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
-_WORKER_LOST = _encode(
-    ErrorInfo(
-        type="WorkerLost",
-        message="the worker stopped renewing its lease (crash, kill or freeze)",
-    )
-)
 _SQL = resources.files("offload.backends") / "sqlite_sql"
-
-
-def _record(row: tuple[Any, ...]) -> JobRecord:
-    return JobRecord(
-        id=row[0],
-        task=row[1],
-        queue=row[2],
-        state=JobState(row[3]),
-        payload=bytes(row[4]),
-        priority=row[5],
-        attempt=row[6],
-        max_attempts=row[7],
-        delivery=row[8],
-        crashes=row[9],
-        run_at=row[10],
-        lease_until=row[11],
-        lease_s=row[12],
-        timeout_s=row[13],
-        worker=row[14],
-        progress=row[15],
-        progress_message=row[16],
-        result=None if row[17] is None else bytes(row[17]),
-        error=None if row[18] is None else _decode_error(row[18]),
-        created_at=row[19],
-        started_at=row[20],
-        finished_at=row[21],
-        key=row[22],
-        batch=row[23],
-        owner=row[24],
-        meta={} if row[25] is None else _decode_meta(row[25]),
-    )
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -232,9 +194,9 @@ class SqliteStore:
                         (new.key,),
                     ).fetchone()
                     if held is not None:
-                        out.append(_record(held))
+                        out.append(job_from_row(held))
                         continue
-                record = _new_record(new, now)
+                record = _newjob_from_row(new, now)
                 out.append(record)
                 rows.append(
                     (
@@ -268,7 +230,7 @@ class SqliteStore:
         rows = self._conn().execute(
             f"SELECT {COLUMNS} FROM offload_jobs WHERE id IN ({_marks(ids)})", ids
         )
-        by_id = {r.id: r for r in map(_record, rows)}
+        by_id = {r.id: r for r in map(job_from_row, rows)}
         return [by_id[i] for i in ids if i in by_id]
 
     def query(self, params: QueryParams) -> Page:
@@ -290,7 +252,7 @@ class SqliteStore:
             "ORDER BY id DESC LIMIT ?",
             [*args, params.limit + 1],
         )
-        jobs = [_record(r) for r in rows]
+        jobs = [job_from_row(r) for r in rows]
         more = len(jobs) > params.limit
         jobs = jobs[: params.limit]
         return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
@@ -380,7 +342,7 @@ class SqliteStore:
                 f"RETURNING {COLUMNS}",
                 [params.worker, now, now, params.lease_s, *queues, now, params.limit],
             ).fetchall()
-        jobs = [_record(r) for r in rows]
+        jobs = [job_from_row(r) for r in rows]
         jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
         return jobs
 
@@ -463,7 +425,7 @@ class SqliteStore:
                 "state = CASE WHEN crashes + 1 >= ? THEN 'dead' ELSE 'queued' END, "
                 "finished_at = CASE WHEN crashes + 1 >= ? THEN ? ELSE NULL END "
                 "WHERE state = 'running' AND lease_until < ? RETURNING id, state",
-                (_WORKER_LOST, params.max_crashes, params.max_crashes, now, now),
+                (_encode(WORKER_LOST), params.max_crashes, params.max_crashes, now, now),
             ).fetchall()
         if rows:
             self._notifier.notify()
@@ -531,7 +493,7 @@ class SqliteStore:
         self._local = threading.local()
 
 
-def _new_record(new: NewJob, now: float) -> JobRecord:
+def _newjob_from_row(new: NewJob, now: float) -> JobRecord:
     run_at = new.run_at if new.run_at is not None else now + new.delay_s
     return JobRecord(
         id=new.id,
