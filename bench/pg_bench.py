@@ -655,9 +655,12 @@ def advantage(summaries: dict[str, dict[str, Any] | None], higher_better: bool) 
     peers = [s["median"] for name, s in summaries.items() if name != "offload" and s]
     if not ours or not peers:
         return None
+    divisor = max(peers) if higher_better else ours["median"]
+    if divisor <= 0:  # a CPU figure too small to read in a short (smoke) run
+        return None
     if higher_better:
-        return float(ours["median"] / max(peers))
-    return float(min(peers) / ours["median"])
+        return float(ours["median"] / divisor)
+    return float(min(peers) / divisor)
 
 
 def table(results: dict[str, dict[str, dict[str, Any]]], names: list[str]) -> str:
