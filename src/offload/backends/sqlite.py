@@ -44,6 +44,7 @@ from offload.backends.base import (
     ReapParams,
 )
 from offload.backends.rows import job_from_row
+from offload.backends.sqlfile import load_queries
 from offload.backends.store import Notifier, ThreadedBackend
 from offload.records import WORKER_LOST, JobRecord, NewJob
 from offload.states import JobState
@@ -59,6 +60,17 @@ _SQL = resources.files("offload.backends") / "sqlite_sql"
 
 def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
+
+
+def _in(sql: str, values: Sequence[object]) -> str:
+    """Fill a statement's ``{marks}`` with one placeholder per value of an IN list."""
+    return sql.replace("{marks}", _marks(values))
+
+
+Q = {
+    name: sql.replace("{cols}", COLUMNS)
+    for name, sql in load_queries("offload.backends", "sqlite_sql/queries.sql").items()
+}
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -188,15 +200,11 @@ class SqliteStore:
             now = self._clock()
             for new in params.jobs:
                 if new.key is not None:
-                    held = conn.execute(
-                        f"SELECT {COLUMNS} FROM offload_jobs WHERE key = ? "
-                        "AND state IN ('scheduled', 'queued', 'running')",
-                        (new.key,),
-                    ).fetchone()
+                    held = conn.execute(Q["live_key"], (new.key,)).fetchone()
                     if held is not None:
                         out.append(job_from_row(held))
                         continue
-                record = _newjob_from_row(new, now)
+                record = _record_of_new(new, now)
                 out.append(record)
                 rows.append(
                     (
@@ -216,20 +224,13 @@ class SqliteStore:
     @staticmethod
     def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         if rows:
-            conn.executemany(
-                "INSERT INTO offload_jobs (id, task, queue, state, payload, priority, "
-                "max_attempts, run_at, lease_s, timeout_s, created_at, key, batch, owner, meta) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            conn.executemany(Q["insert"], rows)
 
     def get(self, params: IdsParams) -> list[JobRecord]:
         ids = list(params.ids)
         if not ids:
             return []
-        rows = self._conn().execute(
-            f"SELECT {COLUMNS} FROM offload_jobs WHERE id IN ({_marks(ids)})", ids
-        )
+        rows = self._conn().execute(_in(Q["get"], ids), ids)
         by_id = {r.id: r for r in map(job_from_row, rows)}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -262,9 +263,7 @@ class SqliteStore:
         if ids:
             with self._write() as conn:
                 conn.execute(
-                    "UPDATE offload_jobs SET state = 'cancelled', finished_at = ?, "
-                    "lease_until = NULL WHERE state IN ('scheduled', 'queued', 'running') "
-                    f"AND id IN ({_marks(ids)})",
+                    _in(Q["cancel"], ids),
                     [self._clock(), *ids],
                 )
         return self.get(params)
@@ -275,12 +274,7 @@ class SqliteStore:
             for job_id in params.ids:
                 with contextlib.suppress(sqlite3.IntegrityError):
                     # its unique key may be held by a newer live job: then it stays as it is
-                    conn.execute(
-                        "UPDATE offload_jobs SET state = 'queued', attempt = 0, crashes = 0, "
-                        "run_at = ?, finished_at = NULL, worker = NULL "
-                        "WHERE id = ? AND state IN ('dead', 'cancelled')",
-                        (now, job_id),
-                    )
+                    conn.execute(Q["retry"], (now, job_id))
         self._notifier.notify()
         return self.get(params)
 
@@ -288,23 +282,10 @@ class SqliteStore:
         conn = self._conn()
         now = self._clock()
         counts: dict[str, dict[str, int]] = {}
-        for queue, state, count in conn.execute(
-            "SELECT queue, state, count(*) FROM offload_jobs GROUP BY queue, state"
-        ):
+        for queue, state, count in conn.execute(Q["stats_counts"]):
             counts.setdefault(queue, {s.value: 0 for s in JobState})[state] = count
-        oldest = dict(
-            conn.execute(
-                "SELECT queue, min(run_at) FROM offload_jobs "
-                "WHERE state IN ('queued', 'scheduled') AND run_at <= ? GROUP BY queue",
-                (now,),
-            ).fetchall()
-        )
-        recent = dict(
-            conn.execute(
-                "SELECT queue, count(*) FROM offload_jobs WHERE finished_at >= ? GROUP BY queue",
-                (now - 60,),
-            ).fetchall()
-        )
+        oldest = dict(conn.execute(Q["stats_oldest"], (now,)).fetchall())
+        recent = dict(conn.execute(Q["stats_recent"], (now - 60,)).fetchall())
         return [
             QueueStats(
                 queue=queue,
@@ -319,13 +300,10 @@ class SqliteStore:
         states = [s.value for s in params.states]
         if not states:
             return 0
-        sql = f"DELETE FROM offload_jobs WHERE state IN ({_marks(states)})"
-        args: list[Any] = list(states)
-        if params.queue is not None:
-            sql += " AND queue = ?"
-            args.append(params.queue)
         with self._write() as conn:
-            return conn.execute(sql, args).rowcount
+            return conn.execute(
+                _in(Q["purge"], states), [*states, params.queue, params.queue]
+            ).rowcount
 
     # -- worker operations -------------------------------------------------
     def claim(self, params: ClaimParams) -> list[JobRecord]:
@@ -333,13 +311,7 @@ class SqliteStore:
         with self._write() as conn:
             now = self._clock()
             rows = conn.execute(
-                "UPDATE offload_jobs SET state = 'running', attempt = attempt + 1, "
-                "delivery = delivery + 1, worker = ?, started_at = ?, "
-                "lease_until = ? + coalesce(lease_s, ?) "
-                "WHERE id IN (SELECT id FROM offload_jobs "
-                f"WHERE queue IN ({_marks(queues)}) AND state IN ('queued', 'scheduled') "
-                "AND run_at <= ? ORDER BY priority DESC, run_at, id LIMIT ?) "
-                f"RETURNING {COLUMNS}",
+                _in(Q["claim"], queues),
                 [params.worker, now, now, params.lease_s, *queues, now, params.limit],
             ).fetchall()
         jobs = [job_from_row(r) for r in rows]
@@ -352,9 +324,7 @@ class SqliteStore:
             now = self._clock()
             for lease in params.leases:
                 updated = conn.execute(
-                    "UPDATE offload_jobs SET lease_until = ? + coalesce(lease_s, ?) "
-                    "WHERE id = ? AND delivery = ? AND state = 'running'",
-                    (now, params.lease_s, lease.id, lease.delivery),
+                    Q["heartbeat"], (now, params.lease_s, lease.id, lease.delivery)
                 ).rowcount
                 if not updated:
                     lost.append(lease.id)
@@ -368,31 +338,14 @@ class SqliteStore:
                 fence = (o.id, o.delivery)
                 error = None if o.error is None else _encode(o.error)
                 if o.kind is OutcomeKind.SUCCEEDED:
-                    cursor = conn.execute(
-                        "UPDATE offload_jobs SET state = 'succeeded', result = ?, error = NULL, "
-                        "finished_at = ?, lease_until = NULL, progress = 1.0 "
-                        "WHERE id = ? AND delivery = ? AND state = 'running'",
-                        (o.result, now, *fence),
-                    )
+                    cursor = conn.execute(Q["finish_succeeded"], (o.result, now, *fence))
                 elif o.kind is OutcomeKind.RETRY:
-                    cursor = conn.execute(
-                        "UPDATE offload_jobs SET state = 'scheduled', run_at = ?, error = ?, "
-                        "lease_until = NULL WHERE id = ? AND delivery = ? AND state = 'running'",
-                        (now + o.retry_delay_s, error, *fence),
-                    )
+                    cursor = conn.execute(Q["finish_retry"], (now + o.retry_delay_s, error, *fence))
                 elif o.kind is OutcomeKind.RELEASE:
-                    cursor = conn.execute(
-                        "UPDATE offload_jobs SET state = 'queued', attempt = attempt - 1, "
-                        "worker = NULL, lease_until = NULL "
-                        "WHERE id = ? AND delivery = ? AND state = 'running'",
-                        fence,
-                    )
+                    cursor = conn.execute(Q["finish_release"], fence)
                 else:
                     cursor = conn.execute(
-                        "UPDATE offload_jobs SET state = ?, result = ?, error = ?, "
-                        "finished_at = ?, lease_until = NULL "
-                        "WHERE id = ? AND delivery = ? AND state = 'running'",
-                        (o.kind.value, o.result, error, now, *fence),
+                        Q["finish_ended"], (o.kind.value, o.result, error, now, *fence)
                     )
                 if not cursor.rowcount:
                     rejected.append(o.id)
@@ -402,29 +355,20 @@ class SqliteStore:
     def report_progress(self, params: ProgressParams) -> None:
         with self._write() as conn:
             conn.executemany(
-                "UPDATE offload_jobs SET progress = ?, progress_message = ? "
-                "WHERE id = ? AND delivery = ? AND state = 'running'",
+                Q["progress"],
                 [(u.progress, u.message, u.id, u.delivery) for u in params.updates],
             )
 
     # -- maintenance -------------------------------------------------------
     def promote_due(self) -> int:
         with self._write() as conn:
-            return conn.execute(
-                "UPDATE offload_jobs SET state = 'queued' "
-                "WHERE state = 'scheduled' AND run_at <= ?",
-                (self._clock(),),
-            ).rowcount
+            return conn.execute(Q["promote_due"], (self._clock(),)).rowcount
 
     def reap_expired(self, params: ReapParams) -> list[ReapedJob]:
         with self._write() as conn:
             now = self._clock()
             rows = conn.execute(
-                "UPDATE offload_jobs SET crashes = crashes + 1, lease_until = NULL, "
-                "worker = NULL, error = ?, "
-                "state = CASE WHEN crashes + 1 >= ? THEN 'dead' ELSE 'queued' END, "
-                "finished_at = CASE WHEN crashes + 1 >= ? THEN ? ELSE NULL END "
-                "WHERE state = 'running' AND lease_until < ? RETURNING id, state",
+                Q["reap_expired"],
                 (_encode(WORKER_LOST), params.max_crashes, params.max_crashes, now, now),
             ).fetchall()
         if rows:
@@ -435,7 +379,7 @@ class SqliteStore:
         states = [s.value for s in params.states]
         with self._write() as conn:
             return conn.execute(
-                f"DELETE FROM offload_jobs WHERE state IN ({_marks(states)}) AND finished_at < ?",
+                _in(Q["prune"], states),
                 [*states, params.finished_before],
             ).rowcount
 
@@ -443,20 +387,14 @@ class SqliteStore:
         with self._write() as conn:
             now = self._clock()
             taken = conn.execute(
-                "INSERT INTO offload_locks (name, owner, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, "
-                "expires_at = excluded.expires_at "
-                "WHERE offload_locks.owner = excluded.owner OR offload_locks.expires_at <= ?",
+                Q["lock"],
                 (params.name, params.owner, now + params.ttl_s, now),
             ).rowcount
         return bool(taken)
 
     def unlock(self, params: LockParams) -> None:
         with self._write() as conn:
-            conn.execute(
-                "DELETE FROM offload_locks WHERE name = ? AND owner = ?",
-                (params.name, params.owner),
-            )
+            conn.execute(Q["unlock"], (params.name, params.owner))
 
     # -- wake-ups ----------------------------------------------------------
     def next_ready_at(self, queues: Sequence[str]) -> float | None:
@@ -464,8 +402,7 @@ class SqliteStore:
         row = (
             self._conn()
             .execute(
-                "SELECT min(run_at) FROM offload_jobs WHERE state IN ('queued', 'scheduled') "
-                f"AND queue IN ({_marks(queues)})",
+                _in(Q["next_ready"], queues),
                 queues,
             )
             .fetchone()
@@ -493,7 +430,7 @@ class SqliteStore:
         self._local = threading.local()
 
 
-def _newjob_from_row(new: NewJob, now: float) -> JobRecord:
+def _record_of_new(new: NewJob, now: float) -> JobRecord:
     run_at = new.run_at if new.run_at is not None else now + new.delay_s
     return JobRecord(
         id=new.id,

@@ -1,0 +1,96 @@
+-- Every statement the SQLite store runs. {cols} is the job columns in the
+-- order job_from_row expects; {marks} is "?, ?, ..." for an IN list.
+
+-- name: live_key
+SELECT {cols} FROM offload_jobs WHERE key = ? AND state IN ('scheduled', 'queued', 'running')
+
+-- name: insert
+INSERT INTO offload_jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
+                          lease_s, timeout_s, created_at, key, batch, owner, meta)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- name: get
+SELECT {cols} FROM offload_jobs WHERE id IN ({marks})
+
+-- name: cancel
+UPDATE offload_jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
+WHERE state IN ('scheduled', 'queued', 'running') AND id IN ({marks})
+
+-- name: retry
+UPDATE offload_jobs SET state = 'queued', attempt = 0, crashes = 0, run_at = ?,
+    finished_at = NULL, worker = NULL
+WHERE id = ? AND state IN ('dead', 'cancelled')
+
+-- name: stats_counts
+SELECT queue, state, count(*) FROM offload_jobs GROUP BY queue, state
+
+-- name: stats_oldest
+SELECT queue, min(run_at) FROM offload_jobs
+WHERE state IN ('queued', 'scheduled') AND run_at <= ? GROUP BY queue
+
+-- name: stats_recent
+SELECT queue, count(*) FROM offload_jobs WHERE finished_at >= ? GROUP BY queue
+
+-- name: purge
+DELETE FROM offload_jobs WHERE state IN ({marks}) AND (? IS NULL OR queue = ?)
+
+-- name: claim
+UPDATE offload_jobs SET state = 'running', attempt = attempt + 1, delivery = delivery + 1,
+    worker = ?, started_at = ?, lease_until = ? + coalesce(lease_s, ?)
+WHERE id IN (
+    SELECT id FROM offload_jobs
+    WHERE queue IN ({marks}) AND state IN ('queued', 'scheduled') AND run_at <= ?
+    ORDER BY priority DESC, run_at, id LIMIT ?
+)
+RETURNING {cols}
+
+-- name: heartbeat
+UPDATE offload_jobs SET lease_until = ? + coalesce(lease_s, ?)
+WHERE id = ? AND delivery = ? AND state = 'running'
+
+-- name: finish_succeeded
+UPDATE offload_jobs SET state = 'succeeded', result = ?, error = NULL, finished_at = ?,
+    lease_until = NULL, progress = 1.0
+WHERE id = ? AND delivery = ? AND state = 'running'
+
+-- name: finish_retry
+UPDATE offload_jobs SET state = 'scheduled', run_at = ?, error = ?, lease_until = NULL
+WHERE id = ? AND delivery = ? AND state = 'running'
+
+-- name: finish_release
+UPDATE offload_jobs SET state = 'queued', attempt = attempt - 1, worker = NULL,
+    lease_until = NULL
+WHERE id = ? AND delivery = ? AND state = 'running'
+
+-- name: finish_ended
+UPDATE offload_jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_until = NULL
+WHERE id = ? AND delivery = ? AND state = 'running'
+
+-- name: progress
+UPDATE offload_jobs SET progress = ?, progress_message = ?
+WHERE id = ? AND delivery = ? AND state = 'running'
+
+-- name: promote_due
+UPDATE offload_jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= ?
+
+-- name: reap_expired
+UPDATE offload_jobs SET crashes = crashes + 1, lease_until = NULL, worker = NULL, error = ?,
+    state = CASE WHEN crashes + 1 >= ? THEN 'dead' ELSE 'queued' END,
+    finished_at = CASE WHEN crashes + 1 >= ? THEN ? ELSE NULL END
+WHERE state = 'running' AND lease_until < ?
+RETURNING id, state
+
+-- name: prune
+DELETE FROM offload_jobs WHERE state IN ({marks}) AND finished_at < ?
+
+-- name: lock
+INSERT INTO offload_locks (name, owner, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE offload_locks.owner = excluded.owner OR offload_locks.expires_at <= ?
+
+-- name: unlock
+DELETE FROM offload_locks WHERE name = ? AND owner = ?
+
+-- name: next_ready
+SELECT min(run_at) FROM offload_jobs
+WHERE state IN ('queued', 'scheduled') AND queue IN ({marks})
