@@ -425,6 +425,21 @@ UNREACHABLE = {
     "bad scheme (worker)": (["worker", APP, "--burst"], "foo://x", "unsupported offload URL"),
     "bad scheme (jobs)": (["jobs"], "foo://x", "unsupported offload URL"),
     "bad scheme (retry)": (["retry", "some-id"], "foo://x", "unsupported offload URL"),
+    "PostgreSQL down (enqueue)": (
+        ["enqueue", APP, "add", "[1, 2]"],
+        "postgresql://postgres@127.0.0.1:1/nope",
+        "cannot connect to PostgreSQL",
+    ),
+    "PostgreSQL down (jobs)": (
+        ["jobs"],
+        "postgresql://postgres@127.0.0.1:1/nope",
+        "cannot connect to PostgreSQL",
+    ),
+    "PostgreSQL down (migrate)": (
+        ["migrate"],
+        "postgresql://postgres@127.0.0.1:1/nope",
+        "cannot connect to PostgreSQL",
+    ),
 }
 
 

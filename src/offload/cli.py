@@ -99,6 +99,8 @@ def parse_json(text: str, what: str, expected: type) -> Any:
 @click.version_option(package_name="offload")
 def main() -> None:
     """offload: background jobs that are never lost."""
+    # Driver pools log every failed reconnect; our one-line errors say it once.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 @main.command()

@@ -393,6 +393,17 @@ def plan_now(st: Statements) -> Plan[float]:
 # -- runners -----------------------------------------------------------------
 
 
+CONNECT_TIMEOUT_S = 5
+
+
+def _unreachable(exc: BaseException) -> BackendError:
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return BackendError(
+        f"cannot connect to PostgreSQL ({detail}); check the URL (--url or OFFLOAD_URL) "
+        "and that the server is running"
+    )
+
+
 def _fail(exc: BaseException) -> BackendError:
     return BackendError(f"PostgreSQL is unavailable or refused the operation: {exc}".strip())
 
@@ -456,6 +467,10 @@ class PostgresSync(_Runner):
 
     def _get_pool(self) -> psycopg_pool.ConnectionPool:
         if self._pool is None:
+            try:  # one plain connection first: libpq's own words beat a pool timeout
+                psycopg.connect(self._config.conninfo, connect_timeout=CONNECT_TIMEOUT_S).close()
+            except psycopg.Error as exc:
+                raise _unreachable(exc) from exc
             self._pool = psycopg_pool.ConnectionPool(
                 self._config.conninfo, min_size=1, max_size=self._config.pool_max,
                 kwargs=_connection_kwargs(self._config), open=True, timeout=10,
@@ -567,6 +582,13 @@ class PostgresBackend(_Runner):
     async def _get_pool(self) -> psycopg_pool.AsyncConnectionPool:
         loop = asyncio.get_running_loop()
         if self._pool is None or self._pool_loop is not loop:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.config.conninfo, connect_timeout=CONNECT_TIMEOUT_S
+                )
+                await conn.close()
+            except psycopg.Error as exc:
+                raise _unreachable(exc) from exc
             self._pool = psycopg_pool.AsyncConnectionPool(
                 self.config.conninfo, min_size=1, max_size=self.config.pool_max,
                 kwargs=_connection_kwargs(self.config), open=False, timeout=10,
