@@ -308,6 +308,10 @@ class SqliteStore:
     # -- worker operations -------------------------------------------------
     def claim(self, params: ClaimParams) -> list[JobRecord]:
         queues = list(params.queues)
+        # A read first: idle workers woken by any commit must not queue up for the write lock.
+        probe = self._conn().execute(_in(Q["any_ready"], queues), [*queues, self._clock()])
+        if not probe.fetchall():  # fetchall ends the statement, so no read snapshot lingers
+            return []
         with self._write() as conn:
             now = self._clock()
             rows = conn.execute(

@@ -72,7 +72,7 @@ class Worker:
         burst: bool = False,
         grace_s: float = 30.0,
         app_spec: str | None = None,
-        idle_check_s: float = 1.0,
+        idle_check_s: float | None = None,
         maintenance_interval_s: float = 1.0,
         name: str | None = None,
     ) -> None:
@@ -89,6 +89,10 @@ class Worker:
         self.burst = burst
         self.grace_s = grace_s
         self.app_spec = app_spec
+        # How long an idle worker sleeps before looking again on its own. Stores that push
+        # wake-ups (LISTEN/NOTIFY) need no polling; the others get a backstop.
+        if idle_check_s is None:
+            idle_check_s = 60.0 if app.backend.capabilities.push_wakeups else 1.0
         self.idle_check_s = idle_check_s
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{app.new_id()[-6:]}"
         self.stats = WorkerStats()

@@ -34,6 +34,10 @@ SELECT queue, count(*) FROM offload_jobs WHERE finished_at >= ? GROUP BY queue
 -- name: purge
 DELETE FROM offload_jobs WHERE state IN ({marks}) AND (? IS NULL OR queue = ?)
 
+-- name: any_ready
+SELECT 1 FROM offload_jobs
+WHERE queue IN ({marks}) AND state IN ('queued', 'scheduled') AND run_at <= ? LIMIT 1
+
 -- name: claim
 UPDATE offload_jobs SET state = 'running', attempt = attempt + 1, delivery = delivery + 1,
     worker = ?, started_at = ?, lease_until = ? + coalesce(lease_s, ?)
