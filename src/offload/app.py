@@ -12,10 +12,11 @@ from offload.backends import open_backend
 from offload.backends.base import (
     Backend,
     EnqueueParams,
+    IdsParams,
     TransactionalBackend,
     TransactionalSync,
 )
-from offload.errors import ConfigurationError
+from offload.errors import ConfigurationError, JobNotFound
 from offload.ids import IdGenerator
 from offload.job import Job
 from offload.records import JobRecord, NewJob
@@ -176,9 +177,6 @@ class Offload:
 
     def job(self, job_id: str) -> Job[Any]:
         """A handle on a stored job; raises ``JobNotFound`` if there is none."""
-        from offload.backends.base import IdsParams
-        from offload.errors import JobNotFound
-
         found = self.backend.blocking.get(IdsParams(ids=[job_id]))
         if not found:
             raise JobNotFound(job_id)

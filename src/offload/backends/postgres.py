@@ -45,7 +45,7 @@ from offload.backends.base import (
     WaitParams,
 )
 from offload.backends.rows import job_from_row
-from offload.backends.sqlfile import load_queries
+from offload.backends.sqlfile import load_migrations, load_queries, read_sql
 from offload.records import WORKER_LOST, JobRecord
 from offload.states import JobState
 
@@ -126,28 +126,17 @@ class Statements:
             name: text.replace("{schema}", quoted).replace("{cols}", COLUMNS).replace("{now}", now)
             for name, text in load_queries("offload.backends", "postgres_sql/queries.sql").items()
         }
-        self.now_expr = now
 
     def __getitem__(self, name: str) -> str:
         return self.queries[name]
 
 
 def migration_scripts() -> list[tuple[int, str]]:
-    from importlib import resources
-
-    folder = resources.files("offload.backends") / "postgres_sql" / "migrations"
-    scripts = [
-        (int(entry.name.split("_", 1)[0]), entry.read_text())
-        for entry in folder.iterdir()
-        if entry.name.endswith(".sql")
-    ]
-    return sorted(scripts)
+    return load_migrations("offload.backends", "postgres_sql/migrations")
 
 
 def fresh_schema_sql() -> str:
-    from importlib import resources
-
-    return (resources.files("offload.backends") / "postgres_sql" / "schema.sql").read_text()
+    return read_sql("offload.backends", "postgres_sql/schema.sql")
 
 
 # -- plans: each operation written once ----------------------------------------
@@ -228,7 +217,7 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
 
 
 def plan_get(st: Statements, ids: Sequence[str]) -> Plan[list[JobRecord]]:
-    wanted = _valid_ids(ids)
+    wanted = list(ids)
     if not wanted:
         return []
     rows = yield (st["get"], {"ids": wanted})
@@ -236,19 +225,15 @@ def plan_get(st: Statements, ids: Sequence[str]) -> Plan[list[JobRecord]]:
     return [by_id[i] for i in ids if i in by_id]
 
 
-def _valid_ids(ids: Sequence[str]) -> list[str]:
-    return [job_id for job_id in ids if isinstance(job_id, str)]
-
-
 def plan_cancel(st: Statements, params: IdsParams) -> Plan[list[JobRecord]]:
-    ids = _valid_ids(params.ids)
+    ids = list(params.ids)
     if ids:
         yield (st["cancel"], {"ids": ids})
     return (yield from plan_get(st, params.ids))
 
 
 def plan_retry(st: Statements, params: IdsParams) -> Plan[list[JobRecord]]:
-    ids = _valid_ids(params.ids)
+    ids = list(params.ids)
     if ids:
         yield (st["retry"], {"ids": ids, "channel": st.channel})
     return (yield from plan_get(st, params.ids))

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -44,7 +43,7 @@ from offload.backends.base import (
     ReapParams,
 )
 from offload.backends.rows import job_from_row
-from offload.backends.sqlfile import load_queries
+from offload.backends.sqlfile import load_migrations, load_queries, read_sql
 from offload.backends.store import Notifier, ThreadedBackend
 from offload.records import WORKER_LOST, JobRecord, NewJob
 from offload.states import JobState
@@ -55,7 +54,6 @@ COLUMNS = (
     "error, created_at, started_at, finished_at, key, batch, owner, meta"
 )
 _encode = msgspec.json.encode
-_SQL = resources.files("offload.backends") / "sqlite_sql"
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -74,16 +72,11 @@ Q = {
 
 
 def migrations() -> list[tuple[int, str]]:
-    """The migration scripts in order, as (version, sql)."""
-    found = []
-    for entry in (_SQL / "migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
-    return sorted(found)
+    return load_migrations("offload.backends", "sqlite_sql/migrations")
 
 
 def fresh_schema() -> str:
-    return (_SQL / "schema.sql").read_text()
+    return read_sql("offload.backends", "sqlite_sql/schema.sql")
 
 
 def apply_schema(conn: sqlite3.Connection) -> None:
