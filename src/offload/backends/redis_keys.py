@@ -1,0 +1,83 @@
+"""The whole Redis keyspace of one offload deployment, in one place.
+
+Every key starts with the prefix (``offload`` unless the URL says
+``?prefix=``), so that an ACL rule like ``~offload:*`` covers it. Keys that
+belong to one queue carry that queue as a hash tag, ``{queue}``, so that in
+Redis Cluster a queue's keys would live in one slot::
+
+    P:q:{Q}:j:<id>        hash    one job: the JobRecord fields as strings
+    P:q:{Q}:queued        zset    ready jobs; score = -priority * 2**32 + (run_at - 2020)
+    P:q:{Q}:queued_at     zset    ready jobs by run_at (how old the oldest ready job is)
+    P:q:{Q}:scheduled     zset    jobs waiting for run_at (score), retries included
+    P:q:{Q}:running       zset    leased jobs; score = lease_until on the server's clock
+    P:q:{Q}:succeeded     zset    finished jobs by finished_at (and :dead, :cancelled)
+    P:q:{Q}:all           zset    every id of the queue, score 0: newest-first listing by id
+    P:q:{Q}:wake          list    at most one token; idle workers BLPOP it
+    P:g:{P}:dir           hash    job id -> queue (jobs are addressed by id alone)
+    P:g:{P}:keys          hash    unique key -> id of the job that last took it
+    P:g:{P}:queues        set     queue names that ever had a job
+    P:g:{P}:lock:<name>   hash    owner, until: a leader lease on the store's clock
+    P:g:{P}:version       string  keyspace layout version
+
+A job is in exactly one state index at a time. Scripts find a job's queue in
+``dir``; today they run on one Redis server (or a primary with replicas). For
+Cluster, the per-id lookups in ``dir`` and the unique keys would move into a
+first, separate step, while everything a transition touches for one queue
+already shares the queue's slot.
+"""
+
+from __future__ import annotations
+
+#: Bumped when the layout changes; a newer layout on the server stops an older offload.
+LAYOUT_VERSION = 1
+_FORBIDDEN_IN_PREFIX = set("{}* \t\r\n")
+
+#: The same layout for the scripts (prepended to every one); ``P`` is the prefix argument.
+LUA_KEYS = """
+local DIR = P .. ':g:{' .. P .. '}:dir'
+local UNIQUE = P .. ':g:{' .. P .. '}:keys'
+local QUEUES = P .. ':g:{' .. P .. '}:queues'
+local function qkey(queue, name) return P .. ':q:{' .. queue .. '}:' .. name end
+local function jkey(queue, id) return P .. ':q:{' .. queue .. '}:j:' .. id end
+local function lockkey(name) return P .. ':g:{' .. P .. '}:lock:' .. name end
+"""
+
+
+def check_prefix(prefix: str) -> str:
+    if not prefix or len(prefix) > 64 or _FORBIDDEN_IN_PREFIX & set(prefix):
+        raise ValueError(
+            f"prefix must be 1 to 64 characters without braces, '*' or spaces, got {prefix!r}"
+        )
+    return prefix
+
+
+class Keyspace:
+    """Key names for Python-side commands; the scripts build the same names from LUA_KEYS."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = check_prefix(prefix)
+        self._global = f"{prefix}:g:{{{prefix}}}:"
+
+    def queue_key(self, queue: str, name: str) -> str:
+        return f"{self.prefix}:q:{{{queue}}}:{name}"
+
+    def job(self, queue: str, job_id: str) -> str:
+        return self.queue_key(queue, "j:" + job_id)
+
+    def wake(self, queue: str) -> str:
+        return self.queue_key(queue, "wake")
+
+    @property
+    def directory(self) -> str:
+        return self._global + "dir"
+
+    @property
+    def queues(self) -> str:
+        return self._global + "queues"
+
+    @property
+    def version(self) -> str:
+        return self._global + "version"
+
+    def lock(self, name: str) -> str:
+        return self._global + "lock:" + name

@@ -1,0 +1,53 @@
+-- Lease up to ARGV[5] ready jobs from the queues ARGV[6..], highest priority then oldest.
+-- ARGV[3] = worker, ARGV[4] = lease seconds for jobs without their own.
+-- Returns the claimed records.
+local worker, default_lease, limit = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local picked = {} -- {queue, id}
+if #ARGV == 6 then
+  local queue = ARGV[6]
+  promote(queue, 1000)
+  local popped = redis.call('ZPOPMIN', qkey(queue, 'queued'), limit)
+  for i = 1, #popped, 2 do picked[#picked + 1] = {queue, popped[i]} end
+else
+  local candidates = {}
+  for q = 6, #ARGV do
+    local queue = ARGV[q]
+    promote(queue, 1000)
+    local head = redis.call('ZRANGE', qkey(queue, 'queued'), 0, limit - 1, 'WITHSCORES')
+    for i = 1, #head, 2 do
+      candidates[#candidates + 1] = {queue, head[i], tonumber(head[i + 1])}
+    end
+  end
+  table.sort(candidates, function(a, b)
+    if a[3] ~= b[3] then return a[3] < b[3] end
+    return a[2] < b[2]
+  end)
+  for i = 1, math.min(limit, #candidates) do
+    local c = candidates[i]
+    redis.call('ZREM', qkey(c[1], 'queued'), c[2])
+    picked[#picked + 1] = {c[1], c[2]}
+  end
+end
+local out = {}
+for _, p in ipairs(picked) do
+  local queue, id = p[1], p[2]
+  local rec = read(queue, id)
+  local lease_until = now + (tonumber(rec[F_LEASE_S]) or default_lease)
+  rec[F_STATE] = 'running'
+  rec[F_ATTEMPT] = tostring(tonumber(rec[F_ATTEMPT]) + 1)
+  rec[F_DELIVERY] = tostring(tonumber(rec[F_DELIVERY]) + 1)
+  rec[F_WORKER] = worker
+  rec[F_LEASE_UNTIL] = num(lease_until)
+  rec[F_STARTED_AT] = num(now)
+  redis.call('HSET', jkey(queue, id), 'state', 'running', 'attempt', rec[F_ATTEMPT],
+    'delivery', rec[F_DELIVERY], 'worker', worker, 'lease_until', rec[F_LEASE_UNTIL],
+    'started_at', rec[F_STARTED_AT])
+  redis.call('ZADD', qkey(queue, 'running'), rec[F_LEASE_UNTIL], id)
+  redis.call('ZREM', qkey(queue, 'queued_at'), id)
+  out[#out + 1] = rec
+end
+for q = 6, #ARGV do -- work left behind: wake another sleeper (a chain, one token at a time)
+  local queue = ARGV[q]
+  if redis.call('ZCARD', qkey(queue, 'queued')) > 0 then wake(queue) end
+end
+return out

@@ -1,0 +1,28 @@
+-- Queue the dead or cancelled ids ARGV[3..] again, from attempt 0, unless another live job
+-- now holds their unique key. Returns the records of all that exist.
+local out = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local queue = redis.call('HGET', DIR, id)
+  if queue then
+    local j = jkey(queue, id)
+    local v = redis.call('HMGET', j, 'state', 'key', 'priority')
+    local state, key = v[1], v[2]
+    local free = true
+    if (state == 'dead' or state == 'cancelled') and key then
+      local holder = redis.call('HGET', UNIQUE, key)
+      local hq = holder and holder ~= id and redis.call('HGET', DIR, holder)
+      free = not (hq and holds_key(redis.call('HGET', jkey(hq, holder), 'state')))
+    end
+    if (state == 'dead' or state == 'cancelled') and free then
+      unindex(queue, id, state)
+      redis.call('HSET', j, 'state', 'queued', 'attempt', '0', 'crashes', '0', 'run_at', num(now))
+      redis.call('HDEL', j, 'finished_at', 'worker')
+      if key then redis.call('HSET', UNIQUE, key, id) end
+      make_ready(queue, id, v[3], now)
+      wake(queue)
+    end
+    out[#out + 1] = read(queue, id)
+  end
+end
+return out
