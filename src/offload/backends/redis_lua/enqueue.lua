@@ -26,20 +26,22 @@ for i = 0, n - 1 do
     local run_at = ARGV[b + 7] ~= '' and tonumber(ARGV[b + 7]) or now + tonumber(ARGV[b + 6])
     local state = run_at > now and 'scheduled' or 'queued'
     local j = jkey(queue, id)
-    redis.call('HSET', j, 'id', id, 'task', ARGV[b + 1], 'queue', queue, 'state', state,
+    local fields = {'id', id, 'task', ARGV[b + 1], 'queue', queue, 'state', state,
       'payload', ARGV[b + 3], 'priority', ARGV[b + 4], 'attempt', '0',
       'max_attempts', ARGV[b + 5], 'delivery', '0', 'crashes', '0', 'run_at', num(run_at),
-      'progress', '0', 'created_at', num(now))
-    if ARGV[b + 8] ~= '' then redis.call('HSET', j, 'lease_s', ARGV[b + 8]) end
-    if ARGV[b + 9] ~= '' then redis.call('HSET', j, 'timeout_s', ARGV[b + 9]) end
-    if key then
-      redis.call('HSET', j, 'key', key)
-      redis.call('HSET', UNIQUE, key, id)
+      'progress', '0', 'created_at', num(now)}
+    local function add(name, value)
+      if value then fields[#fields + 1] = name; fields[#fields + 1] = value end
     end
-    local batch, owner = opt(ARGV[b + 11]), opt(ARGV[b + 12])
-    if batch then redis.call('HSET', j, 'batch', batch) end
-    if owner then redis.call('HSET', j, 'owner', owner) end
-    if ARGV[b + 13] ~= '' then redis.call('HSET', j, 'meta', ARGV[b + 13]) end
+    local function given(s) if s ~= '' then return s end end
+    add('lease_s', given(ARGV[b + 8]))
+    add('timeout_s', given(ARGV[b + 9]))
+    add('key', key)
+    add('batch', opt(ARGV[b + 11]))
+    add('owner', opt(ARGV[b + 12]))
+    add('meta', given(ARGV[b + 13]))
+    redis.call('HSET', j, unpack(fields))
+    if key then redis.call('HSET', UNIQUE, key, id) end
     redis.call('HSET', DIR, id, queue)
     redis.call('ZADD', qkey(queue, 'all'), 0, id)
     if state == 'queued' then
