@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from servers import PostgresServer
+from servers import PostgresServer, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +29,25 @@ def postgres_database(postgres_server: PostgresServer) -> str:
 def postgres_url(postgres_database: str) -> str:
     """A fresh schema per test inside the module's database."""
     return f"{postgres_database}?schema=t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the run (tests keep apart by key prefix), never the machine's own."""
+    server: RedisServer | None = None
+    try:
+        server = RedisServer().start()
+    except RuntimeError as exc:
+        problem = str(exc)
+    if server is None:  # failed outside the except block: no chained traceback in the report
+        pytest.fail(f"cannot start the test Redis: {problem}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A fresh key prefix per test on the shared server."""
+    return redis_server.url(prefix=f"t{uuid.uuid4().hex[:12]}")

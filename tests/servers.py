@@ -1,7 +1,8 @@
 """Real database servers for the tests, started on free ports in temporary folders.
 
-Nothing here depends on a server already running on the machine. PostgreSQL
-refuses to run as root, so as root the cluster runs as the ``postgres`` user.
+Nothing here depends on a server already running on the machine (nor on its
+default ports). PostgreSQL refuses to run as root, so as root the cluster runs
+as the ``postgres`` user. Redis runs as whoever runs the tests.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -89,5 +92,111 @@ class PostgresServer:
 
     def destroy(self) -> None:
         self.stop("immediate")
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.root)
+
+
+class RedisServer:
+    """A throwaway ``redis-server``: ``start()``, ``url()``, ``stop()``, ``kill()``, ``start()``.
+
+    It listens on 127.0.0.1 on a free port and keeps its files (log, AOF) in its
+    own temporary folder; starting it again after ``stop()`` or ``kill()`` reuses
+    that port and folder, so a restart finds what the server had persisted.
+    ``args`` are appended to the defaults and win over them, e.g.
+    ``RedisServer("--appendonly", "yes", "--appendfsync", "always")`` or
+    ``RedisServer("--maxmemory-policy", "allkeys-lru")``.
+    """
+
+    #: No RDB snapshots (their forks only slow a shared test machine), no eviction.
+    DEFAULTS = ("--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction")
+
+    def __init__(self, *args: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "redis-server not found on PATH; ./run test installs it "
+                "(or: apt-get install redis-server)"
+            )
+        self.binary = binary
+        self.args = args
+        self.root = Path(tempfile.mkdtemp(prefix="offload-redis-"))
+        self.log = self.root / "server.log"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60) -> RedisServer:
+        """Start (or start again) and return once the server answers PING with PONG."""
+        if self.running:
+            return self
+        argv = [
+            self.binary,
+            "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
+            "--logfile", str(self.log), "--daemonize", "no",
+            *self.DEFAULTS, *self.args,
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            argv, cwd=self.root, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + timeout_s
+        while not self.ping():
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"redis-server exited with {self.process.returncode}: {self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"redis-server did not answer PING: {self.log_tail()}")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def ping(self) -> bool:
+        """True once the server answers PONG (not while it is still loading its AOF)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def url(self, db: int = 0, prefix: str | None = None) -> str:
+        url = f"redis://127.0.0.1:{self.port}/{db}"
+        return f"{url}?prefix={prefix}" if prefix is not None else url
+
+    def stop(self, timeout_s: float = 60) -> None:
+        """SIGTERM: Redis flushes its AOF and exits cleanly."""
+        self._signal(signal.SIGTERM, timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash or a pulled plug looks like to the clients."""
+        self._signal(signal.SIGKILL, 60)
+
+    def _signal(self, signum: signal.Signals, timeout_s: float) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def aof_files(self) -> list[Path]:
+        """The append-only files on disk (Redis 7 keeps them in ``appendonlydir``)."""
+        return sorted(p for p in self.root.rglob("*.aof*") if p.is_file())
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def destroy(self) -> None:
+        self.kill()
         with contextlib.suppress(OSError):
             shutil.rmtree(self.root)

@@ -26,12 +26,12 @@ from offload.records import NewJob
 from worker_helpers import WorkerThread, wait_until
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Offload:
     url = {
         "memory": "memory://",
         "sqlite": f"sqlite:///{tmp_path}/jobs.db",
-    }.get(request.param) or request.getfixturevalue("postgres_url")
+    }.get(request.param) or request.getfixturevalue(f"{request.param}_url")
     application = Offload(url, default_retries=0)
     yield application
     application.close()

@@ -42,11 +42,19 @@ async def _postgres(clock: FakeClock, tmp_path: Path, request: pytest.FixtureReq
     return postgres_backend(url, clock=clock.time)
 
 
-#: name -> factory; add "redis" here when that backend exists.
+async def _redis(clock: FakeClock, tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    from offload.backends.redis import redis_backend
+
+    url = request.getfixturevalue("redis_url")  # a fresh key prefix on the test server
+    return redis_backend(url, clock=clock.time)
+
+
+#: name -> factory
 BACKEND_FACTORIES: dict[str, BackendFactory] = {
     "memory": _memory,
     "sqlite": _sqlite,
     "postgres": _postgres,
+    "redis": _redis,
 }
 
 

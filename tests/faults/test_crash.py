@@ -31,14 +31,14 @@ def start_worker(url: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+@pytest.mark.parametrize("store", ["sqlite", "postgres", "redis"])
 def test_sigkilled_workers_lose_no_job(
     store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
 ) -> None:
     if store == "sqlite":
         url = f"sqlite:///{tmp_path}/crash.db"
     else:
-        url = request.getfixturevalue("postgres_url")
+        url = request.getfixturevalue(f"{store}_url")  # postgres_url, redis_url
     logs = tmp_path / "executions"
     logs.mkdir()
     env = {**os.environ, "OFFLOAD_URL": url, "CRASH_LOG_DIR": str(logs),

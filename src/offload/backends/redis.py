@@ -71,6 +71,12 @@ _SCRIPTS = (
     "stats", "promote", "reap", "prune", "purge", "query", "lock", "unlock", "peek",
 )  # fmt: skip
 _OPTIONS = {"prefix", "pool_max"}
+#: What redis-py reads from a URL's query string (connection and TLS settings).
+_REDIS_PY_OPTIONS = {
+    "db", "health_check_interval", "protocol", "socket_keepalive", "socket_read_size",
+    "ssl_check_hostname", "ssl_min_version", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path",
+    "ssl_ca_data", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_ciphers", "client_name",
+}  # fmt: skip
 _encode = msgspec.json.encode
 _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
@@ -85,19 +91,33 @@ class RedisConfig:
 
 
 def parse_redis_url(url: str) -> RedisConfig:
-    """Offload's options ride in the query string; the rest goes to redis-py untouched."""
+    """Offload's options ride in the query string; redis-py's own go to it untouched."""
     parts = urlsplit(url)
     ours: dict[str, str] = {}
     theirs: list[tuple[str, str]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        (ours.__setitem__(name, value) if name in _OPTIONS else theirs.append((name, value)))
+        if name in _OPTIONS:
+            ours[name] = value
+        elif name in _REDIS_PY_OPTIONS:
+            theirs.append((name, value))
+        else:
+            known = ", ".join(sorted(_OPTIONS | _REDIS_PY_OPTIONS))
+            raise ValueError(f"unknown option {name!r} in the Redis URL; known options: {known}")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ValueError(
+            f"the Redis URL's database must be a number, as in redis://host:6379/0, "
+            f"got {database!r}"
+        )
     prefix = Keyspace(ours.get("prefix", "offload")).prefix
     try:
         pool_max = int(ours.get("pool_max", "50"))
     except ValueError:
         pool_max = 0
     if pool_max < 2:
-        raise ValueError(f"URL option pool_max must be an integer of at least 2, got {ours!r}")
+        raise ValueError(
+            f"URL option pool_max must be an integer of at least 2, got {ours['pool_max']!r}"
+        )
     clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(theirs), ""))
     return RedisConfig(url=clean, prefix=prefix, pool_max=pool_max)
 
@@ -606,7 +626,8 @@ class RedisBackend(_Runner):
     def _note_outage(self, exc: BaseException) -> None:
         if isinstance(exc, BackendError) and not self._outage:
             self._outage = True
-            log.warning("Redis is unreachable (%s); retrying", exc)
+            detail = str(exc).removeprefix("Redis is unavailable: ")
+            log.warning("Redis is unreachable (%s); retrying", detail)
 
     async def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         return await self.run(plan_enqueue(params))
