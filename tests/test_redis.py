@@ -145,6 +145,17 @@ def test_the_cli_refuses_an_evicting_server_in_one_line(evicting_server: RedisSe
     assert client(evicting_server).dbsize() == 0
 
 
+def test_a_worker_stops_on_an_evicting_server_instead_of_retrying(
+    evicting_server: RedisServer,
+) -> None:
+    """A refusal is not an outage: the worker exits non-zero with the fix, even in --burst."""
+    url = evicting_server.url(prefix="evict")
+    result = offload_cli("worker", "cli_app:app", "--burst", "--url", url)
+    assert result.returncode != 0
+    assert "maxmemory-policy" in result.stderr and "noeviction" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # -- unreachable server and bad URLs ----------------------------------------------------
 
 

@@ -158,6 +158,11 @@ class BackendError(RuntimeError):
     """The engine cannot be reached or refused an operation; the message says how to fix it."""
 
 
+class StoreRefused(BackendError):
+    """The engine answers but is set up so that offload must not use it (an evicting Redis,
+    a newer schema). Retrying cannot help: a worker stops with the message instead."""
+
+
 class SyncBackend(Protocol):
     """Blocking client operations, for sync callers (Flask, Django, scripts).
 

@@ -42,6 +42,7 @@ from offload.backends.base import (
     QueueStats,
     ReapedJob,
     ReapParams,
+    StoreRefused,
     WaitParams,
 )
 from offload.backends.rows import job_from_row
@@ -152,7 +153,7 @@ def plan_migrate(st: Statements, schema: str) -> Plan[int]:
     steps = migration_scripts()
     latest = steps[-1][0]
     if current > latest:
-        raise BackendError(
+        raise StoreRefused(
             f"the {schema} schema is version {current}, newer than this offload ({latest}); "
             "upgrade offload"
         )

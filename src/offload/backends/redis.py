@@ -45,6 +45,7 @@ from offload.backends.base import (
     QueueStats,
     ReapedJob,
     ReapParams,
+    StoreRefused,
     WaitParams,
 )
 from offload.backends.redis_keys import LAYOUT_VERSION, LUA_KEYS, Keyspace
@@ -190,7 +191,7 @@ def plan_preflight(ks: Keyspace) -> Plan[None]:
     info = yield Raw(("INFO", "memory"))
     policy = _info_field(info, "maxmemory_policy")
     if policy is not None and policy != "noeviction":
-        raise BackendError(
+        raise StoreRefused(
             f"Redis maxmemory-policy is {policy!r}, so Redis may silently delete jobs when "
             "memory runs short; offload needs 'noeviction'. Fix: "
             "`redis-cli CONFIG SET maxmemory-policy noeviction`, and set "
@@ -199,7 +200,7 @@ def plan_preflight(ks: Keyspace) -> Plan[None]:
     yield Raw(("SET", ks.version, str(LAYOUT_VERSION), "NX"))
     stored = yield Raw(("GET", ks.version))
     if stored is not None and int(stored) > LAYOUT_VERSION:
-        raise BackendError(
+        raise StoreRefused(
             f"the Redis keyspace under prefix {ks.prefix!r} has layout {int(stored)}, newer than "
             f"this offload's ({LAYOUT_VERSION}); upgrade offload"
         )
@@ -615,19 +616,19 @@ class RedisBackend(_Runner):
             self._note_outage(exc)
             raise
         except Exception as exc:
-            translated = _translate(exc)
-            self._note_outage(translated)
-            raise translated from exc
+            self._note_outage(exc)
+            raise _translate(exc) from exc
         if self._outage:
             self._outage = False
             log.warning("Redis is reachable again")
         return result
 
     def _note_outage(self, exc: BaseException) -> None:
-        if isinstance(exc, BackendError) and not self._outage:
+        """Log an outage once, in the driver's words, however many calls fail during it."""
+        cause = exc.__cause__ if isinstance(exc, BackendError) else exc
+        if isinstance(cause, _TRANSIENT) and not self._outage:
             self._outage = True
-            detail = str(exc).removeprefix("Redis is unavailable: ")
-            log.warning("Redis is unreachable (%s); retrying", detail)
+            log.warning("Redis is unreachable (%s); retrying", _detail(cause))
 
     async def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         return await self.run(plan_enqueue(params))
@@ -704,9 +705,8 @@ class RedisBackend(_Runner):
         try:
             await waiter.blpop([self.keys.wake(q) for q in queues], timeout=round(timeout_s, 3))
         except Exception as exc:
-            translated = _translate(exc)
-            self._note_outage(translated)
-            raise translated from exc
+            self._note_outage(exc)
+            raise _translate(exc) from exc
 
     async def _get_waiter(self) -> redis.asyncio.Redis:
         await self._get_client()  # same loop, preflight done

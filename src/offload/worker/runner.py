@@ -27,6 +27,7 @@ from offload.backends.base import (
     Outcome,
     ProgressParams,
     ProgressUpdate,
+    StoreRefused,
     WaitParams,
 )
 from offload.context import JobContext
@@ -193,6 +194,8 @@ class Worker:
                 if failures:
                     log.warning("the store is reachable again; resuming")
                 failures = 0
+            except StoreRefused:
+                raise  # a configuration problem: retrying would only repeat the message
             except BackendError as exc:
                 failures += 1
                 pause_s = min(RECONNECT_MAX_PAUSE_S, 0.1 * 2**failures)
