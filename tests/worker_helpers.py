@@ -34,6 +34,21 @@ class WorkerThread:
             self.error = exc
             self._ready.set()
 
+    def _dump(self) -> None:
+        """Where a worker that failed to stop is stuck: every thread, every task."""
+        faulthandler.dump_traceback(all_threads=True)
+        if self._loop is not None:
+            for task in asyncio.all_tasks(self._loop):
+                print(f"task {task.get_name()}:")
+                awaited: Any = task.get_coro()
+                while awaited is not None:  # the await chain, outermost first
+                    frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+                    if frame is not None:
+                        print(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+                    else:
+                        print(f"  {awaited!r}")
+                    awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+
     def __enter__(self) -> WorkerThread:
         self._thread.start()
         self._ready.wait(10)
@@ -43,6 +58,8 @@ class WorkerThread:
         if self._thread.is_alive() and self._loop is not None:
             self._loop.call_soon_threadsafe(self.worker.request_stop)
         self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self._dump()
         assert not self._thread.is_alive(), "worker did not stop"
         if self.error is not None:
             raise self.error
@@ -53,10 +70,7 @@ class WorkerThread:
         """For burst workers: wait until the worker exits by itself."""
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            faulthandler.dump_traceback(all_threads=True)
-            if self._loop is not None:
-                for task in asyncio.all_tasks(self._loop):
-                    task.print_stack()
+            self._dump()
         assert not self._thread.is_alive(), "burst worker did not exit"
         if self.error is not None:
             raise self.error

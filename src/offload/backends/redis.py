@@ -190,6 +190,13 @@ def plan_preflight(ks: Keyspace) -> Plan[None]:
     """Refuse a server that may evict keys, or a newer keyspace layout than ours."""
     info = yield Raw(("INFO", "memory"))
     policy = _info_field(info, "maxmemory_policy")
+    persistence = yield Raw(("INFO", "persistence"))
+    if _info_field(persistence, "aof_enabled") == "0":
+        log.info(  # seen in worker logs, kept out of one-shot CLI commands
+            "Redis runs without the append-only file: a Redis crash loses the jobs written "
+            "since its last snapshot. Set `appendonly yes` (and `appendfsync always` for no "
+            "loss at all); see the README's Redis section"
+        )
     if policy is not None and policy != "noeviction":
         raise StoreRefused(
             f"Redis maxmemory-policy is {policy!r}, so Redis may silently delete jobs when "
