@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -448,11 +449,16 @@ class PostgresSync(_Runner):
         self._config = config
         self._st = st
         self._pool: psycopg_pool.ConnectionPool | None = None
+        self._opening = threading.Lock()
         self._migrated = not config.migrate
         self.capabilities = PostgresBackend.capabilities
 
     def _get_pool(self) -> psycopg_pool.ConnectionPool:
-        if self._pool is None:
+        if self._pool is not None:
+            return self._pool
+        with self._opening:  # threads racing to open would each leak a pool
+            if self._pool is not None:
+                return self._pool
             try:  # one plain connection first: libpq's own words beat a pool timeout
                 psycopg.connect(self._config.conninfo, connect_timeout=CONNECT_TIMEOUT_S).close()
             except psycopg.Error as exc:
@@ -552,6 +558,7 @@ class PostgresBackend(_Runner):
         self._sync = PostgresSync(config, self.st, clock)
         self._pool: psycopg_pool.AsyncConnectionPool | None = None
         self._pool_loop: asyncio.AbstractEventLoop | None = None
+        self._opening: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
         self._migrated = not config.migrate
         self._waiters: set[_Waiter] = set()
         self._listener: asyncio.Task[None] | None = None
@@ -567,21 +574,26 @@ class PostgresBackend(_Runner):
 
     async def _get_pool(self) -> psycopg_pool.AsyncConnectionPool:
         loop = asyncio.get_running_loop()
-        if self._pool is None or self._pool_loop is not loop:
-            try:
-                conn = await psycopg.AsyncConnection.connect(
-                    self.config.conninfo, connect_timeout=CONNECT_TIMEOUT_S
-                )
-                await conn.close()
-            except psycopg.Error as exc:
-                raise _unreachable(exc) from exc
-            self._pool = psycopg_pool.AsyncConnectionPool(
-                self.config.conninfo, min_size=1, max_size=self.config.pool_max,
-                kwargs=_connection_kwargs(self.config), open=False, timeout=10,
-                name="offload-async",
-            )  # fmt: skip
-            self._pool_loop = loop
-            await self._pool.open()
+        if self._pool is not None and self._pool_loop is loop:
+            return self._pool
+        if self._opening is None or self._opening[1] is not loop:
+            self._opening = (asyncio.Lock(), loop)
+        async with self._opening[0]:  # the first calls of a worker come at once: open one pool
+            if self._pool is None or self._pool_loop is not loop:
+                try:
+                    conn = await psycopg.AsyncConnection.connect(
+                        self.config.conninfo, connect_timeout=CONNECT_TIMEOUT_S
+                    )
+                    await conn.close()
+                except psycopg.Error as exc:
+                    raise _unreachable(exc) from exc
+                pool = psycopg_pool.AsyncConnectionPool(
+                    self.config.conninfo, min_size=1, max_size=self.config.pool_max,
+                    kwargs=_connection_kwargs(self.config), open=False, timeout=10,
+                    name="offload-async",
+                )  # fmt: skip
+                await pool.open()
+                self._pool, self._pool_loop = pool, loop
         return self._pool
 
     async def run(self, plan: Plan[T]) -> T:
@@ -685,7 +697,8 @@ class PostgresBackend(_Runner):
                 self._ensure_listener()
                 # Check for work only once LISTEN is active, so no NOTIFY falls in between.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._listening.wait(), params.timeout_s)
+                    async with asyncio.timeout(params.timeout_s):
+                        await self._listening.wait()
             next_ready, now = await self.run(plan_next_ready(self.st, params.queues))
             if next_ready is not None and next_ready <= now:
                 return
@@ -695,7 +708,8 @@ class PostgresBackend(_Runner):
             if next_ready is not None:
                 timeout_s = min(timeout_s, next_ready - now)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter.event.wait(), max(timeout_s, 0.0))
+                async with asyncio.timeout(max(timeout_s, 0.0)):
+                    await waiter.event.wait()
         finally:
             self._waiters.discard(waiter)
 

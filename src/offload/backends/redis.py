@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -490,24 +491,28 @@ class RedisSync(_Runner):
     ) -> None:
         super().__init__(config, scripts, clock)
         self._client: redis.Redis | None = None
+        self._opening = threading.Lock()
 
     def _get_client(self) -> redis.Redis:
-        if self._client is None:
-            from redis.retry import Retry
+        if self._client is not None:
+            return self._client
+        with self._opening:  # threads racing to connect would each leak a client
+            if self._client is None:
+                from redis.retry import Retry
 
-            client = redis.Redis.from_url(
-                self.config.url, retry=Retry(NoBackoff(), 0),
-                **_client_options(self.config, blocking=False),
-            )  # fmt: skip
-            try:
-                self._drive(client, plan_preflight(self.keys))
-            except _TRANSIENT as exc:
-                client.close()
-                raise _unreachable(exc) from exc
-            except BaseException:
-                client.close()
-                raise
-            self._client = client
+                client = redis.Redis.from_url(
+                    self.config.url, retry=Retry(NoBackoff(), 0),
+                    **_client_options(self.config, blocking=False),
+                )  # fmt: skip
+                try:
+                    self._drive(client, plan_preflight(self.keys))
+                except _TRANSIENT as exc:
+                    client.close()
+                    raise _unreachable(exc) from exc
+                except BaseException:
+                    client.close()
+                    raise
+                self._client = client
         return self._client
 
     def _drive(self, client: redis.Redis, plan: Plan[T]) -> T:
@@ -576,6 +581,7 @@ class RedisBackend(_Runner):
         self._client: redis.asyncio.Redis | None = None
         self._waiter: redis.asyncio.Redis | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
         self._outage = False
 
     @property
@@ -584,22 +590,27 @@ class RedisBackend(_Runner):
 
     async def _get_client(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            from redis.asyncio.retry import Retry
+        if self._client is not None and self._loop is loop:
+            return self._client
+        if self._opening is None or self._opening[1] is not loop:
+            self._opening = (asyncio.Lock(), loop)
+        async with self._opening[0]:  # a worker's first calls come at once: connect once
+            if self._client is None or self._loop is not loop:
+                from redis.asyncio.retry import Retry
 
-            client = redis.asyncio.Redis.from_url(
-                self.config.url, retry=Retry(NoBackoff(), 0),
-                **_client_options(self.config, blocking=False),
-            )  # fmt: skip
-            try:
-                await self._drive(client, plan_preflight(self.keys))
-            except _TRANSIENT as exc:
-                await client.aclose()
-                raise _unreachable(exc) from exc
-            except BaseException:
-                await client.aclose()
-                raise
-            self._client, self._loop, self._waiter = client, loop, None
+                client = redis.asyncio.Redis.from_url(
+                    self.config.url, retry=Retry(NoBackoff(), 0),
+                    **_client_options(self.config, blocking=False),
+                )  # fmt: skip
+                try:
+                    await self._drive(client, plan_preflight(self.keys))
+                except _TRANSIENT as exc:
+                    await client.aclose()
+                    raise _unreachable(exc) from exc
+                except BaseException:
+                    await client.aclose()
+                    raise
+                self._client, self._loop, self._waiter = client, loop, None
         return self._client
 
     async def _drive(self, client: redis.asyncio.Redis, plan: Plan[T]) -> T:

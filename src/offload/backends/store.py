@@ -194,7 +194,8 @@ class ThreadedBackend:
                     return
                 poll_s = remaining_s if marker is None else min(interval_s, remaining_s)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), poll_s)
+                    async with asyncio.timeout(poll_s):
+                        await woken.wait()
                 if marker is not None and self.store.change_marker() != marker:
                     return
                 interval_s = min(interval_s * 2, MAX_POLL_INTERVAL_S)

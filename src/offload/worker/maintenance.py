@@ -70,7 +70,8 @@ class Maintenance:
             # Followers check less often: they only need to notice a dead leader.
             pause_s = self._interval_s if self.is_leader else self._interval_s * 3
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), pause_s)
+                async with asyncio.timeout(pause_s):
+                    await stopping.wait()
 
     async def resign(self) -> None:
         if self.is_leader:

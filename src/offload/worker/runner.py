@@ -226,7 +226,8 @@ class Worker:
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
 
     async def _wait_for_work(self) -> None:
         waiter = asyncio.create_task(
