@@ -712,6 +712,11 @@ class RedisBackend(_Runner):
             await asyncio.sleep(max(params.timeout_s, 0.0))
             return
         now, ready, next_at = await self.run(plan_peek(queues))
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # redis-py can finish a command whose task was cancelled meanwhile and drop the
+            # cancellation: without this the worker's stop would wait for the BLPOP below.
+            raise asyncio.CancelledError
         if ready:
             return
         timeout_s = params.timeout_s

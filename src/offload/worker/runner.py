@@ -39,6 +39,8 @@ from offload.worker.maintenance import Maintenance
 from offload.worker.process_pool import ChildDied, ChildFailed, Pool, ProcessExecutor
 
 log = logging.getLogger("offload.worker")
+#: How long a cancelled store call may take to end before the worker goes on without it.
+CANCEL_GRACE_S = 2.0
 
 RECONNECT_MAX_PAUSE_S = 5.0
 
@@ -165,7 +167,7 @@ class Worker:
             self._stopping.set()
             for helper in helpers:
                 helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.wait(helpers, timeout=CANCEL_GRACE_S)  # see _wait_for_work
             with contextlib.suppress(Exception):
                 await self.maintenance.resign()
             await self._executor.close()
@@ -239,8 +241,13 @@ class Worker:
         finally:
             for pending in (waiter, stopper):
                 pending.cancel()
-            await asyncio.gather(waiter, stopper, return_exceptions=True)
-        if waiter.done() and not waiter.cancelled() and waiter.exception() is not None:
+            # A driver that drops a cancellation must not hold the worker's stop hostage;
+            # backend.close() ends such a straggler by closing its connection.
+            await asyncio.wait({waiter, stopper}, timeout=CANCEL_GRACE_S)
+        if not waiter.done():
+            log.debug("the store's wait ignored its cancellation; going on without it")
+            return
+        if not waiter.cancelled() and waiter.exception() is not None:
             log.error("waiting for work failed: %s", waiter.exception())
             await self._pause(1.0)
 
