@@ -5,6 +5,8 @@ libraries in one interpreter, then runs this file); ``--smoke`` is the quick CI
 variant (300 jobs, one repeat). Options: ``--jobs N`` (default 20000),
 ``--repeat R`` (3), ``--concurrency C`` per worker process (50),
 ``--latency-jobs M`` (500; smoke 100), ``--libs offload,procrastinate,saq``.
+What this and the Redis benchmark share (workers, CPU from /proc, the table)
+is in ``benchlib.py``.
 
 Setup
     One PostgreSQL cluster from ``tests/servers.py`` (``PostgresServer``: a temp
@@ -78,15 +80,11 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import importlib.metadata
 import json
-import math
 import os
 import platform
 import shutil
 import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -96,16 +94,24 @@ from typing import Any
 
 import jobsink
 import psycopg
-
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-WARMUP_SEQ = 9_000_000_000  # warm-up jobs' sequence numbers start here; never counted
-LIVE_WORKERS: set[subprocess.Popen[bytes]] = set()
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
+from benchlib import (
+    BENCH,
+    REPO,
+    WARMUP_SEQ,
+    Row,
+    Workers,
+    check_once,
+    chunks,
+    git_state,
+    kill_all_workers,
+    log,
+    percentile,
+    process_cpu_s,
+    summarize,
+    table,
+    versions,
+    wait_for,
+)
 
 # -- the three libraries ----------------------------------------------------------
 
@@ -287,24 +293,6 @@ def sql_run(url: str, query: str) -> None:
 
 # -- CPU accounting (from /proc, so contention from other programs does not count) --
 
-TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as handle:
-        data = handle.read()
-    return data[data.rindex(")") + 2 :].split()  # fields from "state" (3rd) on
-
-
-def process_cpu_s(pids: list[int]) -> float:
-    """User + system CPU seconds of these processes (and their reaped children)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = _stat(pid)
-            total += sum(int(v) for v in fields[11:15])
-    return total * TICK_S
-
 
 def backend_pids(url: str) -> list[int]:
     """The server processes serving connections to this URL's database (but this one)."""
@@ -345,100 +333,17 @@ class CpuMeter:
         return out
 
 
-# -- worker processes -------------------------------------------------------------
-
-
-class Workers:
-    """N worker processes of one library; always stopped (TERM, then KILL) on exit."""
-
-    def __init__(
-        self, lib: Library, count: int, concurrency: int, out_dir: str, env: dict[str, str]
-    ):
-        self.lib = lib
-        self.out_dir = out_dir
-        self.env = {**env, "BENCH_OUT_DIR": out_dir, "BENCH_CONCURRENCY": str(concurrency)}
-        self.argv = lib.worker_argv(concurrency)
-        self.count = count
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logs: list[str] = []
-
-    def __enter__(self) -> Workers:
-        for n in range(self.count):
-            log_path = os.path.join(self.out_dir, f"worker-{n}.log")
-            self.logs.append(log_path)
-            with open(log_path, "wb") as log_file:
-                proc = subprocess.Popen(
-                    self.argv,
-                    cwd=BENCH,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            self.procs.append(proc)
-            LIVE_WORKERS.add(proc)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        stop_processes(self.procs)
-
-    def check_alive(self) -> None:
-        for proc, log_path in zip(self.procs, self.logs, strict=True):
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"a {self.lib.name} worker exited with {proc.returncode}:\n{tail(log_path)}"
-                )
-
-    def warnings(self) -> str:
-        """What the workers logged, less lines known to be printed on every start."""
-        lines = []
-        for path in self.logs:
-            with open(path, errors="replace") as handle:
-                lines += [line for line in handle if line.strip() and not known_noise(line)]
-        return "".join(lines[-40:])
+# -- the workloads ----------------------------------------------------------------
 
 
 def known_noise(line: str) -> bool:
     return "Launching a worker on all queues" in line  # procrastinate, at WARNING, on start
 
 
-def tail(path: str, lines: int = 40) -> str:
-    with open(path, errors="replace") as handle:
-        return "".join(handle.readlines()[-lines:])
-
-
-def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float = 20.0) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            log(f"worker {proc.pid} ignored SIGTERM for {grace_s:.0f}s; killing it")
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # also any children it started
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
-        LIVE_WORKERS.discard(proc)
-
-
-def kill_all_workers() -> None:
-    for proc in list(LIVE_WORKERS):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        LIVE_WORKERS.discard(proc)
-
-
-# -- the workloads ----------------------------------------------------------------
-
-
-def chunks(n: int, size: int) -> Iterator[list[int]]:
-    for start in range(0, n, size):
-        yield list(range(start, min(n, start + size)))
+def workers_of(lib: Library, concurrency: int, out_dir: str, env: dict[str, str]) -> Workers:
+    """The library's 2 worker processes, each started by its own CLI."""
+    argv = lib.worker_argv(concurrency)
+    return Workers(lib.name, [argv, argv], concurrency, out_dir, env, noise=known_noise)
 
 
 def reset(lib: Library) -> None:
@@ -478,17 +383,6 @@ async def measure_enqueue_async(lib: Library, n: int) -> dict[str, float]:
         return {"enqueue_async_jps": n / elapsed, **cpu.per_job_us(n, "enqueue_async")}
 
 
-async def wait_for(
-    what: str, condition: Callable[[], bool], workers: Workers, timeout_s: float, poll_s: float
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        workers.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{workers.lib.name}: {what} not reached in {timeout_s:.0f}s")
-        await asyncio.sleep(poll_s)
-
-
 async def measure_drain(
     lib: Library, n: int, concurrency: int, env: dict[str, str], out_dir: str
 ) -> dict[str, float]:
@@ -498,7 +392,7 @@ async def measure_drain(
     timeout_s = 60 + n / 50
     wall_start = time.time()
     started = time.perf_counter()
-    with Workers(lib, 2, concurrency, out_dir, env) as workers:
+    with workers_of(lib, concurrency, out_dir, env) as workers:
         # CPU is counted from the first job on: start-up (imports, connecting) is left out
         await wait_for(
             "the first job ran",
@@ -523,7 +417,7 @@ async def measure_drain(
         cpu_used = cpu.per_job_us(n, "drain")
         noise = workers.warnings()
     records = jobsink.read_records(out_dir)
-    check_once(lib, records, n, "drain")
+    check_once(lib.name, records, n, "drain")
     first_start = min(t for _, t in records) - wall_start
     last_start = max(t for _, t in records) - wall_start
     if noise:
@@ -539,28 +433,12 @@ async def measure_drain(
     }
 
 
-def check_once(lib: Library, records: list[tuple[int, float]], n: int, what: str) -> None:
-    seqs = [s for s, _ in records if s < WARMUP_SEQ]
-    distinct = set(seqs)
-    missing = n - len(distinct & set(range(n)))
-    if len(seqs) != n or missing:
-        raise RuntimeError(
-            f"{lib.name} {what}: {len(seqs)} runs of {len(distinct)} distinct jobs "
-            f"({len(seqs) - len(distinct)} duplicate runs, {missing} never ran)"
-        )
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
 async def measure_latency(
     lib: Library, m: int, interval_s: float, concurrency: int, env: dict[str, str], out_dir: str
 ) -> dict[str, float]:
     reset(lib)
     sent: dict[int, float] = {}
-    with Workers(lib, 2, concurrency, out_dir, env) as workers:
+    with workers_of(lib, concurrency, out_dir, env) as workers:
         async with lib.async_client() as enqueue:
             await asyncio.sleep(2.0)  # both workers up and idle
             workers.check_alive()
@@ -592,7 +470,7 @@ async def measure_latency(
     if noise:
         log(f"{lib.name} workers wrote (at WARNING):\n{noise}")
     records = jobsink.read_records(out_dir)
-    check_once(lib, records, m, "latency")
+    check_once(lib.name, records, m, "latency")
     latencies = sorted((t - sent[s]) * 1000 for s, t in records if s < WARMUP_SEQ)
     return {
         "latency_p50_ms": percentile(latencies, 50),
@@ -605,7 +483,7 @@ async def measure_latency(
 
 # -- reporting --------------------------------------------------------------------
 
-ROWS: list[tuple[str, str, bool]] = [  # metric, label, higher is better
+ROWS: list[Row] = [
     ("enqueue_sync_jps", "enqueue, 1 call/job, sync API (jobs/s)", True),
     ("enqueue_async_jps", "enqueue, 1 call/job, async API (jobs/s)", True),
     ("enqueue_bulk_jps", "enqueue, bulk API, 1000/call (jobs/s)", True),
@@ -623,94 +501,6 @@ ROWS: list[tuple[str, str, bool]] = [  # metric, label, higher is better
     ("latency_worker_cpu_us", "CPU/job: latency run, 2 workers (us)", False),
     ("latency_pg_cpu_us", "CPU/job: latency run, PostgreSQL (us)", False),
 ]
-
-
-def summarize(values: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "runs": values,
-    }
-
-
-def fmt(value: float) -> str:
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
-
-
-def cell(summary: dict[str, Any] | None) -> str:
-    if summary is None:
-        return "n/a"
-    if len(summary["runs"]) == 1:
-        return fmt(summary["median"])
-    return f"{fmt(summary['median'])} ({fmt(summary['min'])}-{fmt(summary['max'])})"
-
-
-def advantage(summaries: dict[str, dict[str, Any] | None], higher_better: bool) -> float | None:
-    ours = summaries.get("offload")
-    peers = [s["median"] for name, s in summaries.items() if name != "offload" and s]
-    if not ours or not peers:
-        return None
-    divisor = max(peers) if higher_better else ours["median"]
-    if divisor <= 0:  # a CPU figure too small to read in a short (smoke) run
-        return None
-    if higher_better:
-        return float(ours["median"] / divisor)
-    return float(min(peers) / divisor)
-
-
-def table(results: dict[str, dict[str, dict[str, Any]]], names: list[str]) -> str:
-    header = ["workload", *names, "offload vs best peer"]
-    lines = []
-    for metric, label, higher in ROWS:
-        summaries = {name: results[name].get(metric) for name in names}
-        if all(s is None for s in summaries.values()):
-            continue
-        ratio = advantage(summaries, higher)
-        lines.append(
-            [
-                label,
-                *(cell(summaries[n]) for n in names),
-                "n/a" if ratio is None else f"{ratio:.2f}x",
-            ]
-        )
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-
-    def row(values: list[str]) -> str:
-        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([row(header), rule, *(row(v) for v in lines)])
-
-
-def git_state() -> dict[str, Any]:
-    """The commit offload was measured at, and whether src/ had uncommitted changes."""
-
-    def git(*argv: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(REPO), *argv], check=False, capture_output=True, text=True
-        )
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    return {
-        "commit": git("rev-parse", "HEAD") or None,
-        "src_dirty": bool(git("status", "--porcelain", "--", "src")),
-    }
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for dist in ("offload", "procrastinate", "saq", "psycopg", "psycopg-pool"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            out[dist] = importlib.metadata.version(dist)
-    return out
-
-
-# -- main -------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -822,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         kill_all_workers()
         server.destroy()
-    text = table(results, args.libs)
+    text = table(results, args.libs, ROWS)
     config = {
         "jobs": args.jobs,
         "repeat": args.repeat,
@@ -843,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_before": load_before,
             "loadavg_after": load_after,
         },
-        "versions": versions(),
+        "versions": versions(("offload", "procrastinate", "saq", "psycopg", "psycopg-pool")),
         "offload_source": {"at_start": source_before, "at_end": git_state()},
         "config": config,
         "elapsed_s": round(time.time() - began, 1),

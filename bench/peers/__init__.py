@@ -1,1 +1,4 @@
-"""The peers' benchmark applications (procrastinate and SAQ), each in its documented setup."""
+"""The peers' benchmark applications, each in its documented setup.
+
+PostgreSQL: procrastinate and SAQ. Redis: Celery, RQ, Dramatiq, Huey, arq, SAQ, TaskIQ.
+"""

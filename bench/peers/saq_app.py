@@ -1,8 +1,9 @@
-"""The benchmark's SAQ settings: one no-op task taking an int, on SAQ's PostgreSQL queue.
+"""The benchmark's SAQ settings: one no-op task taking an int, for both benchmarks.
 
-Documented setup: ``Queue.from_url("postgresql://...")`` (a ``PostgresQueue``),
-a settings dict, workers run as ``python -m saq peers.saq_app.settings`` (SAQ
-logs at WARNING unless given ``-v``). Defaults otherwise: JSON, job ttl 600 s
+Documented setup: ``Queue.from_url($BENCH_SAQ_URL)``, a ``PostgresQueue`` for
+``postgresql://...`` and a ``RedisQueue`` for ``redis://...``, a settings dict,
+workers run as ``python -m saq peers.saq_app.settings`` (SAQ logs at WARNING
+unless given ``-v``). Defaults otherwise: JSON, job ttl 600 s
 (finished jobs, with their result, are kept that long; SAQ has no separate
 switch for result storage), 10 s timeout, 1 attempt.
 """

@@ -1,0 +1,326 @@
+"""What the PostgreSQL and Redis benchmarks share, so that both measure and report alike.
+
+Worker processes (started, watched, stopped), CPU read from /proc, the
+exactly-once check over ``jobsink`` records, percentiles, and the table of
+medians, ranges and "offload vs best peer" ratios. Each benchmark keeps only
+what depends on its store (clients, "done" queries, the server's CPU).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import math
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WARMUP_SEQ = 9_000_000_000  # warm-up jobs' sequence numbers start here; never counted
+LIVE_WORKERS: set[subprocess.Popen[bytes]] = set()
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def chunks(n: int, size: int) -> Iterator[list[int]]:
+    for start in range(0, n, size):
+        yield list(range(start, min(n, start + size)))
+
+
+# -- CPU accounting (from /proc, so contention from other programs does not count) --
+
+TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as handle:
+        data = handle.read()
+    return data[data.rindex(")") + 2 :].split()  # fields from "state" (3rd) on
+
+
+def process_cpu_s(pids: Iterable[int]) -> float:
+    """User + system CPU seconds of these processes (and their reaped children)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = _stat(pid)
+            total += sum(int(v) for v in fields[11:15])
+    return total * TICK_S
+
+
+def descendants(pids: Iterable[int]) -> set[int]:
+    """These processes and every live process below them (pool children, forked job runners)."""
+    parent_of: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                parent_of[int(entry.name)] = int(_stat(int(entry.name))[1])
+    tree = set(pids)
+    grew = True
+    while grew:
+        below = {pid for pid, parent in parent_of.items() if parent in tree} - tree
+        tree |= below
+        grew = bool(below)
+    return tree
+
+
+def tree_cpu_s(pids: Iterable[int]) -> float:
+    """CPU seconds of these processes and all their descendants, live or reaped.
+
+    A child's time moves into its parent's "children" fields when it is reaped,
+    so summing self + reaped children over the live tree counts every process
+    once, whether it lived through the window, was forked in it or died in it.
+    """
+    return process_cpu_s(descendants(pids))
+
+
+# -- worker processes -------------------------------------------------------------
+
+
+class Workers:
+    """One library's worker commands, always stopped (TERM, then KILL the group) on exit.
+
+    Each command is one process started by the library's own CLI; some of them
+    (Celery, Dramatiq, TaskIQ) run their own pool of worker processes below it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argvs: list[list[str]],
+        concurrency: int,
+        out_dir: str,
+        env: dict[str, str],
+        noise: Callable[[str], bool] = lambda line: False,
+        grace_s: float = 20.0,
+    ) -> None:
+        self.name = name
+        self.grace_s = grace_s
+        self.out_dir = out_dir
+        self.env = {**env, "BENCH_OUT_DIR": out_dir, "BENCH_CONCURRENCY": str(concurrency)}
+        self.argvs = argvs
+        self.noise = noise
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[str] = []
+
+    def __enter__(self) -> Workers:
+        for n, argv in enumerate(self.argvs):
+            log_path = os.path.join(self.out_dir, f"worker-{n}.log")
+            self.logs.append(log_path)
+            with open(log_path, "wb") as log_file:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=BENCH,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            self.procs.append(proc)
+            LIVE_WORKERS.add(proc)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_processes(self.procs, self.grace_s)
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc in self.procs]
+
+    def check_alive(self) -> None:
+        for proc, log_path in zip(self.procs, self.logs, strict=True):
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"a {self.name} worker exited with {proc.returncode}:\n{tail(log_path)}"
+                )
+
+    def warnings(self) -> str:
+        """What the workers logged, less lines known to be printed on every start."""
+        lines = []
+        for path in self.logs:
+            with open(path, errors="replace") as handle:
+                lines += [line for line in handle if line.strip() and not self.noise(line)]
+        return "".join(lines[-40:])
+
+
+def tail(path: str, lines: int = 40) -> str:
+    with open(path, errors="replace") as handle:
+        return "".join(handle.readlines()[-lines:])
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], grace_s: float = 20.0) -> None:
+    """SIGTERM, up to ``grace_s`` to exit, then SIGKILL to each process group (at once if 0)."""
+    if grace_s > 0:
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            if grace_s > 0:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log(f"worker {proc.pid} ignored SIGTERM for {grace_s:.0f}s; killing it")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # also any children it started
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        LIVE_WORKERS.discard(proc)
+
+
+def kill_all_workers() -> None:
+    for proc in list(LIVE_WORKERS):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        LIVE_WORKERS.discard(proc)
+
+
+async def wait_for(
+    what: str, condition: Callable[[], bool], workers: Workers, timeout_s: float, poll_s: float
+) -> None:
+    """Poll ``condition`` every ``poll_s``, or less often if checking it is itself costly.
+
+    Counting records means one ``stat`` per worker process file; a library that
+    forks a process per job (RQ) leaves thousands of files, so the interval
+    grows to 5 times the check's own duration and the watching never takes
+    more than a sixth of a core from the workers being measured.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        checked = time.perf_counter()
+        if condition():
+            return
+        took = time.perf_counter() - checked
+        workers.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{workers.name}: {what} not reached in {timeout_s:.0f}s")
+        await asyncio.sleep(max(poll_s, 5 * took))
+
+
+# -- checks and statistics --------------------------------------------------------
+
+
+def run_counts(records: list[tuple[int, float]], n: int) -> tuple[int, int, int]:
+    """(runs, extra runs of a job that had already run, jobs of 0..n-1 that never ran)."""
+    seqs = [s for s, _ in records if s < WARMUP_SEQ]
+    distinct = set(seqs)
+    return len(seqs), len(seqs) - len(distinct), n - len(distinct & set(range(n)))
+
+
+def check_once(name: str, records: list[tuple[int, float]], n: int, what: str) -> None:
+    """Every sequence number 0..n-1 ran exactly once (warm-up jobs aside)."""
+    runs, duplicates, missing = run_counts(records, n)
+    if runs != n or missing:
+        raise RuntimeError(
+            f"{name} {what}: {runs} runs of {runs - duplicates} distinct jobs "
+            f"({duplicates} duplicate runs, {missing} never ran)"
+        )
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def summarize(values: list[float]) -> dict[str, Any]:
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
+
+
+# -- reporting --------------------------------------------------------------------
+
+Row = tuple[str, str, bool]  # metric, label, higher is better
+
+
+def fmt(value: float) -> str:
+    if value >= 99.5:  # so that 99.97 reads "100", not "100.0"
+        return f"{value:,.0f}"
+    if value >= 9.995:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def cell(summary: dict[str, Any] | None) -> str:
+    if summary is None:
+        return "n/a"
+    if len(summary["runs"]) == 1:
+        return fmt(summary["median"])
+    return f"{fmt(summary['median'])} ({fmt(summary['min'])}-{fmt(summary['max'])})"
+
+
+def advantage(summaries: dict[str, dict[str, Any] | None], higher_better: bool) -> float | None:
+    ours = summaries.get("offload")
+    peers = [s["median"] for name, s in summaries.items() if name != "offload" and s]
+    if not ours or not peers:
+        return None
+    divisor = max(peers) if higher_better else ours["median"]
+    if divisor <= 0 or min(peers) <= 0:  # a CPU figure too small to read in a short (smoke) run
+        return None
+    if higher_better:
+        return float(ours["median"] / divisor)
+    return float(min(peers) / divisor)
+
+
+def table(results: dict[str, dict[str, dict[str, Any]]], names: list[str], rows: list[Row]) -> str:
+    """A Markdown table: a row per metric anyone has, a column per library, then the ratio."""
+    header = ["workload", *names, "offload vs best peer"]
+    lines = []
+    for metric, label, higher in rows:
+        summaries = {name: results.get(name, {}).get(metric) for name in names}
+        if all(s is None for s in summaries.values()):
+            continue
+        ratio = advantage(summaries, higher)
+        lines.append(
+            [
+                label,
+                *(cell(summaries[n]) for n in names),
+                "n/a" if ratio is None else f"{ratio:.2f}x",
+            ]
+        )
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
+
+    def row(values: list[str]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([row(header), rule, *(row(v) for v in lines)])
+
+
+def git_state() -> dict[str, Any]:
+    """The commit offload was measured at, and whether src/ had uncommitted changes."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(REPO), *argv], check=False, capture_output=True, text=True
+        )
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "src_dirty": bool(git("status", "--porcelain", "--", "src")),
+    }
+
+
+def versions(dists: Iterable[str]) -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in dists:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[dist] = importlib.metadata.version(dist)
+    return out

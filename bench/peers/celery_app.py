@@ -1,0 +1,24 @@
+"""The benchmark's Celery application: one no-op task taking an int, on the Redis broker.
+
+Documented setup: ``Celery(broker="redis://...")``, workers run as
+``celery -A peers.celery_app worker --loglevel=WARNING --concurrency=2``: one
+worker whose default prefork pool has 2 child processes (Celery's default on
+this 2-core machine) that run the jobs, while the parent fetches and
+acknowledges them. Defaults otherwise: JSON, no result backend (so nothing is
+stored), early acknowledgement, prefetch multiplier 4. Celery tasks are plain
+functions (it has no ``async def`` tasks), so the task is a ``def``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jobsink
+from celery import Celery
+
+app = Celery("bench", broker=os.environ["BENCH_REDIS_URL"])
+
+
+@app.task(name="noop")
+def noop(i: int) -> None:
+    jobsink.record(i)

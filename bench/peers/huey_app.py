@@ -1,0 +1,23 @@
+"""The benchmark's Huey instance: one no-op task taking an int, on Redis.
+
+Documented setup: ``RedisHuey(name, url=...)`` and ``@huey.task()``; workers
+run as ``huey_consumer peers.huey_app.huey --workers C --worker-type thread
+--quiet``, 2 consumers. Defaults otherwise: pickle, blocking dequeue
+(``BRPOP``); ``results=False`` since the benchmark stores no results where that
+is optional (Huey would store none for a task returning ``None`` anyway).
+Huey runs ``def`` tasks on its worker threads.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jobsink
+from huey import RedisHuey
+
+huey = RedisHuey("bench", url=os.environ["BENCH_REDIS_URL"], results=False)
+
+
+@huey.task()
+def noop(i: int) -> None:
+    jobsink.record(i)
