@@ -44,10 +44,14 @@ class WorkerThread:
                 while awaited is not None:  # the await chain, outermost first
                     frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
                     if frame is not None:
-                        print(f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+                        print(
+                            f"  {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+                        )
                     else:
                         print(f"  {awaited!r}")
-                    awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+                    awaited = getattr(awaited, "cr_await", None) or getattr(
+                        awaited, "gi_yieldfrom", None
+                    )
 
     def __enter__(self) -> WorkerThread:
         self._thread.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,6 +21,7 @@ from offload.ids import IdGenerator
 from offload.job import Job
 from offload.records import JobRecord, NewJob
 from offload.retry import Backoff, as_policy
+from offload.scheduler import Missed, Schedule
 from offload.task import Signature, Task, TaskOptions, check_queue_name
 
 P = ParamSpec("P")
@@ -60,6 +61,7 @@ class Offload:
         self.max_crashes = max_crashes
         self.clock = clock
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.schedules: dict[str, Schedule] = {}
         self.new_id = IdGenerator()
         self._backend = backend
         self._backend_lock = threading.Lock()
@@ -174,6 +176,62 @@ class Offload:
             return task
 
         return register(fn) if fn is not None else register
+
+    # -- schedules ---------------------------------------------------------
+    def schedule(
+        self,
+        task: Task[Any, Any],
+        *,
+        cron: str,
+        tz: str = "UTC",
+        missed: Missed | str = Missed.SKIP,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> Schedule:
+        """Run ``task(*args, **kwargs)`` at every time ``cron`` names in time zone ``tz``.
+
+        The leader worker enqueues each due run exactly once; ``missed`` says what
+        happens to runs that fell due while no worker was up (skip, once, all).
+        """
+        if not isinstance(task, Task) or task.app is not self:
+            raise ConfigurationError(f"schedule() needs a task of this app, got {task!r}")
+        schedule_name = name or task.name
+        if schedule_name in self.schedules:
+            raise ConfigurationError(
+                f"two schedules are named {schedule_name!r}; give one schedule(name=...)"
+            )
+        entry = Schedule(
+            name=schedule_name, task=task, cron=cron, tz=tz,
+            missed=cast(Missed, missed),  # checked, with a clear message, by Schedule
+            args=tuple(args), kwargs=dict(kwargs or {}),
+        )  # fmt: skip
+        self.schedules[schedule_name] = entry
+        return entry
+
+    def periodic(
+        self,
+        cron: str,
+        *,
+        tz: str = "UTC",
+        missed: Missed | str = Missed.SKIP,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        retries: int | None = None,
+        timeout_s: float | None = None,
+    ) -> _TaskDecorator:
+        """``@app.periodic("0 2 * * *", tz="Europe/Paris")``: a task that takes no arguments,
+        run on a cron schedule (see ``schedule``)."""
+
+        def register(fn: Callable[..., Any]) -> Task[Any, Any]:
+            task = self.task(
+                name=name, queue=queue, priority=priority, retries=retries, timeout_s=timeout_s
+            )(fn)
+            self.schedule(task, cron=cron, tz=tz, missed=missed)
+            return task
+
+        return cast(_TaskDecorator, register)
 
     def job(self, job_id: str) -> Job[Any]:
         """A handle on a stored job; raises ``JobNotFound`` if there is none."""

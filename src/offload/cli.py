@@ -8,7 +8,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import click
 import msgspec
@@ -22,6 +24,7 @@ from offload.backends.base import (
     BackendError,
     IdsParams,
     JobFilter,
+    MarkNamesParams,
     PurgeParams,
     QueryParams,
 )
@@ -276,6 +279,46 @@ def jobs(
     console().print(table)
     if page.next_cursor:
         click.echo(f"more: --cursor {page.next_cursor}")
+
+
+@main.command()
+@click.argument("app_spec", metavar="APP")
+@url_option
+@json_option
+@friendly
+def schedules(app_spec: str, url: str | None, as_json: bool) -> None:
+    """The app's cron schedules, with their last and next run."""
+    app = open_app(app_spec, url)
+    entries = list(app.schedules.values())
+    marks = app.backend.blocking.get_marks(MarkNamesParams(names=[s.mark for s in entries]))
+    now_s = app.backend.blocking.now()
+    rows = []
+    for entry in entries:
+        last = marks.get(entry.mark)
+        last_s = float(last) if last is not None else None
+        next_s = entry.next_due(max(now_s, last_s or now_s))
+        zone = ZoneInfo(entry.tz)
+        rows.append({
+            "name": entry.name, "task": entry.task.name, "cron": entry.cron, "tz": entry.tz,
+            "when": entry.describe(), "missed": entry.missed.value,
+            "last_due": None if last_s is None else _local(last_s, zone),
+            "next_run": None if next_s is None else _local(next_s, zone),
+        })  # fmt: skip
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo(f"{app_spec} has no schedules (see @app.periodic and app.schedule)")
+        return
+    table = Table("name", "task", "cron", "when", "tz", "missed", "last due", "next run", box=None)
+    for row in rows:
+        table.add_row(*(Text(str(row[c] or "")) for c in (
+            "name", "task", "cron", "when", "tz", "missed", "last_due", "next_run")))  # fmt: skip
+    console().print(table)
+
+
+def _local(seconds: float, zone: ZoneInfo) -> str:
+    return datetime.fromtimestamp(seconds, zone).isoformat(timespec="seconds")
 
 
 @main.command()

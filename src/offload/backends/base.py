@@ -154,6 +154,20 @@ class LockParams(msgspec.Struct, frozen=True, kw_only=True):
     ttl_s: float
 
 
+class MarkNamesParams(msgspec.Struct, frozen=True, kw_only=True):
+    names: Sequence[str]
+
+
+class MarkParams(msgspec.Struct, frozen=True, kw_only=True):
+    """A small named value that leader services keep in the store (a cron schedule's last
+    due time), written with compare-and-set so that two leaders cannot both advance it."""
+
+    name: str
+    value: str
+    #: The value the caller read before; None means the mark must not exist yet.
+    expected: str | None = None
+
+
 class BackendError(RuntimeError):
     """The engine cannot be reached or refused an operation; the message says how to fix it."""
 
@@ -177,6 +191,7 @@ class SyncBackend(Protocol):
     def retry(self, params: IdsParams) -> list[JobRecord]: ...
     def stats(self) -> list[QueueStats]: ...
     def purge(self, params: PurgeParams) -> int: ...
+    def get_marks(self, params: MarkNamesParams) -> dict[str, str]: ...
     def now(self) -> float: ...
 
     def migrate(self) -> int:
@@ -233,5 +248,14 @@ class Backend(Protocol):
         ...
 
     async def unlock(self, params: LockParams) -> None: ...
+
+    async def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
+        """The marks that exist among ``names``."""
+        ...
+
+    async def set_mark(self, params: MarkParams) -> bool:
+        """Store ``value`` if the mark still holds ``expected``; False if it does not."""
+        ...
+
     async def now(self) -> float: ...
     async def close(self) -> None: ...

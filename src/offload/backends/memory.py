@@ -18,6 +18,8 @@ from offload.backends.base import (
     HeartbeatResult,
     IdsParams,
     LockParams,
+    MarkNamesParams,
+    MarkParams,
     OutcomeKind,
     Page,
     ProgressParams,
@@ -54,6 +56,7 @@ class MemoryStore:
         self._jobs: dict[str, JobRecord] = {}
         self._keys: dict[str, str] = {}
         self._locks: dict[str, tuple[str, float]] = {}
+        self._marks: dict[str, str] = {}
         self._notifier = Notifier()
 
     def now(self) -> float:
@@ -340,6 +343,17 @@ class MemoryStore:
             holder = self._locks.get(params.name)
             if holder is not None and holder[0] == params.owner:
                 del self._locks[params.name]
+
+    def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
+        with self._lock:
+            return {n: self._marks[n] for n in params.names if n in self._marks}
+
+    def set_mark(self, params: MarkParams) -> bool:
+        with self._lock:
+            if self._marks.get(params.name) != params.expected:
+                return False
+            self._marks[params.name] = params.value
+            return True
 
     # -- wake-ups ----------------------------------------------------------
     def next_ready_at(self, queues: Sequence[str]) -> float | None:

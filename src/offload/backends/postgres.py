@@ -35,6 +35,8 @@ from offload.backends.base import (
     IdsParams,
     JobFilter,
     LockParams,
+    MarkNamesParams,
+    MarkParams,
     Page,
     ProgressParams,
     PruneParams,
@@ -367,6 +369,27 @@ def plan_unlock(st: Statements, params: LockParams) -> Plan[None]:
     return None
 
 
+def plan_get_marks(st: Statements, params: MarkNamesParams) -> Plan[dict[str, str]]:
+    names = list(params.names)
+    if not names:
+        return {}
+    rows = yield (st["get_marks"], {"names": names})
+    return {name: value for name, value in rows}
+
+
+def plan_set_mark(st: Statements, params: MarkParams) -> Plan[bool]:
+    """One statement, so two leaders racing cannot both win: the loser's INSERT meets the
+    winner's row, or its UPDATE re-reads the row after the winner's commit and skips it."""
+    if params.expected is None:
+        rows = yield (st["create_mark"], {"name": params.name, "value": params.value})
+    else:
+        rows = yield (
+            st["update_mark"],
+            {"name": params.name, "value": params.value, "expected": params.expected},
+        )
+    return bool(rows)
+
+
 def plan_next_ready(st: Statements, queues: Sequence[str]) -> Plan[tuple[float | None, float]]:
     rows = yield (st["next_ready"], {"queues": list(queues)})
     return rows[0][0], rows[0][1]
@@ -515,6 +538,9 @@ class PostgresSync(_Runner):
 
     def purge(self, params: PurgeParams) -> int:
         return self.run(plan_purge(self._st, params))
+
+    def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
+        return self.run(plan_get_marks(self._st, params))
 
     def now(self) -> float:
         return self._clock() if self._clock is not None else self.run(plan_now(self._st))
@@ -678,6 +704,12 @@ class PostgresBackend(_Runner):
 
     async def unlock(self, params: LockParams) -> None:
         await self.run(plan_unlock(self.st, params))
+
+    async def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
+        return await self.run(plan_get_marks(self.st, params))
+
+    async def set_mark(self, params: MarkParams) -> bool:
+        return await self.run(plan_set_mark(self.st, params))
 
     async def now(self) -> float:
         return self._clock() if self._clock is not None else await self.run(plan_now(self.st))

@@ -38,6 +38,8 @@ from offload.backends.base import (
     HeartbeatResult,
     IdsParams,
     LockParams,
+    MarkNamesParams,
+    MarkParams,
     Page,
     ProgressParams,
     PruneParams,
@@ -71,6 +73,7 @@ COMMAND_TIMEOUT_S = 30.0
 _SCRIPTS = (
     "enqueue", "claim", "heartbeat", "finish", "progress", "get", "cancel", "retry",
     "stats", "promote", "reap", "prune", "purge", "query", "lock", "unlock", "peek",
+    "set_mark",
 )  # fmt: skip
 _OPTIONS = {"prefix", "pool_max"}
 #: What redis-py reads from a URL's query string (connection and TLS settings).
@@ -398,6 +401,19 @@ def plan_unlock(params: LockParams) -> Plan[None]:
     return None
 
 
+def plan_get_marks(ks: Keyspace, params: MarkNamesParams) -> Plan[dict[str, str]]:
+    names = list(params.names)
+    if not names:
+        return {}
+    values = yield Raw(("HMGET", ks.marks, *names))
+    return {n: v.decode() for n, v in zip(names, values, strict=True) if v is not None}
+
+
+def plan_set_mark(params: MarkParams) -> Plan[bool]:
+    args = [params.name, params.value, _opt(params.expected)]
+    return bool((yield Script("set_mark", args)))
+
+
 def plan_peek(queues: Sequence[str]) -> Plan[tuple[float, bool, float | None]]:
     now, ready, next_at = yield Script("peek", list(queues))
     return float(now), bool(ready), float(next_at) if next_at else None
@@ -558,6 +574,9 @@ class RedisSync(_Runner):
     def purge(self, params: PurgeParams) -> int:
         return self.run(plan_purge(params))
 
+    def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
+        return self.run(plan_get_marks(self.keys, params))
+
     def now(self) -> float:
         return self._clock() if self._clock is not None else self.run(plan_now())
 
@@ -695,6 +714,12 @@ class RedisBackend(_Runner):
 
     async def unlock(self, params: LockParams) -> None:
         await self.run(plan_unlock(params))
+
+    async def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
+        return await self.run(plan_get_marks(self.keys, params))
+
+    async def set_mark(self, params: MarkParams) -> bool:
+        return await self.run(plan_set_mark(params))
 
     async def now(self) -> float:
         return self._clock() if self._clock is not None else await self.run(plan_now())

@@ -17,6 +17,7 @@ Redis Cluster a queue's keys would live in one slot::
     P:g:{P}:keys          hash    unique key -> id of the job that last took it
     P:g:{P}:queues        set     queue names that ever had a job
     P:g:{P}:lock:<name>   hash    owner, until: a leader lease on the store's clock
+    P:g:{P}:marks         hash    mark name -> value (leader services' compare-and-set state)
     P:g:{P}:version       string  keyspace layout version
 
 A job is in exactly one state index at a time. Scripts find a job's queue in
@@ -37,6 +38,7 @@ LUA_KEYS = """
 local DIR = P .. ':g:{' .. P .. '}:dir'
 local UNIQUE = P .. ':g:{' .. P .. '}:keys'
 local QUEUES = P .. ':g:{' .. P .. '}:queues'
+local MARKS = P .. ':g:{' .. P .. '}:marks'
 local function qkey(queue, name) return P .. ':q:{' .. queue .. '}:' .. name end
 local function jkey(queue, id) return P .. ':q:{' .. queue .. '}:j:' .. id end
 local function lockkey(name) return P .. ':g:{' .. P .. '}:lock:' .. name end
@@ -74,6 +76,10 @@ class Keyspace:
     @property
     def queues(self) -> str:
         return self._global + "queues"
+
+    @property
+    def marks(self) -> str:
+        return self._global + "marks"
 
     @property
     def version(self) -> str:

@@ -32,6 +32,8 @@ from offload.backends.base import (
     HeartbeatResult,
     IdsParams,
     LockParams,
+    MarkNamesParams,
+    MarkParams,
     OutcomeKind,
     Page,
     ProgressParams,
@@ -187,6 +189,14 @@ class SqliteStore:
 
     # -- client operations -------------------------------------------------
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
+        try:
+            return self._enqueue(params)
+        except sqlite3.IntegrityError as exc:
+            if "offload_jobs.id" not in str(exc):
+                raise
+            raise ValueError("a job id in this batch already exists; nothing was stored") from exc
+
+    def _enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         out: list[JobRecord] = []
         rows = []
         with self._write() as conn:
@@ -392,6 +402,23 @@ class SqliteStore:
     def unlock(self, params: LockParams) -> None:
         with self._write() as conn:
             conn.execute(Q["unlock"], (params.name, params.owner))
+
+    def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
+        names = list(dict.fromkeys(params.names))
+        if not names:
+            return {}
+        return dict(self._conn().execute(_in(Q["get_marks"], names), names).fetchall())
+
+    def set_mark(self, params: MarkParams) -> bool:
+        # BEGIN IMMEDIATE serialises writers across processes: the loser of a race finds the
+        # winner's value, so its one conditional statement changes nothing.
+        with self._write() as conn:
+            if params.expected is None:
+                stored = conn.execute(Q["create_mark"], (params.name, params.value)).rowcount
+            else:
+                args = (params.value, params.name, params.expected)
+                stored = conn.execute(Q["update_mark"], args).rowcount
+        return bool(stored)
 
     # -- wake-ups ----------------------------------------------------------
     def next_ready_at(self, queues: Sequence[str]) -> float | None:

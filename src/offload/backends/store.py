@@ -26,6 +26,8 @@ from offload.backends.base import (
     HeartbeatResult,
     IdsParams,
     LockParams,
+    MarkNamesParams,
+    MarkParams,
     Page,
     ProgressParams,
     PruneParams,
@@ -60,6 +62,7 @@ class SyncStore(SyncBackend, Protocol):
     def prune(self, params: PruneParams) -> int: ...
     def lock(self, params: LockParams) -> bool: ...
     def unlock(self, params: LockParams) -> None: ...
+    def set_mark(self, params: MarkParams) -> bool: ...
 
     def next_ready_at(self, queues: Sequence[str]) -> float | None:
         """When the earliest job on ``queues`` is due (now or past if one is ready)."""
@@ -166,6 +169,12 @@ class ThreadedBackend:
 
     async def unlock(self, params: LockParams) -> None:
         await self._run(self.store.unlock, params)
+
+    async def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
+        return await self._run(self.store.get_marks, params)
+
+    async def set_mark(self, params: MarkParams) -> bool:
+        return await self._run(self.store.set_mark, params)
 
     async def now(self) -> float:
         return self.store.now()

@@ -1,4 +1,5 @@
-"""Leader-only upkeep: reap expired leases, promote due jobs, prune old results.
+"""Leader-only upkeep: reap expired leases, promote due jobs, prune old results, and
+the leader services (cron) the app adds.
 
 Every worker runs this loop but only the holder of the ``offload.maintenance``
 lock does the work, so a hundred workers cost the store one reaper.
@@ -9,12 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
+from typing import Protocol
 
 from offload.backends.base import Backend, BackendError, LockParams, PruneParams, ReapParams
 
 log = logging.getLogger("offload.worker")
 
 LOCK_NAME = "offload.maintenance"
+
+
+class LeaderService(Protocol):
+    """A small unit that only the leader runs, once per maintenance tick."""
+
+    async def tick(self, backend: Backend, now_s: float) -> None: ...
 
 
 class Maintenance:
@@ -27,6 +36,7 @@ class Maintenance:
         retention_s: float,
         interval_s: float = 1.0,
         prune_every_s: float = 60.0,
+        services: Sequence[LeaderService] = (),
     ) -> None:
         self._backend = backend
         self._lock = LockParams(name=LOCK_NAME, owner=owner, ttl_s=max(5.0, 5 * interval_s))
@@ -35,6 +45,7 @@ class Maintenance:
         self._interval_s = interval_s
         self._prune_every_s = prune_every_s
         self._next_prune = 0.0
+        self._services = list(services)
         self.is_leader = False
         self.reaped = 0
 
@@ -58,6 +69,8 @@ class Maintenance:
             pruned = await self._backend.prune(PruneParams(finished_before=now - self._retention_s))
             if pruned:
                 log.info("pruned %d finished job(s) older than the retention period", pruned)
+        for service in self._services:
+            await service.tick(self._backend, now)
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

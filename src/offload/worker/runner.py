@@ -32,6 +32,7 @@ from offload.backends.base import (
 )
 from offload.context import JobContext
 from offload.records import ErrorInfo, JobRecord
+from offload.scheduler import CronService
 from offload.serialize import PayloadError
 from offload.worker import outcomes
 from offload.worker.executors import Executor, Invocation, LocalExecutor
@@ -105,6 +106,7 @@ class Worker:
             max_crashes=app.max_crashes,
             retention_s=app.retention_s,
             interval_s=maintenance_interval_s,
+            services=[CronService(list(app.schedules.values()))] if app.schedules else [],
         )
         self._running: dict[str, _Running] = {}
         self._unacked: dict[str, Outcome] = {}

@@ -162,6 +162,19 @@ RETURNING name
 -- name: unlock
 DELETE FROM {schema}.locks WHERE name = %(name)s AND owner = %(owner)s
 
+-- name: get_marks
+SELECT name, value FROM {schema}.marks WHERE name = ANY(%(names)s::text[])
+
+-- name: create_mark
+INSERT INTO {schema}.marks (name, value) VALUES (%(name)s, %(value)s)
+ON CONFLICT (name) DO NOTHING
+RETURNING name
+
+-- name: update_mark
+UPDATE {schema}.marks SET value = %(value)s
+WHERE name = %(name)s AND value = %(expected)s
+RETURNING name
+
 -- name: next_ready
 SELECT extract(epoch FROM min(run_at))::float8, extract(epoch FROM {now})::float8
 FROM {schema}.jobs

@@ -42,3 +42,8 @@ CREATE TABLE {schema}.locks (
     owner text NOT NULL,
     expires_at timestamptz NOT NULL
 );
+
+CREATE TABLE {schema}.marks (
+    name text PRIMARY KEY,
+    value text NOT NULL
+);

@@ -98,3 +98,12 @@ DELETE FROM offload_locks WHERE name = ? AND owner = ?
 -- name: next_ready
 SELECT min(run_at) FROM offload_jobs
 WHERE state IN ('queued', 'scheduled') AND queue IN ({marks})
+
+-- name: get_marks
+SELECT name, value FROM offload_marks WHERE name IN ({marks})
+
+-- name: create_mark
+INSERT INTO offload_marks (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING
+
+-- name: update_mark
+UPDATE offload_marks SET value = ? WHERE name = ? AND value = ?

@@ -42,3 +42,8 @@ CREATE TABLE offload_locks (
     owner TEXT NOT NULL,
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE offload_marks (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;

@@ -1,0 +1,11 @@
+-- Store ARGV[4] in the mark ARGV[3] if it holds ARGV[5] ('' = must not exist yet, else 's'
+-- then the value); 1 if stored. Read and write in one script: racing leaders cannot both win.
+local current = redis.call('HGET', MARKS, ARGV[3])
+local expected = ARGV[5]
+if expected == '' then
+  if current then return 0 end
+elseif current ~= string.sub(expected, 2) then
+  return 0
+end
+redis.call('HSET', MARKS, ARGV[3], ARGV[4])
+return 1
