@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 from urllib.parse import urlsplit, urlunsplit
@@ -23,6 +24,7 @@ from offload.records import JobRecord, NewJob
 from offload.retry import Backoff, as_policy
 from offload.scheduler import Missed, Schedule
 from offload.task import Signature, Task, TaskOptions, check_queue_name
+from offload.windows import Window
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -68,6 +70,10 @@ class Offload:
 
     def __repr__(self) -> str:
         return f"<Offload {self.display_url} tasks={sorted(self.tasks)}>"
+
+    def now(self) -> float:
+        """The app's clock (the test clock if one was given), for times computed client-side."""
+        return self.clock() if self.clock is not None else time.time()
 
     @property
     def display_url(self) -> str:
@@ -124,6 +130,7 @@ class Offload:
         timeout_s: float | None = None,
         lease_s: float | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
+        window: str | None = None,
     ) -> _TaskDecorator: ...
 
     def task(
@@ -139,8 +146,13 @@ class Offload:
         timeout_s: float | None = None,
         lease_s: float | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
+        window: str | None = None,
     ) -> Any:
-        """Register a function as a task: ``@app.task`` or ``@app.task(retries=5, ...)``."""
+        """Register a function as a task: ``@app.task`` or ``@app.task(retries=5, ...)``.
+
+        ``window``: jobs may only start within these daily hours, e.g.
+        ``"01:00-05:00 Europe/Paris"``; they wait as scheduled until it opens.
+        """
         retries = self.default_retries if retries is None else retries
         if not isinstance(retries, int) or retries < 0:
             raise ConfigurationError(f"retries must be an int >= 0, got {retries!r}")
@@ -161,6 +173,7 @@ class Offload:
             timeout_s=timeout_s,
             lease_s=lease_s,
             retry_on=retry_on,
+            window=None if window is None else Window.parse(window),
         )
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:

@@ -12,6 +12,8 @@ from offload.errors import ConfigurationError
 from offload.records import NewJob
 from offload.retry import BackoffPolicy
 from offload.serialize import ArgsCodec
+from offload.windows import META_KEY as WINDOW_META_KEY
+from offload.windows import Window
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -32,6 +34,7 @@ class TaskOptions:
     timeout_s: float | None
     lease_s: float | None
     retry_on: tuple[type[BaseException], ...]
+    window: Window | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class CallOptions:
     meta: Mapping[str, Any] = field(default_factory=dict)
     #: A caller's open database connection whose transaction the job joins.
     connection: Any = None
+    #: Daily hours this job may start in (overrides the task's).
+    window: Window | None = None
 
 
 def _seconds(delay: Delay) -> float:
@@ -170,10 +175,12 @@ class _Enqueuer(Generic[P, R]):
         owner: str | None = None,
         meta: Mapping[str, Any] | None = None,
         connection: Any = None,
+        window: str | None = None,
     ) -> BoundTask[P, R]:
         """Per-job options: ``task.options(delay=60, key="u42:a.docx").enqueue(...)``.
 
         ``connection``: enqueue inside this open database transaction (PostgreSQL).
+        ``window``: start only within these daily hours, e.g. ``"01:00-05:00 Europe/Paris"``.
         """
         call = make_call_options(
             self._call, delay=delay, run_at=run_at, priority=priority, queue=queue,
@@ -181,6 +188,8 @@ class _Enqueuer(Generic[P, R]):
         )  # fmt: skip
         if connection is not None:
             call = replace(call, connection=connection)
+        if window is not None:
+            call = replace(call, window=Window.parse(window))
         return BoundTask(self._task, call)
 
 
@@ -214,6 +223,12 @@ class Task(_Enqueuer[P, R]):
     ) -> NewJob:
         payload = self.codec.encode_args(tuple(args), dict(kwargs))
         d = self.defaults
+        delay_s, run_at, meta = call.delay_s, call.run_at, dict(call.meta)
+        window = call.window or d.window
+        if window is not None:  # wait as scheduled until the window opens
+            earliest = run_at if run_at is not None else self.app.now() + delay_s
+            delay_s, run_at = 0.0, window.next_start(earliest)
+            meta[WINDOW_META_KEY] = str(window)
         return NewJob(
             id=self.app.new_id(),
             task=self.name,
@@ -221,11 +236,11 @@ class Task(_Enqueuer[P, R]):
             payload=payload,
             priority=d.priority if call.priority is None else call.priority,
             max_attempts=d.max_attempts,
-            delay_s=call.delay_s,
-            run_at=call.run_at,
+            delay_s=delay_s,
+            run_at=run_at,
             lease_s=d.lease_s,
             timeout_s=d.timeout_s,
             key=call.key,
             owner=call.owner,
-            meta=dict(call.meta),
+            meta=meta,
         )

@@ -25,6 +25,7 @@ from offload.backends.base import (
     HeartbeatParams,
     LeaseRef,
     Outcome,
+    OutcomeKind,
     ProgressParams,
     ProgressUpdate,
     StoreRefused,
@@ -34,6 +35,8 @@ from offload.context import JobContext
 from offload.records import ErrorInfo, JobRecord
 from offload.scheduler import CronService
 from offload.serialize import PayloadError
+from offload.windows import META_KEY as WINDOW_META_KEY
+from offload.windows import retry_in_window
 from offload.worker import outcomes
 from offload.worker.executors import Executor, Invocation, LocalExecutor
 from offload.worker.maintenance import Maintenance
@@ -265,6 +268,8 @@ class Worker:
         outcome: Outcome | None
         try:
             outcome = await self._attempt(running)
+            if outcome.kind is OutcomeKind.RETRY and WINDOW_META_KEY in job.meta:
+                outcome = retry_in_window(outcome, job.meta[WINDOW_META_KEY], self.app.now())
         except asyncio.CancelledError:
             outcome = outcomes.released(job) if running.stop_reason == "shutdown" else None
             if running.stop_reason is None:
