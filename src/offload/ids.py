@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -32,3 +33,18 @@ class IdGenerator:
         rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
         value = (now_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
         return str(uuid.UUID(int=value))
+
+
+def derived_id(time_ms: int, seed: str) -> str:
+    """A UUIDv7 at ``time_ms`` whose other bits hash ``seed``: every process that derives
+    the id of the same thing (a cron run, a chain's next step) gets the same one."""
+    digest = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:10], "big")
+    counter = digest & 0xFFF
+    rand = (digest >> 12) & ((1 << 62) - 1)
+    value = (time_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
+    return str(uuid.UUID(int=value))
+
+
+def id_time_ms(job_id: str) -> int:
+    """The millisecond timestamp of a UUIDv7 job id."""
+    return uuid.UUID(job_id).int >> 80

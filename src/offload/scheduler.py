@@ -10,9 +10,7 @@ leader that dies between the two repeats the enqueue, which is refused again.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +22,7 @@ import msgspec
 
 from offload.backends.base import Backend, EnqueueParams, MarkNamesParams, MarkParams
 from offload.errors import ConfigurationError, InvalidArguments
+from offload.ids import derived_id
 
 if TYPE_CHECKING:
     from offload.task import Task
@@ -132,14 +131,10 @@ class Schedule:
 
 
 def run_id(schedule: str, due_s: float) -> str:
-    """A UUIDv7 whose time is the due time and whose other bits hash (schedule, due time):
-    time-ordered like every job id, and the same for every leader that computes it."""
+    """The job id of a schedule's run: time-ordered like every job id (its time is the due
+    time), and the same for every leader that computes it."""
     due_ms = round(due_s * 1000)
-    digest = int.from_bytes(hashlib.sha256(f"{schedule}\0{due_ms}".encode()).digest()[:10], "big")
-    counter = digest & 0xFFF
-    rand = (digest >> 12) & ((1 << 62) - 1)
-    value = (due_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    return str(uuid.UUID(int=value))
+    return derived_id(due_ms, f"{schedule}\0{due_ms}")
 
 
 def _iso(seconds: float) -> str:

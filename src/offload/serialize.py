@@ -56,14 +56,22 @@ class ArgsCodec:
             Any if self.return_type in (None, type(None)) else self.return_type
         )
 
-    def _bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+    def _bind(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], partial: bool = False
+    ) -> inspect.BoundArguments:
         try:
+            if partial:
+                return self.signature.bind_partial(*args, **kwargs)
             return self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise InvalidArguments(f"task {self.task_name!r}{self.signature}: {exc}") from exc
 
-    def encode_args(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-        bound = self._bind(args, kwargs)
+    def encode_args(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], *, partial: bool = False
+    ) -> bytes:
+        """Check the arguments against the type hints and encode them; ``partial`` allows
+        leading arguments that a chain will supply later (the previous step's result)."""
+        bound = self._bind(args, kwargs, partial)
         for name, value in bound.arguments.items():
             annotation = self._types[name]
             if annotation in _UNCHECKED:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from msgspec.structs import replace as replace_struct
+
 from offload.errors import ConfigurationError
 from offload.records import NewJob
 from offload.retry import BackoffPolicy
@@ -121,6 +123,60 @@ class Signature(Generic[R]):
     def to_new_job(self) -> NewJob:
         return self.task.new_job(self.args, self.kwargs, self.call)
 
+    def __or__(self, then: Signature[Any]) -> Chain[Any]:
+        """``a.s(x) | b.s()``: b runs after a succeeds, with a's result as its first argument."""
+        return Chain((self,)) | then
+
+
+@dataclass(frozen=True)
+class Chain(Generic[R]):
+    """Steps run one after another; each receives the previous step's result first.
+
+    The steps still to come ride in the running job's ``meta``; a worker enqueues the
+    next step, under an id derived from the current job's, before acknowledging the
+    current one, so a crash in between repeats the hand-off and never doubles it.
+    """
+
+    steps: tuple[Signature[Any], ...]
+
+    def __or__(self, then: Signature[Any] | Chain[Any]) -> Chain[Any]:
+        more = then.steps if isinstance(then, Chain) else (then,)
+        for step in more:
+            if not isinstance(step, Signature):
+                raise ConfigurationError(f"a chain is made of task.s(...) signatures, got {step!r}")
+        return Chain(self.steps + more)
+
+    def _first_job(self) -> NewJob:
+        first, rest = self.steps[0], self.steps[1:]
+        new = first.to_new_job()
+        meta = dict(new.meta)
+        meta[CHAIN_META_KEY] = [chain_step(step) for step in rest]
+        return replace_struct(new, meta=meta)
+
+    def enqueue(self) -> Job[Any]:
+        first = self.steps[0].task
+        return first.app.enqueue_one(first, self._first_job())
+
+    async def enqueue_async(self) -> Job[Any]:
+        first = self.steps[0].task
+        return await first.app.enqueue_one_async(first, self._first_job())
+
+
+#: Where a job keeps the chain steps that follow it.
+CHAIN_META_KEY = "chain"
+
+
+def chain_step(step: Signature[Any]) -> dict[str, Any]:
+    """A later step as plain JSON: its task, its own arguments and where it runs."""
+    payload = step.task.codec.encode_args(step.args, step.kwargs, partial=True)
+    d = step.task.defaults
+    return {
+        "task": step.task.name,
+        "payload": payload.decode(),
+        "queue": step.call.queue or d.queue,
+        "priority": d.priority if step.call.priority is None else step.call.priority,
+    }
+
 
 class _Enqueuer(Generic[P, R]):
     """The enqueue verbs, shared by a task and a task with per-call options."""
@@ -150,7 +206,9 @@ class _Enqueuer(Generic[P, R]):
         return self._call
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature[R]:
-        self._task.codec.encode_args(args, kwargs)  # fail here, not when the batch is sent
+        # Wrong types fail here, not when the batch is sent; leading arguments may be left
+        # for a chain's previous step to supply (checked in full when the job is stored).
+        self._task.codec.encode_args(args, kwargs, partial=True)
         return Signature(self._task, args, dict(kwargs), self._call)
 
     def enqueue_many(

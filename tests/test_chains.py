@@ -1,0 +1,109 @@
+"""Chains: ``a.s(...) | b.s() | c.s()`` pass each result on, on every store, once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from offload import InvalidArguments, JobState, Offload
+from offload.backends.base import EnqueueParams, JobFilter, QueryParams
+from offload.worker.chains import next_step
+from worker_helpers import WorkerThread, wait_until
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Offload:
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/chains.db"}.get(
+        request.param
+    ) or str(request.getfixturevalue(f"{request.param}_url"))
+    application = Offload(url, default_retries=0)
+    yield application
+    application.close()
+
+
+def jobs_of(app: Offload, task: str) -> list[object]:
+    return app.backend.blocking.query(QueryParams(filter=JobFilter(task=task))).jobs
+
+
+def test_each_step_gets_the_result_before_it(app: Offload) -> None:
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task
+    async def double(x: int) -> int:
+        return 2 * x
+
+    @app.task
+    def describe(x: int, prefix: str = "") -> str:
+        return f"{prefix}{x}"
+
+    first = (add.s(2, 3) | double.s() | describe.s(prefix="n=")).enqueue()
+    with WorkerThread(app):
+        wait_until(lambda: len(jobs_of(app, "describe")) == 1, what="the last step")
+        (last,) = app.backend.blocking.query(QueryParams(filter=JobFilter(task="describe"))).jobs
+        assert app.job(last.id).result(timeout=20) == "n=10"
+    assert first.result(timeout=1) == 5
+    (middle,) = app.backend.blocking.query(QueryParams(filter=JobFilter(task="double"))).jobs
+    assert middle.meta["chained_from"] == first.id
+    assert last.meta["chained_from"] == middle.id
+    assert "chain" not in last.meta  # nothing follows the last step
+
+
+def test_a_failed_step_ends_the_chain(app: Offload) -> None:
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task
+    def refuse(x: int) -> int:
+        raise ValueError(f"no {x}")
+
+    @app.task
+    def never(x: int) -> int:
+        return x
+
+    (add.s(1, 1) | refuse.s() | never.s()).enqueue()
+    with WorkerThread(app):
+        wait_until(
+            lambda: [j.state for j in jobs_of(app, "refuse")] == [JobState.DEAD],  # type: ignore[attr-defined]
+            what="the failing step to be dead",
+        )
+    assert jobs_of(app, "never") == []
+
+
+def test_a_repeated_hand_off_stores_the_next_step_once(app: Offload) -> None:
+    """A worker that dies after storing the next step but before acknowledging the
+    current one runs the current one again: the second hand-off is refused."""
+
+    @app.task
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    job = (add.s(1, 2) | double.s()).enqueue()
+    record = job.record
+    successor = next_step(app, record, b"3")
+    again = next_step(app, record, b"3")
+    assert successor is not None and again is not None and successor.id == again.id
+    asyncio.run(app.backend.enqueue(EnqueueParams(jobs=[successor])))
+    with pytest.raises(ValueError, match="already exists"):
+        asyncio.run(app.backend.enqueue(EnqueueParams(jobs=[again])))
+    assert len(jobs_of(app, "double")) == 1
+
+
+def test_signatures_check_what_they_are_given_and_enqueue_checks_the_rest(app: Offload) -> None:
+    @app.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    with pytest.raises(InvalidArguments, match="argument 'x'"):
+        double.s("two")  # type: ignore[arg-type]
+    waiting = double.s()  # fine in a chain, where the previous step supplies x
+    with pytest.raises(InvalidArguments, match="missing a required argument"):
+        app.enqueue_signatures([waiting])
