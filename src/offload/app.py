@@ -19,7 +19,7 @@ from offload.backends.base import (
 )
 from offload.errors import ConfigurationError, JobNotFound
 from offload.ids import IdGenerator
-from offload.job import Job
+from offload.job import Batch, Job
 from offload.records import JobRecord, NewJob
 from offload.retry import Backoff, as_policy
 from offload.scheduler import Missed, Schedule
@@ -245,6 +245,19 @@ class Offload:
             return task
 
         return cast(_TaskDecorator, register)
+
+    # -- batches -----------------------------------------------------------
+    def batch(
+        self, signatures: Sequence[Signature[Any]], *, on_complete: Signature[Any] | None = None
+    ) -> Batch:
+        """Store jobs as one batch; ``on_complete`` runs once after every member has ended,
+        with a list of their outcomes (id, state, result, error) as its first argument."""
+        from offload.batches import start_batch
+
+        for signature in signatures:
+            if signature.task.app is not self:
+                raise ConfigurationError(f"{signature.task!r} belongs to another Offload app")
+        return Batch(self, start_batch(self, list(signatures), on_complete))
 
     def job(self, job_id: str) -> Job[Any]:
         """A handle on a stored job; raises ``JobNotFound`` if there is none."""

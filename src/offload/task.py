@@ -175,6 +175,7 @@ def chain_step(step: Signature[Any]) -> dict[str, Any]:
         "payload": payload.decode(),
         "queue": step.call.queue or d.queue,
         "priority": d.priority if step.call.priority is None else step.call.priority,
+        "max_attempts": d.max_attempts,
     }
 
 

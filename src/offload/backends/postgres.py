@@ -542,6 +542,9 @@ class PostgresSync(_Runner):
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
         return self.run(plan_get_marks(self._st, params))
 
+    def set_mark(self, params: MarkParams) -> bool:
+        return self.run(plan_set_mark(self._st, params))
+
     def now(self) -> float:
         return self._clock() if self._clock is not None else self.run(plan_now(self._st))
 

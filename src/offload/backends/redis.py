@@ -577,6 +577,9 @@ class RedisSync(_Runner):
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
         return self.run(plan_get_marks(self.keys, params))
 
+    def set_mark(self, params: MarkParams) -> bool:
+        return self.run(plan_set_mark(params))
+
     def now(self) -> float:
         return self._clock() if self._clock is not None else self.run(plan_now())
 

@@ -36,7 +36,7 @@ def next_step(app: Offload, job: JobRecord, result: bytes) -> NewJob | None:
         queue=step["queue"],
         payload=payload,
         priority=step["priority"],
-        max_attempts=task.defaults.max_attempts if task else app.default_retries + 1,
+        max_attempts=task.defaults.max_attempts if task else step.get("max_attempts", 1),
         lease_s=task.defaults.lease_s if task else None,
         timeout_s=task.defaults.timeout_s if task else None,
         owner=job.owner,

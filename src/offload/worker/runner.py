@@ -34,6 +34,7 @@ from offload.backends.base import (
     StoreRefused,
     WaitParams,
 )
+from offload.batches import BatchService
 from offload.context import JobContext
 from offload.records import ErrorInfo, JobRecord
 from offload.scheduler import CronService
@@ -114,7 +115,10 @@ class Worker:
             max_crashes=app.max_crashes,
             retention_s=app.retention_s,
             interval_s=maintenance_interval_s,
-            services=[CronService(list(app.schedules.values()))] if app.schedules else [],
+            services=[
+                BatchService(),
+                *([CronService(list(app.schedules.values()))] if app.schedules else []),
+            ],
         )
         self._running: dict[str, _Running] = {}
         self._unacked: dict[str, Outcome] = {}
