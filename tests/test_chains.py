@@ -88,8 +88,8 @@ def test_a_repeated_hand_off_stores_the_next_step_once(app: Offload) -> None:
 
     job = (add.s(1, 2) | double.s()).enqueue()
     record = job.record
-    successor = next_step(app, record, b"3")
-    again = next_step(app, record, b"3")
+    successor = next_step(record, b"3")
+    again = next_step(record, b"3")
     assert successor is not None and again is not None and successor.id == again.id
     asyncio.run(app.backend.enqueue(EnqueueParams(jobs=[successor])))
     with pytest.raises(ValueError, match="already exists"):

@@ -30,6 +30,7 @@ from offload.errors import ConfigurationError
 from offload.ids import derived_id, id_time_ms
 from offload.records import JobRecord, NewJob
 from offload.states import JobState
+from offload.task import chain_step, job_from_step
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -104,7 +105,6 @@ def start_batch(
     app: Offload, signatures: list[Signature[Any]], on_complete: Signature[Any] | None
 ) -> str:
     """Record the batch, list it as open, then store its members in one enqueue."""
-    from offload.task import chain_step
 
     if not signatures:
         raise ConfigurationError("a batch needs at least one job")
@@ -148,23 +148,14 @@ def outcome_of(job: JobRecord) -> MemberOutcome:
 
 
 def callback_job(batch_id: str, spec: BatchSpec, ended: list[JobRecord]) -> NewJob | None:
-    step = spec.callback
-    if step is None:
+    if spec.callback is None:
         return None
     ended = sorted(ended, key=lambda j: j.id)  # the order the members were given
-    args, kwargs = msgspec.json.decode(
-        step["payload"].encode(), type=tuple[list[Any], dict[str, Any]]
-    )
-    outcomes = [msgspec.to_builtins(outcome_of(j)) for j in ended]
-    return NewJob(
-        id=derived_id(id_time_ms(batch_id), f"{batch_id}\0callback"),
-        task=step["task"],
-        queue=step["queue"],
-        payload=msgspec.json.encode(([outcomes, *args], kwargs)),
-        priority=step["priority"],
-        max_attempts=step.get("max_attempts", 1),
+    return job_from_step(
+        spec.callback, [msgspec.to_builtins(outcome_of(j)) for j in ended],
+        job_id=derived_id(id_time_ms(batch_id), f"{batch_id}\0callback"), owner=None,
         meta={"batch_callback": batch_id},
-    )
+    )  # fmt: skip
 
 
 class BatchService:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+import msgspec
 from msgspec.structs import replace as replace_struct
 
 from offload.errors import ConfigurationError
@@ -176,7 +177,28 @@ def chain_step(step: Signature[Any]) -> dict[str, Any]:
         "queue": step.call.queue or d.queue,
         "priority": d.priority if step.call.priority is None else step.call.priority,
         "max_attempts": d.max_attempts,
+        "lease_s": d.lease_s,
+        "timeout_s": d.timeout_s,
     }
+
+
+def job_from_step(
+    step: Mapping[str, Any],
+    first_arg: Any,
+    *,
+    job_id: str,
+    owner: str | None,
+    meta: dict[str, Any],
+) -> NewJob:
+    """A step written by ``chain_step``, with ``first_arg`` (a previous result, a batch's
+    outcomes) put before its own arguments: how chains and batch callbacks run."""
+    args, kwargs = msgspec.json.decode(step["payload"], type=tuple[list[Any], dict[str, Any]])
+    return NewJob(
+        id=job_id, task=step["task"], queue=step["queue"],
+        payload=msgspec.json.encode(([first_arg, *args], kwargs)),
+        priority=step["priority"], max_attempts=step.get("max_attempts", 1),
+        lease_s=step.get("lease_s"), timeout_s=step.get("timeout_s"), owner=owner, meta=meta,
+    )  # fmt: skip
 
 
 class _Enqueuer(Generic[P, R]):

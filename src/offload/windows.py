@@ -11,12 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from offload.backends.base import Outcome
+from offload.backends.base import Outcome, OutcomeKind
 from offload.errors import ConfigurationError
+from offload.records import JobRecord
+
+if TYPE_CHECKING:
+    from offload.app import Offload
 
 META_KEY = "window"
 _FORM = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})(?:\s+(\S+))?\s*$")
@@ -83,3 +88,10 @@ def retry_in_window(outcome: Outcome, window: str, now_s: float) -> Outcome:
         return outcome  # a window written by another version: retry as planned
     start_s = parsed.next_start(now_s + outcome.retry_delay_s)
     return msgspec.structs.replace(outcome, retry_delay_s=max(0.0, start_s - now_s))
+
+
+async def keep_retry_in_window(app: Offload, job: JobRecord, outcome: Outcome) -> Outcome:
+    """Outcome hook: a retry of a windowed job is placed inside its window."""
+    if outcome.kind is not OutcomeKind.RETRY or META_KEY not in job.meta:
+        return outcome
+    return retry_in_window(outcome, job.meta[META_KEY], app.now())

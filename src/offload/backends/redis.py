@@ -25,7 +25,9 @@ import msgspec
 import redis
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from offload.backends.base import (
     BackendError,
@@ -497,6 +499,12 @@ def _client_options(config: RedisConfig, blocking: bool) -> dict[str, Any]:
     }
 
 
+def _async_client(config: RedisConfig, blocking: bool = False) -> redis.asyncio.Redis:
+    return redis.asyncio.Redis.from_url(
+        config.url, retry=AsyncRetry(NoBackoff(), 0), **_client_options(config, blocking)
+    )
+
+
 class RedisSync(_Runner):
     """The blocking client: Flask, Django, scripts and the CLI never build an event loop."""
 
@@ -514,8 +522,6 @@ class RedisSync(_Runner):
             return self._client
         with self._opening:  # threads racing to connect would each leak a client
             if self._client is None:
-                from redis.retry import Retry
-
                 client = redis.Redis.from_url(
                     self.config.url, retry=Retry(NoBackoff(), 0),
                     **_client_options(self.config, blocking=False),
@@ -618,12 +624,7 @@ class RedisBackend(_Runner):
             self._opening = (asyncio.Lock(), loop)
         async with self._opening[0]:  # a worker's first calls come at once: connect once
             if self._client is None or self._loop is not loop:
-                from redis.asyncio.retry import Retry
-
-                client = redis.asyncio.Redis.from_url(
-                    self.config.url, retry=Retry(NoBackoff(), 0),
-                    **_client_options(self.config, blocking=False),
-                )  # fmt: skip
+                client = _async_client(self.config)
                 try:
                     await self._drive(client, plan_preflight(self.keys))
                 except _TRANSIENT as exc:
@@ -762,12 +763,7 @@ class RedisBackend(_Runner):
     async def _get_waiter(self) -> redis.asyncio.Redis:
         await self._get_client()  # same loop, preflight done
         if self._waiter is None:
-            from redis.asyncio.retry import Retry
-
-            self._waiter = redis.asyncio.Redis.from_url(
-                self.config.url, retry=Retry(NoBackoff(), 0),
-                **_client_options(self.config, blocking=True),
-            )  # fmt: skip
+            self._waiter = _async_client(self.config, blocking=True)
         return self._waiter
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Chains in the worker: the next step of a job that succeeded, ready to store.
+"""Chains in the worker: store the next step of a job that succeeded, then acknowledge it.
 
 The next step's id is derived from the finished job's id, so storing it twice
 (the worker died before its acknowledgement, and the job ran again) is refused
@@ -7,38 +7,49 @@ as a duplicate: each step runs once per success of the one before.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
 
 from offload.app import Offload
+from offload.backends.base import BackendError, EnqueueParams, Outcome, OutcomeKind
 from offload.ids import derived_id, id_time_ms
 from offload.records import JobRecord, NewJob
-from offload.task import CHAIN_META_KEY
+from offload.task import CHAIN_META_KEY, job_from_step
+from offload.worker import outcomes
 
-_decode_step_payload = msgspec.json.Decoder(tuple[list[Any], dict[str, Any]]).decode
+log = logging.getLogger("offload.worker")
 
 
-def next_step(app: Offload, job: JobRecord, result: bytes) -> NewJob | None:
+def next_step(job: JobRecord, result: bytes) -> NewJob | None:
     steps = job.meta.get(CHAIN_META_KEY)
     if not steps:
         return None
-    step, rest = steps[0], steps[1:]
-    args, kwargs = _decode_step_payload(step["payload"])
-    payload = msgspec.json.encode(([msgspec.json.decode(result), *args], kwargs))
-    task = app.tasks.get(step["task"])
     meta: dict[str, Any] = {"chained_from": job.id}
-    if rest:
-        meta[CHAIN_META_KEY] = rest
-    return NewJob(
-        id=derived_id(id_time_ms(job.id), f"{job.id}\0next"),
-        task=step["task"],
-        queue=step["queue"],
-        payload=payload,
-        priority=step["priority"],
-        max_attempts=task.defaults.max_attempts if task else step.get("max_attempts", 1),
-        lease_s=task.defaults.lease_s if task else None,
-        timeout_s=task.defaults.timeout_s if task else None,
-        owner=job.owner,
-        meta=meta,
-    )
+    if steps[1:]:
+        meta[CHAIN_META_KEY] = steps[1:]
+    return job_from_step(
+        steps[0], msgspec.json.decode(result),
+        job_id=derived_id(id_time_ms(job.id), f"{job.id}\0next"), owner=job.owner, meta=meta,
+    )  # fmt: skip
+
+
+async def hand_on(app: Offload, job: JobRecord, outcome: Outcome) -> Outcome:
+    """Outcome hook: a chain's next step is stored before the success that triggers it."""
+    if outcome.kind is not OutcomeKind.SUCCEEDED or CHAIN_META_KEY not in job.meta:
+        return outcome
+    try:
+        successor = next_step(job, outcome.result or b"null")
+        if successor is not None:
+            await app.backend.enqueue(EnqueueParams(jobs=[successor]))
+    except ValueError:
+        pass  # stored by an earlier run of this job, whose acknowledgement was lost
+    except BackendError as exc:
+        log.error("job %s: cannot store the next step of its chain (%s)", job.id, exc)
+        task = app.tasks.get(job.task)
+        failure = outcomes.Failure(outcomes.error_info(exc, with_traceback=False), True)
+        return outcomes.failed(job, failure, task.defaults.backoff if task else None)
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
+        log.error("job %s: its chain's next step is unreadable (%s)", job.id, exc)
+    return outcome

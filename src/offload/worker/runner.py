@@ -17,18 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from offload.app import Offload
 from offload.backends.base import (
     BackendError,
     ClaimParams,
-    EnqueueParams,
     FinishParams,
     HeartbeatParams,
     LeaseRef,
     Outcome,
-    OutcomeKind,
     ProgressParams,
     ProgressUpdate,
     StoreRefused,
@@ -39,11 +35,9 @@ from offload.context import JobContext
 from offload.records import ErrorInfo, JobRecord
 from offload.scheduler import CronService
 from offload.serialize import PayloadError
-from offload.task import CHAIN_META_KEY
-from offload.windows import META_KEY as WINDOW_META_KEY
-from offload.windows import retry_in_window
+from offload.windows import keep_retry_in_window
 from offload.worker import outcomes
-from offload.worker.chains import next_step
+from offload.worker.chains import hand_on
 from offload.worker.executors import Executor, Invocation, LocalExecutor
 from offload.worker.maintenance import Maintenance
 from offload.worker.process_pool import ChildDied, ChildFailed, Pool, ProcessExecutor
@@ -51,6 +45,9 @@ from offload.worker.process_pool import ChildDied, ChildFailed, Pool, ProcessExe
 log = logging.getLogger("offload.worker")
 #: How long a cancelled store call may take to end before the worker goes on without it.
 CANCEL_GRACE_S = 2.0
+#: Features that adjust an attempt's outcome before it is acknowledged; each returns the
+#: outcome untouched, after a dict lookup, for a job that does not use it.
+OUTCOME_HOOKS = (keep_retry_in_window, hand_on)
 
 RECONNECT_MAX_PAUSE_S = 5.0
 
@@ -277,10 +274,8 @@ class Worker:
         outcome: Outcome | None
         try:
             outcome = await self._attempt(running)
-            if outcome.kind is OutcomeKind.RETRY and WINDOW_META_KEY in job.meta:
-                outcome = retry_in_window(outcome, job.meta[WINDOW_META_KEY], self.app.now())
-            elif outcome.kind is OutcomeKind.SUCCEEDED and CHAIN_META_KEY in job.meta:
-                outcome = await self._hand_on(job, outcome)
+            for hook in OUTCOME_HOOKS:
+                outcome = await hook(self.app, job, outcome)
         except asyncio.CancelledError:
             outcome = outcomes.released(job) if running.stop_reason == "shutdown" else None
             if running.stop_reason is None:
@@ -306,23 +301,6 @@ class Worker:
             self.stats.dead += 1
         elif kind == "release":
             self.stats.released += 1
-
-    async def _hand_on(self, job: JobRecord, outcome: Outcome) -> Outcome:
-        """Store a chain's next step before the success that triggers it is acknowledged."""
-        try:
-            successor = next_step(self.app, job, outcome.result or b"null")
-            if successor is not None:
-                await self.app.backend.enqueue(EnqueueParams(jobs=[successor]))
-        except ValueError:
-            pass  # stored by an earlier run of this job, whose acknowledgement was lost
-        except BackendError as exc:
-            log.error("job %s: cannot store the next step of its chain (%s)", job.id, exc)
-            task = self.app.tasks.get(job.task)
-            failure = outcomes.Failure(outcomes.error_info(exc, with_traceback=False), True)
-            return outcomes.failed(job, failure, task.defaults.backoff if task else None)
-        except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
-            log.error("job %s: its chain's next step is unreadable (%s)", job.id, exc)
-        return outcome
 
     async def _attempt(self, running: _Running) -> Outcome:
         job = running.job
