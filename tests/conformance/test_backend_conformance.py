@@ -469,6 +469,30 @@ async def test_finish_release_hands_the_job_back_uncounted(backend: Backend) -> 
     assert again.worker == "w2"
 
 
+async def test_finish_defer_waits_as_scheduled_without_counting_the_attempt(
+    backend: Backend, clock
+) -> None:
+    await enqueue_one(backend, max_attempts=1, meta={"origin": "upload"})
+    job = await claim_one(backend, worker="w1")
+    note = {"origin": "upload", "waiting_for": "rate limit 'api' (10/s)"}
+    deferred = Outcome(
+        id=job.id, delivery=job.delivery, kind=OutcomeKind.DEFER, retry_delay_s=5.0, meta=note
+    )
+    assert (await backend.finish(FinishParams(outcomes=[deferred]))).rejected == []
+    stored = await get_one(backend, job.id)
+    assert stored.state is JobState.SCHEDULED
+    assert stored.run_at == at(clock.now + 5.0)
+    assert (stored.attempt, stored.worker, stored.lease_until) == (0, None, None)
+    assert stored.error is None
+    assert stored.meta == note
+    assert await claim(backend) == []  # not due yet
+    clock.advance(5.0)
+    again = await claim_one(backend, worker="w2")
+    # the only attempt is still there: a deferral never uses one up
+    assert (again.id, again.attempt, again.max_attempts) == (job.id, 1, 1)
+    assert again.meta == note
+
+
 async def test_finish_batch_applies_what_it_can_and_rejects_the_rest(backend: Backend) -> None:
     for _ in range(3):
         await enqueue_one(backend, max_attempts=2)

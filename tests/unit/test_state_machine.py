@@ -442,6 +442,13 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert after.attempt == before.attempt - 1
             assert after.worker is None
             self.released.add(after.id)
+        elif kind is OutcomeKind.DEFER:
+            assert after.state is JobState.SCHEDULED
+            assert after.run_at == now + delay
+            assert after.attempt == before.attempt - 1
+            assert after.worker is None
+            assert after.error == before.error  # waiting is not a failure
+            self.released.add(after.id)
         elif kind is OutcomeKind.RETRY:
             assert after.state is JobState.SCHEDULED
             assert after.run_at == now + delay

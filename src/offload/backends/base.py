@@ -60,6 +60,8 @@ class OutcomeKind(enum.StrEnum):
     DEAD = "dead"
     CANCELLED = "cancelled"
     RELEASE = "release"  # handed back at shutdown: queued again, attempt not counted
+    #: A limit said "not yet": scheduled after ``retry_delay_s``, attempt not counted.
+    DEFER = "defer"
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -69,6 +71,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     result: bytes | None = None
     error: ErrorInfo | None = None
     retry_delay_s: float = 0.0
+    #: Replaces the job's ``meta`` when set (a deferral notes why the job waits).
+    meta: dict[str, Any] | None = None
 
 
 class FinishParams(msgspec.Struct, frozen=True, kw_only=True):

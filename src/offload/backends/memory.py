@@ -257,6 +257,14 @@ class MemoryStore:
                     continue
                 job.lease_until = None
                 kind = outcome.kind
+                if outcome.meta is not None:
+                    job.meta = dict(outcome.meta)
+                if kind is OutcomeKind.DEFER:
+                    job.state = JobState.SCHEDULED
+                    job.run_at = now + outcome.retry_delay_s
+                    job.attempt -= 1
+                    job.worker = None
+                    continue
                 if kind is OutcomeKind.RELEASE:
                     job.state = JobState.QUEUED
                     job.attempt -= 1

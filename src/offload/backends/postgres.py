@@ -326,6 +326,7 @@ def plan_finish(st: Statements, params: FinishParams) -> Plan[FinishResult]:
             "kinds": [o.kind.value for o in outcomes], "results": [o.result for o in outcomes],
             "errors": [None if o.error is None else _encode(o.error).decode() for o in outcomes],
             "delays": [o.retry_delay_s for o in outcomes], "channel": st.channel,
+            "metas": [None if o.meta is None else _encode(o.meta).decode() for o in outcomes],
         },
     )  # fmt: skip
     accepted = {r[0] for r in rows}

@@ -305,6 +305,7 @@ def plan_finish(params: FinishParams) -> Plan[FinishResult]:
         args += (
             o.id, o.delivery, o.kind.value, b"" if o.result is None else o.result,
             b"" if o.error is None else _encode(o.error), _num(o.retry_delay_s),
+            b"" if o.meta is None else b"m" + _encode(o.meta),
         )  # fmt: skip
     rejected = yield Script("finish", args)
     return FinishResult(rejected=[i.decode() for i in rejected])

@@ -350,12 +350,16 @@ class SqliteStore:
                     cursor = conn.execute(Q["finish_retry"], (now + o.retry_delay_s, error, *fence))
                 elif o.kind is OutcomeKind.RELEASE:
                     cursor = conn.execute(Q["finish_release"], fence)
+                elif o.kind is OutcomeKind.DEFER:
+                    cursor = conn.execute(Q["finish_defer"], (now + o.retry_delay_s, *fence))
                 else:
                     cursor = conn.execute(
                         Q["finish_ended"], (o.kind.value, o.result, error, now, *fence)
                     )
                 if not cursor.rowcount:
                     rejected.append(o.id)
+                elif o.meta is not None:
+                    conn.execute(Q["set_meta"], (_encode(o.meta) if o.meta else None, o.id))
         self._notifier.notify()
         return FinishResult(rejected=rejected)
 

@@ -110,22 +110,25 @@ RETURNING j.id
 
 -- name: finish
 UPDATE {schema}.jobs AS j SET
-    state = CASE o.kind WHEN 'retry' THEN 'scheduled' WHEN 'release' THEN 'queued' ELSE o.kind END,
+    state = CASE o.kind WHEN 'retry' THEN 'scheduled' WHEN 'defer' THEN 'scheduled'
+                        WHEN 'release' THEN 'queued' ELSE o.kind END,
     result = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN o.result ELSE j.result END,
-    error = CASE o.kind WHEN 'release' THEN j.error WHEN 'succeeded' THEN NULL
-                        ELSE o.error::jsonb END,
-    run_at = CASE o.kind WHEN 'retry' THEN {now} + make_interval(secs => o.delay_s)
-                         ELSE j.run_at END,
-    attempt = CASE o.kind WHEN 'release' THEN j.attempt - 1 ELSE j.attempt END,
-    worker = CASE o.kind WHEN 'release' THEN NULL ELSE j.worker END,
+    error = CASE WHEN o.kind IN ('release', 'defer') THEN j.error WHEN o.kind = 'succeeded' THEN NULL
+                 ELSE o.error::jsonb END,
+    run_at = CASE WHEN o.kind IN ('retry', 'defer') THEN {now} + make_interval(secs => o.delay_s)
+                  ELSE j.run_at END,
+    attempt = CASE WHEN o.kind IN ('release', 'defer') THEN j.attempt - 1 ELSE j.attempt END,
+    worker = CASE WHEN o.kind IN ('release', 'defer') THEN NULL ELSE j.worker END,
     finished_at = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN {now}
                        ELSE j.finished_at END,
     progress = CASE o.kind WHEN 'succeeded' THEN 1.0 ELSE j.progress END,
+    meta = CASE WHEN o.meta IS NULL THEN j.meta ELSE o.meta::jsonb END,
     lease_until = NULL
 FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(kinds)s::text[], %(results)s::bytea[],
-            %(errors)s::text[], %(delays)s::float8[]) AS o(id, delivery, kind, result, error, delay_s)
+            %(errors)s::text[], %(delays)s::float8[], %(metas)s::text[])
+     AS o(id, delivery, kind, result, error, delay_s, meta)
 WHERE j.id = o.id AND j.delivery = o.delivery AND j.state = 'running'
-RETURNING j.id, CASE WHEN o.kind IN ('retry', 'release') THEN pg_notify(%(channel)s, j.queue) END
+RETURNING j.id, CASE WHEN o.kind IN ('retry', 'release', 'defer') THEN pg_notify(%(channel)s, j.queue) END
 
 -- name: progress
 UPDATE {schema}.jobs AS j SET progress = u.progress, progress_message = u.message

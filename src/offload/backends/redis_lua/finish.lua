@@ -1,8 +1,9 @@
 -- Record outcomes, fenced by the delivery token. ARGV[3..] = groups of
--- (id, delivery, kind, result or '', error JSON or '', retry delay seconds).
+-- (id, delivery, kind, result or '', error JSON or '', retry delay seconds,
+-- '' or 'm' .. the meta JSON that replaces the job's).
 -- Returns the ids refused because the lease was no longer held.
 local rejected = {}
-for i = 3, #ARGV, 6 do
+for i = 3, #ARGV, 7 do
   local id, delivery, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local queue = redis.call('HGET', DIR, id)
   local j = queue and jkey(queue, id)
@@ -12,7 +13,17 @@ for i = 3, #ARGV, 6 do
   else
     redis.call('ZREM', qkey(queue, 'running'), id)
     redis.call('HDEL', j, 'lease_until')
-    if kind == 'release' then
+    local meta = opt(ARGV[i + 6])
+    if meta == '{}' then redis.call('HDEL', j, 'meta')
+    elseif meta then redis.call('HSET', j, 'meta', meta) end
+    if kind == 'defer' then
+      local run_at = num(now + tonumber(ARGV[i + 5]))
+      redis.call('HSET', j, 'state', 'scheduled', 'run_at', run_at,
+        'attempt', tostring(tonumber(v[5]) - 1))
+      redis.call('HDEL', j, 'worker')
+      redis.call('ZADD', qkey(queue, 'scheduled'), run_at, id)
+      wake(queue)
+    elseif kind == 'release' then
       redis.call('HSET', j, 'state', 'queued', 'attempt', tostring(tonumber(v[5]) - 1))
       redis.call('HDEL', j, 'worker')
       make_ready(queue, id, v[3], v[4])

@@ -66,6 +66,14 @@ UPDATE offload_jobs SET state = 'queued', attempt = attempt - 1, worker = NULL,
     lease_until = NULL
 WHERE id = ? AND delivery = ? AND state = 'running'
 
+-- name: finish_defer
+UPDATE offload_jobs SET state = 'scheduled', run_at = ?, attempt = attempt - 1, worker = NULL,
+    lease_until = NULL
+WHERE id = ? AND delivery = ? AND state = 'running'
+
+-- name: set_meta
+UPDATE offload_jobs SET meta = ? WHERE id = ?
+
 -- name: finish_ended
 UPDATE offload_jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_until = NULL
 WHERE id = ? AND delivery = ? AND state = 'running'
