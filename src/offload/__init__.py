@@ -13,6 +13,7 @@ from offload.errors import (
     Retry,
 )
 from offload.job import Job, Progress
+from offload.limits import ConcurrencyLimit, RateLimit
 from offload.records import ErrorInfo, JobRecord
 from offload.retry import BackoffPolicy, ExponentialBackoff, FixedBackoff
 from offload.states import JobState
@@ -21,6 +22,7 @@ from offload.task import Signature, Task
 __all__ = [
     "Abort",
     "BackoffPolicy",
+    "ConcurrencyLimit",
     "ConfigurationError",
     "ErrorInfo",
     "ExponentialBackoff",
@@ -36,6 +38,7 @@ __all__ = [
     "Offload",
     "OffloadError",
     "Progress",
+    "RateLimit",
     "Retry",
     "Signature",
     "Task",

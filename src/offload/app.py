@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,6 +21,7 @@ from offload.backends.base import (
 from offload.errors import ConfigurationError, JobNotFound
 from offload.ids import IdGenerator
 from offload.job import Batch, Job
+from offload.limits import ConcurrencyLimit, Limit, RateLimit, named_limits
 from offload.records import JobRecord, NewJob
 from offload.retry import Backoff, as_policy
 from offload.scheduler import Missed, Schedule
@@ -131,6 +133,9 @@ class Offload:
         lease_s: float | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         window: str | None = None,
+        rate: str | None = None,
+        concurrency: int | None = None,
+        limits: Sequence[Limit] = (),
     ) -> _TaskDecorator: ...
 
     def task(
@@ -147,11 +152,18 @@ class Offload:
         lease_s: float | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         window: str | None = None,
+        rate: str | None = None,
+        concurrency: int | None = None,
+        limits: Sequence[Limit] = (),
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(retries=5, ...)``.
 
         ``window``: jobs may only start within these daily hours, e.g.
         ``"01:00-05:00 Europe/Paris"``; they wait as scheduled until it opens.
+        ``rate="10/s"`` and ``concurrency=2`` limit this task across all workers;
+        ``limits=[RateLimit(..., key=...), ConcurrencyLimit(...)]`` split a limit by
+        the job's arguments or share it between tasks by name. A job held back by a
+        limit waits as scheduled without using up an attempt.
         """
         retries = self.default_retries if retries is None else retries
         if not isinstance(retries, int) or retries < 0:
@@ -175,6 +187,11 @@ class Offload:
             retry_on=retry_on,
             window=None if window is None else Window.parse(window),
         )
+        all_limits: list[Limit] = list(limits)
+        if rate is not None:
+            all_limits.append(RateLimit(rate))
+        if concurrency is not None:
+            all_limits.append(ConcurrencyLimit(concurrency))
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
             if not callable(function):
@@ -184,7 +201,8 @@ class Offload:
                 raise ConfigurationError(
                     f"two tasks are named {task_name!r}; give one @app.task(name=...)"
                 )
-            task: Task[Any, Any] = Task(self, function, task_name, options)
+            named = replace(options, limits=named_limits(all_limits, task_name))
+            task: Task[Any, Any] = Task(self, function, task_name, named)
             self.tasks[task_name] = task
             return task
 

@@ -12,6 +12,7 @@ import msgspec
 from msgspec.structs import replace as replace_struct
 
 from offload.errors import ConfigurationError
+from offload.limits import Limit
 from offload.records import NewJob
 from offload.retry import BackoffPolicy
 from offload.serialize import ArgsCodec
@@ -38,6 +39,7 @@ class TaskOptions:
     lease_s: float | None
     retry_on: tuple[type[BaseException], ...]
     window: Window | None = None
+    limits: tuple[Limit, ...] = ()
 
 
 @dataclass(frozen=True)

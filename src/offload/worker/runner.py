@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import socket
@@ -32,9 +33,11 @@ from offload.backends.base import (
 )
 from offload.batches import BatchService
 from offload.context import JobContext
+from offload.limits import Admission, Limiter
 from offload.records import ErrorInfo, JobRecord
 from offload.scheduler import CronService
 from offload.serialize import PayloadError
+from offload.task import Task
 from offload.windows import keep_retry_in_window
 from offload.worker import outcomes
 from offload.worker.chains import hand_on
@@ -117,6 +120,9 @@ class Worker:
                 *([CronService(list(app.schedules.values()))] if app.schedules else []),
             ],
         )
+        self.limiter = Limiter(app.backend, app.now)
+        #: When the soonest job a limit deferred is due (app clock): an idle worker wakes then.
+        self._deferred_due: list[float] = []  # a heap
         self._running: dict[str, _Running] = {}
         self._unacked: dict[str, Outcome] = {}
         self._unacked_jobs: dict[str, JobRecord] = {}
@@ -243,8 +249,14 @@ class Worker:
                 await self._stopping.wait()
 
     async def _wait_for_work(self) -> None:
+        timeout_s = self.idle_check_s
+        now = self.app.now()
+        while self._deferred_due and self._deferred_due[0] <= now:
+            heapq.heappop(self._deferred_due)
+        if self._deferred_due:  # a job a limit held back falls due: be there to start it
+            timeout_s = min(timeout_s, self._deferred_due[0] - now + 0.001)
         waiter = asyncio.create_task(
-            self.app.backend.wait(WaitParams(queues=self.queues, timeout_s=self.idle_check_s))
+            self.app.backend.wait(WaitParams(queues=self.queues, timeout_s=timeout_s))
         )
         stopper = asyncio.create_task(self._stopping.wait())
         try:
@@ -319,6 +331,33 @@ class Worker:
         except PayloadError as exc:
             log.error("job %s: undecodable payload (%s); it is dead-lettered", job.id, exc)
             return outcomes.poison(job, "PayloadError", str(exc))
+        admission: Admission | None = None
+        if task.defaults.limits:
+            try:
+                admission = await self.limiter.admit(job, task.defaults.limits, args, kwargs)
+            except Exception as exc:  # a key function that raised: the job's fault
+                failure = outcomes.describe_failure(exc, task.defaults.retry_on)
+                return outcomes.failed(job, failure, task.defaults.backoff)
+            if admission.deferral is not None:
+                self._note_deferral(admission.deferral)
+                return admission.deferral
+        try:
+            return await self._call(running, task, args, kwargs)
+        finally:
+            if admission is not None and admission.held:
+                await self.limiter.release(job, admission)
+
+    def _note_deferral(self, deferral: Outcome) -> None:
+        heapq.heappush(self._deferred_due, self.app.now() + deferral.retry_delay_s)
+
+    async def _call(
+        self,
+        running: _Running,
+        task: Task[Any, Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> Outcome:
+        job = running.job
         context = JobContext(
             id=job.id,
             task=job.task,

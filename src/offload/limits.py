@@ -1,0 +1,340 @@
+"""Rate and concurrency limits, enforced by the worker that is about to start a job.
+
+A job that may not start yet is *deferred*: it goes back to ``scheduled`` for a
+while, its attempt not counted, so it never blocks the jobs behind it and never
+burns a retry. The limits' state lives in store marks (compare-and-set), so a
+limit holds across every worker and machine sharing the store, on any backend.
+
+Rate limits are a token bucket in GCRA form (one number per key: the theoretical
+arrival time). A refused job *reserves* the next free slot and sleeps until then,
+so a backlog of N jobs costs N deferrals, not N² retries. Concurrency limits keep
+the holders (job id and delivery) in the mark; a holder whose job is no longer
+running under that delivery (its worker was killed) is dropped the next time the
+limit is full, so a crash never leaks a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+
+from offload.backends.base import (
+    Backend,
+    BackendError,
+    IdsParams,
+    MarkNamesParams,
+    MarkParams,
+    Outcome,
+    OutcomeKind,
+)
+from offload.errors import ConfigurationError
+from offload.records import JobRecord
+from offload.states import JobState
+
+#: Where a deferred job keeps why it waits and the rate slots it has reserved.
+META_KEY = "limits"
+#: How often a compare-and-set may lose to another worker before the job is deferred briefly.
+CAS_TRIES = 8
+#: How long a job waits when the store could not be asked (or was too contended).
+UNSURE_DELAY_S = 1.0
+
+_UNITS_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0,
+            "h": 3600.0, "hour": 3600.0, "d": 86400.0, "day": 86400.0}  # fmt: skip
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*([a-z]+?)s?\s*$")
+
+KeyFunction = Callable[..., Any]
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def parse_rate(text: str) -> float:
+    """``"10/s"``, ``"100/min"``, ``"5/h"``, ``"1/5s"`` → seconds between two starts."""
+    match = _RATE.match(text.lower()) if isinstance(text, str) else None
+    if match is None or match.group(3) not in _UNITS_S:
+        raise ConfigurationError(
+            f"rate must look like '10/s', '100/min', '5/h' or '1/5s', got {text!r}"
+        )
+    count, per, unit = float(match.group(1)), float(match.group(2) or 1), match.group(3)
+    if count <= 0 or per <= 0:
+        raise ConfigurationError(f"rate must be positive, got {text!r}")
+    return per * _UNITS_S[unit] / count
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``rate`` starts (``"10/s"``), ``burst`` of them at once, across all workers.
+
+    ``key(*args, **kwargs)`` splits the limit by a value computed from the job's
+    arguments (an API host, a customer); ``name`` shares one limit between tasks.
+    """
+
+    rate: str
+    key: KeyFunction | None = None
+    burst: int = 1
+    name: str | None = None
+    interval_s: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "interval_s", parse_rate(self.rate))
+        if not isinstance(self.burst, int) or isinstance(self.burst, bool) or self.burst < 1:
+            raise ConfigurationError(f"burst must be an int >= 1, got {self.burst!r}")
+        _check_common(self.key, self.name)
+
+    def describe(self) -> str:
+        return f"rate limit {self.name!r} ({self.rate})"
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimit:
+    """At most ``max_running`` jobs running at once across all workers (per ``key``).
+
+    A job that finds the limit full looks again after about ``retry_s``.
+    """
+
+    max_running: int
+    key: KeyFunction | None = None
+    name: str | None = None
+    retry_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if (
+            not isinstance(self.max_running, int)
+            or isinstance(self.max_running, bool)
+            or self.max_running < 1
+        ):
+            raise ConfigurationError(f"max_running must be an int >= 1, got {self.max_running!r}")
+        if not self.retry_s > 0:
+            raise ConfigurationError(f"retry_s must be > 0, got {self.retry_s!r}")
+        _check_common(self.key, self.name)
+
+    def describe(self) -> str:
+        return f"concurrency limit {self.name!r} ({self.max_running} at once)"
+
+
+Limit = RateLimit | ConcurrencyLimit
+
+
+def _check_common(key: KeyFunction | None, name: str | None) -> None:
+    if key is not None and not callable(key):
+        raise ConfigurationError(
+            f"a limit's key must be a function of the job's arguments, got {key!r}"
+        )
+    if name is not None and (not isinstance(name, str) or not name or ":" in name):
+        raise ConfigurationError(
+            f"a limit's name must be a non-empty string without ':', got {name!r}"
+        )
+
+
+def named_limits(limits: Sequence[Limit], task_name: str) -> tuple[Limit, ...]:
+    """Give unnamed limits the task's name: each task then has its own, unless shared by name."""
+    out: list[Limit] = []
+    for limit in limits:
+        if not isinstance(limit, RateLimit | ConcurrencyLimit):
+            raise ConfigurationError(
+                f"limits take RateLimit(...) or ConcurrencyLimit(...), got {limit!r}"
+            )
+        out.append(limit if limit.name is not None else _renamed(limit, task_name))
+    return tuple(out)
+
+
+def _renamed(limit: Limit, name: str) -> Limit:
+    if isinstance(limit, RateLimit):
+        return RateLimit(limit.rate, key=limit.key, burst=limit.burst, name=name)
+    return ConcurrencyLimit(limit.max_running, key=limit.key, name=name, retry_s=limit.retry_s)
+
+
+# -- pure decisions ---------------------------------------------------------------------
+
+
+def gcra(tat: float, now: float, interval_s: float, burst: int) -> tuple[float, float]:
+    """One request against a bucket: ``(new_tat, start_at)``, where ``start_at`` is now when a
+    token is free, else the moment the reserved one will be."""
+    theoretical = max(tat, now)
+    start_at = max(now, theoretical - (burst - 1) * interval_s)
+    return theoretical + interval_s, start_at
+
+
+def limit_key(limit: Limit, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+    if limit.key is None:
+        return ""
+    value = limit.key(*args, **kwargs)
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise TypeError(
+            f"the key function of {limit.describe()} must return a str or an int, got {value!r}"
+        )
+    return str(value)
+
+
+class _Holders(msgspec.Struct):
+    holders: dict[str, int] = {}
+
+
+class _Bucket(msgspec.Struct):
+    tat: float = 0.0
+
+
+# -- the store side -----------------------------------------------------------------------
+
+
+@dataclass
+class Admission:
+    """What ``Limiter.admit`` decided: start (and later ``release``), or wait (``deferral``)."""
+
+    deferral: Outcome | None = None
+    held: list[str] = field(default_factory=list)
+
+
+class Limiter:
+    def __init__(self, backend: Backend, clock: Callable[[], float]) -> None:
+        self.backend = backend
+        self.clock = clock
+
+    async def admit(
+        self,
+        job: JobRecord,
+        limits: Sequence[Limit],
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+    ) -> Admission:
+        """Take a concurrency slot in every concurrency limit, then a token from every rate
+        limit; on the first refusal give back what was taken and defer the job."""
+        admission = Admission()
+        keys = [(limit, limit_key(limit, args, kwargs)) for limit in limits]
+        try:
+            for limit, key in keys:
+                if isinstance(limit, ConcurrencyLimit):
+                    name = f"limit:running:{limit.name}:{key}"
+                    if not await self._take_slot(name, job, limit.max_running):
+                        await self.release(job, admission)
+                        delay_s = limit.retry_s * random.uniform(0.8, 1.2)
+                        admission.deferral = self._defer(job, delay_s, limit, key)
+                        return admission
+                    admission.held.append(name)
+            for limit, key in keys:
+                if isinstance(limit, RateLimit):
+                    start_at = await self._take_token(job, limit, key)
+                    if start_at is not None:
+                        await self.release(job, admission)
+                        admission.deferral = self._defer(
+                            job, start_at - self.clock(), limit, key, slot=start_at
+                        )
+                        return admission
+        except (BackendError, _Contended) as exc:
+            await self.release(job, admission)
+            reason = f"the limits could not be checked ({exc}); looking again shortly"
+            admission.deferral = self._note(job, UNSURE_DELAY_S, reason, {})
+        return admission
+
+    async def release(self, job: JobRecord, admission: Admission) -> None:
+        """Give back the concurrency slots an admission took; best effort (a slot whose
+        release is lost is reclaimed once its job is seen not running)."""
+        names, admission.held = admission.held, []
+        for name in names:
+            for _ in range(CAS_TRIES):
+                raw, state = await self._read(name, _Holders)
+                if state.holders.get(job.id) != job.delivery:
+                    break
+                del state.holders[job.id]
+                if await self._write(name, raw, state):
+                    break
+
+    # -- concurrency -------------------------------------------------------------------
+    async def _take_slot(self, name: str, job: JobRecord, max_running: int) -> bool:
+        for _ in range(CAS_TRIES):
+            raw, state = await self._read(name, _Holders)
+            holders = state.holders
+            if holders.get(job.id) == job.delivery:
+                return True
+            holders.pop(job.id, None)  # an earlier delivery of this very job
+            if len(holders) >= max_running:
+                holders = await self._alive(holders)
+                if len(holders) >= max_running:
+                    return False
+            holders[job.id] = job.delivery
+            if await self._write(name, raw, _Holders(holders=holders)):
+                return True
+        raise _Contended(name)
+
+    async def _alive(self, holders: dict[str, int]) -> dict[str, int]:
+        records = await self.backend.get(IdsParams(ids=list(holders)))
+        return {
+            r.id: r.delivery
+            for r in records
+            if r.state is JobState.RUNNING and holders.get(r.id) == r.delivery
+        }
+
+    # -- rate ----------------------------------------------------------------------------
+    async def _take_token(self, job: JobRecord, limit: RateLimit, key: str) -> float | None:
+        """None when the job may start now; else the start of the slot it has reserved."""
+        now = self.clock()
+        slot = _prepaid(job, limit)
+        if slot is not None and slot - limit.interval_s <= now <= slot + limit.interval_s:
+            if now < slot:  # the store's clock runs a little ahead of this worker's
+                await asyncio.sleep(slot - now)
+            return None  # reserved when it was deferred, and not so late as to bunch up
+        name = f"limit:rate:{limit.name}:{key}"
+        for _ in range(CAS_TRIES):
+            raw, bucket = await self._read(name, _Bucket)
+            tat, start_at = gcra(bucket.tat, now, limit.interval_s, limit.burst)
+            if await self._write(name, raw, _Bucket(tat=tat)):
+                return None if start_at <= now else start_at
+        raise _Contended(name)
+
+    # -- marks -----------------------------------------------------------------------------
+    async def _read(self, name: str, kind: type[_S]) -> tuple[str | None, _S]:
+        raw = (await self.backend.get_marks(MarkNamesParams(names=[name]))).get(name)
+        if raw is None:
+            return None, kind()
+        try:
+            return raw, msgspec.json.decode(raw, type=kind)
+        except msgspec.ValidationError:
+            return raw, kind()  # a damaged mark resets the limit rather than stopping all jobs
+
+    async def _write(self, name: str, raw: str | None, state: msgspec.Struct) -> bool:
+        value = msgspec.json.encode(state).decode()
+        return await self.backend.set_mark(MarkParams(name=name, value=value, expected=raw))
+
+    # -- deferral ----------------------------------------------------------------------------
+    def _defer(
+        self, job: JobRecord, delay_s: float, limit: Limit, key: str, slot: float | None = None
+    ) -> Outcome:
+        reason = f"waiting for {limit.describe()}" + (f", key {key!r}" if key else "")
+        prepaid = {} if slot is None else {str(limit.name): [slot, job.delivery + 1]}
+        return self._note(job, delay_s, reason, prepaid)
+
+    def _note(
+        self, job: JobRecord, delay_s: float, reason: str, prepaid: dict[str, Any]
+    ) -> Outcome:
+        meta = dict(job.meta)
+        meta[META_KEY] = {"waiting_for": reason, "prepaid": prepaid}
+        return Outcome(
+            id=job.id,
+            delivery=job.delivery,
+            kind=OutcomeKind.DEFER,
+            retry_delay_s=max(0.0, delay_s),
+            meta=meta,
+        )
+
+
+def _prepaid(job: JobRecord, limit: RateLimit) -> float | None:
+    """The slot a deferral reserved for this delivery of the job, if any."""
+    note = job.meta.get(META_KEY)
+    entry = note.get("prepaid", {}).get(limit.name) if isinstance(note, dict) else None
+    if (
+        isinstance(entry, list)
+        and len(entry) == 2
+        and entry[1] == job.delivery
+        and isinstance(entry[0], int | float)
+    ):
+        return float(entry[0])
+    return None
+
+
+class _Contended(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{name} changed under {CAS_TRIES} attempts in a row")
