@@ -221,9 +221,7 @@ def test_a_concurrency_limit_per_key_holds_one_user_back_but_not_another(store_u
             gates["u1-a"].set()
             wait_until(lambda: first.refresh().state is JobState.SUCCEEDED)
             gates["u1-b"].set()
-            run_clock_until(
-                clock, lambda: second.refresh().state is JobState.SUCCEEDED, step_s=0.2
-            )
+            run_clock_until(clock, lambda: second.refresh().state is JobState.SUCCEEDED, step_s=0.2)
         assert most == {"u1": 1, "u2": 1}
         assert app.job(second.id).record.attempt == 1
     finally:
@@ -272,8 +270,7 @@ def test_global_concurrency_holds_across_workers(store_url: str) -> None:
             running -= 1
 
     tasks = [
-        app.task(name="render", limits=[ConcurrencyLimit(2, retry_s=0.05)])(render)
-        for app in apps
+        app.task(name="render", limits=[ConcurrencyLimit(2, retry_s=0.05)])(render) for app in apps
     ]
     try:
         jobs = tasks[0].enqueue_many(tasks[0].s(n) for n in range(12))

@@ -22,6 +22,7 @@ from offload.errors import ConfigurationError, JobNotFound
 from offload.ids import IdGenerator
 from offload.job import Batch, Job
 from offload.limits import ConcurrencyLimit, Limit, RateLimit, named_limits
+from offload.microbatch import BatchSettings
 from offload.records import JobRecord, NewJob
 from offload.retry import Backoff, as_policy
 from offload.scheduler import Missed, Schedule
@@ -137,6 +138,24 @@ class Offload:
         concurrency: int | None = None,
         limits: Sequence[Limit] = (),
     ) -> _TaskDecorator: ...
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        batch_size: int,
+        batch_wait_s: float | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        retries: int | None = None,
+        backoff: Backoff | None = None,
+        timeout_s: float | None = None,
+        lease_s: float | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        window: str | None = None,
+    ) -> _BatchDecorator: ...
 
     def task(
         self,
@@ -155,6 +174,8 @@ class Offload:
         rate: str | None = None,
         concurrency: int | None = None,
         limits: Sequence[Limit] = (),
+        batch_size: int | None = None,
+        batch_wait_s: float | None = None,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(retries=5, ...)``.
 
@@ -164,6 +185,9 @@ class Offload:
         ``limits=[RateLimit(..., key=...), ConcurrencyLimit(...)]`` split a limit by
         the job's arguments or share it between tasks by name. A job held back by a
         limit waits as scheduled without using up an attempt.
+        ``batch_size=100, batch_wait_s=0.5``: the function takes a list and returns one
+        result per item; ``enqueue(item)`` stores one job per item and a worker hands up
+        to 100 of them to one call, waiting at most ``batch_wait_s`` to fill it.
         """
         retries = self.default_retries if retries is None else retries
         if not isinstance(retries, int) or retries < 0:
@@ -187,6 +211,7 @@ class Offload:
             retry_on=retry_on,
             window=None if window is None else Window.parse(window),
         )
+        batch = BatchSettings.make(batch_size, batch_wait_s)
         all_limits: list[Limit] = list(limits)
         if rate is not None:
             all_limits.append(RateLimit(rate))
@@ -201,7 +226,12 @@ class Offload:
                 raise ConfigurationError(
                     f"two tasks are named {task_name!r}; give one @app.task(name=...)"
                 )
-            named = replace(options, limits=named_limits(all_limits, task_name))
+            named = replace(options, limits=named_limits(all_limits, task_name), batch=batch)
+            if batch is not None and named.limits:
+                raise ConfigurationError(
+                    f"task {task_name!r}: limits do not apply to micro-batched tasks yet; "
+                    "limit the callers of the batch instead"
+                )
             task: Task[Any, Any] = Task(self, function, task_name, named)
             self.tasks[task_name] = task
             return task
@@ -341,3 +371,17 @@ class _TaskDecorator(Protocol):
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+T = TypeVar("T")
+
+
+class _BatchDecorator(Protocol):
+    """``@app.task(batch_size=...)``: a function of a list becomes a task of one item."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[[list[T]], Coroutine[Any, Any, Sequence[R]]], /
+    ) -> Task[[T], R]: ...
+    @overload
+    def __call__(self, fn: Callable[[list[T]], Sequence[R]], /) -> Task[[T], R]: ...

@@ -13,6 +13,7 @@ from msgspec.structs import replace as replace_struct
 
 from offload.errors import ConfigurationError
 from offload.limits import Limit
+from offload.microbatch import BatchSettings, item_signature
 from offload.records import NewJob
 from offload.retry import BackoffPolicy
 from offload.serialize import ArgsCodec
@@ -40,6 +41,8 @@ class TaskOptions:
     retry_on: tuple[type[BaseException], ...]
     window: Window | None = None
     limits: tuple[Limit, ...] = ()
+    #: Micro-batching: a worker hands up to ``batch.size`` jobs to one call.
+    batch: BatchSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -291,7 +294,8 @@ class Task(_Enqueuer[P, R]):
         self.name = name
         self.defaults = options
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.codec = ArgsCodec(fn, name)
+        # A micro-batched task's function takes a list; each job carries one item of it.
+        self.codec = ArgsCodec(item_signature(fn, name) if options.batch else fn, name)
         self._task = self
         self._call = CallOptions()
 

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from offload.app import Offload
@@ -34,6 +34,7 @@ from offload.backends.base import (
 from offload.batches import BatchService
 from offload.context import JobContext
 from offload.limits import Admission, Limiter
+from offload.microbatch import ItemsMismatch, split_results, wrap_call
 from offload.records import ErrorInfo, JobRecord
 from offload.scheduler import CronService
 from offload.serialize import PayloadError
@@ -61,6 +62,16 @@ class _Running:
     cancelled: threading.Event
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None  # "lost" (cancelled or reaped elsewhere) or "shutdown"
+
+
+@dataclass
+class _Forming:
+    """Jobs of one micro-batched task gathering for a single call."""
+
+    task: Task[Any, Any]
+    size: int
+    members: list[_Running]
+    timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -97,6 +108,14 @@ class Worker:
             raise ValueError("the process pool needs the application as module:attribute")
         self.app = app
         self.queues = list(queues or [app.default_queue])
+        if pool == "process":
+            batched = [t.name for t in app.tasks.values()
+                       if t.defaults.batch and t.defaults.queue in self.queues]  # fmt: skip
+            if batched:
+                raise ValueError(
+                    f"micro-batched tasks ({', '.join(batched)}) run on the async or thread "
+                    "pool; give them a queue of their own served by such a worker"
+                )
         self.concurrency = concurrency
         self.pool: Pool = pool
         self.burst = burst
@@ -124,6 +143,11 @@ class Worker:
         #: When the soonest job a limit deferred is due (app clock): an idle worker wakes then.
         self._deferred_due: list[float] = []  # a heap
         self._running: dict[str, _Running] = {}
+        self._forming: dict[str, _Forming] = {}
+        self._batch_calls: set[asyncio.Task[None]] = set()
+        self._batched_jobs = 0  # jobs in _running that belong to a micro-batch
+        self._batch_calls_count = 0  # micro-batches forming or running: one slot each
+        self._batch_call_tasks: dict[str, Task[Any, Any]] = {}
         self._unacked: dict[str, Outcome] = {}
         self._unacked_jobs: dict[str, JobRecord] = {}
         self._progress: dict[str, ProgressUpdate] = {}
@@ -198,11 +222,14 @@ class Worker:
         failures = 0
         empty_checks = 0
         while not self._stopping.is_set():
-            free = self.concurrency - len(self._running)
-            if free <= 0:
+            busy = len(self._running) - self._batched_jobs + self._batch_calls_count
+            room = sum(f.size - len(f.members) for f in self._forming.values())
+            free = self.concurrency - busy
+            if free <= 0 and room <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
+            free = max(free, 0) + room  # a forming micro-batch fills without taking slots
             flushes_before = self._flushes
             try:
                 jobs = await backend.claim(
@@ -279,6 +306,10 @@ class Worker:
         running = _Running(job=job, cancelled=threading.Event())
         self._running[job.id] = running
         self.stats.started += 1
+        task = self.app.tasks.get(job.task)
+        if task is not None and task.defaults.batch is not None:
+            self._gather(task, running)
+            return
         running.task = asyncio.create_task(self._execute(running), name=f"offload-job-{job.id}")
 
     async def _execute(self, running: _Running) -> None:
@@ -295,6 +326,9 @@ class Worker:
         finally:
             del self._running[job.id]
             self._slot_freed.set()
+        self._remember(job, outcome)
+
+    def _remember(self, job: JobRecord, outcome: Outcome | None) -> None:
         if outcome is None:
             self.stats.lost += 1
             return
@@ -302,6 +336,145 @@ class Worker:
         self._unacked[job.id] = outcome
         self._unacked_jobs[job.id] = job
         self._flush_needed.set()
+
+    # -- micro-batches -------------------------------------------------------
+    def _gather(self, task: Task[Any, Any], running: _Running) -> None:
+        settings = task.defaults.batch
+        assert settings is not None
+        self._batched_jobs += 1
+        forming = self._forming.get(task.name)
+        if forming is None:
+            forming = self._forming[task.name] = _Forming(task, settings.size, [])
+            self._batch_calls_count += 1
+            loop = asyncio.get_running_loop()
+            forming.timer = loop.call_later(settings.wait_s, self._dispatch, task.name)
+        forming.members.append(running)
+        if len(forming.members) >= settings.size or self._stopping.is_set():
+            self._dispatch(task.name)
+
+    def _dispatch(self, task_name: str) -> None:
+        forming = self._forming.pop(task_name, None)
+        if forming is None:
+            return
+        if forming.timer is not None:
+            forming.timer.cancel()
+        call = asyncio.create_task(self._execute_batch(forming), name=f"offload-batch-{task_name}")
+        self._batch_calls.add(call)
+        call.add_done_callback(self._batch_calls.discard)
+
+    def _dispatch_all(self) -> None:
+        for name in list(self._forming):
+            self._dispatch(name)
+
+    async def _execute_batch(self, forming: _Forming) -> None:
+        task, members = forming.task, forming.members
+        outcomes_by_id: dict[str, Outcome | None] = {}
+        try:
+            ready: list[tuple[_Running, Any]] = []
+            for running in members:
+                try:
+                    args, kwargs = task.codec.decode_args(running.job.payload)
+                except PayloadError as exc:
+                    outcomes_by_id[running.job.id] = outcomes.poison(
+                        running.job, "PayloadError", str(exc)
+                    )
+                    continue
+                ready.append((running, args[0] if args else next(iter(kwargs.values()))))
+            if ready:
+                outcomes_by_id.update(await self._call_batch(task, ready))
+            for running in members:
+                job = running.job
+                outcome = outcomes_by_id.get(job.id)
+                if outcome is not None and running.stop_reason != "lost":
+                    for hook in OUTCOME_HOOKS:
+                        outcome = await hook(self.app, job, outcome)
+                outcomes_by_id[job.id] = None if running.stop_reason == "lost" else outcome
+        except asyncio.CancelledError:
+            for running in members:
+                if running.job.id not in outcomes_by_id or running.stop_reason == "shutdown":
+                    shutdown = running.stop_reason == "shutdown"
+                    outcomes_by_id[running.job.id] = (
+                        outcomes.released(running.job) if shutdown else None
+                    )
+        finally:
+            for running in members:
+                del self._running[running.job.id]
+            self._batched_jobs -= len(members)
+            self._batch_calls_count -= 1
+            self._slot_freed.set()
+        for running in members:
+            self._remember(running.job, outcomes_by_id.get(running.job.id))
+
+    async def _call_batch(
+        self, task: Task[Any, Any], ready: list[tuple[_Running, Any]]
+    ) -> dict[str, Outcome]:
+        """One call for every item; each job gets the outcome of its own entry."""
+        jobs = [running.job for running, _ in ready]
+        first = ready[0][0]
+        context = JobContext(
+            id=first.job.id,
+            task=first.job.task,
+            attempt=first.job.attempt,
+            max_attempts=first.job.max_attempts,
+            report=self._progress_reporter(first.job),
+            cancelled=first.cancelled,
+        )
+        call = Invocation(
+            self._batch_call_task(task), b"", [[item for _, item in ready]], {}, context,
+            first.cancelled,
+        )  # fmt: skip
+        assert self._executor is not None
+        backoff = task.defaults.backoff
+        try:
+            async with asyncio.timeout(task.defaults.timeout_s):
+                encoded = await self._executor.run(call)
+        except TimeoutError:
+            first.cancelled.set()
+            error = ErrorInfo(
+                type="TimeoutError",
+                message=f"the batch call ran longer than its timeout of {task.defaults.timeout_s}s",
+            )
+            failure = outcomes.Failure(error, retryable=True)
+            return {job.id: outcomes.failed(job, failure, backoff) for job in jobs}
+        except asyncio.CancelledError:
+            raise
+        except ItemsMismatch as exc:  # a bug in the task: retrying cannot fix it
+            failure = outcomes.Failure(outcomes.error_info(exc), retryable=False)
+            return {job.id: outcomes.failed(job, failure, backoff) for job in jobs}
+        except BaseException as exc:  # the whole call failed: every item did
+            failure = outcomes.describe_failure(exc, task.defaults.retry_on)
+            log.info(
+                "batch of %d %s job(s) failed: %s", len(jobs), task.name, failure.error.message
+            )
+            return {job.id: outcomes.failed(job, failure, backoff) for job in jobs}
+        try:
+            entries = split_results(encoded)
+        except ValueError as exc:  # cannot happen with wrap_call; never strand the jobs
+            failure = outcomes.Failure(outcomes.error_info(exc), retryable=False)
+            return {job.id: outcomes.failed(job, failure, backoff) for job in jobs}
+        decided: dict[str, Outcome] = {}
+        for job, entry in zip(jobs, entries, strict=True):
+            if entry.error is None:
+                decided[job.id] = outcomes.succeeded(job, bytes(entry.result))
+            else:
+                failure = outcomes.Failure(entry.error, entry.retryable)
+                decided[job.id] = outcomes.failed(job, failure, backoff)
+        return decided
+
+    def _batch_call_task(self, task: Task[Any, Any]) -> Task[Any, Any]:
+        """The user's function wrapped so that each entry crosses as data (an exception too)."""
+        wrapped = self._batch_call_tasks.get(task.name)
+        if wrapped is None:
+            retry_on = task.defaults.retry_on
+
+            def describe(exc: BaseException) -> tuple[ErrorInfo, bool]:
+                failure = outcomes.describe_failure(exc, retry_on)
+                return failure.error, failure.retryable
+
+            fn = wrap_call(task.fn, task.is_async, describe)
+            wrapped = Task(self.app, fn, task.name, replace(task.defaults, batch=None))
+            self._batch_call_tasks[task.name] = wrapped
+        return wrapped
 
     def _count(self, outcome: Outcome) -> None:
         kind = outcome.kind.value
@@ -511,21 +684,27 @@ class Worker:
                 running.stop_reason = "lost"
                 running.cancelled.set()
                 running.task.cancel()
+            elif running is not None:  # in a micro-batch: its entry will be dropped
+                running.stop_reason = "lost"
             self._unacked.pop(job_id, None)
             self._unacked_jobs.pop(job_id, None)
 
     # -- shutdown ------------------------------------------------------------
     async def _drain_running(self) -> None:
+        self._dispatch_all()  # a forming micro-batch runs now rather than waiting to fill
         tasks = [r.task for r in self._running.values() if r.task is not None]
+        tasks += list(self._batch_calls)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self.grace_s)
             if pending:
-                log.warning("handing %d unfinished job(s) back to the queue", len(pending))
+                log.warning("handing unfinished job(s) back to the queue")
                 for running in list(self._running.values()):
                     running.stop_reason = "shutdown"
                     running.cancelled.set()
                     if running.task is not None:
                         running.task.cancel()
+                for call in self._batch_calls:
+                    call.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
 
 
