@@ -146,8 +146,10 @@ def worker(
     )  # fmt: skip
     stats = run_worker(runner)
     logging.getLogger("offload.worker").info(
-        "worker stopped: %d started, %d succeeded, %d retried, %d dead, %d handed back",
+        "worker stopped: %d started, %d succeeded, %d retried, %d dead, %d handed back, "
+        "%d held back by limits",
         stats.started, stats.succeeded, stats.retried, stats.dead, stats.released,
+        stats.deferred,
     )  # fmt: skip
 
 

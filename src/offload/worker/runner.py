@@ -81,6 +81,7 @@ class WorkerStats:
     retried: int = 0
     dead: int = 0
     released: int = 0
+    deferred: int = 0
     lost: int = 0
     rejected: int = 0
 
@@ -257,6 +258,9 @@ class Worker:
             if self.burst:
                 if flushes_before != self._flushes:
                     continue  # outcomes stored while the claim ran (a retry, say): look again
+                if self._deferred_due and not self._running:
+                    await self._wait_for_work()  # jobs a limit held back are still this run's
+                    continue
                 if not self._running and not self._unacked:
                     # SKIP LOCKED hides a ready row that another transaction (the leader's
                     # promotion, say) holds for a moment: confirm once before exiting.
@@ -278,8 +282,10 @@ class Worker:
     async def _wait_for_work(self) -> None:
         timeout_s = self.idle_check_s
         now = self.app.now()
-        while self._deferred_due and self._deferred_due[0] <= now:
-            heapq.heappop(self._deferred_due)
+        if self._deferred_due and self._deferred_due[0] <= now:
+            while self._deferred_due and self._deferred_due[0] <= now:
+                heapq.heappop(self._deferred_due)
+            return  # a held-back job is due: claim it rather than sleep
         if self._deferred_due:  # a job a limit held back falls due: be there to start it
             timeout_s = min(timeout_s, self._deferred_due[0] - now + 0.001)
         waiter = asyncio.create_task(
@@ -486,6 +492,8 @@ class Worker:
             self.stats.dead += 1
         elif kind == "release":
             self.stats.released += 1
+        elif kind == "defer":
+            self.stats.deferred += 1
 
     async def _attempt(self, running: _Running) -> Outcome:
         job = running.job
