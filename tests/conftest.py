@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +52,13 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """A fresh key prefix per test on the shared server."""
     return redis_server.url(prefix=f"t{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store of each kind, for tests that run an app end to end on every store."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/offload.db"
+    return str(request.getfixturevalue(f"{request.param}_url"))

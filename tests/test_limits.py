@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -123,15 +122,6 @@ def test_unnamed_limits_belong_to_their_task_and_named_ones_are_shared() -> None
 
 
 # -- on every store ----------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/limits.db"
-    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 def test_a_rate_limit_spaces_starts_without_burning_attempts(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -76,15 +75,6 @@ def test_the_process_pool_refuses_micro_batched_tasks_with_the_way_out() -> None
 
 
 # -- on every store ----------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/batch.db"
-    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 def test_ready_jobs_go_to_one_call_and_each_gets_its_own_result(store_url: str) -> None:

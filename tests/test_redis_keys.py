@@ -34,7 +34,7 @@ def test_python_and_lua_name_keys_alike(redis_url: str) -> None:
     keys = Keyspace(config.prefix)
     script = (
         "local P = ARGV[1]\n" + LUA_KEYS + "return {DIR, UNIQUE, QUEUES, qkey('mail', 'wake'), "
-        "jkey('mail', 'abc'), lockkey('leader')}"
+        "jkey('mail', 'abc'), lockkey('leader'), turnskey('mail')}"
     )
     client = redis.Redis.from_url(config.url)
     try:
@@ -46,6 +46,7 @@ def test_python_and_lua_name_keys_alike(redis_url: str) -> None:
     assert names[3] == keys.wake("mail")
     assert names[4] == keys.job("mail", "abc")
     assert names[5] == keys.lock("leader")
+    assert names[6] == keys.turns("mail")
     assert names[1] == keys.directory.removesuffix("dir") + "keys"
 
 
@@ -59,6 +60,7 @@ def test_every_key_has_the_prefix_and_queue_keys_their_hash_tag(redis_url: str) 
                 NewJob(id=new_id(), task="t", queue=queue, payload=b"[]", key=f"k-{queue}")
                 for queue in ("mail", "pdf", "pdf")
             ] + [NewJob(id=new_id(), task="t", queue="later", payload=b"[]", delay_s=60)]
+            jobs.insert(0, NewJob(id=new_id(), task="t", queue="pdf", payload=b"[]", fair=True))
             await backend.enqueue(EnqueueParams(jobs=jobs))
             claimed = await backend.claim(
                 ClaimParams(queues=["mail", "pdf"], limit=10, worker="w", lease_s=30)

@@ -122,15 +122,6 @@ def test_two_schedules_cannot_share_a_name(app: Offload) -> None:
 # -- on every store ------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/cron.db"
-    return str(request.getfixturevalue(f"{request.param}_url"))
-
-
 def scheduled_jobs(app: Offload) -> list[tuple[str, str]]:
     page = app.backend.blocking.query(QueryParams(filter=JobFilter(task="nightly"), limit=1000))
     return sorted((job.meta["due"], job.id) for job in page.jobs)

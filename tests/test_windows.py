@@ -7,7 +7,6 @@ nothing waits for 1 a.m. for real.
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -70,15 +69,6 @@ def test_a_retry_waits_for_the_next_opening() -> None:
 
 
 # -- on every store ----------------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/windows.db"
-    return str(request.getfixturevalue(f"{request.param}_url"))
 
 
 def test_jobs_wait_as_scheduled_until_their_window_opens(store_url: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +40,8 @@ class Offload:
 
     ``url`` defaults to ``$OFFLOAD_URL``, then ``sqlite:///offload.db``. The
     backend opens on first use, so defining an app costs nothing at import.
+    ``fair_queues``: in these queues claims take the jobs' owners in turn, so one
+    tenant's backlog cannot hold another tenant's job back.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class Offload:
         max_crashes: int = 3,
         clock: Callable[[], float] | None = None,
         backend: Backend | None = None,
+        fair_queues: Iterable[str] = (),
     ) -> None:
         self.url = url or os.environ.get("OFFLOAD_URL") or DEFAULT_URL
         if lease_s <= 0 or retention_s < 0 or max_crashes < 1 or default_retries < 0:
@@ -65,6 +68,10 @@ class Offload:
         self.retention_s = float(retention_s)
         self.max_crashes = max_crashes
         self.clock = clock
+        if isinstance(fair_queues, str):
+            raise ConfigurationError("fair_queues takes a list of queue names, e.g. ['convert']")
+        #: Queues whose claims take owners in turn (see README, "Fair queues").
+        self.fair_queues = frozenset(check_queue_name(q) for q in fair_queues)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
         self.new_id = IdGenerator()

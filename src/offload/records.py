@@ -64,6 +64,10 @@ class JobRecord(msgspec.Struct, kw_only=True):
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+#: The gap between one owner's consecutive turns in a fair queue (see ``NewJob.fair``).
+FAIR_STEP_S = 1e-6
+
+
 class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     """A job to store: ``run_at`` is absolute, else ``delay_s`` counts from the backend's now."""
 
@@ -81,3 +85,4 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     batch: str | None = None
     owner: str | None = None
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    fair: bool = False  # the store gives a job due now its owner's turn in run_at

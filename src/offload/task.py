@@ -316,10 +316,12 @@ class Task(_Enqueuer[P, R]):
             earliest = run_at if run_at is not None else self.app.now() + delay_s
             delay_s, run_at = 0.0, window.next_start(earliest)
             meta[WINDOW_META_KEY] = str(window)
+        queue = call.queue or d.queue
         return NewJob(
             id=self.app.new_id(),
             task=self.name,
-            queue=call.queue or d.queue,
+            queue=queue,
+            fair=queue in self.app.fair_queues,
             payload=payload,
             priority=d.priority if call.priority is None else call.priority,
             max_attempts=d.max_attempts,

@@ -31,7 +31,7 @@ from offload.backends.base import (
     ReapParams,
 )
 from offload.backends.store import Notifier, ThreadedBackend
-from offload.records import WORKER_LOST, JobRecord
+from offload.records import FAIR_STEP_S, WORKER_LOST, JobRecord, NewJob
 from offload.states import (
     CANCELLABLE_STATES,
     KEY_HOLDING_STATES,
@@ -57,6 +57,7 @@ class MemoryStore:
         self._keys: dict[str, str] = {}
         self._locks: dict[str, tuple[str, float]] = {}
         self._marks: dict[str, str] = {}
+        self._turns: dict[tuple[str, str], float] = {}  # (queue, owner or '') -> last turn
         self._notifier = Notifier()
 
     def now(self) -> float:
@@ -73,6 +74,10 @@ class MemoryStore:
             ids = [new.id for new in params.jobs]
             if len(set(ids)) != len(ids) or any(i in self._jobs for i in ids):
                 raise ValueError("a job id in this batch already exists; nothing was stored")
+            # (queue, priority) -> run_at of the first ready job, read once: only for fair jobs
+            heads: dict[tuple[str, int], float] | None = (
+                {} if any(new.fair for new in params.jobs) else None
+            )
             for new in params.jobs:
                 if new.key is not None:
                     holder = self._jobs.get(self._keys.get(new.key, ""))
@@ -80,6 +85,12 @@ class MemoryStore:
                         out.append(_copy(holder))
                         continue
                 run_at = new.run_at if new.run_at is not None else now + new.delay_s
+                if heads is not None and run_at <= now:
+                    if new.fair:
+                        run_at = self._take_turn(new, now, heads)
+                    elif (new.queue, new.priority) in heads:  # a new head, for later fair jobs
+                        group = (new.queue, new.priority)
+                        heads[group] = min(heads[group], run_at)
                 record = JobRecord(
                     id=new.id,
                     task=new.task,
@@ -103,6 +114,29 @@ class MemoryStore:
                 out.append(_copy(record))
         self._notifier.notify()
         return out
+
+    def _take_turn(self, new: NewJob, now: float, heads: dict[tuple[str, int], float]) -> float:
+        """The owner's next turn: right behind the head of its priority, after its last turn."""
+        group = (new.queue, new.priority)
+        head = heads.get(group)
+        if head is None:
+            head = min(
+                (
+                    j.run_at
+                    for j in self._jobs.values()
+                    if j.queue == new.queue
+                    and j.priority == new.priority
+                    and j.state in _READY
+                    and j.run_at <= now
+                ),
+                default=now,
+            )
+            heads[group] = head
+        tenant = (new.queue, new.owner or "")
+        last = self._turns.get(tenant)
+        turn = head if last is None else max(head, last + FAIR_STEP_S)
+        self._turns[tenant] = turn
+        return turn
 
     def get(self, params: IdsParams) -> list[JobRecord]:
         with self._lock:
@@ -335,6 +369,9 @@ class MemoryStore:
             ]
             for job_id in doomed:
                 self._forget(job_id)
+            old = [t for t, turn in self._turns.items() if turn < params.finished_before]
+            for tenant in old:
+                del self._turns[tenant]
             return len(doomed)
 
     def lock(self, params: LockParams) -> bool:

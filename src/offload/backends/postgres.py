@@ -50,7 +50,7 @@ from offload.backends.base import (
 )
 from offload.backends.rows import job_from_row
 from offload.backends.sqlfile import load_migrations, load_queries, read_sql
-from offload.records import WORKER_LOST, JobRecord
+from offload.records import FAIR_STEP_S, WORKER_LOST, JobRecord
 from offload.states import JobState
 
 log = logging.getLogger("offload.postgres")
@@ -175,7 +175,8 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
     jobs = list(params.jobs)
     if not jobs:
         return []
-    if len(jobs) == 1:  # scalar parameters: far cheaper to adapt than fourteen arrays
+    fair = any(j.fair for j in jobs)  # only then the statement that hands out turns
+    if len(jobs) == 1 and not fair:  # scalar parameters: cheaper to adapt than fourteen arrays
         j = jobs[0]
         rows = yield (
             st["enqueue_one"],
@@ -193,21 +194,21 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
         if not holder:
             raise BackendError("enqueue stored nothing and no live job holds its key")
         return [job_from_row(holder[0])]
-    rows = yield (
-        st["enqueue"],
-        {
-            "channel": st.channel,
-            "ids": [j.id for j in jobs], "tasks": [j.task for j in jobs],
-            "queues": [j.queue for j in jobs], "payloads": [j.payload for j in jobs],
-            "priorities": [j.priority for j in jobs],
-            "max_attempts": [j.max_attempts for j in jobs],
-            "run_ats": [j.run_at for j in jobs], "delays": [j.delay_s for j in jobs],
-            "lease_ss": [j.lease_s for j in jobs], "timeout_ss": [j.timeout_s for j in jobs],
-            "keys": [j.key for j in jobs], "batches": [j.batch for j in jobs],
-            "owners": [j.owner for j in jobs],
-            "metas": [_encode(j.meta).decode() if j.meta else None for j in jobs],
-        },
-    )  # fmt: skip
+    args: dict[str, Any] = {
+        "channel": st.channel,
+        "ids": [j.id for j in jobs], "tasks": [j.task for j in jobs],
+        "queues": [j.queue for j in jobs], "payloads": [j.payload for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "max_attempts": [j.max_attempts for j in jobs],
+        "run_ats": [j.run_at for j in jobs], "delays": [j.delay_s for j in jobs],
+        "lease_ss": [j.lease_s for j in jobs], "timeout_ss": [j.timeout_s for j in jobs],
+        "keys": [j.key for j in jobs], "batches": [j.batch for j in jobs],
+        "owners": [j.owner for j in jobs],
+        "metas": [_encode(j.meta).decode() if j.meta else None for j in jobs],
+    }  # fmt: skip
+    if fair:
+        args |= {"fairs": [j.fair for j in jobs], "step": FAIR_STEP_S}
+    rows = yield (st["enqueue_fair"] if fair else st["enqueue"], args)
     inserted = {r.id: r for r in map(job_from_row, rows)}
     held: dict[str, JobRecord] = {}
     missing = [j.key for j in jobs if j.id not in inserted and j.key is not None]
@@ -358,6 +359,15 @@ def plan_reap(st: Statements, params: ReapParams) -> Plan[list[ReapedJob]]:
 def plan_rowcount(st: Statements, name: str, args: dict[str, Any]) -> Plan[int]:
     rows = yield (st[name] + " RETURNING 1", args)
     return len(rows)
+
+
+def plan_prune(st: Statements, params: PruneParams) -> Plan[int]:
+    """Delete jobs that ended before the horizon, and the turns handed out before it."""
+    yield (st["prune_turns"], {"before": params.finished_before})
+    states = [JobState(s).value for s in params.states]
+    return (
+        yield from plan_rowcount(st, "prune", {"states": states, "before": params.finished_before})
+    )
 
 
 def plan_lock(st: Statements, params: LockParams) -> Plan[bool]:
@@ -689,16 +699,7 @@ class PostgresBackend(_Runner):
         return await self.run(plan_reap(self.st, params))
 
     async def prune(self, params: PruneParams) -> int:
-        return await self.run(
-            plan_rowcount(
-                self.st,
-                "prune",
-                {
-                    "states": [JobState(s).value for s in params.states],
-                    "before": params.finished_before,
-                },
-            )
-        )
+        return await self.run(plan_prune(self.st, params))
 
     async def purge(self, params: PurgeParams) -> int:
         return await self.run(plan_purge(self.st, params))

@@ -54,7 +54,7 @@ from offload.backends.base import (
     WaitParams,
 )
 from offload.backends.redis_keys import LAYOUT_VERSION, LUA_KEYS, Keyspace
-from offload.records import WORKER_LOST, ErrorInfo, JobRecord
+from offload.records import FAIR_STEP_S, WORKER_LOST, ErrorInfo, JobRecord
 from offload.states import JobState
 
 log = logging.getLogger("offload.redis")
@@ -230,13 +230,16 @@ def _info_field(info: Any, name: str) -> str | None:
     return None
 
 
+_FAIR_STEP = _num(FAIR_STEP_S)
+
+
 def _enqueue_args(params: EnqueueParams) -> list[Any]:
     args: list[Any] = [len(params.jobs)]
     for j in params.jobs:
         args += (
             j.id, j.task, j.queue, j.payload, j.priority, j.max_attempts, _num(j.delay_s),
             _num(j.run_at), _num(j.lease_s), _num(j.timeout_s), _opt(j.key), _opt(j.batch),
-            _opt(j.owner), _encode(j.meta) if j.meta else "",
+            _opt(j.owner), _encode(j.meta) if j.meta else "", _FAIR_STEP if j.fair else "",
         )  # fmt: skip
     return args
 
@@ -251,10 +254,13 @@ def plan_enqueue(params: EnqueueParams) -> Plan[list[JobRecord]]:
     now = float(reply[0])
     out: list[JobRecord] = []
     for new, stored in zip(jobs, reply[1:], strict=True):
-        if stored:  # the live job that holds this unique key
+        if isinstance(stored, list):  # the live job that holds this unique key
             out.append(record(stored))
             continue
-        run_at = new.run_at if new.run_at is not None else now + new.delay_s
+        if stored:  # a fair job's turn
+            run_at = float(stored)
+        else:
+            run_at = new.run_at if new.run_at is not None else now + new.delay_s
         fresh = JobRecord(
             id=new.id, task=new.task, queue=new.queue,
             state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,

@@ -13,6 +13,7 @@ Redis Cluster a queue's keys would live in one slot::
     P:q:{Q}:succeeded     zset    finished jobs by finished_at (and :dead, :cancelled)
     P:q:{Q}:all           zset    every id of the queue, score 0: newest-first listing by id
     P:q:{Q}:wake          list    at most one token; idle workers BLPOP it
+    P:q:{Q}:turns         hash    owner ('' for none) -> its last turn in the fair order
     P:g:{P}:dir           hash    job id -> queue (jobs are addressed by id alone)
     P:g:{P}:keys          hash    unique key -> id of the job that last took it
     P:g:{P}:queues        set     queue names that ever had a job
@@ -40,6 +41,7 @@ local UNIQUE = P .. ':g:{' .. P .. '}:keys'
 local QUEUES = P .. ':g:{' .. P .. '}:queues'
 local MARKS = P .. ':g:{' .. P .. '}:marks'
 local function qkey(queue, name) return P .. ':q:{' .. queue .. '}:' .. name end
+local function turnskey(queue) return qkey(queue, 'turns') end
 local function jkey(queue, id) return P .. ':q:{' .. queue .. '}:j:' .. id end
 local function lockkey(name) return P .. ':g:{' .. P .. '}:lock:' .. name end
 """
@@ -68,6 +70,9 @@ class Keyspace:
 
     def wake(self, queue: str) -> str:
         return self.queue_key(queue, "wake")
+
+    def turns(self, queue: str) -> str:
+        return self.queue_key(queue, "turns")
 
     @property
     def directory(self) -> str:

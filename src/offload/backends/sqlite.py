@@ -47,7 +47,7 @@ from offload.backends.base import (
 from offload.backends.rows import job_from_row
 from offload.backends.sqlfile import load_migrations, load_queries, read_sql
 from offload.backends.store import Notifier, ThreadedBackend
-from offload.records import WORKER_LOST, JobRecord, NewJob
+from offload.records import FAIR_STEP_S, WORKER_LOST, JobRecord, NewJob
 from offload.states import JobState
 
 COLUMNS = (
@@ -201,6 +201,7 @@ class SqliteStore:
         rows = []
         with self._write() as conn:
             now = self._clock()
+            turns = _Turns(conn, now) if any(new.fair for new in params.jobs) else None
             for new in params.jobs:
                 if new.key is not None:
                     held = conn.execute(Q["live_key"], (new.key,)).fetchone()
@@ -208,6 +209,13 @@ class SqliteStore:
                         out.append(job_from_row(held))
                         continue
                 record = _record_of_new(new, now)
+                if turns is not None and record.run_at <= now:
+                    if new.fair:
+                        record.run_at = turns.take(new.queue, new.priority, new.owner)
+                        if record.run_at > now:
+                            record.state = JobState.SCHEDULED
+                    else:
+                        turns.saw(new.queue, new.priority, record.run_at)
                 out.append(record)
                 rows.append(
                     (
@@ -221,6 +229,8 @@ class SqliteStore:
                     self._insert(conn, rows)
                     rows = []
             self._insert(conn, rows)
+            if turns is not None:
+                turns.save()
         self._notifier.notify()
         return out
 
@@ -389,6 +399,7 @@ class SqliteStore:
     def prune(self, params: PruneParams) -> int:
         states = [s.value for s in params.states]
         with self._write() as conn:
+            conn.execute(Q["prune_turns"], (params.finished_before,))
             return conn.execute(
                 _in(Q["prune"], states),
                 [*states, params.finished_before],
@@ -456,6 +467,44 @@ class SqliteStore:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+class _Turns:
+    """The turns one enqueue hands to fair jobs (see NewJob.fair), inside its transaction.
+
+    Each (queue, priority) head and each owner's last turn is read once, then kept here as
+    the batch goes on; the owners' new last turns are written at the end.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self._conn = conn
+        self._now = now
+        self._heads: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, str], float] = {}  # the turns taken in this batch
+
+    def take(self, queue: str, priority: int, owner: str | None) -> float:
+        group = (queue, priority)
+        head = self._heads.get(group)
+        if head is None:
+            row = self._conn.execute(Q["fair_head"], (queue, priority, self._now)).fetchone()
+            head = self._heads[group] = self._now if row is None else row[0]
+        tenant = (queue, owner or "")
+        last = self._last.get(tenant)
+        if last is None:
+            row = self._conn.execute(Q["last_turn"], tenant).fetchone()
+            last = None if row is None else row[0]
+        turn = head if last is None else max(head, last + FAIR_STEP_S)
+        self._last[tenant] = turn
+        return turn
+
+    def saw(self, queue: str, priority: int, run_at: float) -> None:
+        """A job of this batch that is ready now: it may be the new head of its priority."""
+        group = (queue, priority)
+        if group in self._heads:
+            self._heads[group] = min(self._heads[group], run_at)
+
+    def save(self) -> None:
+        self._conn.executemany(Q["save_turn"], [(q, o, t) for (q, o), t in self._last.items()])
 
 
 def _record_of_new(new: NewJob, now: float) -> JobRecord:

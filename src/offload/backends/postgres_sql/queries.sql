@@ -35,6 +35,69 @@ FROM (SELECT coalesce(to_timestamp(%(run_at_s)s::float8),
 ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
 RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
 
+-- name: enqueue_fair
+-- enqueue when some job of the batch is fair (NewJob.fair): a fair job due now gets its
+-- owner's turn as run_at, turn = max(head, last + step), where head is the run_at of the
+-- job a claim would take first at its priority and last the owner's previous turn. Within
+-- the batch each owner's k-th job gets k * step + max(last, max over its jobs i <= k of
+-- head_i - i * step): the same as handing out turns one by one.
+WITH u AS (
+    SELECT u.*, coalesce(to_timestamp(u.run_at_s), {now} + make_interval(secs => u.delay_s)) AS due
+    FROM unnest(%(ids)s::text[], %(tasks)s::text[], %(queues)s::text[], %(payloads)s::bytea[],
+                %(priorities)s::int[], %(max_attempts)s::int[], %(run_ats)s::float8[],
+                %(delays)s::float8[], %(lease_ss)s::float8[], %(timeout_ss)s::float8[],
+                %(keys)s::text[], %(batches)s::text[], %(owners)s::text[], %(metas)s::text[],
+                %(fairs)s::bool[]) WITH ORDINALITY
+         AS u(id, task, queue, payload, priority, max_attempts, run_at_s, delay_s, lease_s,
+              timeout_s, key, batch, owner, meta, fair, ord)
+),
+heads AS (
+    SELECT g.queue, g.priority, extract(epoch FROM coalesce((
+        SELECT r.run_at FROM {schema}.jobs AS r
+        WHERE r.queue = g.queue AND r.priority = g.priority
+          AND r.state IN ('queued', 'scheduled') AND r.run_at <= {now}
+        ORDER BY r.run_at LIMIT 1), {now}))::float8 AS head
+    FROM (SELECT DISTINCT queue, priority FROM u WHERE fair AND due <= {now}) AS g
+),
+numbered AS (
+    SELECT u.ord, u.queue, coalesce(u.owner, '') AS owner, h.head,
+           row_number() OVER (PARTITION BY u.queue, coalesce(u.owner, '') ORDER BY u.ord) AS k
+    FROM u JOIN heads AS h ON h.queue = u.queue AND h.priority = u.priority
+    WHERE u.fair AND u.due <= {now}
+),
+fair AS (
+    SELECT n.ord, n.queue, n.owner,
+           n.k * %(step)s::float8 + greatest(t.turn, max(n.head - n.k * %(step)s::float8)
+               OVER (PARTITION BY n.queue, n.owner ORDER BY n.k)) AS turn
+    FROM numbered AS n LEFT JOIN {schema}.turns AS t ON t.queue = n.queue AND t.owner = n.owner
+),
+j AS (
+    SELECT u.*, coalesce(to_timestamp(t.turn), u.due) AS run_at, t.owner AS tenant
+    FROM u LEFT JOIN fair AS t ON t.ord = u.ord
+),
+stored AS (
+    INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
+                               lease_s, timeout_s, created_at, key, batch, owner, meta)
+    SELECT j.id, j.task, j.queue,
+           CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
+           j.payload, j.priority, j.max_attempts, j.run_at, j.lease_s, j.timeout_s, {now},
+           j.key, j.batch, j.owner, j.meta::jsonb
+    FROM j
+    ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
+    DO NOTHING
+    RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END,
+              id AS stored_id, run_at AS stored_run_at
+),
+kept AS (
+    INSERT INTO {schema}.turns AS t (queue, owner, turn)
+    SELECT j.queue, j.tenant, max(extract(epoch FROM s.stored_run_at))::float8
+    FROM stored AS s JOIN j ON j.id = s.stored_id
+    WHERE j.tenant IS NOT NULL
+    GROUP BY j.queue, j.tenant
+    ON CONFLICT (queue, owner) DO UPDATE SET turn = greatest(t.turn, excluded.turn)
+)
+SELECT * FROM stored
+
 -- name: live_keys
 SELECT {cols} FROM {schema}.jobs
 WHERE key = ANY(%(keys)s::text[]) AND state IN ('scheduled', 'queued', 'running')
@@ -150,6 +213,9 @@ RETURNING id, state, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queu
 -- name: prune
 DELETE FROM {schema}.jobs
 WHERE state = ANY(%(states)s::text[]) AND finished_at < to_timestamp(%(before)s)
+
+-- name: prune_turns
+DELETE FROM {schema}.turns WHERE turn < %(before)s::float8
 
 -- name: purge
 DELETE FROM {schema}.jobs

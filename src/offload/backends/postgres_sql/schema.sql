@@ -47,3 +47,10 @@ CREATE TABLE {schema}.marks (
     name text PRIMARY KEY,
     value text NOT NULL
 );
+
+CREATE TABLE {schema}.turns (
+    queue text NOT NULL,
+    owner text NOT NULL,
+    turn double precision NOT NULL,
+    PRIMARY KEY (queue, owner)
+);

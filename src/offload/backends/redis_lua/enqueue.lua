@@ -1,14 +1,50 @@
--- Store jobs. ARGV[3] = count, then 14 values per job (see redis.py, enqueue_args).
--- Returns {now, then per job '' (stored as given) or the record holding its unique key}.
+-- Store jobs. ARGV[3] = count, then 15 values per job (see redis.py, enqueue_args).
+-- Returns {now, then per job '' (stored as given), its run_at (a fair job given its turn)
+-- or the record holding its unique key}.
 local n = tonumber(ARGV[3])
-local STRIDE = 14
+local STRIDE = 15
+local any_fair = false
 for i = 0, n - 1 do -- check every id first: a script that fails halfway is not rolled back
   if redis.call('HEXISTS', DIR, ARGV[4 + i * STRIDE]) == 1 then
     return redis.error_reply('OFFLOAD_DUPLICATE job ' .. ARGV[4 + i * STRIDE] .. ' already exists')
   end
+  if ARGV[4 + i * STRIDE + 14] ~= '' then any_fair = true end
 end
 local out = {num(now)}
 local woken = {}
+
+-- Fair jobs (NewJob.fair) due now take their owner's turn as run_at:
+-- turn = max(head, last + step), head being the run_at of the job a claim would take first
+-- at the job's priority (or now), last the owner's previous turn in the queue's turns hash.
+local heads = {} -- queue -> priority -> head, read once per batch
+local lasts = {} -- queue -> owner -> the last turn taken in this batch
+local function priority_head(queue, priority)
+  local per_queue = heads[queue]
+  if not per_queue then
+    per_queue = {}
+    heads[queue] = per_queue
+    promote(queue, 1000) -- due scheduled jobs are ready too: let the claim order see them
+  end
+  local head = per_queue[priority]
+  if not head then
+    -- a priority's ready scores lie within 2^31 s of -priority * 2^32 (run_at 1952 to 2088)
+    local mid = ready_score(priority, EPOCH)
+    local first = redis.call('ZRANGEBYSCORE', qkey(queue, 'queued'), num(mid - PRIORITY_STEP / 2),
+      '(' .. num(mid + PRIORITY_STEP / 2), 'LIMIT', 0, 1)
+    head = first[1] and tonumber(redis.call('HGET', jkey(queue, first[1]), 'run_at')) or now
+    per_queue[priority] = head
+  end
+  return head
+end
+local function take_turn(queue, priority, owner, step)
+  local head = priority_head(queue, priority)
+  local per_queue = lasts[queue]
+  if not per_queue then per_queue = {}; lasts[queue] = per_queue end
+  local last = per_queue[owner] or tonumber(redis.call('HGET', turnskey(queue), owner))
+  local turn = last and math.max(head, last + step) or head
+  per_queue[owner] = turn
+  return turn
+end
 for i = 0, n - 1 do
   local b = 4 + i * STRIDE
   local id, queue, key = ARGV[b], ARGV[b + 2], opt(ARGV[b + 10])
@@ -24,6 +60,15 @@ for i = 0, n - 1 do
     out[#out + 1] = held
   else
     local run_at = ARGV[b + 7] ~= '' and tonumber(ARGV[b + 7]) or now + tonumber(ARGV[b + 6])
+    local turned = false
+    if any_fair and run_at <= now then
+      if ARGV[b + 14] ~= '' then
+        run_at = take_turn(queue, ARGV[b + 4], opt(ARGV[b + 12]) or '', tonumber(ARGV[b + 14]))
+        turned = true
+      elseif heads[queue] and heads[queue][ARGV[b + 4]] then -- a new head for later fair jobs
+        heads[queue][ARGV[b + 4]] = math.min(heads[queue][ARGV[b + 4]], run_at)
+      end
+    end
     local state = run_at > now and 'scheduled' or 'queued'
     local j = jkey(queue, id)
     local fields = {'id', id, 'task', ARGV[b + 1], 'queue', queue, 'state', state,
@@ -54,7 +99,10 @@ for i = 0, n - 1 do
       redis.call('SADD', QUEUES, queue)
       wake(queue) -- for a scheduled job too: sleepers re-read the next due time
     end
-    out[#out + 1] = ''
+    out[#out + 1] = turned and num(run_at) or ''
   end
+end
+for queue, per_queue in pairs(lasts) do
+  for owner, turn in pairs(per_queue) do redis.call('HSET', turnskey(queue), owner, num(turn)) end
 end
 return out

@@ -9,6 +9,19 @@ INSERT INTO offload_jobs (id, task, queue, state, payload, priority, max_attempt
                           lease_s, timeout_s, created_at, key, batch, owner, meta)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
+-- name: fair_head
+-- the run_at of the job a claim would take first at this priority (fair enqueues only)
+SELECT run_at FROM offload_jobs
+WHERE queue = ? AND priority = ? AND state IN ('queued', 'scheduled') AND run_at <= ?
+ORDER BY run_at LIMIT 1
+
+-- name: last_turn
+SELECT turn FROM offload_turns WHERE queue = ? AND owner = ?
+
+-- name: save_turn
+INSERT INTO offload_turns (queue, owner, turn) VALUES (?, ?, ?)
+ON CONFLICT (queue, owner) DO UPDATE SET turn = excluded.turn
+
 -- name: get
 SELECT {cols} FROM offload_jobs WHERE id IN ({marks})
 
@@ -94,6 +107,9 @@ RETURNING id, state
 
 -- name: prune
 DELETE FROM offload_jobs WHERE state IN ({marks}) AND finished_at < ?
+
+-- name: prune_turns
+DELETE FROM offload_turns WHERE turn < ?
 
 -- name: lock
 INSERT INTO offload_locks (name, owner, expires_at) VALUES (?, ?, ?)

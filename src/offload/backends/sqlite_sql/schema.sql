@@ -47,3 +47,10 @@ CREATE TABLE offload_marks (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+
+CREATE TABLE offload_turns (
+    queue TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    turn REAL NOT NULL,
+    PRIMARY KEY (queue, owner)
+) WITHOUT ROWID;
