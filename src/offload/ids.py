@@ -32,7 +32,13 @@ class IdGenerator:
             counter = self._counter
         rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
         value = (now_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-        return str(uuid.UUID(int=value))
+        return _format(value)
+
+
+def _format(value: int) -> str:
+    """``str(uuid.UUID(int=value))`` at a third of the cost: ids are made on every enqueue."""
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def derived_id(time_ms: int, seed: str) -> str:
@@ -42,7 +48,7 @@ def derived_id(time_ms: int, seed: str) -> str:
     counter = digest & 0xFFF
     rand = (digest >> 12) & ((1 << 62) - 1)
     value = (time_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand
-    return str(uuid.UUID(int=value))
+    return _format(value)
 
 
 def id_time_ms(job_id: str) -> int:
