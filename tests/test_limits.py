@@ -7,6 +7,7 @@ the verdict never depends on how fast this machine is.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -15,9 +16,17 @@ from typing import Any
 import pytest
 
 from offload import ConcurrencyLimit, Job, JobState, Offload, RateLimit
-from offload.backends.base import MarkParams
+from offload.backends.base import (
+    BackendError,
+    ClaimParams,
+    EnqueueParams,
+    FinishParams,
+    MarkParams,
+)
 from offload.errors import ConfigurationError
-from offload.limits import META_KEY, gcra, parse_rate
+from offload.limits import META_KEY, Limiter, gcra, keyed_limits, parse_rate
+from offload.records import NewJob
+from offload.worker.runner import Worker
 from worker_helpers import WorkerThread, wait_until
 
 T0 = 1_800_000_000.0
@@ -304,3 +313,59 @@ def test_a_key_function_that_fails_fails_the_job_not_the_worker(store_url: str) 
         assert healthy.result() == "ok"
     finally:
         app.close()
+
+
+def test_a_store_error_while_giving_back_a_slot_keeps_the_outcome() -> None:
+    app = Offload("memory://", default_retries=0)
+    runs: list[int] = []
+    blip = {"on": False}
+
+    @app.task(concurrency=1)
+    async def charge(n: int) -> str:
+        runs.append(n)
+        blip["on"] = True  # the store hiccups just as the run ends
+        return "charged"
+
+    backend = app.backend
+    real_set_mark = backend.set_mark
+
+    async def flaky_set_mark(params: MarkParams) -> bool:
+        if blip["on"]:
+            blip["on"] = False
+            raise BackendError("connection reset")
+        return await real_set_mark(params)
+
+    backend.set_mark = flaky_set_mark  # type: ignore[method-assign]
+    job = charge.enqueue(1)
+    asyncio.run(Worker(app, burst=True, idle_check_s=0.05).run())
+    record = app.job(job.id).record
+    assert (record.state, runs, record.crashes) == (JobState.SUCCEEDED, [1], 0)
+
+
+def test_several_rate_limits_defer_a_job_once_to_the_latest_slot() -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        app = Offload("memory://", clock=clock)
+        backend = app.backend
+        fast, slow = RateLimit("1/s", name="fast"), RateLimit("1/10s", name="slow")
+        limiter = Limiter(backend, clock)
+        await backend.enqueue(EnqueueParams(jobs=[NewJob(id=i, task="t", queue="q", payload=b"[]")
+                                                  for i in ("j0", "j1")]))  # fmt: skip
+        first, second = await backend.claim(
+            ClaimParams(queues=["q"], limit=2, worker="w", lease_s=60)
+        )
+        assert (await limiter.admit(first, keyed_limits([fast, slow], [], {}))).deferral is None
+        held = await limiter.admit(second, keyed_limits([fast, slow], [], {}))
+        assert held.deferral is not None and held.not_before == T0 + 10  # the slower limit's slot
+        assert held.deferral.meta is not None
+        assert held.deferral.meta[META_KEY]["prepaid"] == {
+            "fast": [T0 + 10, 2],
+            "slow": [T0 + 10, 2],
+        }
+        await backend.finish(FinishParams(outcomes=[held.deferral]))
+        clock.advance(10)
+        (again,) = await backend.claim(ClaimParams(queues=["q"], limit=1, worker="w", lease_s=60))
+        # both reservations are honoured at once: no second trip through either limit
+        assert (await limiter.admit(again, keyed_limits([fast, slow], [], {}))).deferral is None
+
+    asyncio.run(scenario())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -173,3 +174,26 @@ def test_a_partial_batch_runs_after_batch_wait_s(store_url: str) -> None:
         assert sum(len(c) for c in calls) == 3
     finally:
         app.close()
+
+
+def test_a_forming_batch_does_not_let_other_jobs_past_the_worker_concurrency() -> None:
+    app = Offload("memory://", default_retries=0)
+    live = {"now": 0, "most": 0}
+
+    @app.task(batch_size=50, batch_wait_s=0.2)
+    async def embed(texts: list[str]) -> list[int]:
+        return [len(t) for t in texts]
+
+    @app.task
+    async def render(n: int) -> None:
+        live["now"] += 1
+        live["most"] = max(live["most"], live["now"])
+        await asyncio.sleep(0.01)
+        live["now"] -= 1
+
+    embed.enqueue("a")
+    jobs = render.enqueue_many(render.s(i) for i in range(30))
+    stats = asyncio.run(Worker(app, concurrency=1, burst=True, idle_check_s=0.05).run())
+    assert live["most"] == 1  # claimed into the batch's room, they queued for the one slot
+    assert all(j.refresh().state is JobState.SUCCEEDED for j in jobs)
+    assert stats.succeeded == 31

@@ -16,6 +16,7 @@ limit is full, so a crash never leaks a slot.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,8 @@ from offload.backends.base import (
 from offload.errors import ConfigurationError
 from offload.records import JobRecord
 from offload.states import JobState
+
+log = logging.getLogger("offload.worker")
 
 #: Where a deferred job keeps why it waits and the rate slots it has reserved.
 META_KEY = "limits"
@@ -180,13 +183,32 @@ class _Bucket(msgspec.Struct):
 
 # -- the store side -----------------------------------------------------------------------
 
+#: A reserved rate slot still counts when its job is claimed up to this late (or one
+#: interval, if longer): over any window W a limit then allows at most
+#: ``rate * (W + PREPAID_GRACE_S) + burst`` starts, and a slightly late claim is not
+#: sent to the back of the line.
+PREPAID_GRACE_S = 0.1
+
 
 @dataclass
 class Admission:
-    """What ``Limiter.admit`` decided: start (and later ``release``), or wait (``deferral``)."""
+    """What ``Limiter.admit`` decided: start (and later ``release``), or wait (``deferral``,
+    with ``not_before``, the app-clock time it waits for)."""
 
     deferral: Outcome | None = None
+    not_before: float | None = None
     held: list[str] = field(default_factory=list)
+
+
+KeyedLimit = tuple[Limit, str]
+
+
+def keyed_limits(
+    limits: Sequence[Limit], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> list[KeyedLimit]:
+    """Each limit with its key for this job; raises what a key function raised (the job's
+    fault, not the store's)."""
+    return [(limit, limit_key(limit, args, kwargs)) for limit in limits]
 
 
 class Limiter:
@@ -194,54 +216,64 @@ class Limiter:
         self.backend = backend
         self.clock = clock
 
-    async def admit(
-        self,
-        job: JobRecord,
-        limits: Sequence[Limit],
-        args: Sequence[Any],
-        kwargs: Mapping[str, Any],
-    ) -> Admission:
-        """Take a concurrency slot in every concurrency limit, then a token from every rate
-        limit; on the first refusal give back what was taken and defer the job."""
+    async def admit(self, job: JobRecord, keyed: Sequence[KeyedLimit]) -> Admission:
+        """Take a slot in every concurrency limit, then a token from every rate limit. A full
+        concurrency limit gives back what was taken and defers the job; rate limits all
+        reserve, and the job waits once, for the latest of its slots."""
         admission = Admission()
-        keys = [(limit, limit_key(limit, args, kwargs)) for limit in limits]
         try:
-            for limit, key in keys:
+            for limit, key in keyed:
                 if isinstance(limit, ConcurrencyLimit):
                     name = f"limit:running:{limit.name}:{key}"
                     if not await self._take_slot(name, job, limit.max_running):
                         await self.release(job, admission)
                         delay_s = limit.retry_s * random.uniform(0.8, 1.2)
-                        admission.deferral = self._defer(job, delay_s, limit, key)
-                        return admission
+                        return self._defer(job, admission, delay_s, _waiting(limit, key), {})
                     admission.held.append(name)
-            for limit, key in keys:
+            waits: list[tuple[float, RateLimit, str]] = []
+            for limit, key in keyed:
                 if isinstance(limit, RateLimit):
                     start_at = await self._take_token(job, limit, key)
                     if start_at is not None:
-                        await self.release(job, admission)
-                        admission.deferral = self._defer(
-                            job, start_at - self.clock(), limit, key, slot=start_at
-                        )
-                        return admission
+                        waits.append((start_at, limit, key))
+            if waits:
+                await self.release(job, admission)
+                start_at, limit, key = max(waits, key=lambda w: w[0])
+                # Every reservation is kept for the one start: a limit whose slot came
+                # earlier is only under-used, never exceeded.
+                prepaid = {
+                    str(lim.name): [start_at, job.delivery + 1]
+                    for lim, _ in keyed
+                    if isinstance(lim, RateLimit)
+                }
+                delay_s = start_at - self.clock()
+                return self._defer(job, admission, delay_s, _waiting(limit, key), prepaid)
         except (BackendError, _Contended) as exc:
             await self.release(job, admission)
             reason = f"the limits could not be checked ({exc}); looking again shortly"
-            admission.deferral = self._note(job, UNSURE_DELAY_S, reason, {})
+            return self._defer(job, admission, UNSURE_DELAY_S, reason, {})
         return admission
 
     async def release(self, job: JobRecord, admission: Admission) -> None:
-        """Give back the concurrency slots an admission took; best effort (a slot whose
-        release is lost is reclaimed once its job is seen not running)."""
+        """Give back the concurrency slots an admission took. Best effort: it never raises,
+        because a slot whose release is lost is reclaimed once its job is seen not running."""
         names, admission.held = admission.held, []
         for name in names:
-            for _ in range(CAS_TRIES):
-                raw, state = await self._read(name, _Holders)
-                if state.holders.get(job.id) != job.delivery:
-                    break
-                del state.holders[job.id]
-                if await self._write(name, raw, state):
-                    break
+            try:
+                await self._give_back(name, job)
+            except (BackendError, _Contended) as exc:
+                log.warning("could not give back %s for job %s (%s); it is reclaimed later",
+                            name, job.id, exc)  # fmt: skip
+
+    async def _give_back(self, name: str, job: JobRecord) -> None:
+        for _ in range(CAS_TRIES):
+            raw, state = await self._read(name, _Holders)
+            if state.holders.get(job.id) != job.delivery:
+                return
+            del state.holders[job.id]
+            if await self._write(name, raw, state):
+                return
+        raise _Contended(name)
 
     # -- concurrency -------------------------------------------------------------------
     async def _take_slot(self, name: str, job: JobRecord, max_running: int) -> bool:
@@ -273,7 +305,8 @@ class Limiter:
         """None when the job may start now; else the start of the slot it has reserved."""
         now = self.clock()
         slot = _prepaid(job, limit)
-        if slot is not None and slot - limit.interval_s <= now <= slot + limit.interval_s:
+        grace_s = max(limit.interval_s, PREPAID_GRACE_S)
+        if slot is not None and slot - limit.interval_s <= now <= slot + grace_s:
             if now < slot:  # the store's clock runs a little ahead of this worker's
                 await asyncio.sleep(slot - now)
             return None  # reserved when it was deferred, and not so late as to bunch up
@@ -301,24 +334,26 @@ class Limiter:
 
     # -- deferral ----------------------------------------------------------------------------
     def _defer(
-        self, job: JobRecord, delay_s: float, limit: Limit, key: str, slot: float | None = None
-    ) -> Outcome:
-        reason = f"waiting for {limit.describe()}" + (f", key {key!r}" if key else "")
-        prepaid = {} if slot is None else {str(limit.name): [slot, job.delivery + 1]}
-        return self._note(job, delay_s, reason, prepaid)
-
-    def _note(
-        self, job: JobRecord, delay_s: float, reason: str, prepaid: dict[str, Any]
-    ) -> Outcome:
+        self,
+        job: JobRecord,
+        admission: Admission,
+        delay_s: float,
+        reason: str,
+        prepaid: dict[str, Any],
+    ) -> Admission:
         meta = dict(job.meta)
         meta[META_KEY] = {"waiting_for": reason, "prepaid": prepaid}
-        return Outcome(
-            id=job.id,
-            delivery=job.delivery,
-            kind=OutcomeKind.DEFER,
-            retry_delay_s=max(0.0, delay_s),
+        delay_s = max(0.0, delay_s)
+        admission.not_before = self.clock() + delay_s
+        admission.deferral = Outcome(
+            id=job.id, delivery=job.delivery, kind=OutcomeKind.DEFER, retry_delay_s=delay_s,
             meta=meta,
-        )
+        )  # fmt: skip
+        return admission
+
+
+def _waiting(limit: Limit, key: str) -> str:
+    return f"waiting for {limit.describe()}" + (f", key {key!r}" if key else "")
 
 
 def _prepaid(job: JobRecord, limit: RateLimit) -> float | None:

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace as replace_struct
 
 from offload.app import Offload
 from offload.backends.base import BackendError, EnqueueParams, Outcome, OutcomeKind
@@ -42,6 +43,8 @@ async def hand_on(app: Offload, job: JobRecord, outcome: Outcome) -> Outcome:
     try:
         successor = next_step(job, outcome.result or b"null")
         if successor is not None:
+            if successor.queue in app.fair_queues:  # the next step takes its owner's turn
+                successor = replace_struct(successor, fair=True)
             await app.backend.enqueue(EnqueueParams(jobs=[successor]))
     except ValueError:
         pass  # stored by an earlier run of this job, whose acknowledgement was lost

@@ -7,6 +7,7 @@ The loop itself only moves jobs; retries, timeouts and leadership live in
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import logging
@@ -18,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from msgspec.structs import replace as replace_struct
+
 from offload.app import Offload
 from offload.backends.base import (
     BackendError,
@@ -26,6 +29,7 @@ from offload.backends.base import (
     HeartbeatParams,
     LeaseRef,
     Outcome,
+    OutcomeKind,
     ProgressParams,
     ProgressUpdate,
     StoreRefused,
@@ -33,7 +37,7 @@ from offload.backends.base import (
 )
 from offload.batches import BatchService
 from offload.context import JobContext
-from offload.limits import Admission, Limiter
+from offload.limits import Admission, Limiter, keyed_limits
 from offload.microbatch import ItemsMismatch, split_results, wrap_call
 from offload.records import ErrorInfo, JobRecord
 from offload.scheduler import CronService
@@ -143,6 +147,11 @@ class Worker:
         self.limiter = Limiter(app.backend, app.now)
         #: When the soonest job a limit deferred is due (app clock): an idle worker wakes then.
         self._deferred_due: list[float] = []  # a heap
+        #: When each deferred job may start (app clock): its delay is counted at the flush.
+        self._defer_not_before: dict[str, float] = {}
+        #: Jobs claimed into a micro-batch's room that found every slot busy: they start,
+        #: in order, as slots free up (leased and heartbeated meanwhile, not yet timed).
+        self._waiting: collections.deque[_Running] = collections.deque()
         self._running: dict[str, _Running] = {}
         self._forming: dict[str, _Forming] = {}
         self._batch_calls: set[asyncio.Task[None]] = set()
@@ -223,9 +232,8 @@ class Worker:
         failures = 0
         empty_checks = 0
         while not self._stopping.is_set():
-            busy = len(self._running) - self._batched_jobs + self._batch_calls_count
             room = sum(f.size - len(f.members) for f in self._forming.values())
-            free = self.concurrency - busy
+            free = self.concurrency - self._busy()
             if free <= 0 and room <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -269,10 +277,34 @@ class Worker:
                         return
                     await self._pause(0.05)
                     continue
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
+                await self._wait_for_slot_or_deferred()
                 continue
             await self._wait_for_work()
+
+    def _busy(self) -> int:
+        """Slots in use: running jobs, plus one per micro-batch forming or running."""
+        idle = self._batched_jobs + len(self._waiting)
+        return len(self._running) - idle + self._batch_calls_count
+
+    def _pop_due_deferred(self) -> bool:
+        """Forget deferrals that are due; True if there were any (time to claim them)."""
+        now = self.app.now()
+        due = False
+        while self._deferred_due and self._deferred_due[0] <= now:
+            heapq.heappop(self._deferred_due)
+            due = True
+        return due
+
+    async def _wait_for_slot_or_deferred(self) -> None:
+        if self._pop_due_deferred():
+            return
+        self._slot_freed.clear()
+        timeout_s = None
+        if self._deferred_due:
+            timeout_s = self._deferred_due[0] - self.app.now() + 0.001
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._slot_freed.wait()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -281,13 +313,10 @@ class Worker:
 
     async def _wait_for_work(self) -> None:
         timeout_s = self.idle_check_s
-        now = self.app.now()
-        if self._deferred_due and self._deferred_due[0] <= now:
-            while self._deferred_due and self._deferred_due[0] <= now:
-                heapq.heappop(self._deferred_due)
+        if self._pop_due_deferred():
             return  # a held-back job is due: claim it rather than sleep
         if self._deferred_due:  # a job a limit held back falls due: be there to start it
-            timeout_s = min(timeout_s, self._deferred_due[0] - now + 0.001)
+            timeout_s = min(timeout_s, self._deferred_due[0] - self.app.now() + 0.001)
         waiter = asyncio.create_task(
             self.app.backend.wait(WaitParams(queues=self.queues, timeout_s=timeout_s))
         )
@@ -309,14 +338,41 @@ class Worker:
 
     # -- one job -------------------------------------------------------------
     def _start(self, job: JobRecord) -> None:
+        stale = self._running.get(job.id)
+        if stale is not None:  # reaped from this very worker and claimed again
+            stale.stop_reason = "lost"
+            stale.cancelled.set()
+            if stale.task is not None:
+                stale.task.cancel()
+        busy = self._busy()
         running = _Running(job=job, cancelled=threading.Event())
         self._running[job.id] = running
         self.stats.started += 1
         task = self.app.tasks.get(job.task)
         if task is not None and task.defaults.batch is not None:
             self._gather(task, running)
-            return
-        running.task = asyncio.create_task(self._execute(running), name=f"offload-job-{job.id}")
+        elif busy >= self.concurrency:
+            self._waiting.append(running)
+        else:
+            self._launch(running)
+
+    def _launch(self, running: _Running) -> None:
+        name = f"offload-job-{running.job.id}"
+        running.task = asyncio.create_task(self._execute(running), name=name)
+
+    def _forget(self, running: _Running) -> None:
+        """Drop a job from the running set (unless a newer claim of it replaced it) and
+        start any job waiting for the slot it leaves."""
+        if self._running.get(running.job.id) is running:
+            del self._running[running.job.id]
+        while self._waiting and self._busy() < self.concurrency and not self._stopping.is_set():
+            waiting = self._waiting.popleft()
+            if waiting.stop_reason == "lost":  # cancelled or reaped while it waited
+                self._forget(waiting)
+                self.stats.lost += 1
+                continue
+            self._launch(waiting)
+        self._slot_freed.set()
 
     async def _execute(self, running: _Running) -> None:
         job = running.job
@@ -330,8 +386,7 @@ class Worker:
             if running.stop_reason is None:
                 raise
         finally:
-            del self._running[job.id]
-            self._slot_freed.set()
+            self._forget(running)
         self._remember(job, outcome)
 
     def _remember(self, job: JobRecord, outcome: Outcome | None) -> None:
@@ -403,11 +458,10 @@ class Worker:
                         outcomes.released(running.job) if shutdown else None
                     )
         finally:
-            for running in members:
-                del self._running[running.job.id]
             self._batched_jobs -= len(members)
             self._batch_calls_count -= 1
-            self._slot_freed.set()
+            for running in members:
+                self._forget(running)
         for running in members:
             self._remember(running.job, outcomes_by_id.get(running.job.id))
 
@@ -515,21 +569,21 @@ class Worker:
         admission: Admission | None = None
         if task.defaults.limits:
             try:
-                admission = await self.limiter.admit(job, task.defaults.limits, args, kwargs)
+                keyed = keyed_limits(task.defaults.limits, args, kwargs)
             except Exception as exc:  # a key function that raised: the job's fault
                 failure = outcomes.describe_failure(exc, task.defaults.retry_on)
                 return outcomes.failed(job, failure, task.defaults.backoff)
+            admission = await self.limiter.admit(job, keyed)
             if admission.deferral is not None:
-                self._note_deferral(admission.deferral)
+                assert admission.not_before is not None
+                self._defer_not_before[job.id] = admission.not_before
+                heapq.heappush(self._deferred_due, admission.not_before)
                 return admission.deferral
         try:
             return await self._call(running, task, args, kwargs)
         finally:
             if admission is not None and admission.held:
                 await self.limiter.release(job, admission)
-
-    def _note_deferral(self, deferral: Outcome) -> None:
-        heapq.heappush(self._deferred_due, self.app.now() + deferral.retry_delay_s)
 
     async def _call(
         self,
@@ -615,7 +669,8 @@ class Worker:
             return True
         batch = list(self._unacked.values())
         try:
-            result = await self.app.backend.finish(FinishParams(outcomes=batch))
+            sent = [self._as_sent(outcome) for outcome in batch]
+            result = await self.app.backend.finish(FinishParams(outcomes=sent))
         except BackendError as exc:
             log.error("cannot record %d outcome(s) (%s); will retry", len(batch), exc)
             await self._pause(0.5)
@@ -624,6 +679,7 @@ class Worker:
         for outcome in batch:
             if self._unacked.get(outcome.id) is outcome:
                 del self._unacked[outcome.id]
+                self._defer_not_before.pop(outcome.id, None)
                 self._unacked_jobs.pop(outcome.id, None)
         self._flushes += 1
         self._slot_freed.set()  # a burst worker re-checks for work once outcomes are stored
@@ -635,6 +691,13 @@ class Worker:
                 len(result.rejected),
             )
         return True
+
+    def _as_sent(self, outcome: Outcome) -> Outcome:
+        """A deferral waits until its moment, not its delay counted from the flush."""
+        not_before = self._defer_not_before.get(outcome.id)
+        if outcome.kind is not OutcomeKind.DEFER or not_before is None:
+            return outcome
+        return replace_struct(outcome, retry_delay_s=max(0.0, not_before - self.app.now()))
 
     async def _flush_all(self) -> None:
         deadline = time.monotonic() + max(self.grace_s, 5.0)
@@ -700,6 +763,10 @@ class Worker:
     # -- shutdown ------------------------------------------------------------
     async def _drain_running(self) -> None:
         self._dispatch_all()  # a forming micro-batch runs now rather than waiting to fill
+        while self._waiting:  # claimed but never started: hand them straight back
+            waiting = self._waiting.popleft()
+            self._forget(waiting)
+            self._remember(waiting.job, outcomes.released(waiting.job))
         tasks = [r.task for r in self._running.values() if r.task is not None]
         tasks += list(self._batch_calls)
         if tasks:
