@@ -164,14 +164,16 @@ class BatchService:
     def __init__(self) -> None:
         self.completed = 0
 
-    async def tick(self, backend: Backend, now_s: float) -> None:
+    async def tick(self, backend: Backend, now_s: float) -> float | None:
+        """Complete the batches whose members all ended; returns 0 (tick again soon) while
+        some batch is still open, None when none is."""
         marks = await backend.get_marks(MarkNamesParams(names=[OPEN_BATCHES]))
         raw = marks.get(OPEN_BATCHES)
         if raw is None:
-            return
+            return None
         open_ids: list[str] = msgspec.json.decode(raw)
         if not open_ids:
-            return
+            return None
         specs = await backend.get_marks(MarkNamesParams(names=[batch_mark(i) for i in open_ids]))
         closed: list[str] = []
         for batch_id in open_ids:
@@ -192,6 +194,7 @@ class BatchService:
             self.completed += 1
         if closed:
             await self._close(backend, closed)
+        return None if len(closed) == len(open_ids) else 0.0
 
     async def _close(self, backend: Backend, closed: list[str]) -> None:
         for _ in range(100):

@@ -148,9 +148,10 @@ class CronService:
         self.schedules = list(schedules)
         self.enqueued = 0
 
-    async def tick(self, backend: Backend, now_s: float) -> None:
+    async def tick(self, backend: Backend, now_s: float) -> float | None:
+        """Enqueue the runs that fell due; returns the seconds until the next one."""
         if not self.schedules:
-            return
+            return None
         marks = await backend.get_marks(MarkNamesParams(names=[s.mark for s in self.schedules]))
         for schedule in self.schedules:
             last = marks.get(schedule.mark)
@@ -158,6 +159,8 @@ class CronService:
                 await backend.set_mark(MarkParams(name=schedule.mark, value=repr(now_s)))
                 continue
             await self._advance(backend, schedule, float(last), last, now_s)
+        upcoming = [t for s in self.schedules if (t := s.next_due(now_s)) is not None]
+        return max(0.0, min(upcoming) - now_s) if upcoming else None
 
     async def _advance(
         self, backend: Backend, schedule: Schedule, last_s: float, last: str, now_s: float

@@ -23,7 +23,10 @@ LOCK_NAME = "offload.maintenance"
 class LeaderService(Protocol):
     """A small unit that only the leader runs, once per maintenance tick."""
 
-    async def tick(self, backend: Backend, now_s: float) -> None: ...
+    async def tick(self, backend: Backend, now_s: float) -> float | None:
+        """Do what is due; return how soon (seconds) the service needs the next tick, or
+        None when nothing is pending (an idle leader then ticks less often)."""
+        ...
 
 
 class Maintenance:
@@ -35,11 +38,16 @@ class Maintenance:
         max_crashes: int,
         retention_s: float,
         interval_s: float = 1.0,
+        idle_interval_s: float | None = None,
         prune_every_s: float = 60.0,
         services: Sequence[LeaderService] = (),
     ) -> None:
         self._backend = backend
-        self._lock = LockParams(name=LOCK_NAME, owner=owner, ttl_s=max(5.0, 5 * interval_s))
+        # With nothing to do the leader backs off to idle_interval_s, so an idle cluster
+        # costs the store a few round trips every few seconds; the lock outlives 3 pauses.
+        self._idle_interval_s = max(interval_s, idle_interval_s or interval_s)
+        ttl_s = max(5.0, 5 * interval_s, 3 * self._idle_interval_s)
+        self._lock = LockParams(name=LOCK_NAME, owner=owner, ttl_s=ttl_s)
         self._max_crashes = max_crashes
         self._retention_s = retention_s
         self._interval_s = interval_s
@@ -48,11 +56,14 @@ class Maintenance:
         self._services = list(services)
         self.is_leader = False
         self.reaped = 0
+        self._pause_s = interval_s
 
-    async def run_once(self) -> None:
+    async def run_once(self) -> float | None:
+        """One round of upkeep; returns how soon it is needed again (None: idle)."""
         self.is_leader = await self._backend.lock(self._lock)
         if not self.is_leader:
-            return
+            return None
+        soon: float | None = None
         reaped = await self._backend.reap_expired(ReapParams(max_crashes=self._max_crashes))
         if reaped:
             self.reaped += len(reaped)
@@ -62,7 +73,9 @@ class Maintenance:
                 "after %d crashes)",
                 len(reaped), dead, self._max_crashes,
             )  # fmt: skip
-        await self._backend.promote_due()
+            soon = self._interval_s
+        if await self._backend.promote_due():
+            soon = self._interval_s
         now = await self._backend.now()
         if now >= self._next_prune:
             self._next_prune = now + self._prune_every_s
@@ -70,18 +83,31 @@ class Maintenance:
             if pruned:
                 log.info("pruned %d finished job(s) older than the retention period", pruned)
         for service in self._services:
-            await service.tick(self._backend, now)
+            wanted = await service.tick(self._backend, now)
+            if wanted is not None:
+                soon = wanted if soon is None else min(soon, wanted)
+        return soon
+
+    def _next_pause(self, soon: float | None) -> float:
+        if not self.is_leader:  # followers only need to notice a dead leader
+            return min(self._interval_s * 3, self._idle_interval_s)
+        if soon is not None and soon <= self._interval_s:
+            self._pause_s = self._interval_s  # busy: keep the short beat
+        else:
+            self._pause_s = min(self._pause_s * 2, self._idle_interval_s)
+        pause_s = self._pause_s if soon is None else min(self._pause_s, soon)
+        return max(pause_s, self._interval_s)
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
+            soon: float | None = self._interval_s
             try:
-                await self.run_once()
+                soon = await self.run_once()
             except BackendError as exc:
                 log.error("maintenance skipped: %s; retrying", exc)
             except Exception:
                 log.exception("maintenance failed; retrying")
-            # Followers check less often: they only need to notice a dead leader.
-            pause_s = self._interval_s if self.is_leader else self._interval_s * 3
+            pause_s = self._next_pause(soon)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause_s):
                     await stopping.wait()

@@ -139,6 +139,8 @@ class Worker:
             max_crashes=app.max_crashes,
             retention_s=app.retention_s,
             interval_s=maintenance_interval_s,
+            # Leases are only reaped at their own pace: an idle leader may tick that slowly.
+            idle_interval_s=min(5.0, app.lease_s / 2),
             services=[
                 BatchService(),
                 *([CronService(list(app.schedules.values()))] if app.schedules else []),
