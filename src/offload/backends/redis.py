@@ -282,15 +282,25 @@ def plan_records(script: str, ids: Sequence[str]) -> Plan[list[JobRecord]]:
     return _records((yield Script(script, list(ids))))
 
 
+#: What an empty claim says about its queues: (now, the next scheduled due time or None).
+IdleHint = tuple[float, float | None]
+
+
 def plan_claim(params: ClaimParams) -> Plan[list[JobRecord]]:
+    return (yield from plan_claim_with_hint(params))[0]
+
+
+def plan_claim_with_hint(params: ClaimParams) -> Plan[tuple[list[JobRecord], IdleHint | None]]:
     if params.limit <= 0 or not params.queues:
-        return []
+        return [], None
     reply = yield Script(
         "claim", [params.worker, _num(params.lease_s), params.limit, *params.queues]
     )
+    if reply and reply[0] == b"idle":
+        return [], (float(reply[1]), float(reply[2]) if reply[2] else None)
     jobs = _records(reply)
     jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
-    return jobs
+    return jobs, None
 
 
 def plan_heartbeat(params: HeartbeatParams) -> Plan[HeartbeatResult]:
@@ -615,6 +625,7 @@ class RedisBackend(_Runner):
         self._sync = RedisSync(config, scripts, clock)
         self._client: redis.asyncio.Redis | None = None
         self._waiter: redis.asyncio.Redis | None = None
+        self._idle_hint: tuple[tuple[str, ...], IdleHint] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
         self._outage = False
@@ -682,7 +693,9 @@ class RedisBackend(_Runner):
         return await self.run(plan_enqueue(params))
 
     async def claim(self, params: ClaimParams) -> list[JobRecord]:
-        return await self.run(plan_claim(params))
+        jobs, hint = await self.run(plan_claim_with_hint(params))
+        self._idle_hint = None if hint is None else (tuple(params.queues), hint)
+        return jobs
 
     async def heartbeat(self, params: HeartbeatParams) -> HeartbeatResult:
         return await self.run(plan_heartbeat(params))
@@ -747,7 +760,13 @@ class RedisBackend(_Runner):
         if not queues:
             await asyncio.sleep(max(params.timeout_s, 0.0))
             return
-        now, ready, next_at = await self.run(plan_peek(queues))
+        hint, self._idle_hint = self._idle_hint, None
+        if hint is not None and hint[0] == tuple(queues):
+            # The claim just before found nothing and said when the next job falls due; a
+            # job stored since then pushes a wake-up token, so the BLPOP below sees it.
+            (now, next_at), ready = hint[1], False
+        else:
+            now, ready, next_at = await self.run(plan_peek(queues))
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             # redis-py can finish a command whose task was cancelled meanwhile and drop the

@@ -50,4 +50,16 @@ for q = 6, #ARGV do -- work left behind: wake another sleeper (a chain, one toke
   local queue = ARGV[q]
   if redis.call('ZCARD', qkey(queue, 'queued')) > 0 then wake(queue) end
 end
+if #out == 0 then
+  -- Nothing to lease: say when the next scheduled job falls due, so that the worker can
+  -- go straight to sleep without asking first (an idle cycle is two round trips, not three).
+  local next_at = nil
+  for q = 6, #ARGV do
+    local head = redis.call('ZRANGE', qkey(ARGV[q], 'scheduled'), 0, 0, 'WITHSCORES')
+    if #head > 0 and (next_at == nil or tonumber(head[2]) < next_at) then
+      next_at = tonumber(head[2])
+    end
+  end
+  return {'idle', num(now), next_at and num(next_at) or ''}
+end
 return out
