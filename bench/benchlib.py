@@ -1,9 +1,11 @@
 """What the PostgreSQL and Redis benchmarks share, so that both measure and report alike.
 
-Worker processes (started, watched, stopped), CPU read from /proc, the
-exactly-once check over ``jobsink`` records, percentiles, and the table of
-medians, ranges and "offload vs best peer" ratios. Each benchmark keeps only
-what depends on its store (clients, "done" queries, the server's CPU).
+Worker processes (started, watched, stopped), CPU, wake-ups and memory read
+from /proc, the idle workload's settling and window, the mixed workload's
+rate, the exactly-once check over ``jobsink`` records, percentiles, and the
+table of medians, ranges and "offload vs best peer" ratios. Each benchmark
+keeps only what depends on its store (clients, "done" queries, the server's
+CPU, its counters of requests).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WARMUP_SEQ = 9_000_000_000  # warm-up jobs' sequence numbers start here; never counted
+#: How long each job of the mixed workload sleeps (the apps' ``sleepy`` tasks), in seconds.
+SLEEPY_S = 0.01
 LIVE_WORKERS: set[subprocess.Popen[bytes]] = set()
 
 
@@ -83,6 +87,73 @@ def tree_cpu_s(pids: Iterable[int]) -> float:
     once, whether it lived through the window, was forked in it or died in it.
     """
     return process_cpu_s(descendants(pids))
+
+
+def tree_runtime_s(pids: Iterable[int]) -> float | None:
+    """CPU seconds the live threads of these process trees have run, to the nanosecond.
+
+    From ``/proc/<pid>/task/*/schedstat`` (the scheduler's own account), where
+    ``tree_cpu_s`` samples at clock ticks of 10 ms: a process that wakes for
+    half a millisecond now and then is charged a whole tick or nothing, which
+    over an idle window is mostly noise. Threads and processes that exit are
+    no longer counted, so this suits idle workers, not busy ones. None where
+    the kernel has no schedstat.
+    """
+    total_ns = 0
+    for pid in descendants(pids):
+        with contextlib.suppress(OSError):
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with (
+                    contextlib.suppress(OSError, ValueError, IndexError),
+                    open(f"{task.path}/schedstat") as handle,
+                ):
+                    total_ns += int(handle.read().split()[0])
+    if total_ns == 0 and not os.path.exists("/proc/self/schedstat"):
+        return None
+    return total_ns / 1e9
+
+
+_SWITCHES = ("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")
+
+
+def tree_switches(pids: Iterable[int]) -> int:
+    """Context switches, voluntary and involuntary, of every thread of these process trees.
+
+    Each one is a wake-up: a thread that blocked (voluntary) or was preempted
+    (involuntary) and later ran again. ``/proc/<pid>/status`` counts one
+    thread, so this sums ``/proc/<pid>/task/*/status`` over every thread of
+    every live process; a thread or process that has exited no longer counts.
+    """
+    total = 0
+    for pid in descendants(pids):
+        with contextlib.suppress(OSError):
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError), open(f"{task.path}/status") as handle:
+                    for line in handle:
+                        if line.startswith(_SWITCHES):
+                            total += int(line.split()[1])
+    return total
+
+
+def tree_memory_mb(pids: Iterable[int]) -> tuple[float, float]:
+    """(RSS, PSS) in MB, summed over these process trees.
+
+    RSS counts a page shared by forked processes (a prefork pool's children)
+    once per process; PSS splits it among them, so it sums to what the tree
+    really holds.
+    """
+    rss_kb = pss_kb = 0
+    for pid in descendants(pids):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{pid}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        rss_kb += int(line.split()[1])
+            with open(f"/proc/{pid}/smaps_rollup") as handle:
+                for line in handle:
+                    if line.startswith("Pss:"):
+                        pss_kb += int(line.split()[1])
+    return rss_kb / 1024, pss_kb / 1024
 
 
 # -- worker processes -------------------------------------------------------------
@@ -210,6 +281,93 @@ async def wait_for(
         await asyncio.sleep(max(poll_s, 5 * took))
 
 
+# -- idle workers -----------------------------------------------------------------
+
+
+async def settle(workers: Workers, min_s: float, max_s: float, processes: int = 2) -> float:
+    """Let freshly started workers finish starting: at least ``min_s``, then until quiet.
+
+    Quiet means the worker process trees used under 5% of a core per worker
+    process over the last quarter second (start-up, imports and connecting,
+    takes far more); after ``max_s`` in all the workers count as settled
+    anyway (a library that is never that quiet when idle). Returns the seconds
+    waited.
+    """
+    step_s = 0.25
+
+    def cpu_s() -> float:
+        exact = tree_runtime_s(workers.pids)
+        return tree_cpu_s(workers.pids) if exact is None else exact
+
+    started = time.perf_counter()
+    await asyncio.sleep(min_s)
+    workers.check_alive()
+    cpu = cpu_s()
+    while time.perf_counter() - started < max_s:
+        await asyncio.sleep(step_s)
+        workers.check_alive()
+        now = cpu_s()
+        if now - cpu <= 0.05 * step_s * processes:
+            break
+        cpu = now
+    return time.perf_counter() - started
+
+
+async def idle_window(
+    workers: Workers,
+    window_s: float,
+    counters: Callable[[], dict[str, float]],
+    processes: int = 2,
+) -> dict[str, float]:
+    """What idle workers cost over ``window_s``: CPU, wake-ups, the store's counters, memory.
+
+    CPU is the scheduler's exact run time of the trees' threads
+    (``tree_runtime_s``; clock ticks where the kernel lacks it), wake-ups
+    their context switches (``tree_switches``).
+
+    ``counters`` reads the store's cumulative counts of the workers' requests
+    (Redis: commands and socket reads; PostgreSQL: transactions), excluding the
+    reading itself. Rates are per worker process (the tree's total divided by
+    ``processes``: supervisors such as Celery's parent count towards their 2
+    job-running children) and per second; RSS and PSS are per worker process
+    at the window's end. The raw totals are returned as well.
+    """
+    workers.check_alive()
+    before = counters()
+    ticks_before = tree_cpu_s(workers.pids)
+    runtime_before = tree_runtime_s(workers.pids)
+    switches_before = tree_switches(workers.pids)
+    started = time.perf_counter()
+    await asyncio.sleep(window_s)
+    ticks = tree_cpu_s(workers.pids) - ticks_before
+    runtime_after = tree_runtime_s(workers.pids)
+    switches = tree_switches(workers.pids) - switches_before
+    elapsed = time.perf_counter() - started
+    after = counters()
+    if runtime_before is None or runtime_after is None:
+        cpu = ticks
+    else:
+        cpu = runtime_after - runtime_before
+    workers.check_alive()
+    rss_mb, pss_mb = tree_memory_mb(workers.pids)
+    per = elapsed * processes
+    out = {
+        "idle_window_s": elapsed,
+        "idle_cpu_s": cpu,
+        "idle_cpu_s_ticks": ticks,  # the same from /proc/<pid>/stat, in 10 ms ticks
+        "idle_wakeups": float(switches),
+        "idle_cpu_pct": 100 * cpu / per,
+        "idle_wakeups_per_s": switches / per,
+        "idle_rss_mb": rss_mb / processes,
+        "idle_pss_mb": pss_mb / processes,
+    }
+    for key, value in after.items():
+        delta = value - before.get(key, 0.0)
+        out[f"idle_{key}"] = delta
+        out[f"idle_{key}_per_s"] = delta / per
+    return out
+
+
 # -- checks and statistics --------------------------------------------------------
 
 
@@ -228,6 +386,17 @@ def check_once(name: str, records: list[tuple[int, float]], n: int, what: str) -
             f"{name} {what}: {runs} runs of {runs - duplicates} distinct jobs "
             f"({duplicates} duplicate runs, {missing} never ran)"
         )
+
+
+def mixed_rate(records: list[tuple[int, float]], n: int) -> float:
+    """Jobs/s of a mixed run: n over first job start to last job end.
+
+    A ``sleepy`` job records when it ends, after its sleep, so the first
+    start is the first record less ``SLEEPY_S``; the worker processes'
+    start-up is left out, as in the drain's "first start -> last start".
+    """
+    ends = [t for s, t in records if s < WARMUP_SEQ]
+    return n / (max(ends) - min(ends) + SLEEPY_S)
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -278,6 +447,29 @@ def advantage(summaries: dict[str, dict[str, Any] | None], higher_better: bool) 
     return float(min(peers) / divisor)
 
 
+#: Metrics (by prefix) whose 0 is a measurement rather than a reading too coarse to show
+#: anything: the idle workload's CPU is the scheduler's exact count, its wake-ups and round
+#: trips are counts. For these a peer at 0 makes "offload vs best peer" 0.00x, not n/a.
+MEASURED_ZERO_PREFIXES = ("idle_",)
+
+
+def measured_advantage(
+    summaries: dict[str, dict[str, Any] | None], higher_better: bool
+) -> float | None:
+    """As ``advantage``, for figures whose 0 is real: 0 against 0 is even (1.0), a best
+    peer at 0 against offload above it is 0.0, offload alone at 0 has no finite ratio."""
+    ours = summaries.get("offload")
+    peers = [s["median"] for name, s in summaries.items() if name != "offload" and s]
+    if not ours or not peers:
+        return None
+    mine = float(ours["median"])
+    best = float(max(peers) if higher_better else min(peers))
+    numerator, divisor = (mine, best) if higher_better else (best, mine)
+    if divisor <= 0:
+        return 1.0 if numerator <= 0 else None
+    return numerator / divisor
+
+
 def table(results: dict[str, dict[str, dict[str, Any]]], names: list[str], rows: list[Row]) -> str:
     """A Markdown table: a row per metric anyone has, a column per library, then the ratio."""
     header = ["workload", *names, "offload vs best peer"]
@@ -286,7 +478,10 @@ def table(results: dict[str, dict[str, dict[str, Any]]], names: list[str], rows:
         summaries = {name: results.get(name, {}).get(metric) for name in names}
         if all(s is None for s in summaries.values()):
             continue
-        ratio = advantage(summaries, higher)
+        if metric.startswith(MEASURED_ZERO_PREFIXES):
+            ratio = measured_advantage(summaries, higher)
+        else:
+            ratio = advantage(summaries, higher)
         lines.append(
             [
                 label,

@@ -2,11 +2,13 @@
 
 Run it with ``bench/run_redis.sh`` (which makes ``bench/.venv-peers-redis`` with
 every library in one interpreter, then runs this file); ``--smoke`` is the
-quick variant, under a minute (300 jobs, one repeat, 50 latency jobs, workers
-given 1 s to idle and killed once measured). Options: ``--jobs N`` (default
-20000), ``--repeat R`` (3), ``--concurrency C`` per worker process (50),
-``--latency-jobs M`` (500; smoke 50), ``--libs offload,celery,...``,
-``--cap LIB=N`` (jobs per workload for a library too slow for N; see RQ).
+quick variant, about a minute (300 jobs, RQ 100, one repeat, 50 latency jobs,
+a 3 s idle window, new workers given 0.5 s to settle, and workers killed once
+measured). Options: ``--jobs N`` (default 20000), ``--repeat R`` (3),
+``--concurrency C`` per worker process (50), ``--latency-jobs M`` (500; smoke
+50), ``--idle-s S`` (the idle window: 60; smoke 3; 0 leaves it out),
+``--mixed-jobs K`` (N/10), ``--libs offload,celery,...``, ``--cap LIB=N``
+(jobs per workload for a library too slow for N; see RQ).
 The method is the PostgreSQL benchmark's (``pg_bench.py``), with the shared
 parts in ``benchlib.py``.
 
@@ -38,18 +40,22 @@ Setup
     50, and Dramatiq no slower with 50 than with its default 8). Celery's
     prefork pool and RQ run one job per process by design. The task is an
     ``async def`` no-op taking one int where the library runs coroutines
-    (offload, arq, SAQ, TaskIQ) and a ``def`` no-op elsewhere.
+    (offload, arq, SAQ, TaskIQ) and a ``def`` no-op elsewhere; the mixed
+    workload's ``sleepy`` task awaits ``asyncio.sleep(0.01)`` or calls
+    ``time.sleep(0.01)`` alike.
 
     RQ: its default ``Worker`` forks a new process for every job (its
     documented model: a job cannot leak state into the next), about 14 ms of
     CPU per job here. That is the configuration measured (not ``SimpleWorker``);
     ``DEFAULT_CAPS`` gives it 5,000 jobs per workload in full runs so that its
-    drain stays near a minute, and the output says so.
+    drain stays near a minute (``SMOKE_CAPS``: 100 in smoke runs), and the
+    output says so.
 
     Idle workers: offload, Celery, RQ, Huey, SAQ and TaskIQ wait on a blocking
     Redis call; arq polls its queue every 0.5 s (``poll_delay``) and Dramatiq's
     consumer polls with a growing back-off when its queue is empty, both by
-    default, which shows in their latency.
+    default, which shows in their latency. What waiting costs is the idle
+    workload's.
 
 How "done" is counted (the same for all)
     Each job's first statement is ``jobsink.record(seq)``: one unbuffered
@@ -87,11 +93,37 @@ Workloads (each repeated ``R`` times; medians and ranges are reported)
         settled in Redis. Also reported: first job start to last job start (the
         steady rate, without start-up).
     latency
-        Idle workers (started, given 2 s and 5 warm-up jobs), then one client
-        enqueues one job every 10 ms for M jobs (async API where the library
-        has one, else sync). For each job: its start time in the worker minus
-        ``time.time()`` taken right before the client's enqueue call; p50, p95,
-        p99 in ms.
+        Idle workers (those of the idle workload, after its window; then 5
+        warm-up jobs), then one client enqueues one job every 10 ms for M
+        jobs (async API where the library has one, else sync). For each job:
+        its start time in the worker minus ``time.time()`` taken right before
+        the client's enqueue call; p50, p95, p99 in ms.
+    idle
+        The latency workload's workers, measured before its client connects:
+        2 worker processes started with nothing queued, given 2 s to settle
+        (smoke 0.5 s) and then until their trees use under 5% of a core per
+        worker process (start-up done; 15 s at most), then a window of S
+        seconds (``--idle-s``: 60; smoke 3) in which nothing else talks to
+        Redis. Over the window, per worker process (each tree's total divided
+        by 2, so Celery's, Dramatiq's and TaskIQ's supervisors count in):
+        CPU as % of a core (the scheduler's exact run time of every thread,
+        from ``/proc/<pid>/task/*/schedstat``), wake-ups/s (voluntary and
+        involuntary context switches of every thread), Redis round trips/s
+        (``total_reads_processed``: one per request, a pipeline or a script
+        call counting one) and commands/s (``total_commands_processed``: the
+        commands inside scripts and ``MULTI`` too), less the benchmark's own
+        ``INFO``; and RSS at the window's end. The JSON adds PSS (forked
+        children's shared pages split among them), redis-server's CPU and the
+        rate of each command the workers sent.
+    mixed
+        N/10 jobs (``--mixed-jobs``; RQ's cap applies first) of the ``sleepy``
+        task, each sleeping 10 ms, queued (bulk API where there is one),
+        then 2 freshly started worker processes drain them: jobs/s from the
+        first job's start to the last one's end (a ``sleepy`` job records
+        when it ends; worker start-up is left out). This shows how many jobs
+        run at once: 2 processes with C async slots or threads each, against
+        Celery's 2 prefork children and RQ's one forked job per worker at a
+        time. Every job must have run (duplicates counted, as in the drain).
 
 CPU per job
     Read from /proc, so time lost to other programs on the machine does not
@@ -104,8 +136,11 @@ CPU per job
 Output
     One table: a row per workload, a column per library, and "offload vs best
     peer" where > 1 always means offload is better (jobs/s: offload / best;
-    ms and CPU: best / offload). Full runs write ``bench/results/redis-<date>.json``;
-    smoke runs write to a temporary file unless ``--out`` is given.
+    ms, CPU, idle costs and memory: best / offload; "n/a" where offload's or a
+    peer's figure is 0, as CPU read in 10 ms ticks can be in a smoke run,
+    except in the idle rows, where 0 is measured: a peer at 0 makes 0.00x). Full runs write
+    ``bench/results/redis-<date>.json``; smoke runs write to a temporary file
+    unless ``--out`` is given.
 """
 
 from __future__ import annotations
@@ -132,16 +167,20 @@ import jobsink
 import redis
 from benchlib import (
     BENCH,
+    SLEEPY_S,
     WARMUP_SEQ,
     Row,
     Workers,
     chunks,
     git_state,
+    idle_window,
     kill_all_workers,
     log,
+    mixed_rate,
     percentile,
     process_cpu_s,
     run_counts,
+    settle,
     summarize,
     table,
     tail,
@@ -161,6 +200,8 @@ CELERY_AS_ROOT = (
 )
 #: Jobs per workload for libraries whose drain of 20,000 would take many minutes (full runs).
 DEFAULT_CAPS = {"rq": 5_000}
+#: The same for smoke runs, which must stay near a minute: RQ's drain of 300 takes 6 s.
+SMOKE_CAPS = {"rq": 100}
 
 
 # -- the server -------------------------------------------------------------------
@@ -255,16 +296,37 @@ class Library:
     def after_flush(self) -> None:
         """Put back what the library expects to find once the database is empty."""
 
-    def sync_client(self) -> contextlib.AbstractContextManager[Callable[[int], Any]]:
+    # Each client enqueues the task named ``task``: "noop", or "sleepy" for the mixed workload.
+
+    def sync_client(
+        self, task: str = "noop"
+    ) -> contextlib.AbstractContextManager[Callable[[int], Any]]:
         raise NotImplementedError
 
-    def bulk_client(self) -> contextlib.AbstractContextManager[Callable[[list[int]], Any]]:
+    def bulk_client(
+        self, task: str = "noop"
+    ) -> contextlib.AbstractContextManager[Callable[[list[int]], Any]]:
         raise NotImplementedError
 
     def async_client(
-        self,
+        self, task: str = "noop"
     ) -> contextlib.AbstractAsyncContextManager[Callable[[int], Awaitable[Any]]]:
         raise NotImplementedError
+
+    async def prequeue(self, n: int, task: str) -> None:
+        """Enqueue jobs 0..n-1 of ``task`` by the fastest API the library has (untimed)."""
+        if self.has_bulk:
+            with self.bulk_client(task) as enqueue_many:
+                for seqs in chunks(n, 1000):
+                    enqueue_many(seqs)
+        elif self.has_sync:
+            with self.sync_client(task) as enqueue:
+                for i in range(n):
+                    enqueue(i)
+        else:
+            async with self.async_client(task) as enqueue_async:
+                for i in range(n):
+                    await enqueue_async(i)
 
     @contextlib.asynccontextmanager
     async def latency_client(self) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
@@ -308,7 +370,7 @@ class OffloadLib(Library):
         import offload_app
 
         self.app = offload_app.app
-        self.task = offload_app.noop
+        self.tasks = {"noop": offload_app.noop, "sleepy": offload_app.sleepy}
 
     def after_flush(self) -> None:
         self.app.backend.blocking.migrate()  # what offload's first use does on an empty store
@@ -327,20 +389,22 @@ class OffloadLib(Library):
         return self._counts().get("succeeded", 0) >= n
 
     @contextlib.contextmanager
-    def sync_client(self) -> Iterator[Callable[[int], Any]]:
+    def sync_client(self, task: str = "noop") -> Iterator[Callable[[int], Any]]:
         self.app.backend.blocking.now()  # connected and warm before the clock starts
-        yield self.task.enqueue
+        yield self.tasks[task].enqueue
 
     @contextlib.contextmanager
-    def bulk_client(self) -> Iterator[Callable[[list[int]], Any]]:
+    def bulk_client(self, task: str = "noop") -> Iterator[Callable[[list[int]], Any]]:
         self.app.backend.blocking.now()
-        task = self.task
-        yield lambda seqs: task.enqueue_many([task.s(i) for i in seqs])
+        chosen = self.tasks[task]
+        yield lambda seqs: chosen.enqueue_many([chosen.s(i) for i in seqs])
 
     @contextlib.asynccontextmanager
-    async def async_client(self) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
+    async def async_client(
+        self, task: str = "noop"
+    ) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
         await self.app.backend.now()
-        yield self.task.enqueue_async
+        yield self.tasks[task].enqueue_async
 
     def worker_argvs(self, concurrency: int) -> list[list[str]]:
         argv = [sys.executable, "-m", "offload", "worker", "offload_app:app",
@@ -360,7 +424,7 @@ class CeleryLib(Library):
         from peers import celery_app
 
         self.app = celery_app.app
-        self.task = celery_app.noop
+        self.tasks = {"noop": celery_app.noop, "sleepy": celery_app.sleepy}
 
     def after_flush(self) -> None:
         # kombu routes a message through a binding key that the queue's declaration
@@ -376,8 +440,8 @@ class CeleryLib(Library):
         return self.count("LLEN", "celery") == 0 and self.count("HLEN", "unacked") == 0
 
     @contextlib.contextmanager
-    def sync_client(self) -> Iterator[Callable[[int], Any]]:
-        yield self.task.delay
+    def sync_client(self, task: str = "noop") -> Iterator[Callable[[int], Any]]:
+        yield self.tasks[task].delay
 
     def worker_argvs(self, concurrency: int) -> list[list[str]]:
         # --quiet only leaves out the start-up banner, which is printed at any log level
@@ -401,7 +465,7 @@ class RqLib(Library):
         from peers import rq_app
         from rq import Queue
 
-        self.func = rq_app.noop
+        self.funcs = {"noop": rq_app.noop, "sleepy": rq_app.sleepy}
         self.queue = Queue(connection=redis.Redis.from_url(url))
 
     def queued(self) -> int:
@@ -415,15 +479,15 @@ class RqLib(Library):
         )
 
     @contextlib.contextmanager
-    def sync_client(self) -> Iterator[Callable[[int], Any]]:
-        queue, func = self.queue, self.func
+    def sync_client(self, task: str = "noop") -> Iterator[Callable[[int], Any]]:
+        queue, func = self.queue, self.funcs[task]
         yield lambda i: queue.enqueue(func, i)
 
     @contextlib.contextmanager
-    def bulk_client(self) -> Iterator[Callable[[list[int]], Any]]:
+    def bulk_client(self, task: str = "noop") -> Iterator[Callable[[list[int]], Any]]:
         from rq import Queue
 
-        queue, func = self.queue, self.func
+        queue, func = self.queue, self.funcs[task]
         yield lambda seqs: queue.enqueue_many([Queue.prepare_data(func, (i,)) for i in seqs])
 
     def worker_argvs(self, concurrency: int) -> list[list[str]]:
@@ -441,7 +505,7 @@ class DramatiqLib(Library):
         from peers import dramatiq_app
 
         self.broker = dramatiq_app.broker
-        self.actor = dramatiq_app.noop
+        self.actors = {"noop": dramatiq_app.noop, "sleepy": dramatiq_app.sleepy}
 
     def queued(self) -> int:
         return self.count("LLEN", "dramatiq:default")
@@ -451,8 +515,8 @@ class DramatiqLib(Library):
         return self.count("LLEN", "dramatiq:default") == 0 and msgs == 0
 
     @contextlib.contextmanager
-    def sync_client(self) -> Iterator[Callable[[int], Any]]:
-        yield self.actor.send
+    def sync_client(self, task: str = "noop") -> Iterator[Callable[[int], Any]]:
+        yield self.actors[task].send
 
     def worker_argvs(self, concurrency: int) -> list[list[str]]:
         return [[sys.executable, "-m", "dramatiq", "peers.dramatiq_app", "--processes", "2",
@@ -471,7 +535,7 @@ class HueyLib(Library):
         from peers import huey_app
 
         self.huey = huey_app.huey
-        self.task = huey_app.noop
+        self.tasks = {"noop": huey_app.noop, "sleepy": huey_app.sleepy}
 
     def queued(self) -> int:
         return int(self.huey.pending_count())
@@ -480,8 +544,8 @@ class HueyLib(Library):
         return self.queued() == 0
 
     @contextlib.contextmanager
-    def sync_client(self) -> Iterator[Callable[[int], Any]]:
-        yield self.task
+    def sync_client(self, task: str = "noop") -> Iterator[Callable[[int], Any]]:
+        yield self.tasks[task]
 
     def worker_argvs(self, concurrency: int) -> list[list[str]]:
         argv = [sys.executable, "-m", "huey.bin.huey_consumer", "peers.huey_app.huey",
@@ -501,13 +565,15 @@ class ArqLib(Library):
         return self.count("ZCARD", "arq:queue") == 0  # a job leaves the queue zset when it finishes
 
     @contextlib.asynccontextmanager
-    async def async_client(self) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
+    async def async_client(
+        self, task: str = "noop"
+    ) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
         from arq import create_pool
         from arq.connections import RedisSettings
 
         pool = await create_pool(RedisSettings.from_dsn(self.url))
         try:
-            yield lambda i: pool.enqueue_job("noop", i)
+            yield lambda i: pool.enqueue_job(task, i)
         finally:
             await pool.aclose()
 
@@ -528,13 +594,15 @@ class SaqLib(Library):
         return self.count("ZCARD", "saq:default:incomplete") == 0
 
     @contextlib.asynccontextmanager
-    async def async_client(self) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
+    async def async_client(
+        self, task: str = "noop"
+    ) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
         from saq import Queue
 
         queue = Queue.from_url(self.url)
         await queue.connect()
         try:
-            yield lambda i: queue.enqueue("noop", i=i)
+            yield lambda i: queue.enqueue(task, i=i)
         finally:
             await queue.disconnect()
 
@@ -554,7 +622,7 @@ class TaskiqLib(Library):
         from peers import taskiq_app
 
         self.broker = taskiq_app.broker
-        self.task = taskiq_app.noop
+        self.tasks = {"noop": taskiq_app.noop, "sleepy": taskiq_app.sleepy}
 
     def _group(self) -> dict[str, Any]:
         """The workers' consumer group of the stream: its ``pending`` and ``lag`` counts."""
@@ -571,10 +639,12 @@ class TaskiqLib(Library):
         return bool(group) and group["pending"] == 0 and group["lag"] == 0
 
     @contextlib.asynccontextmanager
-    async def async_client(self) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
+    async def async_client(
+        self, task: str = "noop"
+    ) -> AsyncIterator[Callable[[int], Awaitable[Any]]]:
         await self.broker.startup()  # creates the stream's consumer group (gone after FLUSHDB)
         try:
-            yield self.task.kiq
+            yield self.tasks[task].kiq
         finally:
             await self.broker.shutdown()
 
@@ -613,6 +683,38 @@ class CpuMeter:
         return out
 
 
+class RedisCounters:
+    """The server's running totals of requests, less those of this reader's own ``INFO``.
+
+    ``total_reads_processed`` counts reads from client sockets: one per request
+    sent (a pipeline or a script call is one), so round trips.
+    ``total_commands_processed`` counts commands, those run inside a Lua script
+    or a ``MULTI`` included. Per-command counts come from ``INFO commandstats``.
+    Each reading is one ``INFO``, which adds one read and one command to the
+    totals; the running count of readings is subtracted from both.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.r = redis.Redis.from_url(url)
+        self.r.ping()  # connected (and its hello sent) before the first reading
+        self.readings = 0
+
+    def __call__(self) -> dict[str, float]:
+        info = cast(dict[str, Any], self.r.info("stats", "commandstats"))
+        self.readings += 1
+        out = {
+            "redis_round_trips": float(info["total_reads_processed"] - self.readings),
+            "redis_commands": float(info["total_commands_processed"] - self.readings),
+        }
+        for key, value in info.items():
+            if key.startswith("cmdstat_") and key != "cmdstat_info":
+                out[f"redis_calls_{key.removeprefix('cmdstat_')}"] = float(value["calls"])
+        return out
+
+    def close(self) -> None:
+        self.r.close()
+
+
 # -- the workloads ----------------------------------------------------------------
 
 
@@ -635,14 +737,25 @@ class Bench:
     """One run's fixed context: the server, the workers' environment, a scratch folder."""
 
     def __init__(
-        self, server: RedisServer, env: dict[str, str], concurrency: int, smoke: bool
+        self,
+        server: RedisServer,
+        env: dict[str, str],
+        concurrency: int,
+        smoke: bool,
+        idle_s: float,
     ) -> None:
         self.server = server
         self.env = env
         self.concurrency = concurrency
-        # A smoke run checks the harness: it gives idle workers 1 s instead of 2, and
-        # kills them once measured instead of waiting for their graceful shutdown.
-        self.idle_s = 1.0 if smoke else 2.0
+        self.idle_s = idle_s  # the idle window
+        self.counters = RedisCounters(server.url)
+        # A smoke run checks the harness: it lets new workers settle for 0.5 s instead
+        # of 2 (then until quiet, in both), gives the latency run's warm-up jobs 0.1 s
+        # instead of 0.5 to be over, and kills workers once measured instead of
+        # waiting for their graceful shutdown.
+        self.settle_s = 0.5 if smoke else 2.0
+        self.settle_max_s = 5.0 if smoke else 15.0
+        self.after_warmup_s = 0.1 if smoke else 0.5
         self.grace_s = 0.0 if smoke else 20.0
 
     def reset(self, lib: Library) -> None:
@@ -731,14 +844,38 @@ class Bench:
             **cpu_used,
         }
 
+    async def idle(self, workers: Workers) -> dict[str, float]:
+        """Freshly started workers with nothing queued: settle, then the idle window.
+
+        Nothing but the workers sends Redis anything meanwhile: the benchmark's
+        other connections and the library's client are idle or not yet open.
+        """
+        settled_s = await settle(workers, self.settle_s, self.settle_max_s)
+        if self.idle_s <= 0:
+            return {}
+        server_cpu = process_cpu_s([self.server.pid])
+        window = await idle_window(workers, self.idle_s, self.counters)
+        server_cpu = process_cpu_s([self.server.pid]) - server_cpu
+        # per command, only the rates of the commands the workers sent (the counts are
+        # the server's since it started, every library's commands included)
+        out = {
+            key: value
+            for key, value in window.items()
+            if not key.startswith("idle_redis_calls_") or (key.endswith("_per_s") and value)
+        }
+        out["idle_settle_s"] = settled_s
+        out["idle_redis_cpu_pct"] = 100 * server_cpu / out["idle_window_s"]  # the whole server
+        return out
+
     async def latency(
         self, lib: Library, m: int, interval_s: float, out_dir: str
     ) -> dict[str, float]:
+        """Idle workers (measured first: see ``idle``), then one job every ``interval_s``."""
         self.reset(lib)
         sent: dict[int, float] = {}
         with self.workers(lib, out_dir) as workers:
+            idle = await self.idle(workers)
             async with lib.latency_client() as enqueue:
-                await asyncio.sleep(self.idle_s)  # workers up and idle
                 workers.check_alive()
                 for k in range(5):
                     await enqueue(WARMUP_SEQ + k)
@@ -750,7 +887,7 @@ class Bench:
                     60,
                     0.01,
                 )
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(self.after_warmup_s)
                 cpu = CpuMeter(self.server.pid, workers.pids)
                 loop = asyncio.get_running_loop()
                 origin = loop.time()
@@ -781,6 +918,41 @@ class Bench:
             "latency_max_ms": latencies[-1],
             "latency_duplicate_runs": duplicates,
             **cpu_used,
+            **idle,
+        }
+
+    async def mixed(self, lib: Library, n: int, out_dir: str) -> dict[str, float]:
+        """n ``sleepy`` jobs (10 ms each) queued, then drained by freshly started workers."""
+        self.reset(lib)
+        await lib.prequeue(n, "sleepy")
+        queued = lib.queued()
+        if queued != n:
+            raise RuntimeError(
+                f"{lib.name}: {queued} jobs queued before the mixed run, expected {n}"
+            )
+        timeout_s = 60 + n / 20
+        started = time.perf_counter()
+        with self.workers(lib, out_dir) as workers:
+            await wait_for(
+                "all mixed jobs ran",
+                lambda: jobsink.count_records(out_dir) >= n,
+                workers,
+                timeout_s,
+                0.005,
+            )
+            ran_s = time.perf_counter() - started
+            await wait_for(
+                "all mixed jobs settled", lambda: lib.settled(n), workers, timeout_s, 0.02
+            )
+            noise = workers.warnings()
+        records = jobsink.read_records(out_dir)
+        duplicates = check_ran(lib.name, records, n, "mixed")
+        if noise:
+            log(f"{lib.name} workers wrote (at WARNING):\n{noise}")
+        return {
+            "mixed_jps": mixed_rate(records, n),
+            "mixed_spawn_jps": n / ran_s,  # start-up included
+            "mixed_duplicate_runs": duplicates,
         }
 
 
@@ -793,6 +965,7 @@ ROWS: list[Row] = [
     ("drain_ran_jps", "drain, spawn -> all ran (jobs/s)", True),
     ("drain_done_jps", "drain, spawn -> all settled in Redis (jobs/s)", True),
     ("drain_steady_jps", "drain, first start -> last start (jobs/s)", True),
+    ("mixed_jps", "mixed, 10 ms jobs, first start -> last end (jobs/s)", True),
     ("latency_p50_ms", "latency p50 (ms)", False),
     ("latency_p95_ms", "latency p95 (ms)", False),
     ("latency_p99_ms", "latency p99 (ms)", False),
@@ -804,6 +977,11 @@ ROWS: list[Row] = [
     ("drain_redis_cpu_us", "CPU/job: drain, Redis (us)", False),
     ("latency_worker_cpu_us", "CPU/job: latency run, workers (us)", False),
     ("latency_redis_cpu_us", "CPU/job: latency run, Redis (us)", False),
+    ("idle_cpu_pct", "idle: CPU per worker process (% of a core)", False),
+    ("idle_wakeups_per_s", "idle: wake-ups/s per worker process", False),
+    ("idle_redis_round_trips_per_s", "idle: Redis round trips/s per worker process", False),
+    ("idle_redis_commands_per_s", "idle: Redis commands/s per worker process", False),
+    ("idle_rss_mb", "idle: RSS per worker process (MB)", False),
 ]
 
 
@@ -821,7 +999,7 @@ def notes(
         if count != args.jobs
     ]
     for name, metrics in raw.items():
-        for what in ("drain", "latency"):
+        for what in ("drain", "latency", "mixed"):
             runs = metrics.get(f"{what}_duplicate_runs", [])
             if any(runs):
                 out.append(
@@ -838,29 +1016,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=None, help="jobs per workload (20000)")
     parser.add_argument("--repeat", type=int, default=None, help="repeats (3)")
-    parser.add_argument("--smoke", action="store_true", help="300 jobs, 1 repeat, 50 latency jobs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="300 jobs, 1 repeat, 50 latency jobs, 3 s idle"
+    )
     parser.add_argument("--concurrency", type=int, default=50, help="jobs at once per worker")
     parser.add_argument("--latency-jobs", type=int, default=None, help="latency jobs (500)")
     parser.add_argument("--latency-interval-ms", type=float, default=10.0)
     parser.add_argument("--chunk", type=int, default=1000, help="jobs per bulk call")
+    parser.add_argument("--idle-s", type=float, default=None, help="idle window, s (60; 0: none)")
+    parser.add_argument(
+        "--mixed-jobs", type=int, default=None, help="10 ms jobs in the mixed run (jobs/10)"
+    )
     parser.add_argument("--libs", default=",".join(LIBRARIES))
     parser.add_argument(
         "--cap",
         action="append",
         default=[],
         metavar="LIB=N",
-        help=f"at most N jobs per workload for LIB (full runs default: {DEFAULT_CAPS})",
+        help=f"at most N jobs per workload for LIB (default {DEFAULT_CAPS}; smoke {SMOKE_CAPS})",
     )
     parser.add_argument("--out", default=None, help="JSON path (bench/results/redis-<date>.json)")
     args = parser.parse_args(argv)
     args.jobs = args.jobs or (300 if args.smoke else 20_000)
     args.repeat = args.repeat or (1 if args.smoke else 3)
     args.latency_jobs = args.latency_jobs or (50 if args.smoke else 500)
+    if args.idle_s is None:
+        args.idle_s = 3.0 if args.smoke else 60.0
     args.libs = [name.strip() for name in args.libs.split(",") if name.strip()]
     unknown = [name for name in args.libs if name not in LIBRARIES]
     if unknown or not args.libs:
         parser.error(f"--libs takes any of {', '.join(LIBRARIES)}; got {unknown}")
-    caps = {} if args.smoke else dict(DEFAULT_CAPS)
+    caps = dict(SMOKE_CAPS if args.smoke else DEFAULT_CAPS)
     for spec in args.cap:
         name, _, count = spec.partition("=")
         if name not in LIBRARIES or not count.isdigit():
@@ -877,8 +1063,9 @@ async def run(args: argparse.Namespace, server: RedisServer, tmp: str) -> dict[s
         env[var] = os.environ[var] = server.url
     control = redis.Redis.from_url(server.url)
     libs = [LIBRARIES[name](server.url, control) for name in args.libs]
-    bench = Bench(server, env, args.concurrency, args.smoke)
+    bench = Bench(server, env, args.concurrency, args.smoke, args.idle_s)
     jobs = {lib.name: min(args.jobs, args.caps.get(lib.name, args.jobs)) for lib in libs}
+    mixed_jobs = {name: args.mixed_jobs or max(1, n // 10) for name, n in jobs.items()}
     raw: dict[str, dict[str, list[float]]] = {lib.name: {} for lib in libs}
 
     def keep(lib: Library, values: dict[str, float]) -> None:
@@ -915,18 +1102,35 @@ async def run(args: argparse.Namespace, server: RedisServer, tmp: str) -> dict[s
                     lib, args.latency_jobs, args.latency_interval_ms / 1000, out_dir
                 )
                 keep(lib, latency)
+                if "idle_cpu_pct" in latency:
+                    log(
+                        f"{tag}: idle {latency['idle_cpu_pct']:.2f}% of a core, "
+                        f"{latency['idle_wakeups_per_s']:.1f} wake-ups/s, "
+                        f"{latency['idle_redis_round_trips_per_s']:.2f} round trips/s, "
+                        f"{latency['idle_rss_mb']:.0f} MB per worker process"
+                    )
                 log(
                     f"{tag}: latency p50 {latency['latency_p50_ms']:.1f} ms, "
                     f"p99 {latency['latency_p99_ms']:.1f} ms"
                 )
+                out_dir = tempfile.mkdtemp(prefix=f"mixed-{lib.name}-{rep}-", dir=tmp)
+                mixed = await bench.mixed(lib, mixed_jobs[lib.name], out_dir)
+                keep(lib, mixed)
+                log(f"{tag}: mixed {mixed['mixed_jps']:,.0f} jobs/s")
                 control.flushdb()  # the next library starts from an empty database
     finally:
         for lib in libs:
             with contextlib.suppress(Exception):
                 await lib.close()
         control.close()
+        bench.counters.close()
     results = {name: {m: summarize(v) for m, v in metrics.items()} for name, metrics in raw.items()}
-    return {"results": results, "jobs": jobs, "notes": notes(libs, jobs, raw, args)}
+    return {
+        "results": results,
+        "jobs": jobs,
+        "mixed_jobs": mixed_jobs,
+        "notes": notes(libs, jobs, raw, args),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -966,6 +1170,9 @@ def main(argv: list[str] | None = None) -> int:
         "latency_jobs": args.latency_jobs,
         "latency_interval_ms": args.latency_interval_ms,
         "bulk_chunk": args.chunk,
+        "mixed_jobs_per_library": outcome["mixed_jobs"],
+        "mixed_job_sleep_s": SLEEPY_S,
+        "idle_window_s": args.idle_s,
         "redis": redis_version,
         "redis_settings": '--save "" --appendonly no (no persistence)',  # RedisServer.CONFIG
         "notes": outcome["notes"],

@@ -1,4 +1,4 @@
-"""The benchmark's Dramatiq actor: one no-op taking an int, on the Redis broker.
+"""The benchmark's Dramatiq actors: a no-op taking an int, and a 10 ms one, on Redis.
 
 Documented setup: ``RedisBroker(url=...)`` set as the global broker and an
 ``@dramatiq.actor``; workers run as ``dramatiq peers.dramatiq_app --processes 2
@@ -7,12 +7,14 @@ jobs on C threads each. Defaults otherwise: JSON, the default middleware (no
 results middleware, so nothing is stored), 10 min time limit, retries.
 ``--skip-logging`` leaves logging unconfigured, so only warnings reach stderr
 (Dramatiq has no log-level option; without it it logs at INFO). Dramatiq's
-``async def`` actors need an extra middleware, so the actor is a ``def``.
+``async def`` actors need an extra middleware, so the actors are ``def``s;
+``sleepy`` (the mixed workload) calls ``time.sleep(0.01)`` and then records its end.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import dramatiq
 import jobsink
@@ -24,4 +26,10 @@ dramatiq.set_broker(broker)
 
 @dramatiq.actor
 def noop(i: int) -> None:
+    jobsink.record(i)
+
+
+@dramatiq.actor
+def sleepy(i: int) -> None:
+    time.sleep(0.01)
     jobsink.record(i)
