@@ -90,7 +90,7 @@ class Maintenance:
 
     def _next_pause(self, soon: float | None) -> float:
         if not self.is_leader:  # followers only need to notice a dead leader
-            return min(self._interval_s * 3, self._idle_interval_s)
+            return max(self._interval_s, self._idle_interval_s)
         if soon is not None and soon <= self._interval_s:
             self._pause_s = self._interval_s  # busy: keep the short beat
         else:
