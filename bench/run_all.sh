@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every benchmark in one run on this machine: SQLite (offload vs Huey's SqliteHuey),
+# PostgreSQL (vs Procrastinate and SAQ) and Redis (vs Celery, RQ, Dramatiq, Huey, arq,
+# SAQ and TaskIQ), then offload alone with and without each feature (bench/features_bench.py,
+# run with the project's .venv, which ./run makes). Each installs its peers into its own virtualenv under bench/ on first
+# use, starts its own throwaway servers, prints a Markdown table with offload's ratio to
+# the best peer on each line, and writes bench/results/<engine>-<date>.json.
+#   bench/run_all.sh            full run (about 90 minutes on 2 cores: idle windows are 60 s)
+#   bench/run_all.sh --smoke    a few hundred jobs per workload (a few minutes), as CI runs it
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+for engine in sqlite pg redis; do
+  echo "== $engine"
+  bash "$HERE/run_$engine.sh" "$@"
+done
+echo "== what each feature costs the jobs that use it (offload alone)"
+"${OFFLOAD_PYTHON:-$(dirname "$HERE")/.venv/bin/python}" "$HERE/features_bench.py" "$@"
