@@ -28,7 +28,7 @@ Setup
 
     Workers: 2 processes run jobs for each library, each started by the
     library's own command with logging at WARNING: offload ``2 x offload
-    worker offload_sqlite_app:app -c C``; Huey ``2 x huey_consumer
+    worker offload_app:app -c C``; Huey ``2 x huey_consumer
     peers.huey_sqlite_app.huey --workers C --worker-type thread --quiet``,
     as in the Redis benchmark. Huey's thread workers are its default and its
     documented "safest choice"; a consumer is one process, so two consumers
@@ -286,10 +286,10 @@ class OffloadLib(Library):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        import offload_sqlite_app  # reads $OFFLOAD_URL, set by run() before this import
+        import offload_app  # reads $OFFLOAD_URL, set by run() before this import
 
-        self.app = offload_sqlite_app.app
-        self.tasks = {"noop": offload_sqlite_app.noop, "sleepy": offload_sqlite_app.sleepy}
+        self.app = offload_app.app
+        self.tasks = {"noop": offload_app.noop, "sleepy": offload_app.sleepy}
 
     async def reset(self) -> None:
         await self.app.aclose()  # the next use opens a new store on the new file
@@ -330,7 +330,7 @@ class OffloadLib(Library):
         yield self.tasks["noop"].enqueue_async
 
     def worker_argvs(self, concurrency: int) -> list[list[str]]:
-        argv = [sys.executable, "-m", "offload", "worker", "offload_sqlite_app:app",
+        argv = [sys.executable, "-m", "offload", "worker", "offload_app:app",
                 "-c", str(concurrency), "--log-level", "WARNING"]  # fmt: skip
         return [argv] * WORKER_PROCESSES
 
