@@ -12,10 +12,20 @@ import threading
 import time
 
 import pytest
-from conformance_helpers import QUEUE, at, claim, claim_one, enqueue_one, get_one, new_job
+from conformance_helpers import (
+    LEASE_S,
+    QUEUE,
+    at,
+    claim,
+    claim_one,
+    enqueue_one,
+    get_one,
+    new_job,
+)
 
 from offload.backends.base import (
     Backend,
+    ClaimParams,
     EnqueueParams,
     IdsParams,
     JobFilter,
@@ -117,3 +127,45 @@ async def test_blocking_facade_sees_the_same_data(backend: Backend, clock) -> No
     assert purged == 2
     assert await backend.get(ids) == []
     assert await backend.stats() == await asyncio.to_thread(sync.stats)
+
+
+# -- claiming on waking (WaitParams.claim) ----------------------------------------------
+
+
+async def test_a_wait_with_a_claim_hands_over_or_leaves_every_job(backend: Backend) -> None:
+    """A store may claim on waking (Redis) or not (None): either way no job is lost or
+    claimed twice, and what it claimed is leased to the claim's worker."""
+    jobs = [new_job() for _ in range(3)]
+
+    def producer() -> None:
+        time.sleep(0.05)
+        backend.blocking.enqueue(EnqueueParams(jobs=jobs))
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    params = WaitParams(
+        queues=[QUEUE],
+        timeout_s=LONG_WAIT_S,
+        claim=ClaimParams(queues=[QUEUE], limit=2, worker="waker", lease_s=LONG_WAIT_S),
+    )
+    try:
+        woke_with = await asyncio.wait_for(backend.wait(params), GUARD_S)
+    finally:
+        await asyncio.to_thread(thread.join)
+    taken = woke_with or []
+    assert len(taken) <= 2
+    for record in taken:
+        assert (record.state, record.worker, record.attempt) == (JobState.RUNNING, "waker", 1)
+    rest = await claim(backend)
+    assert sorted(j.id for j in [*taken, *rest]) == sorted(j.id for j in jobs)
+
+
+async def test_a_wait_with_a_claim_that_times_out_takes_nothing(backend: Backend) -> None:
+    later = await enqueue_one(backend, delay_s=3600.0)
+    params = WaitParams(
+        queues=[QUEUE],
+        timeout_s=0.05,
+        claim=ClaimParams(queues=[QUEUE], limit=5, worker="waker", lease_s=LEASE_S),
+    )
+    assert not await asyncio.wait_for(backend.wait(params), GUARD_S)  # None or []
+    assert (await get_one(backend, later.id)).state is JobState.SCHEDULED

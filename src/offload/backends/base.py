@@ -150,6 +150,9 @@ class PurgeParams(msgspec.Struct, frozen=True, kw_only=True):
 class WaitParams(msgspec.Struct, frozen=True, kw_only=True):
     queues: Sequence[str]
     timeout_s: float
+    #: The claim the caller makes next. A store that can run it the moment it wakes, in
+    #: the same round trip (Redis), does and returns the jobs; the others return None.
+    claim: ClaimParams | None = None
 
 
 class LockParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -244,8 +247,9 @@ class Backend(Protocol):
     async def prune(self, params: PruneParams) -> int: ...
     async def purge(self, params: PurgeParams) -> int: ...
 
-    async def wait(self, params: WaitParams) -> None:
-        """Return when work may be ready on ``queues``, or after ``timeout_s``."""
+    async def wait(self, params: WaitParams) -> list[JobRecord] | None:
+        """Return when work may be ready on ``queues``, or after ``timeout_s``; with the
+        jobs of ``params.claim`` (maybe none) if the store claimed on waking, else None."""
         ...
 
     async def lock(self, params: LockParams) -> bool:

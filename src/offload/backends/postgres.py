@@ -725,7 +725,11 @@ class PostgresBackend(_Runner):
         return migration_scripts()[-1][0]
 
     # -- wake-ups ------------------------------------------------------------
-    async def wait(self, params: WaitParams) -> None:
+    async def wait(self, params: WaitParams) -> list[JobRecord] | None:
+        await self._sleep(params)
+        return None
+
+    async def _sleep(self, params: WaitParams) -> None:
         """Sleep until a NOTIFY for one of ``queues``, the next due job, or the timeout."""
         waiter = _Waiter(params.queues)
         self._waiters.add(waiter)

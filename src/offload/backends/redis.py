@@ -282,8 +282,10 @@ def plan_records(script: str, ids: Sequence[str]) -> Plan[list[JobRecord]]:
     return _records((yield Script(script, list(ids))))
 
 
-#: What an empty claim says about its queues: (now, the next scheduled due time or None).
+#: What a claim that ran its queues dry says about them: (now, the next scheduled due time
+#: or None).
 IdleHint = tuple[float, float | None]
+_IDLE_FIELDS = 3  # a record has len(FIELDS)
 
 
 def plan_claim(params: ClaimParams) -> Plan[list[JobRecord]]:
@@ -296,11 +298,13 @@ def plan_claim_with_hint(params: ClaimParams) -> Plan[tuple[list[JobRecord], Idl
     reply = yield Script(
         "claim", [params.worker, _num(params.lease_s), params.limit, *params.queues]
     )
-    if reply and reply[0] == b"idle":
-        return [], (float(reply[1]), float(reply[2]) if reply[2] else None)
+    hint: IdleHint | None = None
+    if reply and len(reply[-1]) == _IDLE_FIELDS:
+        _, now, next_at = reply.pop()
+        hint = (float(now), float(next_at) if next_at else None)
     jobs = _records(reply)
     jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
-    return jobs, None
+    return jobs, hint
 
 
 def plan_heartbeat(params: HeartbeatParams) -> Plan[HeartbeatResult]:
@@ -753,17 +757,22 @@ class RedisBackend(_Runner):
         return LAYOUT_VERSION
 
     # -- wake-ups --------------------------------------------------------------
-    async def wait(self, params: WaitParams) -> None:
+    async def wait(self, params: WaitParams) -> list[JobRecord] | None:
         """Block in BLPOP on the queues' wake-up lists until a token, the next due job, or
-        the timeout. Enqueues, retries and claims that leave work behind push the token."""
+        the timeout. Enqueues, retries and claims that leave work behind push the token.
+
+        With ``params.claim`` the claim is pipelined behind the BLPOP on the same
+        connection, so Redis runs it the moment the token arrives: waking up and taking
+        the work cost one round trip, not two.
+        """
         queues = list(params.queues)
         if not queues:
             await asyncio.sleep(max(params.timeout_s, 0.0))
-            return
+            return None
         hint, self._idle_hint = self._idle_hint, None
         if hint is not None and hint[0] == tuple(queues):
-            # The claim just before found nothing and said when the next job falls due; a
-            # job stored since then pushes a wake-up token, so the BLPOP below sees it.
+            # The claim just before ran the queues dry and said when the next job falls due;
+            # a job stored since then pushes a wake-up token, so the BLPOP below sees it.
             (now, next_at), ready = hint[1], False
         else:
             now, ready, next_at = await self.run(plan_peek(queues))
@@ -773,18 +782,53 @@ class RedisBackend(_Runner):
             # cancellation: without this the worker's stop would wait for the BLPOP below.
             raise asyncio.CancelledError
         if ready:
-            return
+            return None
         timeout_s = params.timeout_s
         if next_at is not None:
             timeout_s = min(timeout_s, next_at - now)
         if timeout_s < 0.001:
-            return
+            return None
         waiter = await self._get_waiter()
+        wake_keys = [self.keys.wake(q) for q in queues]
         try:
-            await waiter.blpop([self.keys.wake(q) for q in queues], timeout=round(timeout_s, 3))
+            if params.claim is None:
+                await waiter.blpop(wake_keys, timeout=round(timeout_s, 3))
+                return None
+            return await self._wake_and_claim(waiter, wake_keys, timeout_s, params.claim)
+        except BackendError:
+            raise
         except Exception as exc:
             self._note_outage(exc)
             raise _translate(exc) from exc
+
+    async def _wake_and_claim(
+        self,
+        waiter: redis.asyncio.Redis,
+        wake_keys: list[str],
+        timeout_s: float,
+        claim: ClaimParams,
+    ) -> list[JobRecord] | None:
+        plan = plan_claim_with_hint(claim)
+        try:
+            command = next(plan)
+        except StopIteration:  # nothing to claim into: just wait
+            await waiter.blpop(wake_keys, timeout=round(timeout_s, 3))
+            return None
+        pipe = waiter.pipeline(transaction=False)
+        pipe.blpop(wake_keys, timeout=round(timeout_s, 3))
+        pipe.execute_command(*self._command(command))
+        try:
+            _, reply = await pipe.execute()
+        except redis.exceptions.NoScriptError:  # a restarted server forgot the scripts
+            jobs, hint = await self.run(plan_claim_with_hint(claim))
+        else:
+            try:
+                plan.send(reply)
+                raise AssertionError("a claim is one command")
+            except StopIteration as done:
+                jobs, hint = done.value
+        self._idle_hint = None if hint is None else (tuple(claim.queues), hint)
+        return jobs
 
     async def _get_waiter(self) -> redis.asyncio.Redis:
         await self._get_client()  # same loop, preflight done

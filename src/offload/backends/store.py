@@ -178,7 +178,11 @@ class ThreadedBackend:
     async def now(self) -> float:
         return self.store.now()
 
-    async def wait(self, params: WaitParams) -> None:
+    async def wait(self, params: WaitParams) -> list[JobRecord] | None:
+        await self._sleep(params)
+        return None
+
+    async def _sleep(self, params: WaitParams) -> None:
         loop = asyncio.get_running_loop()
         woken = asyncio.Event()
 

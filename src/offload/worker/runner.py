@@ -233,36 +233,39 @@ class Worker:
         backend = self.app.backend
         failures = 0
         empty_checks = 0
+        woke_with: tuple[ClaimParams, list[JobRecord]] | None = None  # claimed on waking
         while not self._stopping.is_set():
-            room = sum(f.size - len(f.members) for f in self._forming.values())
-            free = self.concurrency - self._busy()
-            if free <= 0 and room <= 0:
+            params = self._claim_params()
+            if params is None:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            free = max(free, 0) + room  # a forming micro-batch fills without taking slots
             flushes_before = self._flushes
-            try:
-                jobs = await backend.claim(
-                    ClaimParams(
-                        queues=self.queues, limit=free, worker=self.name, lease_s=self.lease_s
-                    )
-                )
-                if failures:
-                    log.warning("the store is reachable again; resuming")
-                failures = 0
-            except StoreRefused:
-                raise  # a configuration problem: retrying would only repeat the message
-            except BackendError as exc:
-                failures += 1
-                pause_s = min(RECONNECT_MAX_PAUSE_S, 0.1 * 2**failures)
-                log.error("cannot claim jobs (%s); retrying in %.1fs", exc, pause_s)
-                await self._pause(pause_s)
-                continue
+            if woke_with is not None:
+                (params, jobs), woke_with = woke_with, None
+            else:
+                try:
+                    jobs = await backend.claim(params)
+                    if failures:
+                        log.warning("the store is reachable again; resuming")
+                    failures = 0
+                except StoreRefused:
+                    raise  # a configuration problem: retrying would only repeat the message
+                except BackendError as exc:
+                    failures += 1
+                    pause_s = min(RECONNECT_MAX_PAUSE_S, 0.1 * 2**failures)
+                    log.error("cannot claim jobs (%s); retrying in %.1fs", exc, pause_s)
+                    await self._pause(pause_s)
+                    continue
             for job in jobs:
                 self._start(job)
             if jobs:
                 empty_checks = 0
+                if len(jobs) < params.limit and not self.burst:
+                    # The queues ran dry: asking again would only come back empty. Sleep until
+                    # the store wakes us (each store's wait first checks for ready work).
+                    woke_with = await self._wait_for_work()
+                    continue
                 await asyncio.sleep(0)
                 continue
             if self.burst:
@@ -281,7 +284,16 @@ class Worker:
                     continue
                 await self._wait_for_slot_or_deferred()
                 continue
-            await self._wait_for_work()
+            woke_with = await self._wait_for_work()
+
+    def _claim_params(self) -> ClaimParams | None:
+        """The claim that fills the free slots (and a forming micro-batch); None if full."""
+        room = sum(f.size - len(f.members) for f in self._forming.values())
+        free = self.concurrency - self._busy()
+        if free <= 0 and room <= 0:
+            return None
+        free = max(free, 0) + room  # a forming micro-batch fills without taking slots
+        return ClaimParams(queues=self.queues, limit=free, worker=self.name, lease_s=self.lease_s)
 
     def _busy(self) -> int:
         """Slots in use: running jobs, plus one per micro-batch forming or running."""
@@ -313,14 +325,17 @@ class Worker:
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self) -> tuple[ClaimParams, list[JobRecord]] | None:
+        """Sleep until the store has work. A store that claims on waking (see WaitParams)
+        hands back the jobs it took, with the claim they answer; otherwise None."""
         timeout_s = self.idle_check_s
         if self._pop_due_deferred():
-            return  # a held-back job is due: claim it rather than sleep
+            return None  # a held-back job is due: claim it rather than sleep
         if self._deferred_due:  # a job a limit held back falls due: be there to start it
             timeout_s = min(timeout_s, self._deferred_due[0] - self.app.now() + 0.001)
+        claim = None if self.burst else self._claim_params()
         waiter = asyncio.create_task(
-            self.app.backend.wait(WaitParams(queues=self.queues, timeout_s=timeout_s))
+            self.app.backend.wait(WaitParams(queues=self.queues, timeout_s=timeout_s, claim=claim))
         )
         stopper = asyncio.create_task(self._stopping.wait())
         try:
@@ -333,10 +348,21 @@ class Worker:
             await asyncio.wait({waiter, stopper}, timeout=CANCEL_GRACE_S)
         if not waiter.done():
             log.debug("the store's wait ignored its cancellation; going on without it")
-            return
-        if not waiter.cancelled() and waiter.exception() is not None:
+            return None
+        if waiter.cancelled():
+            return None
+        if waiter.exception() is not None:
             log.error("waiting for work failed: %s", waiter.exception())
             await self._pause(1.0)
+            return None
+        jobs = waiter.result()
+        if claim is None or jobs is None:
+            return None
+        if self._stopping.is_set():  # claimed as the stop came: hand them straight back
+            for job in jobs:
+                self._remember(job, outcomes.released(job))
+            return None
+        return claim, jobs
 
     # -- one job -------------------------------------------------------------
     def _start(self, job: JobRecord) -> None:

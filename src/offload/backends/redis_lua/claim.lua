@@ -1,6 +1,7 @@
 -- Lease up to ARGV[5] ready jobs from the queues ARGV[6..], highest priority then oldest.
 -- ARGV[3] = worker, ARGV[4] = lease seconds for jobs without their own.
--- Returns the claimed records.
+-- Returns the claimed records, then, if there were fewer than ARGV[5], {'idle', now, the
+-- next scheduled due time or ''} (three fields, where a record has many).
 local worker, default_lease, limit = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local picked = {} -- {queue, id}
 if #ARGV == 6 then
@@ -50,9 +51,9 @@ for q = 6, #ARGV do -- work left behind: wake another sleeper (a chain, one toke
   local queue = ARGV[q]
   if redis.call('ZCARD', qkey(queue, 'queued')) > 0 then wake(queue) end
 end
-if #out == 0 then
-  -- Nothing to lease: say when the next scheduled job falls due, so that the worker can
-  -- go straight to sleep without asking first (an idle cycle is two round trips, not three).
+if #out < limit then
+  -- The queues ran dry: say when the next scheduled job falls due, so that the worker can
+  -- go straight to sleep without asking again (one round trip per wake-up, not three).
   local next_at = nil
   for q = 6, #ARGV do
     local head = redis.call('ZRANGE', qkey(ARGV[q], 'scheduled'), 0, 0, 'WITHSCORES')
@@ -60,6 +61,6 @@ if #out == 0 then
       next_at = tonumber(head[2])
     end
   end
-  return {'idle', num(now), next_at and num(next_at) or ''}
+  out[#out + 1] = {'idle', num(now), next_at and num(next_at) or ''}
 end
 return out
