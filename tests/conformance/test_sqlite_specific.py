@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conformance_helpers import QUEUE, FakeClock, new_job
 
+from offload.backends import store as store_module
 from offload.backends.base import (
     BackendError,
     ClaimParams,
@@ -31,6 +32,7 @@ from offload.backends.base import (
     ReapParams,
     WaitParams,
 )
+from offload.backends.filewatch import CAN_WATCH_FILES
 from offload.backends.sqlite import (
     SqliteStore,
     apply_schema,
@@ -242,6 +244,8 @@ async def test_wait_wakes_up_on_an_enqueue_by_another_process(
         seen["waiter_still_blocked"] = not wait_returned.is_set()
         other_process.enqueue(EnqueueParams(jobs=[job]))
 
+    # Opening a connection writes the WAL once, which wakes watchers: open it first.
+    await waiter.stats()
     thread = threading.Thread(target=producer)
     thread.start()
     try:
@@ -254,5 +258,48 @@ async def test_wait_wakes_up_on_an_enqueue_by_another_process(
         assert seen == {"waiter_still_blocked": True}
         claimed = await waiter.claim(ClaimParams(queues=[QUEUE], limit=5, worker="w", lease_s=5))
         assert [j.id for j in claimed] == [job.id]
+    finally:
+        await waiter.close()
+
+
+async def _wait_for_another_process(waiter: ThreadedBackend, other_process) -> None:
+    job = new_job()
+
+    def producer() -> None:
+        time.sleep(0.05)  # let the waiter block first
+        other_process.enqueue(EnqueueParams(jobs=[job]))
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    try:
+        # The guard only turns a missed wake-up into a failure instead of a 120 s hang.
+        await asyncio.wait_for(waiter.wait(WaitParams(queues=[QUEUE], timeout_s=120.0)), 20.0)
+    finally:
+        await asyncio.to_thread(thread.join)
+    claimed = await waiter.claim(ClaimParams(queues=[QUEUE], limit=5, worker="w", lease_s=5))
+    assert [j.id for j in claimed] == [job.id]
+
+
+@pytest.mark.skipif(not CAN_WATCH_FILES, reason="no inotify on this platform")
+async def test_the_wal_watch_wakes_a_waiter_that_polling_could_not(
+    db_path: str, clock: FakeClock, open_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiter: ThreadedBackend = sqlite_backend("sqlite:///" + db_path, clock=clock.time)
+    assert waiter.capabilities.push_wakeups  # so workers do not poll for work either
+    # A marker that never changes: polling alone would sleep out the whole timeout.
+    monkeypatch.setattr(waiter.store, "change_marker", lambda: "never changes")
+    try:
+        await _wait_for_another_process(waiter, open_store())
+    finally:
+        await waiter.close()
+
+
+async def test_where_files_cannot_be_watched_the_waiter_polls_the_wal(
+    db_path: str, clock: FakeClock, open_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "watch_file", lambda *args: None)
+    waiter: ThreadedBackend = sqlite_backend("sqlite:///" + db_path, clock=clock.time)
+    try:
+        await _wait_for_another_process(waiter, open_store())
     finally:
         await waiter.close()

@@ -411,6 +411,9 @@ class MemoryStore:
     def change_marker(self) -> object:
         return None
 
+    def changed_file(self) -> str | None:
+        return None
+
     def add_listener(self, callback: Callable[[], None]) -> None:
         self._notifier.add(callback)
 

@@ -39,11 +39,13 @@ from offload.backends.base import (
     SyncBackend,
     WaitParams,
 )
+from offload.backends.filewatch import watch_file
 from offload.records import JobRecord
 
 T = TypeVar("T")
 
-#: Cross-process change polling starts fast after activity and backs off to this cap.
+#: Where a file watch is not possible, cross-process change polling starts fast after
+#: activity and backs off to this cap.
 MAX_POLL_INTERVAL_S = 0.05
 MIN_POLL_INTERVAL_S = 0.002
 
@@ -69,6 +71,10 @@ class SyncStore(SyncBackend, Protocol):
 
     def change_marker(self) -> object:
         """A cheap value that changes when another process commits (None: in-process only)."""
+        ...
+
+    def changed_file(self) -> str | None:
+        """The file every commit writes, watched for wake-ups where the OS can (else None)."""
         ...
 
     def add_listener(self, callback: Callable[[], None]) -> None:
@@ -192,6 +198,9 @@ class ThreadedBackend:
         self.store.add_listener(wake)
         try:
             marker = self.store.change_marker()
+            path = self.store.changed_file() if marker is not None else None
+            # Watched before looking for work, so no commit falls in between.
+            end_watch = watch_file(path, loop, woken.set) if path is not None else None
             next_ready = await self._run(self.store.next_ready_at, params.queues)
             now = self.store.now()
             if next_ready is not None and next_ready <= now:
@@ -204,15 +213,18 @@ class ThreadedBackend:
                 remaining_s = deadline - time.monotonic()
                 if remaining_s <= 0:
                     return
-                poll_s = remaining_s if marker is None else min(interval_s, remaining_s)
+                polling = marker is not None and end_watch is None
+                poll_s = min(interval_s, remaining_s) if polling else remaining_s
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(poll_s):
                         await woken.wait()
-                if marker is not None and self.store.change_marker() != marker:
+                if polling and self.store.change_marker() != marker:
                     return
                 interval_s = min(interval_s * 2, MAX_POLL_INTERVAL_S)
         finally:
             self.store.remove_listener(wake)
+            if end_watch is not None:
+                end_watch()
 
     async def close(self) -> None:
         """Release connections and the I/O thread; the next call opens them again."""
