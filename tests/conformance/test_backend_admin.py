@@ -319,6 +319,20 @@ async def test_stats_oldest_ready_age(backend: Backend, clock) -> None:
     assert by_queue["docs"].oldest_ready_age_s == at(120.0)
 
 
+async def test_stats_oldest_ready_age_looks_past_priorities(backend: Backend, clock) -> None:
+    await enqueue_one(backend, queue="mixed", priority=-100)  # waits longest, claimed last
+    clock.advance(40.0)
+    await enqueue_one(backend, queue="mixed", priority=100)
+    await enqueue_one(backend, queue="mixed", priority=7)
+    clock.advance(5.0)
+    await enqueue_one(backend, queue="mixed")
+    by_queue = {s.queue: s for s in await backend.stats()}
+    assert by_queue["mixed"].oldest_ready_age_s == at(45.0)
+    await claim(backend, ["mixed"], limit=3)  # leaves the priority -100 job
+    by_queue = {s.queue: s for s in await backend.stats()}
+    assert by_queue["mixed"].oldest_ready_age_s == at(45.0)
+
+
 async def test_stats_finished_last_minute(backend: Backend, clock) -> None:
     for _ in range(3):
         await enqueue_one(backend, queue="docs")

@@ -117,6 +117,8 @@ async def test_enqueue_batch_with_a_repeated_id_stores_nothing(backend: Backend)
     with pytest.raises(ValueError, match="already exists"):
         await enqueue(backend, first, new_job(), new_job(id=first.id))
     assert await get(backend, first.id) == []
+    (stored,) = await enqueue(backend, first)  # the failed batch left no trace of its ids
+    assert stored.id == first.id
 
 
 async def test_delay_makes_a_scheduled_job(backend: Backend, clock) -> None:
@@ -152,6 +154,9 @@ async def test_held_unique_key_returns_the_existing_job(
     assert returned.state is JobState(holder_state)
     assert returned.payload == holder.payload
     assert await get(backend, duplicate.id) == []
+    # The id that was not stored is free: nothing of it lingers.
+    (stored,) = await enqueue(backend, new_job(id=duplicate.id))
+    assert stored.id == duplicate.id
 
 
 @pytest.mark.parametrize("end", ["succeeded", "dead", "cancelled", "cancel", "reaped_dead"])

@@ -6,8 +6,8 @@ belong to one queue carry that queue as a hash tag, ``{queue}``, so that in
 Redis Cluster a queue's keys would live in one slot::
 
     P:q:{Q}:j:<id>        hash    one job: the JobRecord fields as strings
-    P:q:{Q}:queued        zset    ready jobs; score = -priority * 2**32 + (run_at - 2020)
-    P:q:{Q}:queued_at     zset    ready jobs by run_at (how old the oldest ready job is)
+    P:q:{Q}:queued        zset    ready jobs; score = -priority * 2**32 + (run_at - 2020):
+                                  each priority's band starts with its oldest job
     P:q:{Q}:scheduled     zset    jobs waiting for run_at (score), retries included
     P:q:{Q}:running       zset    leased jobs; score = lease_until on the server's clock
     P:q:{Q}:succeeded     zset    finished jobs by finished_at (and :dead, :cancelled)

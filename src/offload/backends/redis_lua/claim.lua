@@ -44,7 +44,6 @@ for _, p in ipairs(picked) do
     'delivery', rec[F_DELIVERY], 'worker', worker, 'lease_until', rec[F_LEASE_UNTIL],
     'started_at', rec[F_STARTED_AT])
   redis.call('ZADD', qkey(queue, 'running'), rec[F_LEASE_UNTIL], id)
-  redis.call('ZREM', qkey(queue, 'queued_at'), id)
   out[#out + 1] = rec
 end
 for q = 6, #ARGV do -- work left behind: wake another sleeper (a chain, one token at a time)

@@ -4,11 +4,15 @@
 local n = tonumber(ARGV[3])
 local STRIDE = 15
 local any_fair = false
-for i = 0, n - 1 do -- check every id first: a script that fails halfway is not rolled back
-  if redis.call('HEXISTS', DIR, ARGV[4 + i * STRIDE]) == 1 then
-    return redis.error_reply('OFFLOAD_DUPLICATE job ' .. ARGV[4 + i * STRIDE] .. ' already exists')
+-- Claim every id in the directory first (a script that fails halfway is not rolled back,
+-- so a duplicate takes back the entries made before it).
+for i = 0, n - 1 do
+  local b = 4 + i * STRIDE
+  if redis.call('HSETNX', DIR, ARGV[b], ARGV[b + 2]) == 0 then
+    for k = 0, i - 1 do redis.call('HDEL', DIR, ARGV[4 + k * STRIDE]) end
+    return redis.error_reply('OFFLOAD_DUPLICATE job ' .. ARGV[b] .. ' already exists')
   end
-  if ARGV[4 + i * STRIDE + 14] ~= '' then any_fair = true end
+  if ARGV[b + 14] ~= '' then any_fair = true end
 end
 local out = {num(now)}
 local woken = {}
@@ -57,6 +61,7 @@ for i = 0, n - 1 do
     end
   end
   if held then
+    redis.call('HDEL', DIR, id) -- not stored: the holder stands for it
     out[#out + 1] = held
   else
     local run_at = ARGV[b + 7] ~= '' and tonumber(ARGV[b + 7]) or now + tonumber(ARGV[b + 6])
@@ -87,7 +92,6 @@ for i = 0, n - 1 do
     add('meta', given(ARGV[b + 13]))
     redis.call('HSET', j, unpack(fields))
     if key then redis.call('HSET', UNIQUE, key, id) end
-    redis.call('HSET', DIR, id, queue)
     redis.call('ZADD', qkey(queue, 'all'), 0, id)
     if state == 'queued' then
       make_ready(queue, id, ARGV[b + 4], run_at)

@@ -42,13 +42,11 @@ end
 
 local function make_ready(queue, id, priority, run_at)
   redis.call('ZADD', qkey(queue, 'queued'), num(ready_score(priority, run_at)), id)
-  redis.call('ZADD', qkey(queue, 'queued_at'), num(tonumber(run_at)), id)
 end
 
 -- Take a job out of whichever state index holds it.
 local function unindex(queue, id, state)
   redis.call('ZREM', qkey(queue, INDEX[state]), id)
-  if state == 'queued' then redis.call('ZREM', qkey(queue, 'queued_at'), id) end
 end
 
 -- Due scheduled jobs join the ready set, so that claims respect priority across both.

@@ -11,9 +11,18 @@ for _, queue in ipairs(queues) do
     total = total + counts[i]
   end
   if total > 0 then
+    -- The oldest ready job heads its priority's band of the ready set: visit each band.
     local oldest = nil
-    local head = redis.call('ZRANGE', qkey(queue, 'queued_at'), 0, 0, 'WITHSCORES')
-    if #head > 0 then oldest = tonumber(head[2]) end
+    local ready = qkey(queue, 'queued')
+    local head = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+    while #head > 0 do
+      local score = tonumber(head[2])
+      local priority = -math.floor(score / PRIORITY_STEP + 0.5)
+      local run_at = score + priority * PRIORITY_STEP + EPOCH
+      if oldest == nil or run_at < oldest then oldest = run_at end
+      head = redis.call('ZRANGEBYSCORE', ready, '(' .. num(ready_score(priority, EPOCH) +
+        PRIORITY_STEP / 2), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    end
     head = redis.call('ZRANGE', qkey(queue, 'scheduled'), 0, 0, 'WITHSCORES')
     if #head > 0 and tonumber(head[2]) <= now and (oldest == nil or tonumber(head[2]) < oldest) then
       oldest = tonumber(head[2])
