@@ -48,6 +48,17 @@ def redis_server() -> Iterator[RedisServer]:
         server.destroy()
 
 
+@pytest.fixture(scope="module")
+def scratch_server() -> Iterator[RedisServer]:
+    """A redis-server of the test module's own, so a test may look at every key on it (or
+    at every command, with MONITOR)."""
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """A fresh key prefix per test on the shared server."""

@@ -60,16 +60,6 @@ def evicting_server() -> Iterator[RedisServer]:
         server.destroy()
 
 
-@pytest.fixture(scope="module")
-def scratch_server() -> Iterator[RedisServer]:
-    """A server of this module's own, so a test may look at every key on it."""
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.destroy()
-
-
 def unreachable_url() -> str:
     """A URL on a free local port: nothing listens there, so connecting is refused at once."""
     return f"redis://127.0.0.1:{free_port()}/0?prefix=nowhere"

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from collections.abc import Iterator
 
-import pytest
 import redis
 
 from offload import JobState, Offload
@@ -25,16 +23,6 @@ from worker_helpers import WorkerThread, wait_until
 
 DEADLINE_S = 30.0
 SENTINEL = "end-of-count"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    """A server of this module's own: MONITOR must see only this module's commands."""
-    server = RedisServer().start()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 class ScriptCounter(threading.Thread):
@@ -74,8 +62,10 @@ class ScriptCounter(threading.Thread):
         self.join(DEADLINE_S)
 
 
-def test_an_idle_worker_claims_each_trickled_job_along_with_its_blpop(server: RedisServer) -> None:
-    app = Offload(server.url(prefix="trickle"), default_retries=0)
+def test_an_idle_worker_claims_each_trickled_job_along_with_its_blpop(
+    scratch_server: RedisServer,
+) -> None:
+    app = Offload(scratch_server.url(prefix="trickle"), default_retries=0)
 
     @app.task
     def tick(n: int) -> int:
@@ -85,7 +75,7 @@ def test_an_idle_worker_claims_each_trickled_job_along_with_its_blpop(server: Re
     with WorkerThread(app, concurrency=4):
         warm = tick.enqueue(-1)  # the worker's first claim and its leadership settle
         wait_until(lambda: warm.state is JobState.SUCCEEDED, DEADLINE_S, "the first job")
-        with ScriptCounter(server) as counter:
+        with ScriptCounter(scratch_server) as counter:
             for n in range(jobs):
                 job = tick.enqueue(n)  # one at a time: the worker is idle for each
                 wait_until(lambda job=job: job.state is JobState.SUCCEEDED, DEADLINE_S, "a job")
@@ -123,8 +113,10 @@ async def _wait_while_another_client_enqueues(
     return [j.id for j in jobs]
 
 
-def test_the_wake_up_brings_the_claimed_jobs_and_leaves_the_rest(server: RedisServer) -> None:
-    backend = redis_backend(server.url(prefix="waking"))
+def test_the_wake_up_brings_the_claimed_jobs_and_leaves_the_rest(
+    scratch_server: RedisServer,
+) -> None:
+    backend = redis_backend(scratch_server.url(prefix="waking"))
 
     async def main() -> None:
         taken = await _wait_while_another_client_enqueues(backend, "q", limit=2, count=3)
@@ -136,12 +128,14 @@ def test_the_wake_up_brings_the_claimed_jobs_and_leaves_the_rest(server: RedisSe
     asyncio.run(main())
 
 
-def test_a_server_that_forgot_its_scripts_still_hands_over_the_job(server: RedisServer) -> None:
-    backend = redis_backend(server.url(prefix="forgetful"))
+def test_a_server_that_forgot_its_scripts_still_hands_over_the_job(
+    scratch_server: RedisServer,
+) -> None:
+    backend = redis_backend(scratch_server.url(prefix="forgetful"))
 
     async def main() -> None:
         await backend.stats()  # connected, scripts loaded
-        redis.Redis(host="127.0.0.1", port=server.port).script_flush()
+        redis.Redis(host="127.0.0.1", port=scratch_server.port).script_flush()
         assert await _wait_while_another_client_enqueues(backend, "f", 5, 1) == ["job-f-0"]
         await backend.close()
 

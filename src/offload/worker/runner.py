@@ -235,15 +235,16 @@ class Worker:
         empty_checks = 0
         woke_with: tuple[ClaimParams, list[JobRecord]] | None = None  # claimed on waking
         while not self._stopping.is_set():
-            params = self._claim_params()
-            if params is None:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
             flushes_before = self._flushes
-            if woke_with is not None:
+            if woke_with is not None:  # leased already: start them before anything else
                 (params, jobs), woke_with = woke_with, None
             else:
+                maybe_params = self._claim_params()
+                if maybe_params is None:
+                    self._slot_freed.clear()
+                    await self._slot_freed.wait()
+                    continue
+                params = maybe_params
                 try:
                     jobs = await backend.claim(params)
                     if failures:
