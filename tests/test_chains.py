@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -91,9 +90,11 @@ def test_a_repeated_hand_off_stores_the_next_step_once(app: Offload) -> None:
     successor = next_step(record, b"3")
     again = next_step(record, b"3")
     assert successor is not None and again is not None and successor.id == again.id
-    asyncio.run(app.backend.enqueue(EnqueueParams(jobs=[successor])))
+    # The blocking facade, as a web app would call it: one asyncio.run per call would
+    # open (and leave) a connection pool per event loop on PostgreSQL.
+    app.backend.blocking.enqueue(EnqueueParams(jobs=[successor]))
     with pytest.raises(ValueError, match="already exists"):
-        asyncio.run(app.backend.enqueue(EnqueueParams(jobs=[again])))
+        app.backend.blocking.enqueue(EnqueueParams(jobs=[again]))
     assert len(jobs_of(app, "double")) == 1
 
 
