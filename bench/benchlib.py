@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -402,6 +402,34 @@ def mixed_rate(records: list[tuple[int, float]], n: int) -> float:
 def percentile(sorted_values: list[float], p: float) -> float:
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+async def send_paced(
+    enqueue: Callable[[int], Awaitable[Any]], count: int, interval_s: float
+) -> dict[int, float]:
+    """Enqueue jobs 0..count-1 one every ``interval_s`` on a fixed schedule (a late send
+    does not push the rest back); returns when each was sent (time.time())."""
+    sent: dict[int, float] = {}
+    loop = asyncio.get_running_loop()
+    origin = loop.time()
+    for k in range(count):
+        delay = origin + k * interval_s - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent[k] = time.time()
+        await enqueue(k)
+    return sent
+
+
+def latency_summary(records: list[tuple[int, float]], sent: dict[int, float]) -> dict[str, float]:
+    """Enqueue-to-start percentiles (ms) of the paced jobs, warm-up jobs left out."""
+    latencies = sorted((t - sent[s]) * 1000 for s, t in records if s < WARMUP_SEQ)
+    return {
+        "latency_p50_ms": percentile(latencies, 50),
+        "latency_p95_ms": percentile(latencies, 95),
+        "latency_p99_ms": percentile(latencies, 99),
+        "latency_max_ms": latencies[-1],
+    }
 
 
 def summarize(values: list[float]) -> dict[str, Any]:

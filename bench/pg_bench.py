@@ -141,10 +141,11 @@ from benchlib import (
     git_state,
     idle_window,
     kill_all_workers,
+    latency_summary,
     log,
     mixed_rate,
-    percentile,
     process_cpu_s,
+    send_paced,
     settle,
     summarize,
     table,
@@ -587,7 +588,6 @@ async def measure_latency(
 ) -> dict[str, float]:
     """Idle workers (measured first: see ``measure_idle``), then one job every ``interval_s``."""
     reset(lib)
-    sent: dict[int, float] = {}
     with workers_of(lib, concurrency, out_dir, env, grace_s) as workers:
         idle_values = await measure_idle(lib, workers, idle)
         async with lib.async_client() as enqueue:
@@ -600,14 +600,7 @@ async def measure_latency(
             )
             await asyncio.sleep(0.5)
             cpu = CpuMeter(lib.url, [p.pid for p in workers.procs])
-            loop = asyncio.get_running_loop()
-            origin = loop.time()
-            for k in range(m):
-                delay = origin + k * interval_s - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                sent[k] = time.time()
-                await enqueue(k)
+            sent = await send_paced(enqueue, m, interval_s)
             await wait_for(
                 "all latency jobs ran",
                 lambda: jobsink.count_records(out_dir) >= m + 5,
@@ -621,12 +614,8 @@ async def measure_latency(
         log(f"{lib.name} workers wrote (at WARNING):\n{noise}")
     records = jobsink.read_records(out_dir)
     check_once(lib.name, records, m, "latency")
-    latencies = sorted((t - sent[s]) * 1000 for s, t in records if s < WARMUP_SEQ)
     return {
-        "latency_p50_ms": percentile(latencies, 50),
-        "latency_p95_ms": percentile(latencies, 95),
-        "latency_p99_ms": percentile(latencies, 99),
-        "latency_max_ms": latencies[-1],
+        **latency_summary(records, sent),
         **cpu_used,
         **idle_values,
     }

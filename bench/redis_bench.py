@@ -175,11 +175,12 @@ from benchlib import (
     git_state,
     idle_window,
     kill_all_workers,
+    latency_summary,
     log,
     mixed_rate,
-    percentile,
     process_cpu_s,
     run_counts,
+    send_paced,
     settle,
     summarize,
     table,
@@ -872,7 +873,6 @@ class Bench:
     ) -> dict[str, float]:
         """Idle workers (measured first: see ``idle``), then one job every ``interval_s``."""
         self.reset(lib)
-        sent: dict[int, float] = {}
         with self.workers(lib, out_dir) as workers:
             idle = await self.idle(workers)
             async with lib.latency_client() as enqueue:
@@ -889,14 +889,7 @@ class Bench:
                 )
                 await asyncio.sleep(self.after_warmup_s)
                 cpu = CpuMeter(self.server.pid, workers.pids)
-                loop = asyncio.get_running_loop()
-                origin = loop.time()
-                for k in range(m):
-                    delay = origin + k * interval_s - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    sent[k] = time.time()
-                    await enqueue(k)
+                sent = await send_paced(enqueue, m, interval_s)
                 await wait_for(
                     "all latency jobs ran",
                     lambda: jobsink.count_records(out_dir) >= m + 5,
@@ -910,12 +903,8 @@ class Bench:
             log(f"{lib.name} workers wrote (at WARNING):\n{noise}")
         records = jobsink.read_records(out_dir)
         duplicates = check_ran(lib.name, records, m, "latency")
-        latencies = sorted((t - sent[s]) * 1000 for s, t in records if s < WARMUP_SEQ)
         return {
-            "latency_p50_ms": percentile(latencies, 50),
-            "latency_p95_ms": percentile(latencies, 95),
-            "latency_p99_ms": percentile(latencies, 99),
-            "latency_max_ms": latencies[-1],
+            **latency_summary(records, sent),
             "latency_duplicate_runs": duplicates,
             **cpu_used,
             **idle,

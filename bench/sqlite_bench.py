@@ -163,8 +163,9 @@ from benchlib import (
     descendants,
     git_state,
     kill_all_workers,
+    latency_summary,
     log,
-    percentile,
+    send_paced,
     summarize,
     table,
     tree_cpu_s,
@@ -593,7 +594,6 @@ class Bench:
         self, lib: Library, m: int, interval_s: float, out_dir: str
     ) -> dict[str, float]:
         await lib.reset()
-        sent: dict[int, float] = {}
         with self.workers(lib, out_dir) as workers:
             async with lib.latency_client() as enqueue:
                 await asyncio.sleep(self.idle_s)  # workers up and idle
@@ -610,14 +610,7 @@ class Bench:
                 )
                 await asyncio.sleep(0.5)
                 cpu = CpuMeter(workers.pids)
-                loop = asyncio.get_running_loop()
-                origin = loop.time()
-                for k in range(m):
-                    delay = origin + k * interval_s - loop.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    sent[k] = time.time()
-                    await enqueue(k)
+                sent = await send_paced(enqueue, m, interval_s)
                 await wait_for(
                     "all latency jobs ran",
                     lambda: jobsink.count_records(out_dir) >= m + 5,
@@ -631,12 +624,8 @@ class Bench:
             log(f"{lib.name} workers wrote (at WARNING):\n{noise}")
         records = jobsink.read_records(out_dir)
         check_once(lib.name, records, m, "latency")
-        latencies = sorted((t - sent[s]) * 1000 for s, t in records if s < WARMUP_SEQ)
         return {
-            "latency_p50_ms": percentile(latencies, 50),
-            "latency_p95_ms": percentile(latencies, 95),
-            "latency_p99_ms": percentile(latencies, 99),
-            "latency_max_ms": latencies[-1],
+            **latency_summary(records, sent),
             **cpu_used,
         }
 
