@@ -1,6 +1,7 @@
 """offload: asynchronous jobs that are never lost."""
 
 from offload.app import Offload
+from offload.backends.base import BackendError, DuplicateJob, ValueRejected
 from offload.context import JobContext, current_job
 from offload.errors import (
     Abort,
@@ -21,9 +22,11 @@ from offload.task import Signature, Task
 
 __all__ = [
     "Abort",
+    "BackendError",
     "BackoffPolicy",
     "ConcurrencyLimit",
     "ConfigurationError",
+    "DuplicateJob",
     "ErrorInfo",
     "ExponentialBackoff",
     "FixedBackoff",
@@ -42,5 +45,6 @@ __all__ = [
     "Retry",
     "Signature",
     "Task",
+    "ValueRejected",
     "current_job",
 ]

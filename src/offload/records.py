@@ -62,6 +62,9 @@ class JobRecord(msgspec.Struct, kw_only=True):
     batch: str | None = None
     owner: str | None = None
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: What the store could not decode in this row (written by another version or by hand),
+    #: None when it all decoded. A worker dead-letters such a job rather than running it.
+    unreadable: str | None = None
 
 
 #: The gap between one owner's consecutive turns in a fair queue (see ``NewJob.fair``).

@@ -73,6 +73,10 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True):
     retry_delay_s: float = 0.0
     #: Replaces the job's ``meta`` when set (a deferral notes why the job waits).
     meta: dict[str, Any] | None = None
+    #: Jobs stored in the same atomic step as this outcome, and only if the store takes
+    #: it (the lease still held): a chain's next step. A follow-up whose id is already
+    #: stored is skipped, so a repeated step never stores it twice.
+    follow_ups: Sequence[NewJob] = ()
 
 
 class FinishParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -173,6 +177,9 @@ class MarkParams(msgspec.Struct, frozen=True, kw_only=True):
     value: str
     #: The value the caller read before; None means the mark must not exist yet.
     expected: str | None = None
+    #: The mark is deleted this long after it is written (None: kept until overwritten).
+    #: Everything the engine writes needs a lifetime, marks included.
+    ttl_s: float | None = None
 
 
 class BackendError(RuntimeError):
@@ -182,6 +189,20 @@ class BackendError(RuntimeError):
 class StoreRefused(BackendError):
     """The engine answers but is set up so that offload must not use it (an evicting Redis,
     a newer schema). Retrying cannot help: a worker stops with the message instead."""
+
+
+class DuplicateJob(ValueError):
+    """A job id in the call is already stored (ids are unique forever); nothing was stored."""
+
+    def __init__(self, message: str = "a job id in this batch already exists; nothing was "
+                 "stored") -> None:  # fmt: skip
+        super().__init__(message)
+
+
+class ValueRejected(ValueError):
+    """The store cannot hold a value the call carries (text it cannot encode, a time out of
+    its range). It is the caller's input, not an outage: the same call can never succeed,
+    so it must fail the one job or call that carries it, never be retried as a whole."""
 
 
 class SyncBackend(Protocol):
