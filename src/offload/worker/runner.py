@@ -1,7 +1,9 @@
 """The worker: claim in batches, run, acknowledge in batches, keep leases alive.
 
-The loop itself only moves jobs; retries, timeouts and leadership live in
-``outcomes``, ``executors`` and ``maintenance``.
+The loop itself only moves jobs. Its parts live beside it, one job each: ``attempts``
+(one job's call), ``batching`` (micro-batches), ``acks`` (outcomes and progress sent in
+batches), ``leases`` (heartbeats); retries, timeouts and leadership live in ``outcomes``,
+``executors`` and ``maintenance``.
 """
 
 from __future__ import annotations
@@ -14,83 +16,39 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from typing import Any
-
-from msgspec.structs import replace as replace_struct
 
 from offload.app import Offload
 from offload.backends.base import (
     BackendError,
     ClaimParams,
-    FinishParams,
-    HeartbeatParams,
-    LeaseRef,
     Outcome,
-    OutcomeKind,
-    ProgressParams,
-    ProgressUpdate,
     StoreRefused,
     WaitParams,
 )
 from offload.batches import BatchService
-from offload.context import JobContext
-from offload.limits import Admission, Limiter, keyed_limits
-from offload.microbatch import ItemsMismatch, split_results, wrap_call
-from offload.records import ErrorInfo, JobRecord
+from offload.limits import Limiter
+from offload.records import JobRecord
 from offload.scheduler import CronService
-from offload.serialize import PayloadError
-from offload.task import Task
-from offload.windows import keep_retry_in_window
 from offload.worker import outcomes
-from offload.worker.chains import hand_on
-from offload.worker.executors import Executor, Invocation, LocalExecutor
+from offload.worker.acks import Acks
+from offload.worker.attempts import OUTCOME_HOOKS, Attempts
+from offload.worker.batching import Batching
+from offload.worker.executors import Executor, LocalExecutor
+from offload.worker.leases import Leases
 from offload.worker.maintenance import Maintenance
-from offload.worker.process_pool import ChildDied, ChildFailed, Pool, ProcessExecutor
+from offload.worker.process_pool import Pool, ProcessExecutor
+from offload.worker.state import Forming, Running, WorkerStats
+
+__all__ = ["Worker", "WorkerStats", "run_worker"]
 
 log = logging.getLogger("offload.worker")
 #: How long a cancelled store call may take to end before the worker goes on without it.
 CANCEL_GRACE_S = 2.0
-#: Features that adjust an attempt's outcome before it is acknowledged; each returns the
-#: outcome untouched, after a dict lookup, for a job that does not use it.
-OUTCOME_HOOKS = (keep_retry_in_window, hand_on)
-
 RECONNECT_MAX_PAUSE_S = 5.0
 
 
-@dataclass
-class _Running:
-    job: JobRecord
-    cancelled: threading.Event
-    task: asyncio.Task[None] | None = None
-    stop_reason: str | None = None  # "lost" (cancelled or reaped elsewhere) or "shutdown"
-
-
-@dataclass
-class _Forming:
-    """Jobs of one micro-batched task gathering for a single call."""
-
-    task: Task[Any, Any]
-    size: int
-    members: list[_Running]
-    timer: asyncio.TimerHandle | None = None
-
-
-@dataclass
-class WorkerStats:
-    started: int = 0
-    succeeded: int = 0
-    retried: int = 0
-    dead: int = 0
-    released: int = 0
-    deferred: int = 0
-    lost: int = 0
-    rejected: int = 0
-
-
-class Worker:
+class Worker(Acks, Leases, Attempts, Batching):
     def __init__(
         self,
         app: Offload,
@@ -153,16 +111,16 @@ class Worker:
         self._defer_not_before: dict[str, float] = {}
         #: Jobs claimed into a micro-batch's room that found every slot busy: they start,
         #: in order, as slots free up (leased and heartbeated meanwhile, not yet timed).
-        self._waiting: collections.deque[_Running] = collections.deque()
-        self._running: dict[str, _Running] = {}
-        self._forming: dict[str, _Forming] = {}
+        self._waiting: collections.deque[Running] = collections.deque()
+        self._running: dict[str, Running] = {}
+        self._forming: dict[str, Forming] = {}
         self._batch_calls: set[asyncio.Task[None]] = set()
         self._batched_jobs = 0  # jobs in _running that belong to a micro-batch
         self._batch_calls_count = 0  # micro-batches forming or running: one slot each
-        self._batch_call_tasks: dict[str, Task[Any, Any]] = {}
+        self._batch_call_tasks = {}
         self._unacked: dict[str, Outcome] = {}
         self._unacked_jobs: dict[str, JobRecord] = {}
-        self._progress: dict[str, ProgressUpdate] = {}
+        self._progress = {}
         self._executor: Executor | None = None
         self._stop_count = 0
         self._stopping = asyncio.Event()
@@ -374,7 +332,7 @@ class Worker:
             if stale.task is not None:
                 stale.task.cancel()
         busy = self._busy()
-        running = _Running(job=job, cancelled=threading.Event())
+        running = Running(job=job, cancelled=threading.Event())
         self._running[job.id] = running
         self.stats.started += 1
         task = self.app.tasks.get(job.task)
@@ -385,11 +343,11 @@ class Worker:
         else:
             self._launch(running)
 
-    def _launch(self, running: _Running) -> None:
+    def _launch(self, running: Running) -> None:
         name = f"offload-job-{running.job.id}"
         running.task = asyncio.create_task(self._execute(running), name=name)
 
-    def _forget(self, running: _Running) -> None:
+    def _forget(self, running: Running) -> None:
         """Drop a job from the running set (unless a newer claim of it replaced it) and
         start any job waiting for the slot it leaves."""
         if self._running.get(running.job.id) is running:
@@ -403,7 +361,7 @@ class Worker:
             self._launch(waiting)
         self._slot_freed.set()
 
-    async def _execute(self, running: _Running) -> None:
+    async def _execute(self, running: Running) -> None:
         job = running.job
         outcome: Outcome | None
         try:
@@ -417,377 +375,6 @@ class Worker:
         finally:
             self._forget(running)
         self._remember(job, outcome)
-
-    def _remember(self, job: JobRecord, outcome: Outcome | None) -> None:
-        if outcome is None:
-            self.stats.lost += 1
-            return
-        self._count(outcome)
-        self._unacked[job.id] = outcome
-        self._unacked_jobs[job.id] = job
-        self._flush_needed.set()
-
-    # -- micro-batches -------------------------------------------------------
-    def _gather(self, task: Task[Any, Any], running: _Running) -> None:
-        settings = task.defaults.batch
-        assert settings is not None
-        self._batched_jobs += 1
-        forming = self._forming.get(task.name)
-        if forming is None:
-            forming = self._forming[task.name] = _Forming(task, settings.size, [])
-            self._batch_calls_count += 1
-            loop = asyncio.get_running_loop()
-            forming.timer = loop.call_later(settings.wait_s, self._dispatch, task.name)
-        forming.members.append(running)
-        if len(forming.members) >= settings.size or self._stopping.is_set():
-            self._dispatch(task.name)
-
-    def _dispatch(self, task_name: str) -> None:
-        forming = self._forming.pop(task_name, None)
-        if forming is None:
-            return
-        if forming.timer is not None:
-            forming.timer.cancel()
-        call = asyncio.create_task(self._execute_batch(forming), name=f"offload-batch-{task_name}")
-        self._batch_calls.add(call)
-        call.add_done_callback(self._batch_calls.discard)
-
-    def _dispatch_all(self) -> None:
-        for name in list(self._forming):
-            self._dispatch(name)
-
-    async def _execute_batch(self, forming: _Forming) -> None:
-        task, members = forming.task, forming.members
-        outcomes_by_id: dict[str, Outcome | None] = {}
-        try:
-            ready: list[tuple[_Running, Any]] = []
-            for running in members:
-                try:
-                    args, kwargs = task.codec.decode_args(running.job.payload)
-                except PayloadError as exc:
-                    outcomes_by_id[running.job.id] = outcomes.poison(
-                        running.job, "PayloadError", str(exc)
-                    )
-                    continue
-                ready.append((running, args[0] if args else next(iter(kwargs.values()))))
-            if ready:
-                outcomes_by_id.update(await self._call_batch(task, ready))
-            for running in members:
-                job = running.job
-                outcome = outcomes_by_id.get(job.id)
-                if outcome is not None and running.stop_reason != "lost":
-                    for hook in OUTCOME_HOOKS:
-                        outcome = await hook(self.app, job, outcome)
-                outcomes_by_id[job.id] = None if running.stop_reason == "lost" else outcome
-        except asyncio.CancelledError:
-            for running in members:
-                if running.job.id not in outcomes_by_id or running.stop_reason == "shutdown":
-                    shutdown = running.stop_reason == "shutdown"
-                    outcomes_by_id[running.job.id] = (
-                        outcomes.released(running.job) if shutdown else None
-                    )
-        finally:
-            self._batched_jobs -= len(members)
-            self._batch_calls_count -= 1
-            for running in members:
-                self._forget(running)
-        for running in members:
-            self._remember(running.job, outcomes_by_id.get(running.job.id))
-
-    async def _call_batch(
-        self, task: Task[Any, Any], ready: list[tuple[_Running, Any]]
-    ) -> dict[str, Outcome]:
-        """One call for every item; each job gets the outcome of its own entry."""
-        jobs = [running.job for running, _ in ready]
-        first = ready[0][0]
-        context = JobContext(
-            id=first.job.id,
-            task=first.job.task,
-            attempt=first.job.attempt,
-            max_attempts=first.job.max_attempts,
-            report=self._progress_reporter(first.job),
-            cancelled=first.cancelled,
-        )
-        call = Invocation(
-            self._batch_call_task(task), b"", [[item for _, item in ready]], {}, context,
-            first.cancelled,
-        )  # fmt: skip
-        assert self._executor is not None
-        backoff = task.defaults.backoff
-        try:
-            async with asyncio.timeout(task.defaults.timeout_s):
-                encoded = await self._executor.run(call)
-        except TimeoutError:
-            first.cancelled.set()
-            error = ErrorInfo(
-                type="TimeoutError",
-                message=f"the batch call ran longer than its timeout of {task.defaults.timeout_s}s",
-            )
-            failure = outcomes.Failure(error, retryable=True)
-            return {job.id: outcomes.failed(job, failure, backoff) for job in jobs}
-        except asyncio.CancelledError:
-            raise
-        except ItemsMismatch as exc:  # a bug in the task: retrying cannot fix it
-            failure = outcomes.Failure(outcomes.error_info(exc), retryable=False)
-            return {job.id: outcomes.failed(job, failure, backoff) for job in jobs}
-        except BaseException as exc:  # the whole call failed: every item did
-            failure = outcomes.describe_failure(exc, task.defaults.retry_on)
-            log.info(
-                "batch of %d %s job(s) failed: %s", len(jobs), task.name, failure.error.message
-            )
-            return {job.id: outcomes.failed(job, failure, backoff) for job in jobs}
-        try:
-            entries = split_results(encoded)
-        except ValueError as exc:  # cannot happen with wrap_call; never strand the jobs
-            failure = outcomes.Failure(outcomes.error_info(exc), retryable=False)
-            return {job.id: outcomes.failed(job, failure, backoff) for job in jobs}
-        decided: dict[str, Outcome] = {}
-        for job, entry in zip(jobs, entries, strict=True):
-            if entry.error is None:
-                decided[job.id] = outcomes.succeeded(job, bytes(entry.result))
-            else:
-                failure = outcomes.Failure(entry.error, entry.retryable)
-                decided[job.id] = outcomes.failed(job, failure, backoff)
-        return decided
-
-    def _batch_call_task(self, task: Task[Any, Any]) -> Task[Any, Any]:
-        """The user's function wrapped so that each entry crosses as data (an exception too)."""
-        wrapped = self._batch_call_tasks.get(task.name)
-        if wrapped is None:
-            retry_on = task.defaults.retry_on
-
-            def describe(exc: BaseException) -> tuple[ErrorInfo, bool]:
-                failure = outcomes.describe_failure(exc, retry_on)
-                return failure.error, failure.retryable
-
-            fn = wrap_call(task.fn, task.is_async, describe)
-            wrapped = Task(self.app, fn, task.name, replace(task.defaults, batch=None))
-            self._batch_call_tasks[task.name] = wrapped
-        return wrapped
-
-    def _count(self, outcome: Outcome) -> None:
-        kind = outcome.kind.value
-        if kind == "succeeded":
-            self.stats.succeeded += 1
-        elif kind == "retry":
-            self.stats.retried += 1
-        elif kind == "dead":
-            self.stats.dead += 1
-        elif kind == "release":
-            self.stats.released += 1
-        elif kind == "defer":
-            self.stats.deferred += 1
-
-    async def _attempt(self, running: _Running) -> Outcome:
-        job = running.job
-        task = self.app.tasks.get(job.task)
-        if task is None:
-            known = ", ".join(sorted(self.app.tasks)) or "none"
-            log.error("job %s: unknown task %r; it is dead-lettered", job.id, job.task)
-            return outcomes.poison(
-                job,
-                "UnknownTask",
-                f"no task named {job.task!r} is registered in this worker's app "
-                f"(known: {known}); deploy the code that defines it, then retry the job",
-            )
-        try:
-            args, kwargs = task.codec.decode_args(job.payload)
-        except PayloadError as exc:
-            log.error("job %s: undecodable payload (%s); it is dead-lettered", job.id, exc)
-            return outcomes.poison(job, "PayloadError", str(exc))
-        admission: Admission | None = None
-        if task.defaults.limits:
-            try:
-                keyed = keyed_limits(task.defaults.limits, args, kwargs)
-            except Exception as exc:  # a key function that raised: the job's fault
-                failure = outcomes.describe_failure(exc, task.defaults.retry_on)
-                return outcomes.failed(job, failure, task.defaults.backoff)
-            admission = await self.limiter.admit(job, keyed)
-            if admission.deferral is not None:
-                assert admission.not_before is not None
-                self._defer_not_before[job.id] = admission.not_before
-                heapq.heappush(self._deferred_due, admission.not_before)
-                return admission.deferral
-        try:
-            return await self._call(running, task, args, kwargs)
-        finally:
-            if admission is not None and admission.held:
-                await self.limiter.release(job, admission)
-
-    async def _call(
-        self,
-        running: _Running,
-        task: Task[Any, Any],
-        args: list[Any],
-        kwargs: dict[str, Any],
-    ) -> Outcome:
-        job = running.job
-        context = JobContext(
-            id=job.id,
-            task=job.task,
-            attempt=job.attempt,
-            max_attempts=job.max_attempts,
-            report=self._progress_reporter(job),
-            cancelled=running.cancelled,
-        )
-        call = Invocation(task, job.payload, args, kwargs, context, running.cancelled)
-        assert self._executor is not None
-        try:
-            async with asyncio.timeout(job.timeout_s):
-                result = await self._executor.run(call)
-        except TimeoutError:
-            running.cancelled.set()
-            failure = outcomes.Failure(
-                ErrorInfo(
-                    type="TimeoutError",
-                    message=f"the task ran longer than its timeout of {job.timeout_s}s",
-                ),
-                retryable=True,
-            )
-            return outcomes.failed(job, failure, task.defaults.backoff)
-        except ChildFailed as exc:
-            message = exc.message
-            failure = outcomes.Failure(message.error, message.retryable, message.delay_s)
-            if message.payload_error:
-                return outcomes.poison(job, "PayloadError", message.error.message)
-            return outcomes.failed(job, failure, task.defaults.backoff)
-        except ChildDied as exc:
-            failure = outcomes.Failure(outcomes.error_info(exc, with_traceback=False), True)
-            return outcomes.failed(job, failure, task.defaults.backoff)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # a bad job never takes the worker down
-            failure = outcomes.describe_failure(exc, task.defaults.retry_on)
-            log.info("job %s (%s) failed: %s", job.id, job.task, failure.error.message)
-            return outcomes.failed(job, failure, task.defaults.backoff)
-        return outcomes.succeeded(job, result)
-
-    def _progress_reporter(self, job: JobRecord) -> Any:
-        loop = self._loop
-        assert loop is not None
-
-        def report(fraction: float, message: str | None) -> None:
-            update = ProgressUpdate(
-                id=job.id, delivery=job.delivery, progress=fraction, message=message
-            )
-            if threading.get_ident() == getattr(loop, "_thread_id", None):
-                self._queue_progress(update)
-            else:
-                loop.call_soon_threadsafe(self._queue_progress, update)
-
-        return report
-
-    def _queue_progress(self, update: ProgressUpdate) -> None:
-        self._progress[update.id] = update
-        self._progress_needed.set()
-
-    # -- acknowledgements ----------------------------------------------------
-    async def _flush_loop(self) -> None:
-        while True:
-            await self._flush_needed.wait()
-            self._flush_needed.clear()
-            await self._flush_once()
-
-    async def _flush_once(self) -> bool:
-        """Send every pending outcome in one ``finish`` call; keep them on failure."""
-        async with self._flush_lock:  # the shutdown flush must not resend an in-flight batch
-            return await self._flush_locked()
-
-    async def _flush_locked(self) -> bool:
-        if not self._unacked:
-            return True
-        batch = list(self._unacked.values())
-        try:
-            sent = [self._as_sent(outcome) for outcome in batch]
-            result = await self.app.backend.finish(FinishParams(outcomes=sent))
-        except BackendError as exc:
-            log.error("cannot record %d outcome(s) (%s); will retry", len(batch), exc)
-            await self._pause(0.5)
-            self._flush_needed.set()
-            return False
-        for outcome in batch:
-            if self._unacked.get(outcome.id) is outcome:
-                del self._unacked[outcome.id]
-                self._defer_not_before.pop(outcome.id, None)
-                self._unacked_jobs.pop(outcome.id, None)
-        self._flushes += 1
-        self._slot_freed.set()  # a burst worker re-checks for work once outcomes are stored
-        if result.rejected:
-            self.stats.rejected += len(result.rejected)
-            log.warning(
-                "%d outcome(s) refused: this worker no longer held their lease (cancelled or "
-                "recovered by another worker)",
-                len(result.rejected),
-            )
-        return True
-
-    def _as_sent(self, outcome: Outcome) -> Outcome:
-        """A deferral waits until its moment, not its delay counted from the flush."""
-        not_before = self._defer_not_before.get(outcome.id)
-        if outcome.kind is not OutcomeKind.DEFER or not_before is None:
-            return outcome
-        return replace_struct(outcome, retry_delay_s=max(0.0, not_before - self.app.now()))
-
-    async def _flush_all(self) -> None:
-        deadline = time.monotonic() + max(self.grace_s, 5.0)
-        while self._unacked and time.monotonic() < deadline:
-            if not await self._flush_once():
-                await asyncio.sleep(0.5)
-        await self._flush_progress()
-        if self._unacked:
-            log.error("%d outcome(s) could not be recorded; their jobs will run again",
-                      len(self._unacked))  # fmt: skip
-
-    async def _progress_loop(self) -> None:
-        while True:
-            await self._progress_needed.wait()
-            self._progress_needed.clear()
-            await self._flush_progress()
-            await asyncio.sleep(0.2)  # coalesce chatty tasks into a few writes a second
-
-    async def _flush_progress(self) -> None:
-        if not self._progress:
-            return
-        updates, self._progress = list(self._progress.values()), {}
-        try:
-            await self.app.backend.report_progress(ProgressParams(updates=updates))
-        except BackendError as exc:
-            log.warning("cannot record progress (%s)", exc)
-
-    # -- leases --------------------------------------------------------------
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            leases = [r.job for r in self._running.values()] + list(self._unacked_jobs.values())
-            shortest = min((j.lease_s or self.lease_s for j in leases), default=self.lease_s)
-            await asyncio.sleep(shortest / 3)
-            await self._heartbeat()
-
-    async def _heartbeat(self) -> None:
-        jobs = [r.job for r in self._running.values()] + list(self._unacked_jobs.values())
-        if not jobs:
-            return
-        try:
-            result = await self.app.backend.heartbeat(
-                HeartbeatParams(
-                    leases=[LeaseRef(id=j.id, delivery=j.delivery) for j in jobs],
-                    worker=self.name,
-                    lease_s=self.lease_s,
-                )
-            )
-        except BackendError as exc:
-            log.error("cannot renew leases (%s); will retry", exc)
-            return
-        for job_id in result.lost:
-            running = self._running.get(job_id)
-            if running is not None and running.task is not None:
-                log.info("job %s was cancelled or taken over; stopping it", job_id)
-                running.stop_reason = "lost"
-                running.cancelled.set()
-                running.task.cancel()
-            elif running is not None:  # in a micro-batch: its entry will be dropped
-                running.stop_reason = "lost"
-            self._unacked.pop(job_id, None)
-            self._unacked_jobs.pop(job_id, None)
 
     # -- shutdown ------------------------------------------------------------
     async def _drain_running(self) -> None:

@@ -1,0 +1,102 @@
+"""The worker's shared state: what each of its parts (fetch, attempts, micro-batches,
+acknowledgements, leases) reads and writes, declared once so each part type-checks alone."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from offload.app import Offload
+from offload.backends.base import Outcome, ProgressUpdate
+from offload.limits import Limiter
+from offload.records import JobRecord
+from offload.task import Task
+from offload.worker.executors import Executor
+from offload.worker.maintenance import Maintenance
+from offload.worker.process_pool import Pool
+
+
+@dataclass
+class Running:
+    job: JobRecord
+    cancelled: threading.Event
+    task: asyncio.Task[None] | None = None
+    stop_reason: str | None = None  # "lost" (cancelled or reaped elsewhere) or "shutdown"
+
+
+@dataclass
+class Forming:
+    """Jobs of one micro-batched task gathering for a single call."""
+
+    task: Task[Any, Any]
+    size: int
+    members: list[Running]
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class WorkerStats:
+    started: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+    deferred: int = 0
+    lost: int = 0
+    rejected: int = 0
+
+
+class WorkerState:
+    """Attributes set by ``Worker.__init__``, and the methods one part calls on another."""
+
+    app: Offload
+    queues: list[str]
+    concurrency: int
+    pool: Pool
+    burst: bool
+    grace_s: float
+    app_spec: str | None
+    idle_check_s: float
+    name: str
+    stats: WorkerStats
+    maintenance: Maintenance
+    limiter: Limiter
+    _deferred_due: list[float]
+    _defer_not_before: dict[str, float]
+    _waiting: collections.deque[Running]
+    _running: dict[str, Running]
+    _forming: dict[str, Forming]
+    _batch_calls: set[asyncio.Task[None]]
+    _batched_jobs: int
+    _batch_calls_count: int
+    _batch_call_tasks: dict[str, Task[Any, Any]]
+    _unacked: dict[str, Outcome]
+    _unacked_jobs: dict[str, JobRecord]
+    _progress: dict[str, ProgressUpdate]
+    _executor: Executor | None
+    _stop_count: int
+    _stopping: asyncio.Event
+    _slot_freed: asyncio.Event
+    _flush_needed: asyncio.Event
+    _flush_lock: asyncio.Lock
+    _flushes: int
+    _progress_needed: asyncio.Event
+    _loop: asyncio.AbstractEventLoop | None
+
+    if TYPE_CHECKING:
+
+        @property
+        def lease_s(self) -> float: ...
+
+        async def _pause(self, seconds: float) -> None: ...
+
+        def _forget(self, running: Running) -> None: ...
+
+        def _remember(self, job: JobRecord, outcome: Outcome | None) -> None: ...
+
+        def _queue_progress(self, update: ProgressUpdate) -> None: ...
+
+        def _progress_reporter(self, job: JobRecord) -> Any: ...
