@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qs
 
 import msgspec
 
@@ -46,81 +45,22 @@ from offload.backends.base import (
 )
 from offload.backends.filewatch import CAN_WATCH_FILES
 from offload.backends.rows import job_from_row
-from offload.backends.sqlfile import load_migrations, load_queries, read_sql
+from offload.backends.sqlite_schema import (
+    COLUMNS,
+    Q,
+    _in,
+    _marks,
+    apply_schema,
+    fresh_schema,
+    migrations,
+    parse_sqlite_url,
+)
+from offload.backends.sqlite_turns import Turns, record_of_new
 from offload.backends.store import Notifier, ThreadedBackend
-from offload.records import FAIR_STEP_S, WORKER_LOST, JobRecord, NewJob
+from offload.records import WORKER_LOST, JobRecord
 from offload.states import JobState
 
-COLUMNS = (
-    "id, task, queue, state, payload, priority, attempt, max_attempts, delivery, crashes, "
-    "run_at, lease_until, lease_s, timeout_s, worker, progress, progress_message, result, "
-    "error, created_at, started_at, finished_at, key, batch, owner, meta"
-)
 _encode = msgspec.json.encode
-
-
-def _marks(values: Sequence[object]) -> str:
-    return ",".join("?" * len(values))
-
-
-def _in(sql: str, values: Sequence[object]) -> str:
-    """Fill a statement's ``{marks}`` with one placeholder per value of an IN list."""
-    return sql.replace("{marks}", _marks(values))
-
-
-Q = {
-    name: sql.replace("{cols}", COLUMNS)
-    for name, sql in load_queries("offload.backends", "sqlite_sql/queries.sql").items()
-}
-
-
-def migrations() -> list[tuple[int, str]]:
-    return load_migrations("offload.backends", "sqlite_sql/migrations")
-
-
-def fresh_schema() -> str:
-    return read_sql("offload.backends", "sqlite_sql/schema.sql")
-
-
-def apply_schema(conn: sqlite3.Connection) -> None:
-    """Create or upgrade the schema; ``PRAGMA user_version`` records the version."""
-    steps = migrations()
-    latest = steps[-1][0]
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
-        if current == 0:
-            for statement in _statements(fresh_schema()):
-                conn.execute(statement)
-        else:
-            for version, sql in steps:
-                if version > current:
-                    for statement in _statements(sql):
-                        conn.execute(statement)
-        if current > latest:
-            raise BackendError(
-                f"the database schema is version {current}, newer than this offload "
-                f"({latest}); upgrade offload"
-            )
-        conn.execute(f"PRAGMA user_version = {latest}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
-def _statements(sql: str) -> Iterator[str]:
-    """Split a script into statements so they run inside our transaction."""
-    buffer = ""
-    for line in sql.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            yield buffer.strip()
-            buffer = ""
-    if buffer.strip():
-        yield buffer.strip()
 
 
 class SqliteStore:
@@ -204,14 +144,14 @@ class SqliteStore:
         rows = []
         with self._write() as conn:
             now = self._clock()
-            turns = _Turns(conn, now) if any(new.fair for new in params.jobs) else None
+            turns = Turns(conn, now) if any(new.fair for new in params.jobs) else None
             for new in params.jobs:
                 if new.key is not None:
                     held = conn.execute(Q["live_key"], (new.key,)).fetchone()
                     if held is not None:
                         out.append(job_from_row(held))
                         continue
-                record = _record_of_new(new, now)
+                record = record_of_new(new, now)
                 if turns is not None and record.run_at <= now:
                     if new.fair:
                         record.run_at = turns.take(new.queue, new.priority, new.owner)
@@ -475,82 +415,6 @@ class SqliteStore:
         self._local = threading.local()
 
 
-class _Turns:
-    """The turns one enqueue hands to fair jobs (see NewJob.fair), inside its transaction.
-
-    Each (queue, priority) head and each owner's last turn is read once, then kept here as
-    the batch goes on; the owners' new last turns are written at the end.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
-        self._conn = conn
-        self._now = now
-        self._heads: dict[tuple[str, int], float] = {}
-        self._last: dict[tuple[str, str], float] = {}  # the turns taken in this batch
-
-    def take(self, queue: str, priority: int, owner: str | None) -> float:
-        group = (queue, priority)
-        head = self._heads.get(group)
-        if head is None:
-            row = self._conn.execute(Q["fair_head"], (queue, priority, self._now)).fetchone()
-            head = self._heads[group] = self._now if row is None else row[0]
-        tenant = (queue, owner or "")
-        last = self._last.get(tenant)
-        if last is None:
-            row = self._conn.execute(Q["last_turn"], tenant).fetchone()
-            last = None if row is None else row[0]
-        turn = head if last is None else max(head, last + FAIR_STEP_S)
-        self._last[tenant] = turn
-        return turn
-
-    def saw(self, queue: str, priority: int, run_at: float) -> None:
-        """A job of this batch that is ready now: it may be the new head of its priority."""
-        group = (queue, priority)
-        if group in self._heads:
-            self._heads[group] = min(self._heads[group], run_at)
-
-    def save(self) -> None:
-        self._conn.executemany(Q["save_turn"], [(q, o, t) for (q, o), t in self._last.items()])
-
-
-def _record_of_new(new: NewJob, now: float) -> JobRecord:
-    run_at = new.run_at if new.run_at is not None else now + new.delay_s
-    return JobRecord(
-        id=new.id,
-        task=new.task,
-        queue=new.queue,
-        state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
-        payload=new.payload,
-        priority=new.priority,
-        max_attempts=new.max_attempts,
-        run_at=run_at,
-        lease_s=new.lease_s,
-        timeout_s=new.timeout_s,
-        created_at=now,
-        key=new.key,
-        batch=new.batch,
-        owner=new.owner,
-        meta=dict(new.meta),
-    )
-
-
-def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
-    """``sqlite:///relative.db``, ``sqlite:////absolute.db``, optional ``?synchronous=normal``."""
-    rest = url.removeprefix("sqlite://")
-    rest, _, query = rest.partition("?")
-    if not rest.startswith("/") or rest == "/":
-        raise ValueError(
-            f"bad SQLite URL {url!r}: write sqlite:///relative/path.db or sqlite:////abs/path.db"
-        )
-    options = {k: v[-1] for k, v in parse_qs(query).items()}
-    unknown = set(options) - {"synchronous", "busy_timeout_ms"}
-    if unknown:
-        raise ValueError(f"unknown SQLite URL option(s) {sorted(unknown)} in {url!r}")
-    if options.get("synchronous", "full").lower() not in {"full", "normal", "extra"}:
-        raise ValueError("SQLite option synchronous must be full, normal or extra")
-    return rest[1:], options
-
-
 def sqlite_backend(url: str, clock: Callable[[], float] | None = None) -> ThreadedBackend:
     path, options = parse_sqlite_url(url)
     folder = os.path.dirname(os.path.abspath(path))
@@ -563,3 +427,13 @@ def sqlite_backend(url: str, clock: Callable[[], float] | None = None) -> Thread
         clock=clock or time.time,
     )
     return ThreadedBackend(store)
+
+
+__all__ = [
+    "SqliteStore",
+    "apply_schema",
+    "fresh_schema",
+    "migrations",
+    "parse_sqlite_url",
+    "sqlite_backend",
+]

@@ -1,0 +1,68 @@
+"""What one SQLite enqueue computes inside its transaction: new rows and fair turns."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from offload.backends.sqlite_schema import Q
+from offload.records import FAIR_STEP_S, JobRecord, NewJob
+from offload.states import JobState
+
+
+class Turns:
+    """The turns one enqueue hands to fair jobs (see NewJob.fair), inside its transaction.
+
+    Each (queue, priority) head and each owner's last turn is read once, then kept here as
+    the batch goes on; the owners' new last turns are written at the end.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, now: float) -> None:
+        self._conn = conn
+        self._now = now
+        self._heads: dict[tuple[str, int], float] = {}
+        self._last: dict[tuple[str, str], float] = {}  # the turns taken in this batch
+
+    def take(self, queue: str, priority: int, owner: str | None) -> float:
+        group = (queue, priority)
+        head = self._heads.get(group)
+        if head is None:
+            row = self._conn.execute(Q["fair_head"], (queue, priority, self._now)).fetchone()
+            head = self._heads[group] = self._now if row is None else row[0]
+        tenant = (queue, owner or "")
+        last = self._last.get(tenant)
+        if last is None:
+            row = self._conn.execute(Q["last_turn"], tenant).fetchone()
+            last = None if row is None else row[0]
+        turn = head if last is None else max(head, last + FAIR_STEP_S)
+        self._last[tenant] = turn
+        return turn
+
+    def saw(self, queue: str, priority: int, run_at: float) -> None:
+        """A job of this batch that is ready now: it may be the new head of its priority."""
+        group = (queue, priority)
+        if group in self._heads:
+            self._heads[group] = min(self._heads[group], run_at)
+
+    def save(self) -> None:
+        self._conn.executemany(Q["save_turn"], [(q, o, t) for (q, o), t in self._last.items()])
+
+
+def record_of_new(new: NewJob, now: float) -> JobRecord:
+    run_at = new.run_at if new.run_at is not None else now + new.delay_s
+    return JobRecord(
+        id=new.id,
+        task=new.task,
+        queue=new.queue,
+        state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
+        payload=new.payload,
+        priority=new.priority,
+        max_attempts=new.max_attempts,
+        run_at=run_at,
+        lease_s=new.lease_s,
+        timeout_s=new.timeout_s,
+        created_at=now,
+        key=new.key,
+        batch=new.batch,
+        owner=new.owner,
+        meta=dict(new.meta),
+    )
