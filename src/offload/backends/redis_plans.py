@@ -1,0 +1,328 @@
+"""Each Redis operation written once as a *plan*, a generator of commands that a
+blocking or an asyncio runner drives (see redis.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+from offload.backends.base import (
+    ClaimParams,
+    EnqueueParams,
+    FinishParams,
+    FinishResult,
+    HeartbeatParams,
+    HeartbeatResult,
+    LockParams,
+    MarkNamesParams,
+    MarkParams,
+    Page,
+    ProgressParams,
+    PruneParams,
+    PurgeParams,
+    QueryParams,
+    QueueStats,
+    ReapedJob,
+    ReapParams,
+    StoreRefused,
+)
+from offload.backends.redis_codec import encode, enqueue_args, num, opt, record, records
+from offload.backends.redis_keys import LAYOUT_VERSION, LUA_KEYS, Keyspace
+from offload.records import WORKER_LOST, JobRecord
+from offload.states import JobState
+
+log = logging.getLogger("offload.redis")
+
+T = TypeVar("T")
+
+#: Per-state indexes, in the order stats.lua reports their sizes.
+STATE_ORDER = (
+    JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING,
+    JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED,
+)  # fmt: skip
+#: How many jobs one prune or purge script deletes before handing the server back.
+DELETE_BATCH = 5000
+#: How many ids one listing script looks at before handing the server back.
+QUERY_SCAN = 2000
+_SCRIPTS = (
+    "enqueue", "claim", "heartbeat", "finish", "progress", "get", "cancel", "retry",
+    "stats", "promote", "reap", "prune", "purge", "query", "lock", "unlock", "peek",
+    "set_mark",
+)  # fmt: skip
+
+
+class Scripts:
+    """The Lua resources, each prefixed with the shared key layout and helpers."""
+
+    def __init__(self) -> None:
+        folder = resources.files("offload.backends") / "redis_lua"
+        prelude = (folder / "prelude.lua").read_text()
+        self.source: dict[str, str] = {}
+        self.sha: dict[str, str] = {}
+        for name in _SCRIPTS:
+            text = "local P = ARGV[1]\n" + LUA_KEYS + prelude + (folder / f"{name}.lua").read_text()
+            self.source[name] = text
+            self.sha[name] = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+# -- commands and plans: each operation written once ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    args: Sequence[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    args: Sequence[Any]
+
+
+Command = Script | Raw
+Plan = Generator[Command, Any, T]
+
+
+def plan_preflight(ks: Keyspace) -> Plan[None]:
+    """Refuse a server that may evict keys, or a newer keyspace layout than ours."""
+    info = yield Raw(("INFO", "memory"))
+    policy = _info_field(info, "maxmemory_policy")
+    persistence = yield Raw(("INFO", "persistence"))
+    if _info_field(persistence, "aof_enabled") == "0":
+        log.info(  # seen in worker logs, kept out of one-shot CLI commands
+            "Redis runs without the append-only file: a Redis crash loses the jobs written "
+            "since its last snapshot. Set `appendonly yes` (and `appendfsync always` for no "
+            "loss at all); see the README's Redis section"
+        )
+    if policy is not None and policy != "noeviction":
+        raise StoreRefused(
+            f"Redis maxmemory-policy is {policy!r}, so Redis may silently delete jobs when "
+            "memory runs short; offload needs 'noeviction'. Fix: "
+            "`redis-cli CONFIG SET maxmemory-policy noeviction`, and set "
+            "`maxmemory-policy noeviction` in redis.conf so that it survives a restart"
+        )
+    yield Raw(("SET", ks.version, str(LAYOUT_VERSION), "NX"))
+    stored = yield Raw(("GET", ks.version))
+    if stored is not None and int(stored) > LAYOUT_VERSION:
+        raise StoreRefused(
+            f"the Redis keyspace under prefix {ks.prefix!r} has layout {int(stored)}, newer than "
+            f"this offload's ({LAYOUT_VERSION}); upgrade offload"
+        )
+    return None
+
+
+def _info_field(info: Any, name: str) -> str | None:
+    if isinstance(info, dict):  # redis-py parses INFO into a dict
+        value = info.get(name)
+        return None if value is None else str(value)
+    for line in bytes(info).decode().splitlines():
+        if line.startswith(name + ":"):
+            return line.partition(":")[2].strip()
+    return None
+
+
+def plan_enqueue(params: EnqueueParams) -> Plan[list[JobRecord]]:
+    jobs = list(params.jobs)
+    if not jobs:
+        return []
+    if len({j.id for j in jobs}) != len(jobs):
+        raise ValueError("a job id in this batch already exists; nothing was stored")
+    reply = yield Script("enqueue", enqueue_args(params))
+    now = float(reply[0])
+    out: list[JobRecord] = []
+    for new, stored in zip(jobs, reply[1:], strict=True):
+        if isinstance(stored, list):  # the live job that holds this unique key
+            out.append(record(stored))
+            continue
+        if stored:  # a fair job's turn
+            run_at = float(stored)
+        else:
+            run_at = new.run_at if new.run_at is not None else now + new.delay_s
+        fresh = JobRecord(
+            id=new.id, task=new.task, queue=new.queue,
+            state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
+            payload=new.payload, priority=new.priority, max_attempts=new.max_attempts,
+            run_at=run_at, lease_s=new.lease_s, timeout_s=new.timeout_s, created_at=now,
+            key=new.key, batch=new.batch, owner=new.owner, meta=dict(new.meta),
+        )  # fmt: skip
+        out.append(fresh)
+    return out
+
+
+def plan_records(script: str, ids: Sequence[str]) -> Plan[list[JobRecord]]:
+    if not ids:
+        return []
+    return records((yield Script(script, list(ids))))
+
+
+#: What a claim that ran its queues dry says about them: (now, the next scheduled due time
+#: or None).
+IdleHint = tuple[float, float | None]
+_IDLE_FIELDS = 3  # a record has len(FIELDS)
+
+
+def plan_claim(params: ClaimParams) -> Plan[list[JobRecord]]:
+    return (yield from plan_claim_with_hint(params))[0]
+
+
+def plan_claim_with_hint(params: ClaimParams) -> Plan[tuple[list[JobRecord], IdleHint | None]]:
+    if params.limit <= 0 or not params.queues:
+        return [], None
+    reply = yield Script(
+        "claim", [params.worker, num(params.lease_s), params.limit, *params.queues]
+    )
+    hint: IdleHint | None = None
+    if reply and len(reply[-1]) == _IDLE_FIELDS:
+        _, now, next_at = reply.pop()
+        hint = (float(now), float(next_at) if next_at else None)
+    jobs = records(reply)
+    jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+    return jobs, hint
+
+
+def plan_heartbeat(params: HeartbeatParams) -> Plan[HeartbeatResult]:
+    if not params.leases:
+        return HeartbeatResult(lost=[])
+    args: list[Any] = [num(params.lease_s)]
+    for lease in params.leases:
+        args += (lease.id, lease.delivery)
+    lost = yield Script("heartbeat", args)
+    return HeartbeatResult(lost=[i.decode() for i in lost])
+
+
+def plan_finish(params: FinishParams) -> Plan[FinishResult]:
+    if not params.outcomes:
+        return FinishResult(rejected=[])
+    args: list[Any] = []
+    for o in params.outcomes:
+        args += (
+            o.id, o.delivery, o.kind.value, b"" if o.result is None else o.result,
+            b"" if o.error is None else encode(o.error), num(o.retry_delay_s),
+            b"" if o.meta is None else b"m" + encode(o.meta),
+        )  # fmt: skip
+    rejected = yield Script("finish", args)
+    return FinishResult(rejected=[i.decode() for i in rejected])
+
+
+def plan_progress(params: ProgressParams) -> Plan[None]:
+    if not params.updates:
+        return None
+    args: list[Any] = []
+    for u in params.updates:
+        args += (u.id, u.delivery, num(u.progress), opt(u.message))
+    yield Script("progress", args)
+    return None
+
+
+def plan_stats() -> Plan[list[QueueStats]]:
+    rows = yield Script("stats", [])
+    return [
+        QueueStats(
+            queue=row[0].decode(),
+            counts={state.value: int(n) for state, n in zip(STATE_ORDER, row[1:7], strict=True)},
+            oldest_ready_age_s=float(row[7]) if row[7] else None,
+            finished_last_minute=int(row[8]),
+        )
+        for row in rows
+    ]
+
+
+def plan_reap(params: ReapParams) -> Plan[list[ReapedJob]]:
+    reply = yield Script("reap", [params.max_crashes, encode(WORKER_LOST)])
+    return [
+        ReapedJob(id=reply[i].decode(), state=JobState(reply[i + 1].decode()))
+        for i in range(0, len(reply), 2)
+    ]
+
+
+def plan_delete_in_batches(script: str, args: Sequence[Any]) -> Plan[int]:
+    """Prune and purge run as several short scripts, so a big one never stalls Redis."""
+    total = 0
+    while True:
+        deleted = int((yield Script(script, [*args[:1], DELETE_BATCH, *args[1:]])))
+        total += deleted
+        if deleted < DELETE_BATCH:
+            return total
+
+
+def plan_prune(params: PruneParams) -> Plan[int]:
+    states = [JobState(s).value for s in params.states if JobState(s).is_terminal]
+    if not states:
+        return 0
+    return (yield from plan_delete_in_batches("prune", [num(params.finished_before), *states]))
+
+
+def plan_purge(params: PurgeParams) -> Plan[int]:
+    states = [JobState(s).value for s in params.states]
+    if not states:
+        return 0
+    return (yield from plan_delete_in_batches("purge", [params.queue or "", *states]))
+
+
+def plan_query(ks: Keyspace, params: QueryParams) -> Plan[Page]:
+    f = params.filter
+    want = params.limit + 1
+    if f.queue is not None:
+        queues = [f.queue]
+    else:
+        queues = sorted(q.decode() for q in (yield Raw(("SMEMBERS", ks.queues))))
+    states = ",".join(JobState(s).value for s in f.states)
+    found: list[JobRecord] = []
+    for queue in queues:
+        cursor, matches = params.cursor or "", 0
+        while True:
+            reply = yield Script(
+                "query",
+                [queue, cursor, want - matches, QUERY_SCAN, states,
+                 opt(f.task), opt(f.owner), opt(f.batch)],
+            )  # fmt: skip
+            page = records(reply[1:])
+            found += page
+            matches += len(page)
+            cursor = reply[0].decode()
+            if matches >= want or not cursor:
+                break
+    found.sort(key=lambda j: j.id, reverse=True)
+    jobs = found[: params.limit]
+    more = len(found) > params.limit
+    return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
+
+
+def plan_lock(params: LockParams) -> Plan[bool]:
+    return bool((yield Script("lock", [params.name, params.owner, num(params.ttl_s)])))
+
+
+def plan_unlock(params: LockParams) -> Plan[None]:
+    yield Script("unlock", [params.name, params.owner])
+    return None
+
+
+def plan_get_marks(ks: Keyspace, params: MarkNamesParams) -> Plan[dict[str, str]]:
+    names = list(params.names)
+    if not names:
+        return {}
+    values = yield Raw(("HMGET", ks.marks, *names))
+    return {n: v.decode() for n, v in zip(names, values, strict=True) if v is not None}
+
+
+def plan_set_mark(params: MarkParams) -> Plan[bool]:
+    args = [params.name, params.value, opt(params.expected)]
+    return bool((yield Script("set_mark", args)))
+
+
+def plan_peek(queues: Sequence[str]) -> Plan[tuple[float, bool, float | None]]:
+    now, ready, next_at = yield Script("peek", list(queues))
+    return float(now), bool(ready), float(next_at) if next_at else None
+
+
+def plan_now() -> Plan[float]:
+    seconds, micros = yield Raw(("TIME",))
+    return int(seconds) + int(micros) / 1_000_000
+
+
+def plan_promote() -> Plan[int]:
+    return int((yield Script("promote", [])))

@@ -1,0 +1,189 @@
+"""The asyncio Redis client: one connection pool for commands, and the blocking
+connection idle workers wait on (BLPOP on wake-up lists, with the claim pipelined)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis.asyncio
+import redis.exceptions
+
+from offload.backends.base import BackendError, ClaimParams, WaitParams
+from offload.backends.redis_config import RedisConfig, async_client
+from offload.backends.redis_errors import TRANSIENT, detail, translate, unreachable
+from offload.backends.redis_plans import (
+    IdleHint,
+    Plan,
+    Script,
+    Scripts,
+    plan_claim_with_hint,
+    plan_peek,
+    plan_preflight,
+)
+from offload.backends.redis_sync import RedisSync, Runner, acall
+from offload.records import JobRecord
+
+log = logging.getLogger("offload.redis")
+
+T = TypeVar("T")
+
+
+class AsyncRunner(Runner):
+    """Connects on first use in the running loop, drives plans, logs an outage once."""
+
+    def __init__(self, config: RedisConfig, clock: Callable[[], float] | None = None) -> None:
+        scripts = Scripts()
+        super().__init__(config, scripts, clock)
+        self._sync = RedisSync(config, scripts, clock)
+        self._client: redis.asyncio.Redis | None = None
+        self._waiter: redis.asyncio.Redis | None = None
+        self._idle_hint: tuple[tuple[str, ...], IdleHint] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
+        self._outage = False
+
+    async def _get_client(self) -> redis.asyncio.Redis:
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._loop is loop:
+            return self._client
+        if self._opening is None or self._opening[1] is not loop:
+            self._opening = (asyncio.Lock(), loop)
+        async with self._opening[0]:  # a worker's first calls come at once: connect once
+            if self._client is None or self._loop is not loop:
+                client = async_client(self.config)
+                try:
+                    await self._drive(client, plan_preflight(self.keys))
+                except TRANSIENT as exc:
+                    await client.aclose()
+                    raise unreachable(exc) from exc
+                except BaseException:
+                    await client.aclose()
+                    raise
+                self._client, self._loop, self._waiter = client, loop, None
+        return self._client
+
+    async def _drive(self, client: redis.asyncio.Redis, plan: Plan[T]) -> T:
+        try:
+            command = next(plan)
+            while True:
+                try:
+                    reply = await acall(client, self._command(command))
+                except redis.exceptions.NoScriptError:  # a restarted server forgot the scripts
+                    assert isinstance(command, Script)
+                    await acall(client, ("SCRIPT", "LOAD", self._scripts.source[command.name]))
+                    reply = await acall(client, self._command(command))
+                command = plan.send(reply)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def run(self, plan: Plan[T]) -> T:
+        try:
+            result = await self._drive(await self._get_client(), plan)
+        except BackendError as exc:
+            self._note_outage(exc)
+            raise
+        except Exception as exc:
+            self._note_outage(exc)
+            raise translate(exc) from exc
+        if self._outage:
+            self._outage = False
+            log.warning("Redis is reachable again")
+        return result
+
+    def _note_outage(self, exc: BaseException) -> None:
+        """Log an outage once, in the driver's words, however many calls fail during it."""
+        cause = exc.__cause__ if isinstance(exc, BackendError) else exc
+        if isinstance(cause, TRANSIENT) and not self._outage:
+            self._outage = True
+            log.warning("Redis is unreachable (%s); retrying", detail(cause))
+
+    async def wait(self, params: WaitParams) -> list[JobRecord] | None:
+        """Block in BLPOP on the queues' wake-up lists until a token, the next due job, or
+        the timeout. Enqueues, retries and claims that leave work behind push the token.
+
+        With ``params.claim`` the claim is pipelined behind the BLPOP on the same
+        connection, so Redis runs it the moment the token arrives: waking up and taking
+        the work cost one round trip, not two.
+        """
+        queues = list(params.queues)
+        if not queues:
+            await asyncio.sleep(max(params.timeout_s, 0.0))
+            return None
+        hint, self._idle_hint = self._idle_hint, None
+        if hint is not None and hint[0] == tuple(queues):
+            # The claim just before ran the queues dry and said when the next job falls due;
+            # a job stored since then pushes a wake-up token, so the BLPOP below sees it.
+            (now, next_at), ready = hint[1], False
+        else:
+            now, ready, next_at = await self.run(plan_peek(queues))
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # redis-py can finish a command whose task was cancelled meanwhile and drop the
+            # cancellation: without this the worker's stop would wait for the BLPOP below.
+            raise asyncio.CancelledError
+        if ready:
+            return None
+        timeout_s = params.timeout_s
+        if next_at is not None:
+            timeout_s = min(timeout_s, next_at - now)
+        if timeout_s < 0.001:
+            return None
+        waiter = await self._get_waiter()
+        wake_keys = [self.keys.wake(q) for q in queues]
+        try:
+            if params.claim is None:
+                await waiter.blpop(wake_keys, timeout=round(timeout_s, 3))
+                return None
+            return await self._wake_and_claim(waiter, wake_keys, timeout_s, params.claim)
+        except BackendError:
+            raise
+        except Exception as exc:
+            self._note_outage(exc)
+            raise translate(exc) from exc
+
+    async def _wake_and_claim(
+        self,
+        waiter: redis.asyncio.Redis,
+        wake_keys: list[str],
+        timeout_s: float,
+        claim: ClaimParams,
+    ) -> list[JobRecord] | None:
+        plan = plan_claim_with_hint(claim)
+        try:
+            command = next(plan)
+        except StopIteration:  # nothing to claim into: just wait
+            await waiter.blpop(wake_keys, timeout=round(timeout_s, 3))
+            return None
+        pipe = waiter.pipeline(transaction=False)
+        pipe.blpop(wake_keys, timeout=round(timeout_s, 3))
+        pipe.execute_command(*self._command(command))
+        try:
+            _, reply = await pipe.execute()
+        except redis.exceptions.NoScriptError:  # a restarted server forgot the scripts
+            jobs, hint = await self.run(plan_claim_with_hint(claim))
+        else:
+            try:
+                plan.send(reply)
+                raise AssertionError("a claim is one command")
+            except StopIteration as done:
+                jobs, hint = done.value
+        self._idle_hint = None if hint is None else (tuple(claim.queues), hint)
+        return jobs
+
+    async def _get_waiter(self) -> redis.asyncio.Redis:
+        await self._get_client()  # same loop, preflight done
+        if self._waiter is None:
+            self._waiter = async_client(self.config, blocking=True)
+        return self._waiter
+
+    async def close(self) -> None:
+        for client in (self._waiter, self._client):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+        self._client = self._waiter = None
+        await asyncio.to_thread(self._sync.close)
