@@ -1,65 +1,172 @@
-"""Values to script arguments and job hashes back to records."""
+"""Values to script arguments, checked before any script runs, and job hashes back to
+records, decoded so that one unreadable hash never makes a read raise."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
-from offload.backends.base import EnqueueParams
-from offload.records import FAIR_STEP_S, ErrorInfo, JobRecord
+from offload.backends.base import ValueRejected
+from offload.records import FAIR_STEP_S, ErrorInfo, JobRecord, NewJob
 from offload.states import JobState
 
 encode = msgspec.json.encode
 _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
+#: 9999-12-31T23:59:59Z: the latest time every store (and ``datetime``) can hold.
+MAX_TIME_S = 253402300799.0
+#: About 317 years: a delay, lease or timeout beyond it is a mistake, and ``now`` plus it
+#: stays below MAX_TIME_S.
+MAX_DURATION_S = 1e10
+
+V = TypeVar("V")
 
 
-def _s(value: bytes | None) -> str | None:
-    return None if value is None else value.decode()
+def _refuse(job: str, field: str, why: str) -> ValueRejected:
+    return ValueRejected(f"job {job!r}: {field} {why}; Redis cannot store it")
 
 
-def _f(value: bytes | None) -> float | None:
-    return None if value is None else float(value)
+def text(value: str, job: str, field: str) -> bytes:
+    """UTF-8 or ValueRejected naming the job and field (a lone surrogate, say)."""
+    try:
+        return value.encode()
+    except UnicodeEncodeError as exc:
+        raise _refuse(job, field, f"holds {value[exc.start]!r} at {exc.start}") from None
 
 
-def opt(value: str | None) -> str:
+def escaped(value: str) -> str:
+    """Text that encodes, lone surrogates written as ``\\udcff``: for error messages and
+    progress notes, where the escape loses nothing anyone needs."""
+    return value.encode("utf-8", "backslashreplace").decode()
+
+
+def error_json(error: ErrorInfo) -> bytes:
+    try:
+        return encode(error)
+    except UnicodeEncodeError:
+        tb = None if error.traceback is None else escaped(error.traceback)
+        return encode(
+            ErrorInfo(type=escaped(error.type), message=escaped(error.message), traceback=tb)
+        )
+
+
+def json_arg(value: Any, job: str, field: str) -> bytes:
+    try:
+        return encode(value)
+    except (UnicodeEncodeError, TypeError, OverflowError) as exc:
+        raise _refuse(job, field, f"cannot be encoded ({exc})") from None
+
+
+def opt(value: str | None, job: str = "", field: str = "value") -> bytes:
     """Optional strings: '' is None, anything else travels behind an 's'."""
-    return "" if value is None else "s" + value
+    return b"" if value is None else b"s" + text(value, job, field)
 
 
 def num(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 
+def when(value: float | None, job: str, field: str) -> str:
+    """An absolute time on the store's clock, checked: finite and within 0..MAX_TIME_S."""
+    if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_TIME_S):
+        raise _refuse(job, field, f"is {value!r}, not a time between 1970 and 9999")
+    return num(value)
+
+
+def span(value: float | None, job: str, field: str) -> str:
+    """A duration in seconds, checked: finite and at most MAX_DURATION_S either way."""
+    if value is not None and not (math.isfinite(value) and abs(value) <= MAX_DURATION_S):
+        raise _refuse(job, field, f"is {value!r} s, not a duration Redis can hold")
+    return num(value)
+
+
+# -- job hashes to records -----------------------------------------------------------
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode()
+
+
+def _state(raw: bytes) -> JobState:
+    return JobState(raw.decode())
+
+
 def record(v: Sequence[Any]) -> JobRecord:
-    """A job hash, read with HMGET in prelude.lua's FIELDS order."""
-    return JobRecord(
-        id=v[0].decode(), task=v[1].decode(), queue=v[2].decode(), state=JobState(v[3].decode()),
-        payload=v[4], priority=int(v[5]), attempt=int(v[6]), max_attempts=int(v[7]),
-        delivery=int(v[8]), crashes=int(v[9]), run_at=float(v[10]), lease_until=_f(v[11]),
-        lease_s=_f(v[12]), timeout_s=_f(v[13]), worker=_s(v[14]), progress=float(v[15]),
-        progress_message=_s(v[16]), result=v[17],
-        error=None if v[18] is None else _decode_error(v[18]), created_at=float(v[19]),
-        started_at=_f(v[20]), finished_at=_f(v[21]), key=_s(v[22]), batch=_s(v[23]),
-        owner=_s(v[24]), meta={} if v[25] is None else _decode_meta(v[25]),
+    """A job hash, read with HMGET in prelude.lua's FIELDS order. A field that is missing
+    or does not decode gets a safe default and is named in ``unreadable``: a hash written
+    by another version or by hand must not make a claim, get or query raise."""
+    problems: list[str] = []
+
+    def f(i: int, name: str, convert: Callable[[bytes], V], default: V, need: bool = False) -> V:
+        raw = v[i]
+        if raw is None:
+            if need:
+                problems.append(f"{name}: missing")
+            return default
+        try:
+            return convert(raw)
+        except Exception as exc:  # whatever the garbage, the read goes on
+            problems.append(f"{name}: {type(exc).__name__}: {str(exc)[:200]}")
+            return default
+
+    def opt_f(raw: bytes) -> float | None:
+        return float(raw)
+
+    def opt_s(raw: bytes) -> str | None:
+        return raw.decode()
+
+    rec = JobRecord(
+        id=f(0, "id", _text, "", need=True), task=f(1, "task", _text, "", need=True),
+        queue=f(2, "queue", _text, "", need=True),
+        state=f(3, "state", _state, JobState.DEAD, need=True),
+        payload=f(4, "payload", bytes, b"null", need=True),
+        priority=f(5, "priority", int, 0, need=True), attempt=f(6, "attempt", int, 0, need=True),
+        max_attempts=f(7, "max_attempts", int, 1, need=True),
+        delivery=f(8, "delivery", int, 0, need=True), crashes=f(9, "crashes", int, 0, need=True),
+        run_at=f(10, "run_at", float, 0.0, need=True),
+        lease_until=f(11, "lease_until", opt_f, None), lease_s=f(12, "lease_s", opt_f, None),
+        timeout_s=f(13, "timeout_s", opt_f, None), worker=f(14, "worker", opt_s, None),
+        progress=f(15, "progress", float, 0.0),
+        progress_message=f(16, "progress_message", opt_s, None),
+        result=v[17], error=f(18, "error", _decode_error, None),
+        created_at=f(19, "created_at", float, 0.0, need=True),
+        started_at=f(20, "started_at", opt_f, None), finished_at=f(21, "finished_at", opt_f, None),
+        key=f(22, "key", opt_s, None), batch=f(23, "batch", opt_s, None),
+        owner=f(24, "owner", opt_s, None), meta=f(25, "meta", _decode_meta, {}),
     )  # fmt: skip
+    if problems:
+        rec.unreadable = "; ".join(problems)
+    return rec
 
 
 def records(reply: Any) -> list[JobRecord]:
     return [record(v) for v in reply]
 
 
+# -- jobs to script arguments -----------------------------------------------------------
+
 _FAIR_STEP = num(FAIR_STEP_S)
+#: How many values one job takes in enqueue.lua's (and finish.lua's follow-ups') arguments.
+JOB_STRIDE = 15
 
 
-def enqueue_args(params: EnqueueParams) -> list[Any]:
-    args: list[Any] = [len(params.jobs)]
-    for j in params.jobs:
-        args += (
-            j.id, j.task, j.queue, j.payload, j.priority, j.max_attempts, num(j.delay_s),
-            num(j.run_at), num(j.lease_s), num(j.timeout_s), opt(j.key), opt(j.batch),
-            opt(j.owner), encode(j.meta) if j.meta else "", _FAIR_STEP if j.fair else "",
-        )  # fmt: skip
+def job_args(j: NewJob) -> list[Any]:
+    """The JOB_STRIDE values of one new job, every one checked before any script runs."""
+    i = j.id
+    return [
+        text(i, i, "id"), text(j.task, i, "task"), text(j.queue, i, "queue"), j.payload,
+        j.priority, j.max_attempts, span(j.delay_s, i, "delay_s"), when(j.run_at, i, "run_at"),
+        span(j.lease_s, i, "lease_s"), span(j.timeout_s, i, "timeout_s"), opt(j.key, i, "key"),
+        opt(j.batch, i, "batch"), opt(j.owner, i, "owner"),
+        json_arg(j.meta, i, "meta") if j.meta else "", _FAIR_STEP if j.fair else "",
+    ]  # fmt: skip
+
+
+def enqueue_args(jobs: Sequence[NewJob]) -> list[Any]:
+    args: list[Any] = [len(jobs)]
+    for j in jobs:
+        args += job_args(j)
     return args

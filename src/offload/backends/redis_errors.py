@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis.exceptions
 
-from offload.backends.base import BackendError
+from offload.backends.base import BackendError, DuplicateJob, ValueRejected
 
 TRANSIENT = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
@@ -21,11 +21,21 @@ def unreachable(exc: BaseException) -> BackendError:
     )
 
 
+def _tagged(message: str, tag: str) -> str:
+    return message.split(tag, 1)[1].strip().split("\n")[0]
+
+
 def translate(exc: BaseException) -> BaseException:
+    """Every redis-py or encoding error as the seam's: an outage is a BackendError, a
+    value the store cannot hold a ValueRejected, an id already stored a DuplicateJob."""
+    if isinstance(exc, BackendError | ValueRejected | DuplicateJob):
+        return exc
     if isinstance(exc, redis.exceptions.ResponseError):
         message = str(exc)
         if "OFFLOAD_DUPLICATE" in message:
-            return ValueError(message.split("OFFLOAD_DUPLICATE", 1)[1].strip().split("\n")[0])
+            return DuplicateJob(_tagged(message, "OFFLOAD_DUPLICATE"))
+        if "OFFLOAD_REJECTED" in message:  # a script's own check, before its first write
+            return ValueRejected(_tagged(message, "OFFLOAD_REJECTED"))
         if message.startswith("OOM"):
             return BackendError(
                 "Redis is out of memory (maxmemory reached) and refused to store more; "
@@ -34,4 +44,8 @@ def translate(exc: BaseException) -> BaseException:
         return BackendError(f"Redis refused the operation: {detail(exc)}")
     if isinstance(exc, TRANSIENT):
         return BackendError(f"Redis is unavailable: {detail(exc)}")
+    if isinstance(exc, UnicodeError | redis.exceptions.DataError):
+        return ValueRejected(f"Redis cannot store a value of this call: {detail(exc)}")
+    if isinstance(exc, redis.exceptions.RedisError):
+        return BackendError(f"Redis failed: {detail(exc)}")
     return exc

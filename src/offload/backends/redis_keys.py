@@ -20,6 +20,8 @@ Redis Cluster a queue's keys would live in one slot::
     P:g:{P}:lock:<name>   hash    owner, until: a leader lease on the store's clock
     P:g:{P}:marks         hash    mark name -> value (leader services' compare-and-set state)
     P:g:{P}:version       string  keyspace layout version
+    P:g:{P}:claim:<token> hash    job id -> delivery: what one claim pipelined behind a
+                                  wait took ('!' once abandoned); expires after 10 minutes
 
 A job is in exactly one state index at a time. Scripts find a job's queue in
 ``dir``; today they run on one Redis server (or a primary with replicas). For
@@ -44,6 +46,7 @@ local function qkey(queue, name) return P .. ':q:{' .. queue .. '}:' .. name end
 local function turnskey(queue) return qkey(queue, 'turns') end
 local function jkey(queue, id) return P .. ':q:{' .. queue .. '}:j:' .. id end
 local function lockkey(name) return P .. ':g:{' .. P .. '}:lock:' .. name end
+local function claimkey(token) return P .. ':g:{' .. P .. '}:claim:' .. token end
 """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 
 from offload.backends.base import (
     ClaimParams,
+    DuplicateJob,
     EnqueueParams,
     FinishParams,
     FinishResult,
@@ -29,8 +31,21 @@ from offload.backends.base import (
     ReapedJob,
     ReapParams,
     StoreRefused,
+    ValueRejected,
 )
-from offload.backends.redis_codec import encode, enqueue_args, num, opt, record, records
+from offload.backends.redis_codec import (
+    encode,
+    enqueue_args,
+    error_json,
+    escaped,
+    json_arg,
+    num,
+    opt,
+    record,
+    records,
+    span,
+    text,
+)
 from offload.backends.redis_keys import LAYOUT_VERSION, LUA_KEYS, Keyspace
 from offload.records import WORKER_LOST, JobRecord
 from offload.states import JobState
@@ -51,7 +66,7 @@ QUERY_SCAN = 2000
 _SCRIPTS = (
     "enqueue", "claim", "heartbeat", "finish", "progress", "get", "cancel", "retry",
     "stats", "promote", "reap", "prune", "purge", "query", "lock", "unlock", "peek",
-    "set_mark",
+    "set_mark", "unclaim",
 )  # fmt: skip
 
 
@@ -130,8 +145,8 @@ def plan_enqueue(params: EnqueueParams) -> Plan[list[JobRecord]]:
     if not jobs:
         return []
     if len({j.id for j in jobs}) != len(jobs):
-        raise ValueError("a job id in this batch already exists; nothing was stored")
-    reply = yield Script("enqueue", enqueue_args(params))
+        raise DuplicateJob()
+    reply = yield Script("enqueue", enqueue_args(jobs))
     now = float(reply[0])
     out: list[JobRecord] = []
     for new, stored in zip(jobs, reply[1:], strict=True):
@@ -156,7 +171,7 @@ def plan_enqueue(params: EnqueueParams) -> Plan[list[JobRecord]]:
 def plan_records(script: str, ids: Sequence[str]) -> Plan[list[JobRecord]]:
     if not ids:
         return []
-    return records((yield Script(script, list(ids))))
+    return records((yield Script(script, [text(i, i, "id") for i in ids])))
 
 
 #: What a claim that ran its queues dry says about them: (now, the next scheduled due time
@@ -169,12 +184,20 @@ def plan_claim(params: ClaimParams) -> Plan[list[JobRecord]]:
     return (yield from plan_claim_with_hint(params))[0]
 
 
-def plan_claim_with_hint(params: ClaimParams) -> Plan[tuple[list[JobRecord], IdleHint | None]]:
+def claim_args(params: ClaimParams, token: str = "") -> list[Any]:
+    """The claim script's arguments; ``token`` names a claim pipelined behind a wait, so
+    that one abandoned midway can be handed back (see unclaim.lua)."""
+    worker = text(params.worker, "", "the worker name")
+    queues = [text(q, "", "a queue name") for q in params.queues]
+    return [worker, span(params.lease_s, "", "lease_s"), params.limit, token, *queues]
+
+
+def plan_claim_with_hint(
+    params: ClaimParams, token: str = ""
+) -> Plan[tuple[list[JobRecord], IdleHint | None]]:
     if params.limit <= 0 or not params.queues:
         return [], None
-    reply = yield Script(
-        "claim", [params.worker, num(params.lease_s), params.limit, *params.queues]
-    )
+    reply = yield Script("claim", claim_args(params, token))
     hint: IdleHint | None = None
     if reply and len(reply[-1]) == _IDLE_FIELDS:
         _, now, next_at = reply.pop()
@@ -184,12 +207,16 @@ def plan_claim_with_hint(params: ClaimParams) -> Plan[tuple[list[JobRecord], Idl
     return jobs, hint
 
 
+def plan_unclaim(token: str) -> Plan[int]:
+    return int((yield Script("unclaim", [token])))
+
+
 def plan_heartbeat(params: HeartbeatParams) -> Plan[HeartbeatResult]:
     if not params.leases:
         return HeartbeatResult(lost=[])
     args: list[Any] = [num(params.lease_s)]
     for lease in params.leases:
-        args += (lease.id, lease.delivery)
+        args += (text(lease.id, lease.id, "id"), lease.delivery)
     lost = yield Script("heartbeat", args)
     return HeartbeatResult(lost=[i.decode() for i in lost])
 
@@ -200,9 +227,11 @@ def plan_finish(params: FinishParams) -> Plan[FinishResult]:
     args: list[Any] = []
     for o in params.outcomes:
         args += (
-            o.id, o.delivery, o.kind.value, b"" if o.result is None else o.result,
-            b"" if o.error is None else encode(o.error), num(o.retry_delay_s),
-            b"" if o.meta is None else b"m" + encode(o.meta),
+            text(o.id, o.id, "id"), o.delivery, o.kind.value,
+            b"" if o.result is None else o.result,
+            b"" if o.error is None else error_json(o.error),
+            span(o.retry_delay_s, o.id, "retry_delay_s"),
+            b"" if o.meta is None else b"m" + json_arg(o.meta, o.id, "meta"),
         )  # fmt: skip
     rejected = yield Script("finish", args)
     return FinishResult(rejected=[i.decode() for i in rejected])
@@ -213,7 +242,10 @@ def plan_progress(params: ProgressParams) -> Plan[None]:
         return None
     args: list[Any] = []
     for u in params.updates:
-        args += (u.id, u.delivery, num(u.progress), opt(u.message))
+        if not math.isfinite(u.progress):
+            raise ValueRejected(f"job {u.id!r}: progress is {u.progress!r}, not a number")
+        message = None if u.message is None else escaped(u.message)
+        args += (text(u.id, u.id, "id"), u.delivery, num(u.progress), opt(message))
     yield Script("progress", args)
     return None
 
@@ -266,6 +298,10 @@ def plan_purge(params: PurgeParams) -> Plan[int]:
 def plan_query(ks: Keyspace, params: QueryParams) -> Plan[Page]:
     f = params.filter
     want = params.limit + 1
+    for name in ("queue", "task", "owner", "batch"):
+        value = getattr(f, name)
+        if value is not None:
+            text(value, "", f"the filter's {name}")
     if f.queue is not None:
         queues = [f.queue]
     else:
@@ -293,11 +329,13 @@ def plan_query(ks: Keyspace, params: QueryParams) -> Plan[Page]:
 
 
 def plan_lock(params: LockParams) -> Plan[bool]:
-    return bool((yield Script("lock", [params.name, params.owner, num(params.ttl_s)])))
+    name, owner = text(params.name, "", "lock name"), text(params.owner, "", "lock owner")
+    return bool((yield Script("lock", [name, owner, span(params.ttl_s, "", "ttl_s")])))
 
 
 def plan_unlock(params: LockParams) -> Plan[None]:
-    yield Script("unlock", [params.name, params.owner])
+    name, owner = text(params.name, "", "lock name"), text(params.owner, "", "lock owner")
+    yield Script("unlock", [name, owner])
     return None
 
 

@@ -12,7 +12,6 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from offload.backends.base import (
-    BackendError,
     Capabilities,
     EnqueueParams,
     IdsParams,
@@ -123,10 +122,11 @@ class RedisSync(Runner):
     def run(self, plan: Plan[T]) -> T:
         try:
             return self._drive(self._get_client(), plan)
-        except BackendError:
-            raise
         except Exception as exc:
-            raise translate(exc) from exc
+            translated = translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         return self.run(plan_enqueue(params))

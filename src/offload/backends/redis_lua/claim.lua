@@ -1,17 +1,22 @@
--- Lease up to ARGV[5] ready jobs from the queues ARGV[6..], highest priority then oldest.
--- ARGV[3] = worker, ARGV[4] = lease seconds for jobs without their own.
+-- Lease up to ARGV[5] ready jobs from the queues ARGV[7..], highest priority then oldest.
+-- ARGV[3] = worker, ARGV[4] = lease seconds for jobs without their own, ARGV[6] = '' or
+-- the token of a claim pipelined behind a wait: the ids it takes are noted under it, and
+-- a token unclaim.lua abandoned first claims nothing.
 -- Returns the claimed records, then, if there were fewer than ARGV[5], {'idle', now, the
 -- next scheduled due time or ''} (three fields, where a record has many).
 local worker, default_lease, limit = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local token = ARGV[6] ~= '' and claimkey(ARGV[6])
+if token and redis.call('HEXISTS', token, '!') == 1 then return {} end
+local Q0 = 7
 local picked = {} -- {queue, id}
-if #ARGV == 6 then
-  local queue = ARGV[6]
+if #ARGV == Q0 then
+  local queue = ARGV[Q0]
   promote(queue, 1000)
   local popped = redis.call('ZPOPMIN', qkey(queue, 'queued'), limit)
   for i = 1, #popped, 2 do picked[#picked + 1] = {queue, popped[i]} end
 else
   local candidates = {}
-  for q = 6, #ARGV do
+  for q = Q0, #ARGV do
     local queue = ARGV[q]
     promote(queue, 1000)
     local head = redis.call('ZRANGE', qkey(queue, 'queued'), 0, limit - 1, 'WITHSCORES')
@@ -33,10 +38,10 @@ local out = {}
 for _, p in ipairs(picked) do
   local queue, id = p[1], p[2]
   local rec = read(queue, id)
-  local lease_until = now + (tonumber(rec[F_LEASE_S]) or default_lease)
+  local lease_until = now + finite(rec[F_LEASE_S], default_lease)
   rec[F_STATE] = 'running'
-  rec[F_ATTEMPT] = tostring(tonumber(rec[F_ATTEMPT]) + 1)
-  rec[F_DELIVERY] = tostring(tonumber(rec[F_DELIVERY]) + 1)
+  rec[F_ATTEMPT] = tostring(finite(rec[F_ATTEMPT], 0) + 1)
+  rec[F_DELIVERY] = tostring(finite(rec[F_DELIVERY], 0) + 1)
   rec[F_WORKER] = worker
   rec[F_LEASE_UNTIL] = num(lease_until)
   rec[F_STARTED_AT] = num(now)
@@ -44,9 +49,11 @@ for _, p in ipairs(picked) do
     'delivery', rec[F_DELIVERY], 'worker', worker, 'lease_until', rec[F_LEASE_UNTIL],
     'started_at', rec[F_STARTED_AT])
   redis.call('ZADD', qkey(queue, 'running'), rec[F_LEASE_UNTIL], id)
+  if token then redis.call('HSET', token, id, rec[F_DELIVERY]) end
   out[#out + 1] = rec
 end
-for q = 6, #ARGV do -- work left behind: wake another sleeper (a chain, one token at a time)
+if token and #out > 0 then redis.call('PEXPIRE', token, CLAIM_NOTE_MS) end
+for q = Q0, #ARGV do -- work left behind: wake another sleeper (a chain, one token at a time)
   local queue = ARGV[q]
   if redis.call('ZCARD', qkey(queue, 'queued')) > 0 then wake(queue) end
 end
@@ -54,7 +61,7 @@ if #out < limit then
   -- The queues ran dry: say when the next scheduled job falls due, so that the worker can
   -- go straight to sleep without asking again (one round trip per wake-up, not three).
   local next_at = nil
-  for q = 6, #ARGV do
+  for q = Q0, #ARGV do
     local head = redis.call('ZRANGE', qkey(ARGV[q], 'scheduled'), 0, 0, 'WITHSCORES')
     if #head > 0 and (next_at == nil or tonumber(head[2]) < next_at) then
       next_at = tonumber(head[2])

@@ -1,11 +1,15 @@
--- Store jobs. ARGV[3] = count, then 15 values per job (see redis.py, enqueue_args).
+-- Store jobs. ARGV[3] = count, then 15 values per job (see redis_codec.job_args).
 -- Returns {now, then per job '' (stored as given), its run_at (a fair job given its turn)
 -- or the record holding its unique key}.
 local n = tonumber(ARGV[3])
 local STRIDE = 15
 local any_fair = false
--- Claim every id in the directory first (a script that fails halfway is not rolled back,
--- so a duplicate takes back the entries made before it).
+-- Check every job, then claim every id in the directory, before any other write: a script
+-- that fails halfway is not rolled back, so a duplicate takes back the entries made before it.
+for i = 0, n - 1 do
+  local problem = check_job(4 + i * STRIDE)
+  if problem then return redis.error_reply('OFFLOAD_REJECTED ' .. problem) end
+end
 for i = 0, n - 1 do
   local b = 4 + i * STRIDE
   if redis.call('HSETNX', DIR, ARGV[b], ARGV[b + 2]) == 0 then
@@ -64,7 +68,7 @@ for i = 0, n - 1 do
     redis.call('HDEL', DIR, id) -- not stored: the holder stands for it
     out[#out + 1] = held
   else
-    local run_at = ARGV[b + 7] ~= '' and tonumber(ARGV[b + 7]) or now + tonumber(ARGV[b + 6])
+    local run_at = job_run_at(b)
     local turned = false
     if any_fair and run_at <= now then
       if ARGV[b + 14] ~= '' then
@@ -74,35 +78,7 @@ for i = 0, n - 1 do
         heads[queue][ARGV[b + 4]] = math.min(heads[queue][ARGV[b + 4]], run_at)
       end
     end
-    local state = run_at > now and 'scheduled' or 'queued'
-    local j = jkey(queue, id)
-    local fields = {'id', id, 'task', ARGV[b + 1], 'queue', queue, 'state', state,
-      'payload', ARGV[b + 3], 'priority', ARGV[b + 4], 'attempt', '0',
-      'max_attempts', ARGV[b + 5], 'delivery', '0', 'crashes', '0', 'run_at', num(run_at),
-      'progress', '0', 'created_at', num(now)}
-    local function add(name, value)
-      if value then fields[#fields + 1] = name; fields[#fields + 1] = value end
-    end
-    local function given(s) if s ~= '' then return s end end
-    add('lease_s', given(ARGV[b + 8]))
-    add('timeout_s', given(ARGV[b + 9]))
-    add('key', key)
-    add('batch', opt(ARGV[b + 11]))
-    add('owner', opt(ARGV[b + 12]))
-    add('meta', given(ARGV[b + 13]))
-    redis.call('HSET', j, unpack(fields))
-    if key then redis.call('HSET', UNIQUE, key, id) end
-    redis.call('ZADD', qkey(queue, 'all'), 0, id)
-    if state == 'queued' then
-      make_ready(queue, id, ARGV[b + 4], run_at)
-    else
-      redis.call('ZADD', qkey(queue, 'scheduled'), num(run_at), id)
-    end
-    if not woken[queue] then
-      woken[queue] = true
-      redis.call('SADD', QUEUES, queue)
-      wake(queue) -- for a scheduled job too: sleepers re-read the next due time
-    end
+    put_job(b, run_at, key, woken)
     out[#out + 1] = turned and num(run_at) or ''
   end
 end

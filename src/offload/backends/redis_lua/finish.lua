@@ -19,12 +19,12 @@ for i = 3, #ARGV, 7 do
     if kind == 'defer' then
       local run_at = num(now + tonumber(ARGV[i + 5]))
       redis.call('HSET', j, 'state', 'scheduled', 'run_at', run_at,
-        'attempt', tostring(tonumber(v[5]) - 1))
+        'attempt', tostring(math.max(finite(v[5], 1) - 1, 0)))
       redis.call('HDEL', j, 'worker')
       redis.call('ZADD', qkey(queue, 'scheduled'), run_at, id)
       wake(queue)
     elseif kind == 'release' then
-      redis.call('HSET', j, 'state', 'queued', 'attempt', tostring(tonumber(v[5]) - 1))
+      redis.call('HSET', j, 'state', 'queued', 'attempt', tostring(math.max(finite(v[5], 1) - 1, 0)))
       redis.call('HDEL', j, 'worker')
       make_ready(queue, id, v[3], v[4])
       wake(queue)

@@ -18,20 +18,36 @@ local F_STATE, F_PRIORITY, F_ATTEMPT, F_DELIVERY, F_CRASHES, F_RUN_AT = 4, 6, 7,
 local F_LEASE_UNTIL, F_LEASE_S, F_WORKER, F_STARTED_AT, F_KEY = 12, 13, 15, 21, 23
 local EPOCH = 1577836800 -- 2020-01-01: keeps ready scores within a double's exact range
 local PRIORITY_STEP = 4294967296
+-- how long a pipelined claim's note of the ids it took is kept (see unclaim.lua)
+local CLAIM_NOTE_MS = 600000
 -- the index each state lives in: one sorted set per queue and state
 local INDEX = {scheduled = 'scheduled', queued = 'queued', running = 'running',
   succeeded = 'succeeded', dead = 'dead', cancelled = 'cancelled'}
 
 -- Lua would print numbers with 14 digits: 0.1 ms at epoch scale. Keep them exact.
 local function num(x) return string.format('%.17g', x) end
-local function read(queue, id) return redis.call('HMGET', jkey(queue, id), unpack(FIELDS)) end
+-- A hash missing its id or queue (written by hand, half deleted) still says which job it is.
+local function read(queue, id)
+  local rec = redis.call('HMGET', jkey(queue, id), unpack(FIELDS))
+  if not rec[1] then rec[1] = id end
+  if not rec[3] then rec[3] = queue end
+  return rec
+end
 local function holds_key(state)
   return state == 'scheduled' or state == 'queued' or state == 'running'
 end
 
 -- Highest priority first, then earliest run_at; ties go to the smaller (older) id.
+-- A field as a finite number, or the default (a hash written by hand or by another version
+-- must not stop a script halfway: a failed script keeps its earlier writes).
+local function finite(x, default)
+  x = tonumber(x)
+  if x == nil or x ~= x or x == math.huge or x == -math.huge then return default end
+  return x
+end
+
 local function ready_score(priority, run_at)
-  return -tonumber(priority) * PRIORITY_STEP + (tonumber(run_at) - EPOCH)
+  return -finite(priority, 0) * PRIORITY_STEP + (finite(run_at, now) - EPOCH)
 end
 
 -- One token is enough: a woken worker that leaves work behind wakes the next.
@@ -76,3 +92,58 @@ end
 
 -- Optional strings travel as '' (None) or 's' .. text.
 local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
+
+-- One new job's values start at ARGV[b] (redis_codec.job_args): id, task, queue, payload,
+-- priority, max_attempts, delay_s, run_at, lease_s, timeout_s, key, batch, owner, meta,
+-- fair step. The first problem found, or nil: checked before a script's first write.
+local JOB_NUMBERS = {[4] = 'priority', [5] = 'max_attempts', [6] = 'delay_s', [7] = 'run_at',
+  [8] = 'lease_s', [9] = 'timeout_s'}
+local function check_job(b)
+  for k, name in pairs(JOB_NUMBERS) do
+    local s = ARGV[b + k]
+    if not (s == '' and k >= 7) and not finite(s, nil) then
+      return 'job ' .. ARGV[b] .. ': ' .. name .. ' is ' .. s .. ', not a finite number'
+    end
+  end
+  if ARGV[b] == '' or ARGV[b + 2] == '' then return 'job ' .. ARGV[b] .. ': no id or queue' end
+  return nil
+end
+
+local function job_run_at(b)
+  if ARGV[b + 7] ~= '' then return tonumber(ARGV[b + 7]) end
+  return now + tonumber(ARGV[b + 6])
+end
+
+-- Write the checked new job at ARGV[b] (its id already in DIR) to run at run_at; woken
+-- lists the queues already woken by this script.
+local function put_job(b, run_at, key, woken)
+  local id, queue, priority = ARGV[b], ARGV[b + 2], ARGV[b + 4]
+  local state = run_at > now and 'scheduled' or 'queued'
+  local fields = {'id', id, 'task', ARGV[b + 1], 'queue', queue, 'state', state,
+    'payload', ARGV[b + 3], 'priority', priority, 'attempt', '0',
+    'max_attempts', ARGV[b + 5], 'delivery', '0', 'crashes', '0', 'run_at', num(run_at),
+    'progress', '0', 'created_at', num(now)}
+  local function add(name, value)
+    if value and value ~= '' then fields[#fields + 1] = name; fields[#fields + 1] = value end
+  end
+  local batch = opt(ARGV[b + 11])
+  add('lease_s', ARGV[b + 8])
+  add('timeout_s', ARGV[b + 9])
+  add('key', key)
+  add('batch', batch)
+  add('owner', opt(ARGV[b + 12]))
+  add('meta', ARGV[b + 13])
+  redis.call('HSET', jkey(queue, id), unpack(fields))
+  if key then redis.call('HSET', UNIQUE, key, id) end
+  redis.call('ZADD', qkey(queue, 'all'), 0, id)
+  if state == 'queued' then
+    make_ready(queue, id, priority, run_at)
+  else
+    redis.call('ZADD', qkey(queue, 'scheduled'), num(run_at), id)
+  end
+  if not woken[queue] then
+    woken[queue] = true
+    redis.call('SADD', QUEUES, queue)
+    wake(queue) -- for a scheduled job too: sleepers re-read the next due time
+  end
+end

@@ -8,7 +8,7 @@ for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
   for _, id in ipairs(expired) do
     local j = jkey(queue, id)
     local v = redis.call('HMGET', j, 'crashes', 'priority', 'run_at')
-    local crashes = tonumber(v[1]) + 1
+    local crashes = finite(v[1], 0) + 1
     redis.call('ZREM', running, id)
     redis.call('HDEL', j, 'lease_until', 'worker')
     redis.call('HSET', j, 'crashes', tostring(crashes), 'error', error_json)
