@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -14,6 +15,11 @@ from offload.backends.redis_keys import Keyspace
 
 CONNECT_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 30.0
+#: The longest one BLPOP blocks; a wait asked to last longer returns early (work is
+#: checked again), so a connection that died silently is noticed within it.
+WAIT_MAX_S = 30.0
+#: How long past its BLPOP's timeout a wait gives the server's answer before giving up.
+WAIT_SLACK_S = 5.0
 _OPTIONS = {"prefix", "pool_max"}
 #: What redis-py reads from a URL's query string (connection and TLS settings).
 _REDIS_PY_OPTIONS = {
@@ -62,13 +68,25 @@ def parse_redis_url(url: str) -> RedisConfig:
     return RedisConfig(url=clean, prefix=prefix, pool_max=pool_max)
 
 
+def _keepalive() -> dict[int, int]:
+    """TCP keepalive probes after 10 s of silence, every 5 s, 3 of them: a peer that is
+    gone is noticed by the kernel even on a connection that waits for nothing."""
+    wanted = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+    return {getattr(socket, k): v for k, v in wanted.items() if hasattr(socket, k)}
+
+
 def client_options(config: RedisConfig, blocking: bool) -> dict[str, Any]:
     # No silent retries: a retried script whose first reply was lost would run twice.
     # Workers and callers retry at their own level, where that is safe.
+    # The waiting connection's reads last up to a BLPOP's timeout, never longer than
+    # WAIT_MAX_S, so its socket timeout comes a little after that.
     return {
         "decode_responses": False,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
-        "socket_timeout": None if blocking else COMMAND_TIMEOUT_S,
+        "socket_timeout": WAIT_MAX_S + 2 * WAIT_SLACK_S if blocking else COMMAND_TIMEOUT_S,
+        "socket_keepalive": True,
+        "socket_keepalive_options": _keepalive(),
+        "health_check_interval": WAIT_MAX_S if blocking else 0,
         "max_connections": config.pool_max,
     }
 

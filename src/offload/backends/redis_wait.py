@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,7 +14,7 @@ import redis.asyncio
 import redis.exceptions
 
 from offload.backends.base import BackendError, ClaimParams, WaitParams
-from offload.backends.redis_config import RedisConfig, async_client
+from offload.backends.redis_config import WAIT_MAX_S, WAIT_SLACK_S, RedisConfig, async_client
 from offload.backends.redis_errors import TRANSIENT, detail, translate, unreachable
 from offload.backends.redis_plans import (
     IdleHint,
@@ -23,11 +24,13 @@ from offload.backends.redis_plans import (
     plan_claim_with_hint,
     plan_peek,
     plan_preflight,
+    plan_unclaim,
 )
 from offload.backends.redis_sync import RedisSync, Runner, acall
 from offload.records import JobRecord
 
 log = logging.getLogger("offload.redis")
+UNCLAIM_TIMEOUT_S = 5.0
 
 T = TypeVar("T")
 
@@ -83,12 +86,12 @@ class AsyncRunner(Runner):
     async def run(self, plan: Plan[T]) -> T:
         try:
             result = await self._drive(await self._get_client(), plan)
-        except BackendError as exc:
-            self._note_outage(exc)
-            raise
         except Exception as exc:
             self._note_outage(exc)
-            raise translate(exc) from exc
+            translated = translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
         if self._outage:
             self._outage = False
             log.warning("Redis is reachable again")
@@ -134,16 +137,28 @@ class AsyncRunner(Runner):
             return None
         waiter = await self._get_waiter()
         wake_keys = [self.keys.wake(q) for q in queues]
+        # A bounded BLPOP, and a deadline a little past it: a connection that died without
+        # a word (failover, host gone, dropped flow) is given up within that time.
+        timeout_s = min(timeout_s, WAIT_MAX_S)
         try:
-            if params.claim is None:
-                await waiter.blpop(wake_keys, timeout=round(timeout_s, 3))
-                return None
-            return await self._wake_and_claim(waiter, wake_keys, timeout_s, params.claim)
-        except BackendError:
-            raise
-        except Exception as exc:
+            async with asyncio.timeout(timeout_s + WAIT_SLACK_S):
+                if params.claim is None:
+                    await waiter.blpop(wake_keys, timeout=round(timeout_s, 3))
+                    return None
+                return await self._wake_and_claim(waiter, wake_keys, timeout_s, params.claim)
+        except BaseException as exc:
+            await self._drop_waiter()  # its state is unknown: a reply may still be on the way
+            if isinstance(exc, TimeoutError):
+                exc = redis.exceptions.TimeoutError(
+                    f"no answer to a {timeout_s:.0f} s BLPOP within {WAIT_SLACK_S:.0f} s more"
+                )
+            elif not isinstance(exc, Exception):
+                raise
             self._note_outage(exc)
-            raise translate(exc) from exc
+            translated = translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
 
     async def _wake_and_claim(
         self,
@@ -152,12 +167,14 @@ class AsyncRunner(Runner):
         timeout_s: float,
         claim: ClaimParams,
     ) -> list[JobRecord] | None:
-        plan = plan_claim_with_hint(claim)
-        try:
-            command = next(plan)
-        except StopIteration:  # nothing to claim into: just wait
+        if claim.limit <= 0 or not claim.queues:  # nothing to claim into: just wait
             await waiter.blpop(wake_keys, timeout=round(timeout_s, 3))
             return None
+        # The claim runs on the server whether or not its reply is read: a token names it,
+        # so that one abandoned midway (a stop, a deadline, a lost connection) is handed back.
+        token = uuid.uuid4().hex
+        plan = plan_claim_with_hint(claim, token)
+        command = next(plan)
         pipe = waiter.pipeline(transaction=False)
         pipe.blpop(wake_keys, timeout=round(timeout_s, 3))
         pipe.execute_command(*self._command(command))
@@ -165,6 +182,9 @@ class AsyncRunner(Runner):
             _, reply = await pipe.execute()
         except redis.exceptions.NoScriptError:  # a restarted server forgot the scripts
             jobs, hint = await self.run(plan_claim_with_hint(claim))
+        except BaseException:
+            await self._abandon(token)
+            raise
         else:
             try:
                 plan.send(reply)
@@ -173,6 +193,30 @@ class AsyncRunner(Runner):
                 jobs, hint = done.value
         self._idle_hint = None if hint is None else (tuple(claim.queues), hint)
         return jobs
+
+    async def _abandon(self, token: str) -> None:
+        """Hand back what the pipelined claim ``token`` took, if it ran, and stop it if it
+        has not: the worker never saw those jobs, so no attempt or crash is charged. Runs
+        to the end even when the wait itself was cancelled (a worker stopping)."""
+        unclaim = asyncio.ensure_future(self.run(plan_unclaim(token)))
+        try:
+            back = await asyncio.shield(unclaim)
+        except asyncio.CancelledError:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(unclaim, UNCLAIM_TIMEOUT_S)
+            raise
+        except Exception as exc:
+            log.error("cannot hand back the jobs a cancelled claim took (%s); they return "
+                      "when their lease ends", exc)  # fmt: skip
+            return
+        if back:
+            log.info("handed back %d job(s) claimed as the wait was abandoned", back)
+
+    async def _drop_waiter(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(waiter.aclose(), UNCLAIM_TIMEOUT_S)
 
     async def _get_waiter(self) -> redis.asyncio.Redis:
         await self._get_client()  # same loop, preflight done

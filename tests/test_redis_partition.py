@@ -1,0 +1,194 @@
+"""A Redis worker behind a connection that silently stops carrying data.
+
+A small TCP proxy sits between the worker and the test's redis-server. It can stop
+forwarding on the connections it carries without closing them (a failover, a host
+gone, a dropped flow: nothing tells the client), or hold back the replies to the
+connection an idle worker waits on, so that a claim pipelined behind the BLPOP has run
+on the server when the worker is stopped. Deadlines only guard against hangs.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from offload import JobState, Offload
+from offload.backends.base import IdsParams
+from offload.records import JobRecord
+from servers import RedisServer
+from worker_helpers import WorkerThread, wait_until
+
+DEADLINE_S = 60.0
+
+
+class _Link:
+    """One proxied connection: a pump thread each way."""
+
+    def __init__(self, proxy: SilentProxy, client: socket.socket, upstream: socket.socket) -> None:
+        self.proxy, self.client, self.upstream = proxy, client, upstream
+        self.dead = False  # forwards nothing either way, closes nothing
+        self.hold_replies = False  # keeps the server's replies back
+        self.sent = bytearray()  # what the client sent (a window: enough to spot commands)
+        self.held = bytearray()
+        for src, dst, upward in ((client, upstream, True), (upstream, client, False)):
+            threading.Thread(target=self._pump, args=(src, dst, upward), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upward: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                with self.proxy.lock:
+                    if self.dead:
+                        continue
+                    if upward:
+                        self.sent = (self.sent + data)[-4096:]
+                        if self.proxy.hold_after is not None and self.proxy.hold_after in (
+                            bytes(self.sent).upper()
+                        ):
+                            self.hold_replies = True
+                    elif self.hold_replies:
+                        self.held += data
+                        continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            if not self.dead:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+
+class SilentProxy:
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.lock = threading.Lock()
+        self.links: list[_Link] = []
+        self.hold_after: bytes | None = None
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.links.append(_Link(self, client, upstream))
+
+    def url(self, prefix: str) -> str:
+        return f"redis://127.0.0.1:{self.port}/0?prefix={prefix}"
+
+    def kill_flows(self) -> None:
+        """The connections open now stop carrying anything, and stay open; new ones work."""
+        with self.lock:
+            for link in self.links:
+                link.dead = True
+
+    def hold_replies_to(self, command: bytes) -> None:
+        """From now on, keep back the replies to connections that sent ``command``."""
+        with self.lock:
+            self.hold_after = command
+            for link in self.links:
+                if command in bytes(link.sent).upper():
+                    link.hold_replies = True
+
+    def close(self) -> None:
+        self._listener.close()
+        with self.lock:
+            for link in self.links:
+                for s in (link.client, link.upstream):
+                    s.close()
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer) -> Iterator[SilentProxy]:
+    p = SilentProxy(redis_server.port)
+    yield p
+    p.close()
+
+
+def echo(n: int) -> int:
+    return n
+
+
+def _app(url: str) -> Offload:
+    app = Offload(url, default_retries=0)
+    app.task(name="echo")(echo)
+    return app
+
+
+def _stored(app: Offload, job_id: str) -> JobRecord:
+    return app.backend.blocking.get(IdsParams(ids=[job_id]))[0]
+
+
+def _blocked_in_blpop(server: RedisServer) -> bool:
+    clients = redis.Redis(host="127.0.0.1", port=server.port).client_list()
+    return any(c.get("cmd") == "blpop" and c.get("flags", "").find("b") >= 0 for c in clients)
+
+
+def test_an_idle_worker_whose_connection_died_silently_claims_a_new_job(
+    redis_server: RedisServer, proxy: SilentProxy
+) -> None:
+    prefix = "p" + uuid.uuid4().hex[:10]
+    app, direct = _app(proxy.url(prefix)), _app(redis_server.url(prefix=prefix))
+    with WorkerThread(app, concurrency=2, idle_check_s=2.0) as worker:
+        first = direct.tasks["echo"].enqueue(1)
+        wait_until(lambda: first.state is JobState.SUCCEEDED, DEADLINE_S, "the first job")
+        wait_until(lambda: _blocked_in_blpop(redis_server), DEADLINE_S, "the idle worker's BLPOP")
+        proxy.kill_flows()  # every connection of the worker goes silent, none is closed
+        job = direct.tasks["echo"].enqueue(2)
+        wait_until(
+            lambda: job.state is JobState.SUCCEEDED,
+            DEADLINE_S,
+            "the job queued after the silent outage to be claimed and run",
+        )
+        worker.stop()
+    app.close()
+    direct.close()
+
+
+def test_stopping_a_worker_whose_wake_up_claim_is_in_flight_strands_nothing(
+    redis_server: RedisServer, proxy: SilentProxy
+) -> None:
+    prefix = "s" + uuid.uuid4().hex[:10]
+    direct = _app(redis_server.url(prefix=prefix))
+    before: list[str] = []
+    for _ in range(3):  # three graceful stops once made a job that never started dead
+        app = _app(proxy.url(prefix))
+        with WorkerThread(app, concurrency=1) as worker:
+            wait_until(
+                lambda: (
+                    all(_stored(direct, i).state is JobState.SUCCEEDED for i in before)
+                    and _blocked_in_blpop(redis_server)
+                ),
+                DEADLINE_S,
+                "the jobs handed back before to run, then the worker's BLPOP",
+            )
+            proxy.hold_replies_to(b"BLPOP")  # the claim will run, its reply will not arrive
+            job_id = direct.tasks["echo"].enqueue(1).id
+            wait_until(
+                lambda: _stored(direct, job_id).state is JobState.RUNNING,
+                DEADLINE_S,
+                "the pipelined claim to take the job on the server",
+            )
+            worker.stop()
+        proxy.hold_after = None
+        app.close()
+        after = _stored(direct, job_id)
+        assert after.state is JobState.QUEUED, after
+        assert (after.attempt, after.crashes, after.worker) == (0, 0, None), after
+        before.append(job_id)
+    direct.close()
