@@ -21,7 +21,7 @@ Redis Cluster a queue's keys would live in one slot::
     P:g:{P}:marks         hash    mark name -> value (leader services' compare-and-set state)
     P:g:{P}:version       string  keyspace layout version
     P:g:{P}:claim:<token> hash    job id -> delivery: what one claim pipelined behind a
-                                  wait took ('!' once abandoned); expires after 10 minutes
+                                  wait took ('!' once abandoned); expires after 2 minutes
 
 A job is in exactly one state index at a time. Scripts find a job's queue in
 ``dir``; today they run on one Redis server (or a primary with replicas). For

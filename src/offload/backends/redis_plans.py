@@ -38,6 +38,7 @@ from offload.backends.redis_codec import (
     enqueue_args,
     error_json,
     escaped,
+    job_args,
     json_arg,
     num,
     opt,
@@ -232,7 +233,10 @@ def plan_finish(params: FinishParams) -> Plan[FinishResult]:
             b"" if o.error is None else error_json(o.error),
             span(o.retry_delay_s, o.id, "retry_delay_s"),
             b"" if o.meta is None else b"m" + json_arg(o.meta, o.id, "meta"),
+            len(o.follow_ups),
         )  # fmt: skip
+        for new in o.follow_ups:
+            args += job_args(new)
     rejected = yield Script("finish", args)
     return FinishResult(rejected=[i.decode() for i in rejected])
 

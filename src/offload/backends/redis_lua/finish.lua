@@ -1,9 +1,39 @@
 -- Record outcomes, fenced by the delivery token. ARGV[3..] = groups of
 -- (id, delivery, kind, result or '', error JSON or '', retry delay seconds,
--- '' or 'm' .. the meta JSON that replaces the job's).
--- Returns the ids refused because the lease was no longer held.
+-- '' or 'm' .. the meta JSON that replaces the job's, the number of follow-ups, then
+-- 15 values per follow-up job as in enqueue.lua).
+-- A follow-up (a chain's next step) is stored with its outcome, and only if the outcome
+-- is taken; one whose id exists, or whose unique key a live job holds, is skipped.
+-- Follow-ups do not take fair turns. Returns the ids refused because the lease was no
+-- longer held.
+local STRIDE = 15
+local groups = {} -- ARGV index of each outcome group
+local i = 3
+while i <= #ARGV do
+  groups[#groups + 1] = i
+  local nf = tonumber(ARGV[i + 7])
+  for k = 0, nf - 1 do -- checked before the first write: a failed script keeps its writes
+    local problem = check_job(i + 8 + k * STRIDE)
+    if problem then return redis.error_reply('OFFLOAD_REJECTED follow-up ' .. problem) end
+  end
+  i = i + 8 + nf * STRIDE
+end
 local rejected = {}
-for i = 3, #ARGV, 7 do
+local woken = {}
+local function follow_up(b)
+  if redis.call('HSETNX', DIR, ARGV[b], ARGV[b + 2]) == 0 then return end -- stored already
+  local key = opt(ARGV[b + 10])
+  if key then
+    local holder = redis.call('HGET', UNIQUE, key)
+    local hq = holder and redis.call('HGET', DIR, holder)
+    if hq and holds_key(redis.call('HGET', jkey(hq, holder), 'state')) then
+      redis.call('HDEL', DIR, ARGV[b])
+      return
+    end
+  end
+  put_job(b, job_run_at(b), key, woken)
+end
+for _, i in ipairs(groups) do
   local id, delivery, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local queue = redis.call('HGET', DIR, id)
   local j = queue and jkey(queue, id)
@@ -42,6 +72,7 @@ for i = 3, #ARGV, 7 do
       if kind == 'succeeded' then redis.call('HSET', j, 'progress', '1') end
       redis.call('ZADD', qkey(queue, kind), num(now), id)
     end
+    for k = 0, tonumber(ARGV[i + 7]) - 1 do follow_up(i + 8 + k * STRIDE) end
   end
 end
 return rejected

@@ -19,7 +19,7 @@ local F_LEASE_UNTIL, F_LEASE_S, F_WORKER, F_STARTED_AT, F_KEY = 12, 13, 15, 21, 
 local EPOCH = 1577836800 -- 2020-01-01: keeps ready scores within a double's exact range
 local PRIORITY_STEP = 4294967296
 -- how long a pipelined claim's note of the ids it took is kept (see unclaim.lua)
-local CLAIM_NOTE_MS = 600000
+local CLAIM_NOTE_MS = 120000
 -- the index each state lives in: one sorted set per queue and state
 local INDEX = {scheduled = 'scheduled', queued = 'queued', running = 'running',
   succeeded = 'succeeded', dead = 'dead', cancelled = 'cancelled'}
