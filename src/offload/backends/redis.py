@@ -118,7 +118,7 @@ class RedisBackend(AsyncRunner):
         await self.run(plan_unlock(params))
 
     async def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
-        return await self.run(plan_get_marks(self.keys, params))
+        return await self.run(plan_get_marks(params))
 
     async def set_mark(self, params: MarkParams) -> bool:
         return await self.run(plan_set_mark(params))

@@ -13,12 +13,17 @@ Redis Cluster a queue's keys would live in one slot::
     P:q:{Q}:succeeded     zset    finished jobs by finished_at (and :dead, :cancelled)
     P:q:{Q}:all           zset    every id of the queue, score 0: newest-first listing by id
     P:q:{Q}:wake          list    at most one token; idle workers BLPOP it
-    P:q:{Q}:turns         hash    owner ('' for none) -> its last turn in the fair order
+    P:q:{Q}:turns         hash    owner ('' for none) -> its last turn in the fair order;
+                                  turns older than prune's cutoff are deleted
     P:g:{P}:dir           hash    job id -> queue (jobs are addressed by id alone)
     P:g:{P}:keys          hash    unique key -> id of the job that last took it
-    P:g:{P}:queues        set     queue names that ever had a job
+    P:g:{P}:queues        set     queue names with jobs (prune drops an empty one)
     P:g:{P}:lock:<name>   hash    owner, until: a leader lease on the store's clock
     P:g:{P}:marks         hash    mark name -> value (leader services' compare-and-set state)
+    P:g:{P}:mark_until    zset    mark name -> when it expires (store's clock), for marks
+                                  written with a lifetime; gone once read or pruned after
+    P:g:{P}:batch:<name>  zset    ids of one batch's jobs, score 0 (listing by id); shrinks
+                                  as they are pruned, so it ends with them
     P:g:{P}:version       string  keyspace layout version
     P:g:{P}:claim:<token> hash    job id -> delivery: what one claim pipelined behind a
                                   wait took ('!' once abandoned); expires after 2 minutes
@@ -33,7 +38,7 @@ already shares the queue's slot.
 from __future__ import annotations
 
 #: Bumped when the layout changes; a newer layout on the server stops an older offload.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: per-batch indexes (layout 1 stores are indexed on upgrade)
 _FORBIDDEN_IN_PREFIX = set("{}* \t\r\n")
 
 #: The same layout for the scripts (prepended to every one); ``P`` is the prefix argument.
@@ -42,6 +47,8 @@ local DIR = P .. ':g:{' .. P .. '}:dir'
 local UNIQUE = P .. ':g:{' .. P .. '}:keys'
 local QUEUES = P .. ':g:{' .. P .. '}:queues'
 local MARKS = P .. ':g:{' .. P .. '}:marks'
+local MARK_UNTIL = P .. ':g:{' .. P .. '}:mark_until'
+local function batchkey(name) return P .. ':g:{' .. P .. '}:batch:' .. name end
 local function qkey(queue, name) return P .. ':q:{' .. queue .. '}:' .. name end
 local function turnskey(queue) return qkey(queue, 'turns') end
 local function jkey(queue, id) return P .. ':q:{' .. queue .. '}:j:' .. id end

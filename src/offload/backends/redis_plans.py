@@ -34,6 +34,7 @@ from offload.backends.base import (
     ValueRejected,
 )
 from offload.backends.redis_codec import (
+    MAX_DURATION_S,
     encode,
     enqueue_args,
     error_json,
@@ -46,6 +47,7 @@ from offload.backends.redis_codec import (
     records,
     span,
     text,
+    when,
 )
 from offload.backends.redis_keys import LAYOUT_VERSION, LUA_KEYS, Keyspace
 from offload.records import WORKER_LOST, JobRecord
@@ -67,7 +69,7 @@ QUERY_SCAN = 2000
 _SCRIPTS = (
     "enqueue", "claim", "heartbeat", "finish", "progress", "get", "cancel", "retry",
     "stats", "promote", "reap", "prune", "purge", "query", "lock", "unlock", "peek",
-    "set_mark", "unclaim",
+    "set_mark", "unclaim", "get_marks", "prune_rest", "query_batch", "index_batches",
 )  # fmt: skip
 
 
@@ -128,7 +130,21 @@ def plan_preflight(ks: Keyspace) -> Plan[None]:
             f"the Redis keyspace under prefix {ks.prefix!r} has layout {int(stored)}, newer than "
             f"this offload's ({LAYOUT_VERSION}); upgrade offload"
         )
+    if stored is not None and int(stored) < LAYOUT_VERSION:
+        yield from _upgrade(ks)
     return None
+
+
+def _upgrade(ks: Keyspace) -> Plan[None]:
+    """Layout 1 to 2: index the batches' jobs, queue by queue, in short scripts."""
+    for queue in (yield Raw(("SMEMBERS", ks.queues))):
+        after = ""
+        while True:
+            after = (yield Script("index_batches", [queue, after, DELETE_BATCH])).decode()
+            if not after:
+                break
+    yield Raw(("SET", ks.version, str(LAYOUT_VERSION)))
+    log.info("upgraded the Redis keyspace under prefix %r to layout %d", ks.prefix, LAYOUT_VERSION)
 
 
 def _info_field(info: Any, name: str) -> str | None:
@@ -289,7 +305,10 @@ def plan_prune(params: PruneParams) -> Plan[int]:
     states = [JobState(s).value for s in params.states if JobState(s).is_terminal]
     if not states:
         return 0
-    return (yield from plan_delete_in_batches("prune", [num(params.finished_before), *states]))
+    before = when(params.finished_before, "", "finished_before")
+    deleted = yield from plan_delete_in_batches("prune", [before, *states])
+    yield Script("prune_rest", [before])  # turns, empty queues, marks: counted apart
+    return deleted
 
 
 def plan_purge(params: PurgeParams) -> Plan[int]:
@@ -306,6 +325,8 @@ def plan_query(ks: Keyspace, params: QueryParams) -> Plan[Page]:
         value = getattr(f, name)
         if value is not None:
             text(value, "", f"the filter's {name}")
+    if f.batch is not None:  # the batch's own index: never a scan of every job
+        return (yield from _query_batch(f.batch, params))
     if f.queue is not None:
         queues = [f.queue]
     else:
@@ -332,6 +353,27 @@ def plan_query(ks: Keyspace, params: QueryParams) -> Plan[Page]:
     return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
 
 
+def _query_batch(batch: str, params: QueryParams) -> Plan[Page]:
+    f = params.filter
+    want = params.limit + 1
+    states = ",".join(JobState(s).value for s in f.states)
+    found: list[JobRecord] = []
+    cursor = params.cursor or ""
+    while True:
+        reply = yield Script(
+            "query_batch",
+            [batch, cursor, want - len(found), QUERY_SCAN, states,
+             opt(f.task), opt(f.owner), opt(f.queue)],
+        )  # fmt: skip
+        found += records(reply[1:])
+        cursor = reply[0].decode()
+        if len(found) >= want or not cursor:
+            break
+    jobs = found[: params.limit]
+    more = len(found) > params.limit
+    return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
+
+
 def plan_lock(params: LockParams) -> Plan[bool]:
     name, owner = text(params.name, "", "lock name"), text(params.owner, "", "lock owner")
     return bool((yield Script("lock", [name, owner, span(params.ttl_s, "", "ttl_s")])))
@@ -343,17 +385,20 @@ def plan_unlock(params: LockParams) -> Plan[None]:
     return None
 
 
-def plan_get_marks(ks: Keyspace, params: MarkNamesParams) -> Plan[dict[str, str]]:
+def plan_get_marks(params: MarkNamesParams) -> Plan[dict[str, str]]:
     names = list(params.names)
     if not names:
         return {}
-    values = yield Raw(("HMGET", ks.marks, *names))
+    values = yield Script("get_marks", [text(n, "", "mark name") for n in names])
     return {n: v.decode() for n, v in zip(names, values, strict=True) if v is not None}
 
 
 def plan_set_mark(params: MarkParams) -> Plan[bool]:
-    args = [params.name, params.value, opt(params.expected)]
-    return bool((yield Script("set_mark", args)))
+    if params.ttl_s is not None and not (0 < params.ttl_s <= MAX_DURATION_S):
+        raise ValueRejected(f"mark {params.name!r}: ttl_s is {params.ttl_s!r}, not a lifetime")
+    name = text(params.name, "", "mark name")
+    args = [name, text(params.value, "", "mark value"), opt(params.expected, "", "mark value")]
+    return bool((yield Script("set_mark", [*args, num(params.ttl_s)])))
 
 
 def plan_peek(queues: Sequence[str]) -> Plan[tuple[float, bool, float | None]]:

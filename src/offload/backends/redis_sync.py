@@ -150,7 +150,7 @@ class RedisSync(Runner):
         return self.run(plan_purge(params))
 
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
-        return self.run(plan_get_marks(self.keys, params))
+        return self.run(plan_get_marks(params))
 
     def set_mark(self, params: MarkParams) -> bool:
         return self.run(plan_set_mark(params))

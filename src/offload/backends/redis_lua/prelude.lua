@@ -82,8 +82,10 @@ end
 -- Delete a job and everything that points at it.
 local function forget(queue, id, state)
   local j = jkey(queue, id)
-  local key = redis.call('HGET', j, 'key')
+  local v = redis.call('HMGET', j, 'key', 'batch')
+  local key = v[1]
   if key and redis.call('HGET', UNIQUE, key) == id then redis.call('HDEL', UNIQUE, key) end
+  if v[2] then redis.call('ZREM', batchkey(v[2]), id) end
   unindex(queue, id, state)
   redis.call('ZREM', qkey(queue, 'all'), id)
   redis.call('HDEL', DIR, id)
@@ -135,6 +137,7 @@ local function put_job(b, run_at, key, woken)
   add('meta', ARGV[b + 13])
   redis.call('HSET', jkey(queue, id), unpack(fields))
   if key then redis.call('HSET', UNIQUE, key, id) end
+  if batch then redis.call('ZADD', batchkey(batch), 0, id) end
   redis.call('ZADD', qkey(queue, 'all'), 0, id)
   if state == 'queued' then
     make_ready(queue, id, priority, run_at)
@@ -145,5 +148,14 @@ local function put_job(b, run_at, key, woken)
     woken[queue] = true
     redis.call('SADD', QUEUES, queue)
     wake(queue) -- for a scheduled job too: sleepers re-read the next due time
+  end
+end
+
+-- Marks written with a lifetime that has run out (on the store's clock) are deleted.
+local function expire_marks()
+  local gone = redis.call('ZRANGEBYSCORE', MARK_UNTIL, '-inf', num(now), 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    redis.call('HDEL', MARKS, unpack(gone))
+    redis.call('ZREM', MARK_UNTIL, unpack(gone))
   end
 end

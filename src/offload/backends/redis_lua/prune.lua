@@ -1,7 +1,6 @@
 -- Delete jobs that ended (in the states ARGV[5..]) before ARGV[3], at most ARGV[4] per call.
--- Returns how many were deleted. Each queue's turns hash (fair order) stays: it holds one
--- field per owner, overwritten by that owner's next fair job, so it grows with the owners
--- and not with the jobs.
+-- Returns how many were deleted. The batch indexes shrink with them (prelude's forget);
+-- prune_rest.lua then deletes what outlives jobs: old turns, empty queues, expired marks.
 local before, budget = '(' .. ARGV[3], tonumber(ARGV[4])
 local deleted = 0
 for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do

@@ -1,0 +1,156 @@
+"""Everything the Redis store writes has a lifetime, and a batch is listed from its own
+index: marks expire on the store's clock, prune deletes old fair turns and forgets empty
+queues, and a batch's index ends with its jobs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import redis
+
+from offload.backends.base import (
+    ClaimParams,
+    EnqueueParams,
+    FinishParams,
+    JobFilter,
+    MarkNamesParams,
+    MarkParams,
+    Outcome,
+    OutcomeKind,
+    PruneParams,
+    QueryParams,
+)
+from offload.backends.redis import RedisBackend, redis_backend
+from offload.records import NewJob
+from servers import RedisServer
+from test_redis_values import QUEUE, _job
+
+T = TypeVar("T")
+START = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(url: str, clock: Clock, body: Callable[[RedisBackend], Awaitable[T]]) -> T:
+    async def main() -> T:
+        backend = redis_backend(url, clock=clock)
+        try:
+            return await body(backend)
+        finally:
+            await backend.close()
+
+    return asyncio.run(main())
+
+
+def _raw(server: RedisServer) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
+
+
+def test_a_mark_written_with_a_lifetime_is_gone_after_it(
+    scratch_server: RedisServer,
+) -> None:
+    clock = Clock()
+
+    async def body(backend: RedisBackend) -> None:
+        assert await backend.set_mark(MarkParams(name="batch:1", value="done", ttl_s=60))
+        assert await backend.set_mark(MarkParams(name="cron:x", value="1"))
+        names = MarkNamesParams(names=["batch:1", "cron:x"])
+        assert await backend.get_marks(names) == {"batch:1": "done", "cron:x": "1"}
+        clock.now += 61
+        assert await backend.get_marks(names) == {"cron:x": "1"}
+        # gone for a compare-and-set too: it may be written afresh
+        assert await backend.set_mark(MarkParams(name="batch:1", value="again"))
+
+    _run(scratch_server.url(prefix="marks"), clock, body)
+    raw = _raw(scratch_server)
+    assert raw.hgetall("marks:g:{marks}:marks") == {"batch:1": "again", "cron:x": "1"}
+    assert raw.zcard("marks:g:{marks}:mark_until") == 0
+
+
+def test_prune_forgets_a_queue_left_empty_and_its_keys(scratch_server: RedisServer) -> None:
+    clock = Clock()
+
+    async def body(backend: RedisBackend) -> None:
+        job = _job(owner="o", fair=True)
+        await backend.enqueue(EnqueueParams(jobs=[job]))
+        (claimed,) = await backend.claim(
+            ClaimParams(queues=[QUEUE], limit=1, worker="w", lease_s=60)
+        )
+        done = Outcome(id=job.id, delivery=claimed.delivery, kind=OutcomeKind.SUCCEEDED)
+        await backend.finish(FinishParams(outcomes=[done]))
+        clock.now += 100
+        assert await backend.prune(PruneParams(finished_before=clock.now - 1)) == 1
+
+    _run(scratch_server.url(prefix="empty"), clock, body)
+    raw = _raw(scratch_server)
+    assert raw.smembers("empty:g:{empty}:queues") == set()
+    assert raw.keys("empty:q:*") == []
+
+
+def _hmget_calls(raw: redis.Redis) -> int:
+    stats = raw.info("commandstats").get("cmdstat_hmget", {"calls": 0})
+    return int(stats["calls"])
+
+
+def test_a_batch_is_listed_from_its_index_without_scanning_every_job(
+    scratch_server: RedisServer,
+) -> None:
+    clock = Clock()
+    raw = _raw(scratch_server)
+    other = NewJob(id="j-other-queue", task="t", queue="other", payload=b"[]", batch="b-1")
+    members = [_job(batch="b-1") for _ in range(3)] + [other]
+
+    async def body(backend: RedisBackend) -> None:
+        await backend.enqueue(EnqueueParams(jobs=[_job() for _ in range(300)]))
+        await backend.enqueue(EnqueueParams(jobs=[*members, *(_job() for _ in range(300))]))
+        before = _hmget_calls(raw)
+        page = await backend.query(QueryParams(filter=JobFilter(batch="b-1"), limit=2))
+        second = await backend.query(
+            QueryParams(filter=JobFilter(batch="b-1"), limit=2, cursor=page.next_cursor)
+        )
+        looked = _hmget_calls(raw) - before
+        ids = sorted((j.id for j in members), reverse=True)
+        assert [j.id for j in page.jobs + second.jobs] == ids
+        assert second.next_cursor is None
+        assert looked <= 4 * len(members), looked  # ~2 per member, not one per job stored
+
+    _run(scratch_server.url(prefix="batches"), clock, body)
+
+
+def test_a_batch_index_ends_with_its_jobs_and_an_older_layout_is_indexed_on_upgrade(
+    scratch_server: RedisServer,
+) -> None:
+    clock = Clock()
+    raw = _raw(scratch_server)
+    url = scratch_server.url(prefix="upgrade")
+    job = _job(batch="b-2")
+
+    async def store(backend: RedisBackend) -> None:
+        await backend.enqueue(EnqueueParams(jobs=[job]))
+
+    _run(url, clock, store)
+    raw.delete("upgrade:g:{upgrade}:batch:b-2")  # as a layout 1 store left it
+    raw.set("upgrade:g:{upgrade}:version", "1")
+
+    async def upgraded(backend: RedisBackend) -> None:
+        page = await backend.query(QueryParams(filter=JobFilter(batch="b-2")))
+        assert [j.id for j in page.jobs] == [job.id]
+        (claimed,) = await backend.claim(
+            ClaimParams(queues=[QUEUE], limit=1, worker="w", lease_s=60)
+        )
+        done = Outcome(id=job.id, delivery=claimed.delivery, kind=OutcomeKind.SUCCEEDED)
+        await backend.finish(FinishParams(outcomes=[done]))
+        clock.now += 100
+        await backend.prune(PruneParams(finished_before=clock.now))
+
+    _run(url, clock, upgraded)
+    assert raw.get("upgrade:g:{upgrade}:version") == "2"
+    assert not raw.exists("upgrade:g:{upgrade}:batch:b-2")
