@@ -122,6 +122,8 @@ class RedisServer:
         self.root = Path(tempfile.mkdtemp(prefix="offload-redis-"))
         self.log = self.root / "server.log"
         self.port = free_port()
+        #: It listens on this Unix socket too (unix:// URLs).
+        self.socket_path = self.root / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 60) -> RedisServer:
@@ -132,6 +134,7 @@ class RedisServer:
             self.binary,
             "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
             "--logfile", str(self.log), "--daemonize", "no",
+            "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
             *self.DEFAULTS, *self.args,
         ]  # fmt: skip
         self.process = subprocess.Popen(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from offload.backends import open_backend
 from offload.backends.base import (
@@ -89,10 +90,11 @@ class Offload:
     def display_url(self) -> str:
         """The URL with any password masked, for logs and messages."""
         parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
+        url = self.url
+        if parts.password is not None:
+            url = url.replace(f":{parts.password}@", ":***@", 1)
+        # a password given as an option (unix://@/path/redis.sock?password=...) too
+        return re.sub(r"([?&][^=&#]*password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
     # -- configuration -----------------------------------------------------
     @property

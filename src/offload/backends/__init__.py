@@ -20,6 +20,7 @@ SCHEMES: dict[str, tuple[str, str, str | None]] = {
     "postgres": ("offload.backends.postgres", "postgres_backend", "postgres"),
     "redis": ("offload.backends.redis", "redis_backend", "redis"),
     "rediss": ("offload.backends.redis", "redis_backend", "redis"),
+    "unix": ("offload.backends.redis", "redis_backend", "redis"),  # a Redis Unix socket
 }
 
 

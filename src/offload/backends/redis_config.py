@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import redis.asyncio
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -26,12 +26,13 @@ _REDIS_PY_OPTIONS = {
     "db", "health_check_interval", "protocol", "socket_keepalive", "socket_read_size",
     "ssl_check_hostname", "ssl_min_version", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_path",
     "ssl_ca_data", "ssl_certfile", "ssl_keyfile", "ssl_password", "ssl_ciphers", "client_name",
+    "username", "password",  # unix://user@/path/redis.sock?password=... as redis-py documents
 }  # fmt: skip
 
 
 @dataclass(frozen=True)
 class RedisConfig:
-    url: str  # what redis-py gets: our options removed
+    url: str = field(repr=False)  # what redis-py gets: our options removed; may hold a password
     prefix: str = "offload"
     pool_max: int = 50
 
@@ -50,10 +51,10 @@ def parse_redis_url(url: str) -> RedisConfig:
             known = ", ".join(sorted(_OPTIONS | _REDIS_PY_OPTIONS))
             raise ValueError(f"unknown option {name!r} in the Redis URL; known options: {known}")
     database = parts.path.strip("/")
-    if database and not database.isdigit():
+    if parts.scheme.lower() != "unix" and database and not database.isdigit():
         raise ValueError(
-            f"the Redis URL's database must be a number, as in redis://host:6379/0, "
-            f"got {database!r}"
+            f"the Redis URL's database must be a number, as in redis://host:6379/0 (or "
+            f"?db=0), got {database!r}"
         )
     prefix = Keyspace(ours.get("prefix", "offload")).prefix
     try:
@@ -64,15 +65,18 @@ def parse_redis_url(url: str) -> RedisConfig:
         raise ValueError(
             f"URL option pool_max must be an integer of at least 2, got {ours['pool_max']!r}"
         )
-    clean = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(theirs), ""))
+    # Not urlunsplit: it would turn unix:///path/redis.sock into unix:/path/redis.sock.
+    base = url.split("#", 1)[0].split("?", 1)[0]
+    clean = f"{base}?{urlencode(theirs)}" if theirs else base
     return RedisConfig(url=clean, prefix=prefix, pool_max=pool_max)
 
 
-def _keepalive() -> dict[int, int]:
+def _tcp_keepalive() -> dict[str, Any]:
     """TCP keepalive probes after 10 s of silence, every 5 s, 3 of them: a peer that is
     gone is noticed by the kernel even on a connection that waits for nothing."""
     wanted = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
-    return {getattr(socket, k): v for k, v in wanted.items() if hasattr(socket, k)}
+    options = {getattr(socket, k): v for k, v in wanted.items() if hasattr(socket, k)}
+    return {"socket_keepalive": True, "socket_keepalive_options": options}
 
 
 def client_options(config: RedisConfig, blocking: bool) -> dict[str, Any]:
@@ -84,11 +88,9 @@ def client_options(config: RedisConfig, blocking: bool) -> dict[str, Any]:
         "decode_responses": False,
         "socket_connect_timeout": CONNECT_TIMEOUT_S,
         "socket_timeout": WAIT_MAX_S + 2 * WAIT_SLACK_S if blocking else COMMAND_TIMEOUT_S,
-        "socket_keepalive": True,
-        "socket_keepalive_options": _keepalive(),
         "health_check_interval": WAIT_MAX_S if blocking else 0,
         "max_connections": config.pool_max,
-    }
+    } | ({} if config.url.lower().startswith("unix:") else _tcp_keepalive())
 
 
 def async_client(config: RedisConfig, blocking: bool = False) -> redis.asyncio.Redis:
