@@ -297,8 +297,17 @@ class Worker(Acks, Leases, Attempts, Batching):
             self.app.backend.wait(WaitParams(queues=self.queues, timeout_s=timeout_s, claim=claim))
         )
         stopper = asyncio.create_task(self._stopping.wait())
+        # A deadline of its own: a store whose connection died without a word must not keep
+        # an idle worker asleep forever (the 10 s cover the store's own round trips).
+        deadline_s = max(timeout_s, 0.0) + 10.0
         try:
-            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {waiter, stopper}, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                log.warning(
+                    "the store's wait outlived its %.0fs deadline; looking again", deadline_s
+                )
         finally:
             for pending in (waiter, stopper):
                 pending.cancel()
