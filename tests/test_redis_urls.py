@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -45,7 +46,7 @@ def _round_trip(url: str) -> Offload:
     return app
 
 
-def _keys_in(server: RedisServer, db: int, prefix: str) -> list[bytes]:
+def _keys_in(server: RedisServer, db: int, prefix: str) -> list[Any]:
     raw = redis.Redis(host="127.0.0.1", port=server.port, db=db, username="alice", password=SECRET)
     return raw.keys(prefix + ":*")
 

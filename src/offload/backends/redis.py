@@ -48,13 +48,13 @@ from offload.backends.redis_plans import (
     plan_promote,
     plan_prune,
     plan_purge,
-    plan_query,
     plan_reap,
     plan_records,
     plan_set_mark,
     plan_stats,
     plan_unlock,
 )
+from offload.backends.redis_query import plan_query
 from offload.backends.redis_sync import RedisSync
 from offload.backends.redis_wait import AsyncRunner
 from offload.records import JobRecord

@@ -36,11 +36,11 @@ from offload.backends.redis_plans import (
     plan_now,
     plan_preflight,
     plan_purge,
-    plan_query,
     plan_records,
     plan_set_mark,
     plan_stats,
 )
+from offload.backends.redis_query import plan_query
 from offload.records import JobRecord
 
 T = TypeVar("T")
