@@ -31,6 +31,7 @@ from offload.records import JobRecord
 
 log = logging.getLogger("offload.redis")
 UNCLAIM_TIMEOUT_S = 5.0
+MAX_ABANDONED = 100
 
 T = TypeVar("T")
 
@@ -48,6 +49,8 @@ class AsyncRunner(Runner):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opening: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
         self._outage = False
+        #: Tokens of pipelined claims abandoned midway whose jobs are not handed back yet.
+        self._abandoned: list[str] = []
 
     async def _get_client(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
@@ -116,6 +119,8 @@ class AsyncRunner(Runner):
         if not queues:
             await asyncio.sleep(max(params.timeout_s, 0.0))
             return None
+        if self._abandoned:
+            await self._unclaim_pending()
         hint, self._idle_hint = self._idle_hint, None
         if hint is not None and hint[0] == tuple(queues):
             # The claim just before ran the queues dry and said when the next job falls due;
@@ -148,6 +153,8 @@ class AsyncRunner(Runner):
                 return await self._wake_and_claim(waiter, wake_keys, timeout_s, params.claim)
         except BaseException as exc:
             await self._drop_waiter()  # its state is unknown: a reply may still be on the way
+            if isinstance(exc, TimeoutError | redis.exceptions.TimeoutError):
+                await self._reset_connections()
             if isinstance(exc, TimeoutError):
                 exc = redis.exceptions.TimeoutError(
                     f"no answer to a {timeout_s:.0f} s BLPOP within {WAIT_SLACK_S:.0f} s more"
@@ -198,19 +205,41 @@ class AsyncRunner(Runner):
         """Hand back what the pipelined claim ``token`` took, if it ran, and stop it if it
         has not: the worker never saw those jobs, so no attempt or crash is charged. Runs
         to the end even when the wait itself was cancelled (a worker stopping)."""
-        unclaim = asyncio.ensure_future(self.run(plan_unclaim(token)))
+        self._abandoned.append(token)
+        del self._abandoned[:-MAX_ABANDONED]
+        unclaim = asyncio.ensure_future(self._unclaim_pending())
         try:
-            back = await asyncio.shield(unclaim)
+            await asyncio.shield(unclaim)
         except asyncio.CancelledError:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(unclaim, UNCLAIM_TIMEOUT_S)
             raise
-        except Exception as exc:
-            log.error("cannot hand back the jobs a cancelled claim took (%s); they return "
-                      "when their lease ends", exc)  # fmt: skip
-            return
-        if back:
-            log.info("handed back %d job(s) claimed as the wait was abandoned", back)
+
+    async def _unclaim_pending(self) -> None:
+        """Run unclaim.lua for each abandoned claim; one that fails (an outage) is tried
+        again before the next wait, while the claim's note lives on the server."""
+        while self._abandoned:
+            token = self._abandoned[0]
+            try:
+                async with asyncio.timeout(UNCLAIM_TIMEOUT_S):
+                    back = await self.run(plan_unclaim(token))
+            except Exception as exc:
+                log.warning("cannot hand back the jobs of an abandoned claim yet (%s); "
+                            "trying again before the next wait", exc)  # fmt: skip
+                if isinstance(exc, TimeoutError):
+                    await self._reset_connections()
+                return
+            self._abandoned.remove(token)
+            if back:
+                log.info("handed back %d job(s) claimed as a wait was abandoned", back)
+
+    async def _reset_connections(self) -> None:
+        """A connection that went silent suggests its siblings did too (the same path to
+        the server): close them all, so that the next command connects afresh rather than
+        waiting out its own timeout."""
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.connection_pool.disconnect()
 
     async def _drop_waiter(self) -> None:
         waiter, self._waiter = self._waiter, None
