@@ -26,7 +26,7 @@ V = TypeVar("V")
 
 
 def _refuse(job: str, field: str, why: str) -> ValueRejected:
-    return ValueRejected(f"job {job!r}: {field} {why}; Redis cannot store it")
+    return ValueRejected(f"job {job!r}: Redis cannot store its {field}: {why}")
 
 
 def text(value: str, job: str, field: str) -> bytes:
@@ -34,7 +34,7 @@ def text(value: str, job: str, field: str) -> bytes:
     try:
         return value.encode()
     except UnicodeEncodeError as exc:
-        raise _refuse(job, field, f"holds {value[exc.start]!r} at {exc.start}") from None
+        raise _refuse(job, field, f"{value[exc.start]!r} at {exc.start} is not UTF-8") from None
 
 
 def escaped(value: str) -> str:
@@ -57,7 +57,7 @@ def json_arg(value: Any, job: str, field: str) -> bytes:
     try:
         return encode(value)
     except (UnicodeEncodeError, TypeError, OverflowError) as exc:
-        raise _refuse(job, field, f"cannot be encoded ({exc})") from None
+        raise _refuse(job, field, f"{exc}") from None
 
 
 def opt(value: str | None, job: str = "", field: str = "value") -> bytes:
@@ -72,14 +72,14 @@ def num(value: float | None) -> str:
 def when(value: float | None, job: str, field: str) -> str:
     """An absolute time on the store's clock, checked: finite and within 0..MAX_TIME_S."""
     if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_TIME_S):
-        raise _refuse(job, field, f"is {value!r}, not a time between 1970 and 9999")
+        raise _refuse(job, field, f"{value!r} is not a time between 1970 and 9999")
     return num(value)
 
 
 def span(value: float | None, job: str, field: str) -> str:
     """A duration in seconds, checked: finite and at most MAX_DURATION_S either way."""
     if value is not None and not (math.isfinite(value) and abs(value) <= MAX_DURATION_S):
-        raise _refuse(job, field, f"is {value!r} s, not a duration Redis can hold")
+        raise _refuse(job, field, f"{value!r} s is not a duration of at most {MAX_DURATION_S:g} s")
     return num(value)
 
 
