@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from offload import JobState, Offload
-from offload.backends.base import IdsParams
+from offload.backends.base import ClaimParams, IdsParams
 from offload.records import JobRecord
 from servers import RedisServer
 from worker_helpers import WorkerThread, wait_until
@@ -191,4 +191,29 @@ def test_stopping_a_worker_whose_wake_up_claim_is_in_flight_strands_nothing(
         assert after.state is JobState.QUEUED, after
         assert (after.attempt, after.crashes, after.worker) == (0, 0, None), after
         before.append(job_id)
+    direct.close()
+
+
+def test_a_claim_that_runs_after_its_wait_was_abandoned_takes_nothing_and_passes_the_wake_on(
+    redis_server: RedisServer,
+) -> None:
+    """The server may run a pipelined claim after the worker gave up its wait (the
+    connection's close not yet seen): it must take no job, and the wake-up token its
+    BLPOP consumed must reach another sleeper."""
+    from offload.backends.redis_plans import Scripts, claim_args
+
+    prefix = "a" + uuid.uuid4().hex[:10]
+    direct = _app(redis_server.url(prefix=prefix))
+    job = direct.tasks["echo"].enqueue(1)
+    raw = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    wake = f"{prefix}:q:{{default}}:wake"
+    raw.delete(wake)  # as the abandoned BLPOP left it
+    scripts = Scripts()
+    for name in ("unclaim", "claim"):
+        raw.script_load(scripts.source[name])
+    assert raw.evalsha(scripts.sha["unclaim"], 0, prefix, "", "tok") == 0
+    args = claim_args(ClaimParams(queues=["default"], limit=1, worker="gone", lease_s=9), "tok")
+    assert raw.evalsha(scripts.sha["claim"], 0, prefix, "", *args) == []
+    assert _stored(direct, job.id).state is JobState.QUEUED
+    assert raw.llen(wake) == 1
     direct.close()

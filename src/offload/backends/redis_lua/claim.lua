@@ -6,8 +6,14 @@
 -- next scheduled due time or ''} (three fields, where a record has many).
 local worker, default_lease, limit = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local token = ARGV[6] ~= '' and claimkey(ARGV[6])
-if token and redis.call('HEXISTS', token, '!') == 1 then return {} end
 local Q0 = 7
+if token and redis.call('HEXISTS', token, '!') == 1 then
+  -- Abandoned: take nothing, but pass on the wake-up token the BLPOP before took.
+  for q = Q0, #ARGV do
+    if redis.call('ZCARD', qkey(ARGV[q], 'queued')) > 0 then wake(ARGV[q]) end
+  end
+  return {}
+end
 local picked = {} -- {queue, id}
 if #ARGV == Q0 then
   local queue = ARGV[Q0]
