@@ -154,3 +154,21 @@ def test_a_batch_index_ends_with_its_jobs_and_an_older_layout_is_indexed_on_upgr
     _run(url, clock, upgraded)
     assert raw.get("upgrade:g:{upgrade}:version") == "2"
     assert not raw.exists("upgrade:g:{upgrade}:batch:b-2")
+
+
+def test_prune_deletes_old_turns_of_many_owners_in_short_steps(
+    scratch_server: RedisServer,
+) -> None:
+    clock = Clock()
+    raw = _raw(scratch_server)
+
+    async def body(backend: RedisBackend) -> None:
+        jobs = [_job(owner=f"owner-{n}", fair=True) for n in range(2500)]
+        await backend.enqueue(EnqueueParams(jobs=jobs))
+        assert raw.hlen("turns:q:{q}:turns") == 2500
+        clock.now += 100
+        await backend.prune(PruneParams(finished_before=clock.now - 1))
+
+    _run(scratch_server.url(prefix="turns"), clock, body)
+    assert raw.hlen("turns:q:{q}:turns") == 0
+    assert raw.smembers("turns:g:{turns}:queues") == {"q"}  # its jobs wait: the queue stays

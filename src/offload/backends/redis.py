@@ -106,7 +106,7 @@ class RedisBackend(AsyncRunner):
         return await self.run(plan_reap(params))
 
     async def prune(self, params: PruneParams) -> int:
-        return await self.run(plan_prune(params))
+        return await self.run(plan_prune(self.keys, params))
 
     async def purge(self, params: PurgeParams) -> int:
         return await self.run(plan_purge(params))

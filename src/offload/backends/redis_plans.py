@@ -67,7 +67,8 @@ QUERY_SCAN = 2000
 _SCRIPTS = (
     "enqueue", "claim", "heartbeat", "finish", "progress", "get", "cancel", "retry",
     "stats", "promote", "reap", "prune", "purge", "query", "lock", "unlock", "peek",
-    "set_mark", "unclaim", "get_marks", "prune_rest", "query_batch", "index_batches",
+    "set_mark", "unclaim", "get_marks", "prune_turns", "prune_rest", "query_batch",
+    "index_batches",
 )  # fmt: skip
 
 
@@ -299,13 +300,20 @@ def plan_delete_in_batches(script: str, args: Sequence[Any]) -> Plan[int]:
             return total
 
 
-def plan_prune(params: PruneParams) -> Plan[int]:
+def plan_prune(ks: Keyspace, params: PruneParams) -> Plan[int]:
     states = [JobState(s).value for s in params.states if JobState(s).is_terminal]
     if not states:
         return 0
     before = when(params.finished_before, "", "finished_before")
     deleted = yield from plan_delete_in_batches("prune", [before, *states])
-    yield Script("prune_rest", [before])  # turns, empty queues, marks: counted apart
+    # What outlives jobs, not counted with them: old fair turns, empty queues, marks.
+    for queue in (yield Raw(("SMEMBERS", ks.queues))):
+        cursor = b"0"
+        while True:
+            cursor = yield Script("prune_turns", [queue, cursor, before])
+            if cursor == b"0":
+                break
+    yield Script("prune_rest", [])
     return deleted
 
 

@@ -1,6 +1,7 @@
 -- Delete jobs that ended (in the states ARGV[5..]) before ARGV[3], at most ARGV[4] per call.
 -- Returns how many were deleted. The batch indexes shrink with them (prelude's forget);
--- prune_rest.lua then deletes what outlives jobs: old turns, empty queues, expired marks.
+-- prune_turns.lua and prune_rest.lua then delete what outlives jobs: old turns, empty
+-- queues, expired marks.
 local before, budget = '(' .. ARGV[3], tonumber(ARGV[4])
 local deleted = 0
 for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
