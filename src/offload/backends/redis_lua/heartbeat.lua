@@ -7,7 +7,7 @@ for i = 4, #ARGV, 2 do
   local queue = redis.call('HGET', DIR, id)
   local v = queue and redis.call('HMGET', jkey(queue, id), 'state', 'delivery', 'lease_s')
   if v and v[1] == 'running' and v[2] == delivery then
-    local until_s = num(now + (tonumber(v[3]) or default_lease))
+    local until_s = num(now + finite(v[3], default_lease))
     redis.call('HSET', jkey(queue, id), 'lease_until', until_s)
     redis.call('ZADD', qkey(queue, 'running'), until_s, id)
   else
