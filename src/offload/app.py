@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
-from urllib.parse import urlsplit
 
 from offload.backends import open_backend
 from offload.backends.base import (
@@ -19,6 +17,7 @@ from offload.backends.base import (
     TransactionalBackend,
     TransactionalSync,
 )
+from offload.backends.urls import display_url
 from offload.errors import ConfigurationError, JobNotFound
 from offload.ids import IdGenerator
 from offload.job import Batch, Job
@@ -89,12 +88,7 @@ class Offload:
     @property
     def display_url(self) -> str:
         """The URL with any password masked, for logs and messages."""
-        parts = urlsplit(self.url)
-        url = self.url
-        if parts.password is not None:
-            url = url.replace(f":{parts.password}@", ":***@", 1)
-        # a password given as an option (unix://@/path/redis.sock?password=...) too
-        return re.sub(r"([?&][^=&#]*password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
+        return display_url(self.url)
 
     # -- configuration -----------------------------------------------------
     @property

@@ -1,9 +1,18 @@
-"""PostgreSQL URLs: offload's own options ride in the query string, the rest is libpq's."""
+"""PostgreSQL URLs: offload's own options ride in the query string, the rest is libpq's.
+
+The URL reaches libpq as written, less offload's options: rebuilding it lost the
+``//`` of the Unix-socket forms (``postgresql:///mydb?host=/var/run/postgresql``).
+libpq's own parser (through psycopg) checks it, so every form libpq takes works.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus
+
+import psycopg
+
+from offload.backends.urls import display_url
 
 
 @dataclass(frozen=True)
@@ -19,14 +28,15 @@ class PgConfig:
 
 def parse_postgres_url(url: str) -> PgConfig:
     """Offload's own options ride in the query string; the rest goes to libpq untouched."""
-    parts = urlsplit(url)
+    base, _, query = url.partition("?")
     ours: dict[str, str] = {}
-    theirs: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in _OPTIONS:
-            ours[name] = value
-        else:
-            theirs.append((name, value))
+    theirs: list[str] = []
+    for piece in query.split("&") if query else []:
+        name, _, value = piece.partition("=")
+        if unquote_plus(name) in _OPTIONS:
+            ours[unquote_plus(name)] = unquote_plus(value)
+        elif piece:
+            theirs.append(piece)
     schema = ours.get("schema", "offload")
     if not schema.replace("_", "").isalnum() or len(schema) > 40:
         raise ValueError(f"schema must be letters, digits and _ (at most 40), got {schema!r}")
@@ -41,7 +51,12 @@ def parse_postgres_url(url: str) -> PgConfig:
             return False
         raise ValueError(f"URL option {name} must be true or false, got {value!r}")
 
-    conninfo = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(theirs), ""))
+    conninfo = base + ("?" + "&".join(theirs) if theirs else "")
+    try:
+        psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        detail = str(exc).strip().replace(conninfo, display_url(conninfo))
+        raise ValueError(f"bad PostgreSQL URL {display_url(url)}: {detail}") from None
     return PgConfig(
         conninfo=conninfo, schema=schema, migrate=flag("migrate", True),
         listen=flag("listen", True), prepare=flag("prepare", True),
