@@ -1,4 +1,10 @@
-"""One stored row, in the column order both SQL backends select, as a ``JobRecord``."""
+"""One stored row, in the column order both SQL backends select, as a ``JobRecord``.
+
+A row written by another version or by hand may not decode. Such a row must never
+stop a claim, a listing or a ``get``: it comes back with safe defaults for the
+broken columns and ``unreadable`` saying which and why, so a worker dead-letters
+that one job and the others it claimed with it run.
+"""
 
 from __future__ import annotations
 
@@ -14,31 +20,107 @@ _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
 
 
 def job_from_row(row: tuple[Any, ...]) -> JobRecord:
+    try:
+        return JobRecord(
+            id=row[0],
+            task=row[1],
+            queue=row[2],
+            state=JobState(row[3]),
+            payload=bytes(row[4]),
+            priority=row[5],
+            attempt=row[6],
+            max_attempts=row[7],
+            delivery=row[8],
+            crashes=row[9],
+            run_at=row[10],
+            lease_until=row[11],
+            lease_s=row[12],
+            timeout_s=row[13],
+            worker=row[14],
+            progress=row[15],
+            progress_message=row[16],
+            result=None if row[17] is None else bytes(row[17]),
+            error=None if row[18] is None else _decode_error(row[18]),
+            created_at=row[19],
+            started_at=row[20],
+            finished_at=row[21],
+            key=row[22],
+            batch=row[23],
+            owner=row[24],
+            meta={} if row[25] is None else _decode_meta(row[25]),
+        )
+    except Exception:  # the rare row that does not decode: salvage what does
+        return _salvage(row)
+
+
+def _salvage(row: tuple[Any, ...]) -> JobRecord:
+    notes: list[str] = []
+    state = _field(notes, "state", lambda: JobState(row[3]), JobState.DEAD)
+    payload = _field(notes, "payload", lambda: _bytes(row[4]), b"")
+    result = _field(notes, "result", lambda: None if row[17] is None else _bytes(row[17]), None)
+    error = _field(notes, "error", lambda: None if row[18] is None else _decode_error(row[18]),
+                   None)  # fmt: skip
+    if error is None and row[18] is not None:
+        error = ErrorInfo(type="UnreadableError", message=_text(row[18])[:2000])
+    meta = _field(notes, "meta", lambda: {} if row[25] is None else _decode_meta(row[25]), {})
     return JobRecord(
-        id=row[0],
-        task=row[1],
-        queue=row[2],
-        state=JobState(row[3]),
-        payload=bytes(row[4]),
-        priority=row[5],
-        attempt=row[6],
-        max_attempts=row[7],
-        delivery=row[8],
-        crashes=row[9],
-        run_at=row[10],
-        lease_until=row[11],
-        lease_s=row[12],
-        timeout_s=row[13],
-        worker=row[14],
-        progress=row[15],
-        progress_message=row[16],
-        result=None if row[17] is None else bytes(row[17]),
-        error=None if row[18] is None else _decode_error(row[18]),
-        created_at=row[19],
-        started_at=row[20],
-        finished_at=row[21],
-        key=row[22],
-        batch=row[23],
-        owner=row[24],
-        meta={} if row[25] is None else _decode_meta(row[25]),
+        id=str(row[0]),
+        task=_text(row[1]),
+        queue=_text(row[2]),
+        state=state,
+        payload=payload,
+        priority=_number(notes, "priority", row[5], int, 0),
+        attempt=_number(notes, "attempt", row[6], int, 0),
+        max_attempts=_number(notes, "max_attempts", row[7], int, 1),
+        delivery=_number(notes, "delivery", row[8], int, 0),
+        crashes=_number(notes, "crashes", row[9], int, 0),
+        run_at=_number(notes, "run_at", row[10], float, 0.0),
+        lease_until=_optional_number(notes, "lease_until", row[11]),
+        lease_s=_optional_number(notes, "lease_s", row[12]),
+        timeout_s=_optional_number(notes, "timeout_s", row[13]),
+        worker=None if row[14] is None else _text(row[14]),
+        progress=_number(notes, "progress", row[15], float, 0.0),
+        progress_message=None if row[16] is None else _text(row[16]),
+        result=result,
+        error=error,
+        created_at=_number(notes, "created_at", row[19], float, 0.0),
+        started_at=_optional_number(notes, "started_at", row[20]),
+        finished_at=_optional_number(notes, "finished_at", row[21]),
+        key=None if row[22] is None else _text(row[22]),
+        batch=None if row[23] is None else _text(row[23]),
+        owner=None if row[24] is None else _text(row[24]),
+        meta=meta,
+        unreadable="; ".join(notes) or None,  # None: it only needed a lenient reading
     )
+
+
+def _field(notes: list[str], name: str, decode: Any, default: Any) -> Any:
+    try:
+        return decode()
+    except Exception as exc:
+        notes.append(f"{name}: {type(exc).__name__}: {exc}")
+        return default
+
+
+def _bytes(value: Any) -> bytes:
+    if value is None:
+        raise ValueError("NULL")
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode(errors="backslashreplace")
+    return str(value)
+
+
+def _number(notes: list[str], name: str, value: Any, kind: type, default: Any) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        notes.append(f"{name}: {type(exc).__name__}: {exc}")
+        return default
+
+
+def _optional_number(notes: list[str], name: str, value: Any) -> float | None:
+    return None if value is None else _number(notes, name, value, float, None)

@@ -1,0 +1,93 @@
+"""PostgreSQL: a row written by another version or by hand comes back with a note."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from offload.backends.base import ClaimParams, EnqueueParams, IdsParams, QueryParams
+from offload.backends.postgres import PostgresBackend, PostgresSync, postgres_backend
+from offload.ids import IdGenerator
+from offload.records import NewJob
+
+new_id = IdGenerator()
+
+
+def _job(**fields: Any) -> NewJob:
+    return NewJob(id=new_id(), task="t.echo", queue="default", payload=b"[]", **fields)
+
+
+@pytest.fixture
+def runner() -> Iterator[asyncio.Runner]:
+    """One event loop per test: a backend's async pool belongs to the loop that opened it."""
+    with asyncio.Runner() as r:
+        yield r
+
+
+@pytest.fixture
+def backend(postgres_url: str, runner: asyncio.Runner) -> Iterator[PostgresBackend]:
+    opened = postgres_backend(postgres_url)
+    opened.blocking.migrate()
+    yield opened
+    runner.run(opened.close())
+
+
+def _sql(backend: PostgresBackend, statement: str, *args: object) -> list[tuple[Any, ...]]:
+    with psycopg.connect(backend.config.conninfo, autocommit=True) as conn:
+        cursor = conn.execute(statement.replace("{schema}", backend.st.schema), args)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _claim(backend: PostgresBackend, runner: asyncio.Runner, limit: int = 10) -> list[Any]:
+    params = ClaimParams(queues=["default"], limit=limit, worker="w", lease_s=30)
+    return runner.run(backend.claim(params))
+
+
+def _sync(backend: PostgresBackend) -> PostgresSync:
+    return backend.blocking
+
+
+# -- rows written by another version or by hand ------------------------------------
+
+CORRUPTIONS = [
+    ("meta", "UPDATE {schema}.jobs SET meta = 'null'::jsonb WHERE id = %s"),
+    ("meta", "UPDATE {schema}.jobs SET meta = '[1, 2]'::jsonb WHERE id = %s"),
+    ("error", "UPDATE {schema}.jobs SET error = '\"a string\"'::jsonb WHERE id = %s"),
+    ("error", "UPDATE {schema}.jobs SET error = '{\"msg\": 1}'::jsonb WHERE id = %s"),
+]
+
+
+@pytest.mark.parametrize("field, corrupt", CORRUPTIONS)
+def test_a_row_that_does_not_decode_is_returned_with_a_note(
+    backend: PostgresBackend, field: str, corrupt: str, runner: asyncio.Runner
+) -> None:
+    good, bad = _job(), _job()
+    _sync(backend).enqueue(EnqueueParams(jobs=[good, bad]))
+    _sql(backend, corrupt, bad.id)
+    (got,) = _sync(backend).get(IdsParams(ids=[bad.id]))
+    assert got.unreadable is not None and field in got.unreadable
+    assert {j.id for j in _sync(backend).query(QueryParams(limit=10)).jobs} == {good.id, bad.id}
+    claimed = {j.id: j for j in _claim(backend, runner)}
+    assert set(claimed) == {good.id, bad.id}
+    assert claimed[good.id].unreadable is None and claimed[bad.id].unreadable is not None
+
+
+def test_rows_of_another_schema_version_unknown_state_and_null_payload(
+    backend: PostgresBackend,
+    runner: asyncio.Runner,
+) -> None:
+    odd_state, no_payload = _job(), _job()
+    _sync(backend).enqueue(EnqueueParams(jobs=[odd_state, no_payload]))
+    _sql(backend, "ALTER TABLE {schema}.jobs DROP CONSTRAINT jobs_state_check")
+    _sql(backend, "ALTER TABLE {schema}.jobs ALTER COLUMN payload DROP NOT NULL")
+    _sql(backend, "UPDATE {schema}.jobs SET state = 'paused' WHERE id = %s", odd_state.id)
+    _sql(backend, "UPDATE {schema}.jobs SET payload = NULL WHERE id = %s", no_payload.id)
+    got = {j.id: j for j in _sync(backend).get(IdsParams(ids=[odd_state.id, no_payload.id]))}
+    assert "state" in (got[odd_state.id].unreadable or "")
+    assert "payload" in (got[no_payload.id].unreadable or "")
+    (claimed,) = _claim(backend, runner)
+    assert claimed.id == no_payload.id and claimed.payload == b"" and claimed.unreadable
