@@ -11,6 +11,7 @@ import msgspec
 from offload.backends.base import (
     Capabilities,
     ClaimParams,
+    DuplicateJob,
     EnqueueParams,
     FinishParams,
     FinishResult,
@@ -20,6 +21,7 @@ from offload.backends.base import (
     LockParams,
     MarkNamesParams,
     MarkParams,
+    Outcome,
     OutcomeKind,
     Page,
     ProgressParams,
@@ -30,7 +32,21 @@ from offload.backends.base import (
     ReapedJob,
     ReapParams,
 )
+from offload.backends.memory_views import (
+    Marks,
+    fair_head,
+    next_ready,
+    query_page,
+    queue_stats,
+)
 from offload.backends.store import Notifier, ThreadedBackend
+from offload.backends.values import (
+    check_new_jobs,
+    check_outcomes,
+    check_time,
+    finite_progress,
+    storable_error_info,
+)
 from offload.records import FAIR_STEP_S, WORKER_LOST, JobRecord, NewJob
 from offload.states import (
     CANCELLABLE_STATES,
@@ -56,7 +72,7 @@ class MemoryStore:
         self._jobs: dict[str, JobRecord] = {}
         self._keys: dict[str, str] = {}
         self._locks: dict[str, tuple[str, float]] = {}
-        self._marks: dict[str, str] = {}
+        self._marks = Marks()
         self._turns: dict[tuple[str, str], float] = {}  # (queue, owner or '') -> last turn
         self._notifier = Notifier()
 
@@ -68,70 +84,65 @@ class MemoryStore:
 
     # -- client operations -------------------------------------------------
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
+        check_new_jobs(params.jobs)
         out: list[JobRecord] = []
         with self._lock:
             now = self._clock()
             ids = [new.id for new in params.jobs]
             if len(set(ids)) != len(ids) or any(i in self._jobs for i in ids):
-                raise ValueError("a job id in this batch already exists; nothing was stored")
+                raise DuplicateJob()
             # (queue, priority) -> run_at of the first ready job, read once: only for fair jobs
             heads: dict[tuple[str, int], float] | None = (
                 {} if any(new.fair for new in params.jobs) else None
             )
             for new in params.jobs:
-                if new.key is not None:
-                    holder = self._jobs.get(self._keys.get(new.key, ""))
-                    if holder is not None and holder.state in KEY_HOLDING_STATES:
-                        out.append(_copy(holder))
-                        continue
-                run_at = new.run_at if new.run_at is not None else now + new.delay_s
-                if heads is not None and run_at <= now:
-                    if new.fair:
-                        run_at = self._take_turn(new, now, heads)
-                    elif (new.queue, new.priority) in heads:  # a new head, for later fair jobs
-                        group = (new.queue, new.priority)
-                        heads[group] = min(heads[group], run_at)
-                record = JobRecord(
-                    id=new.id,
-                    task=new.task,
-                    queue=new.queue,
-                    state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
-                    payload=new.payload,
-                    priority=new.priority,
-                    max_attempts=new.max_attempts,
-                    run_at=run_at,
-                    lease_s=new.lease_s,
-                    timeout_s=new.timeout_s,
-                    created_at=now,
-                    key=new.key,
-                    batch=new.batch,
-                    owner=new.owner,
-                    meta=dict(new.meta),
-                )
-                self._jobs[record.id] = record
-                if new.key is not None:
-                    self._keys[new.key] = record.id
-                out.append(_copy(record))
+                out.append(_copy(self._store_new(new, now, heads)))
         self._notifier.notify()
         return out
+
+    def _store_new(
+        self, new: NewJob, now: float, heads: dict[tuple[str, int], float] | None
+    ) -> JobRecord:
+        """Store one new job, or return the live job that holds its unique key."""
+        if new.key is not None:
+            holder = self._jobs.get(self._keys.get(new.key, ""))
+            if holder is not None and holder.state in KEY_HOLDING_STATES:
+                return holder
+        run_at = new.run_at if new.run_at is not None else now + new.delay_s
+        if heads is not None and run_at <= now:
+            if new.fair:
+                run_at = self._take_turn(new, now, heads)
+            elif (new.queue, new.priority) in heads:  # a new head, for later fair jobs
+                group = (new.queue, new.priority)
+                heads[group] = min(heads[group], run_at)
+        record = JobRecord(
+            id=new.id,
+            task=new.task,
+            queue=new.queue,
+            state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
+            payload=new.payload,
+            priority=new.priority,
+            max_attempts=new.max_attempts,
+            run_at=run_at,
+            lease_s=new.lease_s,
+            timeout_s=new.timeout_s,
+            created_at=now,
+            key=new.key,
+            batch=new.batch,
+            owner=new.owner,
+            meta=dict(new.meta),
+        )
+        self._jobs[record.id] = record
+        if new.key is not None:
+            self._keys[new.key] = record.id
+        return record
 
     def _take_turn(self, new: NewJob, now: float, heads: dict[tuple[str, int], float]) -> float:
         """The owner's next turn: right behind the head of its priority, after its last turn."""
         group = (new.queue, new.priority)
         head = heads.get(group)
         if head is None:
-            head = min(
-                (
-                    j.run_at
-                    for j in self._jobs.values()
-                    if j.queue == new.queue
-                    and j.priority == new.priority
-                    and j.state in _READY
-                    and j.run_at <= now
-                ),
-                default=now,
-            )
-            heads[group] = head
+            head = heads[group] = fair_head(self._jobs.values(), new.queue, new.priority, now)
         tenant = (new.queue, new.owner or "")
         last = self._turns.get(tenant)
         turn = head if last is None else max(head, last + FAIR_STEP_S)
@@ -143,22 +154,8 @@ class MemoryStore:
             return [_copy(self._jobs[i]) for i in params.ids if i in self._jobs]
 
     def query(self, params: QueryParams) -> Page:
-        f = params.filter
         with self._lock:
-            matches = [
-                j
-                for j in self._jobs.values()
-                if (not f.states or j.state in f.states)
-                and (f.queue is None or j.queue == f.queue)
-                and (f.task is None or j.task == f.task)
-                and (f.owner is None or j.owner == f.owner)
-                and (f.batch is None or j.batch == f.batch)
-                and (params.cursor is None or j.id < params.cursor)
-            ]
-            matches.sort(key=lambda j: j.id, reverse=True)
-            page = [_copy(j) for j in matches[: params.limit]]
-        more = len(matches) > params.limit
-        return Page(jobs=page, next_cursor=page[-1].id if more and page else None)
+            return query_page(self._jobs.values(), params)
 
     def cancel(self, params: IdsParams) -> list[JobRecord]:
         out = []
@@ -204,26 +201,7 @@ class MemoryStore:
 
     def stats(self) -> list[QueueStats]:
         with self._lock:
-            now = self._clock()
-            per_queue: dict[str, dict[str, int]] = {}
-            oldest: dict[str, float] = {}
-            recent: dict[str, int] = {}
-            for job in self._jobs.values():
-                counts = per_queue.setdefault(job.queue, {s.value: 0 for s in JobState})
-                counts[job.state.value] += 1
-                if job.state in _READY and job.run_at <= now:
-                    oldest[job.queue] = min(oldest.get(job.queue, now), job.run_at)
-                if job.finished_at is not None and job.finished_at >= now - 60:
-                    recent[job.queue] = recent.get(job.queue, 0) + 1
-            return [
-                QueueStats(
-                    queue=queue,
-                    counts=counts,
-                    oldest_ready_age_s=(now - oldest[queue]) if queue in oldest else None,
-                    finished_last_minute=recent.get(queue, 0),
-                )
-                for queue, counts in sorted(per_queue.items())
-            ]
+            return queue_stats(self._jobs.values(), self._clock())
 
     def purge(self, params: PurgeParams) -> int:
         with self._lock:
@@ -281,6 +259,7 @@ class MemoryStore:
         return HeartbeatResult(lost=lost)
 
     def finish(self, params: FinishParams) -> FinishResult:
+        check_outcomes(params.outcomes)
         rejected = []
         with self._lock:
             now = self._clock()
@@ -289,40 +268,48 @@ class MemoryStore:
                 if job is None:
                     rejected.append(outcome.id)
                     continue
-                job.lease_until = None
-                kind = outcome.kind
-                if outcome.meta is not None:
-                    job.meta = dict(outcome.meta)
-                if kind is OutcomeKind.DEFER:
-                    job.state = JobState.SCHEDULED
-                    job.run_at = now + outcome.retry_delay_s
-                    job.attempt -= 1
-                    job.worker = None
-                    continue
-                if kind is OutcomeKind.RELEASE:
-                    job.state = JobState.QUEUED
-                    job.attempt -= 1
-                    job.worker = None
-                    continue
-                if kind is OutcomeKind.RETRY:
-                    job.state = JobState.SCHEDULED
-                    job.run_at = now + outcome.retry_delay_s
-                    job.error = outcome.error
-                    continue
-                job.state = JobState(kind.value)
-                job.finished_at = now
-                job.result = outcome.result
-                job.error = outcome.error
-                if kind is OutcomeKind.SUCCEEDED:
-                    job.progress = 1.0
+                self._apply(job, outcome, now)
+                for new in outcome.follow_ups:  # with the finish, and only when it is taken
+                    if new.id not in self._jobs:
+                        self._store_new(new, now, None)
         self._notifier.notify()
         return FinishResult(rejected=rejected)
+
+    @staticmethod
+    def _apply(job: JobRecord, outcome: Outcome, now: float) -> None:
+        job.lease_until = None
+        kind = outcome.kind
+        if outcome.meta is not None:
+            job.meta = dict(outcome.meta)
+        error = None if outcome.error is None else storable_error_info(outcome.error)
+        if kind is OutcomeKind.DEFER:
+            job.state = JobState.SCHEDULED
+            job.run_at = now + outcome.retry_delay_s
+            job.attempt -= 1
+            job.worker = None
+            return
+        if kind is OutcomeKind.RELEASE:
+            job.state = JobState.QUEUED
+            job.attempt -= 1
+            job.worker = None
+            return
+        if kind is OutcomeKind.RETRY:
+            job.state = JobState.SCHEDULED
+            job.run_at = now + outcome.retry_delay_s
+            job.error = error
+            return
+        job.state = JobState(kind.value)
+        job.finished_at = now
+        job.result = outcome.result
+        job.error = error
+        if kind is OutcomeKind.SUCCEEDED:
+            job.progress = 1.0
 
     def report_progress(self, params: ProgressParams) -> None:
         with self._lock:
             for update in params.updates:
                 job = self._held(update.id, update.delivery)
-                if job is not None:
+                if job is not None and finite_progress(update.progress):
                     job.progress = update.progress
                     job.progress_message = update.message
 
@@ -372,6 +359,7 @@ class MemoryStore:
             old = [t for t, turn in self._turns.items() if turn < params.finished_before]
             for tenant in old:
                 del self._turns[tenant]
+            self._marks.prune(self._clock())
             return len(doomed)
 
     def lock(self, params: LockParams) -> bool:
@@ -391,22 +379,17 @@ class MemoryStore:
 
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
         with self._lock:
-            return {n: self._marks[n] for n in params.names if n in self._marks}
+            return self._marks.get(params.names, self._clock())
 
     def set_mark(self, params: MarkParams) -> bool:
+        check_time(params.name, "mark ttl_s", params.ttl_s)
         with self._lock:
-            if self._marks.get(params.name) != params.expected:
-                return False
-            self._marks[params.name] = params.value
-            return True
+            return self._marks.set(params, self._clock())
 
     # -- wake-ups ----------------------------------------------------------
     def next_ready_at(self, queues: Sequence[str]) -> float | None:
         with self._lock:
-            times = [
-                j.run_at for j in self._jobs.values() if j.state in _READY and j.queue in queues
-            ]
-            return min(times) if times else None
+            return next_ready(self._jobs.values(), queues)
 
     def change_marker(self) -> object:
         return None

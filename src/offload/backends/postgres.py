@@ -41,7 +41,8 @@ from offload.backends.base import (
     ReapParams,
     WaitParams,
 )
-from offload.backends.postgres_errors import _translate, _unreachable
+from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue, plan_finish
+from offload.backends.postgres_errors import _unreachable, translate
 from offload.backends.postgres_plans import (
     Plan,
     Statements,
@@ -49,8 +50,6 @@ from offload.backends.postgres_plans import (
     migration_scripts,
     plan_cancel,
     plan_claim,
-    plan_enqueue,
-    plan_finish,
     plan_get,
     plan_get_marks,
     plan_heartbeat,
@@ -141,13 +140,18 @@ class PostgresBackend(_Runner):
                 self._pool, self._pool_loop = pool, loop
         return self._pool
 
-    async def run(self, plan: Plan[T]) -> T:
+    async def run(self, plan: Plan[T], *, atomic: bool = False) -> T:
+        """Drive ``plan`` on a pooled connection; ``atomic``: in one transaction."""
         try:
             pool = await self._ensure_schema()
-            async with pool.connection() as conn, conn.cursor() as cursor:
-                return await drive_async(cursor, plan, self)
+            async with pool.connection() as conn:
+                if atomic:
+                    async with conn.transaction(), conn.cursor() as cursor:
+                        return await drive_async(cursor, plan, self)
+                async with conn.cursor() as cursor:
+                    return await drive_async(cursor, plan, self)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     async def _ensure_schema(self) -> psycopg_pool.AsyncConnectionPool:
         pool = await self._get_pool()
@@ -160,15 +164,21 @@ class PostgresBackend(_Runner):
     async def enqueue_in(self, connection: Any, params: EnqueueParams) -> list[JobRecord]:
         if not isinstance(connection, psycopg.AsyncConnection):
             raise TypeError("connection must be a psycopg.AsyncConnection (or use enqueue)")
+        # the caller's transaction makes it all or nothing; in autocommit, our own does
+        plan = plan_enqueue(self.st, params)
         try:
             await self._ensure_schema()
+            if connection.autocommit and not enqueue_is_atomic_alone(params):
+                async with connection.transaction(), connection.cursor() as cursor:
+                    return await drive_async(cursor, plan, self)
+            async with connection.cursor() as cursor:
+                return await drive_async(cursor, plan, self)
         except Exception as exc:
-            raise _translate(exc) from exc
-        async with connection.cursor() as cursor:
-            return await drive_async(cursor, plan_enqueue(self.st, params), self)
+            raise translate(exc) from exc
 
     async def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
-        return await self.run(plan_enqueue(self.st, params))
+        atomic = not enqueue_is_atomic_alone(params)
+        return await self.run(plan_enqueue(self.st, params), atomic=atomic)
 
     async def claim(self, params: ClaimParams) -> list[JobRecord]:
         return await self.run(plan_claim(self.st, params))
@@ -177,7 +187,8 @@ class PostgresBackend(_Runner):
         return await self.run(plan_heartbeat(self.st, params))
 
     async def finish(self, params: FinishParams) -> FinishResult:
-        return await self.run(plan_finish(self.st, params))
+        atomic = any(o.follow_ups for o in params.outcomes)  # stored with their finish
+        return await self.run(plan_finish(self.st, params), atomic=atomic)
 
     async def report_progress(self, params: ProgressParams) -> None:
         await self.run(plan_progress(self.st, params))

@@ -14,11 +14,7 @@ import msgspec
 from psycopg import sql as pgsql
 
 from offload.backends.base import (
-    BackendError,
     ClaimParams,
-    EnqueueParams,
-    FinishParams,
-    FinishResult,
     HeartbeatParams,
     HeartbeatResult,
     IdsParams,
@@ -38,7 +34,12 @@ from offload.backends.base import (
 )
 from offload.backends.rows import job_from_row
 from offload.backends.sqlfile import load_migrations, load_queries, read_sql
-from offload.records import FAIR_STEP_S, WORKER_LOST, JobRecord
+from offload.backends.values import (
+    check_time,
+    escape_text,
+    finite_progress,
+)
+from offload.records import WORKER_LOST, JobRecord
 from offload.states import JobState
 
 T = TypeVar("T")
@@ -54,6 +55,12 @@ COLUMNS = (
     "extract(epoch FROM finished_at)::float8, key, batch, owner, meta::text"
 )
 _encode = msgspec.json.encode
+_KEY_CONFLICT = (
+    "ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') "
+    "DO NOTHING"
+)
+#: Rows one prune statement deletes.
+PRUNE_STEP = 1000
 SCHEMA_LOCK_KEY = 0x0FF10AD  # pg_advisory_xact_lock key that serialises migrations
 
 
@@ -69,6 +76,12 @@ class Statements:
             name: text.replace("{schema}", quoted).replace("{cols}", COLUMNS).replace("{now}", now)
             for name, text in load_queries("offload.backends", "postgres_sql/queries.sql").items()
         }
+        # a finish's follow-ups: the plain enqueue, but an id already stored skips its job
+        enqueue = self.queries["enqueue"]
+        assert enqueue.count(_KEY_CONFLICT) == 1
+        self.queries["enqueue_follow_ups"] = enqueue.replace(
+            _KEY_CONFLICT, "ON CONFLICT DO NOTHING"
+        )
 
     def __getitem__(self, name: str) -> str:
         return self.queries[name]
@@ -108,56 +121,6 @@ def plan_migrate(st: Statements, schema: str) -> Plan[int]:
     if current != latest:
         yield (f"INSERT INTO {st.schema}.schema_version VALUES (%(v)s)", {"v": latest})
     return latest
-
-
-def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]:
-    jobs = list(params.jobs)
-    if not jobs:
-        return []
-    fair = any(j.fair for j in jobs)  # only then the statement that hands out turns
-    if len(jobs) == 1 and not fair:  # scalar parameters: cheaper to adapt than fourteen arrays
-        j = jobs[0]
-        rows = yield (
-            st["enqueue_one"],
-            {
-                "id": j.id, "task": j.task, "queue": j.queue, "payload": j.payload,
-                "priority": j.priority, "max_attempts": j.max_attempts, "run_at_s": j.run_at,
-                "delay_s": j.delay_s, "lease_s": j.lease_s, "timeout_s": j.timeout_s,
-                "key": j.key, "batch": j.batch, "owner": j.owner,
-                "meta": _encode(j.meta).decode() if j.meta else None, "channel": st.channel,
-            },
-        )  # fmt: skip
-        if rows:
-            return [job_from_row(rows[0])]
-        holder = yield (st["live_keys"], {"keys": [j.key]})
-        if not holder:
-            raise BackendError("enqueue stored nothing and no live job holds its key")
-        return [job_from_row(holder[0])]
-    args: dict[str, Any] = {
-        "channel": st.channel,
-        "ids": [j.id for j in jobs], "tasks": [j.task for j in jobs],
-        "queues": [j.queue for j in jobs], "payloads": [j.payload for j in jobs],
-        "priorities": [j.priority for j in jobs],
-        "max_attempts": [j.max_attempts for j in jobs],
-        "run_ats": [j.run_at for j in jobs], "delays": [j.delay_s for j in jobs],
-        "lease_ss": [j.lease_s for j in jobs], "timeout_ss": [j.timeout_s for j in jobs],
-        "keys": [j.key for j in jobs], "batches": [j.batch for j in jobs],
-        "owners": [j.owner for j in jobs],
-        "metas": [_encode(j.meta).decode() if j.meta else None for j in jobs],
-    }  # fmt: skip
-    if fair:
-        args |= {"fairs": [j.fair for j in jobs], "step": FAIR_STEP_S}
-    rows = yield (st["enqueue_fair"] if fair else st["enqueue"], args)
-    inserted = {r.id: r for r in map(job_from_row, rows)}
-    held: dict[str, JobRecord] = {}
-    missing = [j.key for j in jobs if j.id not in inserted and j.key is not None]
-    if len(inserted) + len(missing) < len(jobs):
-        raise BackendError("enqueue stored fewer jobs than asked and none held their key")
-    if missing:
-        for row in (yield (st["live_keys"], {"keys": missing})):
-            record = job_from_row(row)
-            held[record.key or ""] = record
-    return [inserted.get(j.id) or held[j.key or ""] for j in jobs]
 
 
 def plan_get(st: Statements, ids: Sequence[str]) -> Plan[list[JobRecord]]:
@@ -257,28 +220,14 @@ def plan_heartbeat(st: Statements, params: HeartbeatParams) -> Plan[HeartbeatRes
     return HeartbeatResult(lost=[lease.id for lease in leases if lease.id not in kept])
 
 
-def plan_finish(st: Statements, params: FinishParams) -> Plan[FinishResult]:
-    outcomes = list(params.outcomes)
-    rows = yield (
-        st["finish"],
-        {
-            "ids": [o.id for o in outcomes], "deliveries": [o.delivery for o in outcomes],
-            "kinds": [o.kind.value for o in outcomes], "results": [o.result for o in outcomes],
-            "errors": [None if o.error is None else _encode(o.error).decode() for o in outcomes],
-            "delays": [o.retry_delay_s for o in outcomes], "channel": st.channel,
-            "metas": [None if o.meta is None else _encode(o.meta).decode() for o in outcomes],
-        },
-    )  # fmt: skip
-    accepted = {r[0] for r in rows}
-    return FinishResult(rejected=[o.id for o in outcomes if o.id not in accepted])
-
-
 def plan_progress(st: Statements, params: ProgressParams) -> Plan[None]:
-    updates = list(params.updates)
+    updates = [u for u in params.updates if finite_progress(u.progress)]
     yield (
         st["progress"],
         {"ids": [u.id for u in updates], "deliveries": [u.delivery for u in updates],
-         "progress": [u.progress for u in updates], "messages": [u.message for u in updates]},
+         "progress": [u.progress for u in updates],
+         "messages": [None if u.message is None else escape_text(u.message, nul_ok=False)
+                      for u in updates]},
     )  # fmt: skip
     return None
 
@@ -301,12 +250,19 @@ def plan_rowcount(st: Statements, name: str, args: dict[str, Any]) -> Plan[int]:
 
 
 def plan_prune(st: Statements, params: PruneParams) -> Plan[int]:
-    """Delete jobs that ended before the horizon, and the turns handed out before it."""
+    """Delete jobs that ended before the horizon in bounded steps (each statement its
+    own transaction), the turns handed out before it, and the marks whose time is up."""
     yield (st["prune_turns"], {"before": params.finished_before})
+    yield (st["prune_marks"], {})
     states = [JobState(s).value for s in params.states]
-    return (
-        yield from plan_rowcount(st, "prune", {"states": states, "before": params.finished_before})
-    )
+    args = {"states": states, "before": params.finished_before, "batch": PRUNE_STEP}
+    deleted = 0
+    while states:
+        step = len((yield (st["prune"] + " RETURNING 1", args)))
+        deleted += step
+        if step < PRUNE_STEP:
+            break
+    return deleted
 
 
 def plan_lock(st: Statements, params: LockParams) -> Plan[bool]:
@@ -330,13 +286,12 @@ def plan_get_marks(st: Statements, params: MarkNamesParams) -> Plan[dict[str, st
 def plan_set_mark(st: Statements, params: MarkParams) -> Plan[bool]:
     """One statement, so two leaders racing cannot both win: the loser's INSERT meets the
     winner's row, or its UPDATE re-reads the row after the winner's commit and skips it."""
+    check_time(params.name, "mark ttl_s", params.ttl_s)
+    args = {"name": params.name, "value": params.value, "ttl_s": params.ttl_s}
     if params.expected is None:
-        rows = yield (st["create_mark"], {"name": params.name, "value": params.value})
+        rows = yield (st["create_mark"], args)
     else:
-        rows = yield (
-            st["update_mark"],
-            {"name": params.name, "value": params.value, "expected": params.expected},
-        )
+        rows = yield (st["update_mark"], {**args, "expected": params.expected})
     return bool(rows)
 
 

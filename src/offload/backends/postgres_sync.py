@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,13 +21,13 @@ from offload.backends.base import (
     QueryParams,
     QueueStats,
 )
-from offload.backends.postgres_errors import _translate, _unreachable
+from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue
+from offload.backends.postgres_errors import _unreachable, translate
 from offload.backends.postgres_plans import (
     Plan,
     Statements,
     migration_scripts,
     plan_cancel,
-    plan_enqueue,
     plan_get,
     plan_get_marks,
     plan_migrate,
@@ -116,13 +117,18 @@ class PostgresSync(_Runner):
             )  # fmt: skip
         return self._pool
 
-    def run(self, plan: Plan[T]) -> T:
+    def run(self, plan: Plan[T], *, atomic: bool = False) -> T:
+        """Drive ``plan`` on a pooled connection; ``atomic``: in one transaction."""
         try:
             self._ensure_schema()
-            with self._get_pool().connection() as conn, conn.cursor() as cursor:
-                return drive_sync(cursor, plan, self)
+            with (
+                self._get_pool().connection() as conn,
+                conn.transaction() if atomic else contextlib.nullcontext(),
+                conn.cursor() as cur,
+            ):
+                return drive_sync(cur, plan, self)
         except Exception as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     def _ensure_schema(self) -> None:
         if not self._migrated:
@@ -134,15 +140,20 @@ class PostgresSync(_Runner):
         """Enqueue inside the caller's open transaction: the jobs exist iff it commits."""
         if not isinstance(connection, psycopg.Connection):
             raise TypeError("connection must be a psycopg.Connection (or use enqueue_async)")
+        # the caller's transaction makes it all or nothing; in autocommit, our own does
+        atomic = connection.autocommit and not enqueue_is_atomic_alone(params)
         try:
             self._ensure_schema()
+            with (
+                connection.transaction() if atomic else contextlib.nullcontext(),
+                connection.cursor() as cursor,
+            ):
+                return drive_sync(cursor, plan_enqueue(self._st, params), self)
         except Exception as exc:
-            raise _translate(exc) from exc
-        with connection.cursor() as cursor:
-            return drive_sync(cursor, plan_enqueue(self._st, params), self)
+            raise translate(exc) from exc
 
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
-        return self.run(plan_enqueue(self._st, params))
+        return self.run(plan_enqueue(self._st, params), atomic=not enqueue_is_atomic_alone(params))
 
     def get(self, params: IdsParams) -> list[JobRecord]:
         return self.run(plan_get(self._st, params.ids))

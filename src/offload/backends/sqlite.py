@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -45,6 +43,7 @@ from offload.backends.base import (
 )
 from offload.backends.filewatch import CAN_WATCH_FILES
 from offload.backends.rows import job_from_row
+from offload.backends.sqlite_connect import Connections, translated
 from offload.backends.sqlite_schema import (
     COLUMNS,
     Q,
@@ -55,12 +54,23 @@ from offload.backends.sqlite_schema import (
     migrations,
     parse_sqlite_url,
 )
-from offload.backends.sqlite_turns import Turns, record_of_new
+from offload.backends.sqlite_turns import store_new
 from offload.backends.store import Notifier, ThreadedBackend
+from offload.backends.values import (
+    check_new_jobs,
+    check_outcomes,
+    check_time,
+    escape_text,
+    finite_progress,
+    storable_error,
+    storable_meta,
+)
 from offload.records import WORKER_LOST, JobRecord
 from offload.states import JobState
 
 _encode = msgspec.json.encode
+#: Rows one prune step deletes in its own transaction.
+PRUNE_STEP = 1000
 
 
 class SqliteStore:
@@ -78,110 +88,40 @@ class SqliteStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
-        self._synchronous = synchronous
-        self._busy_timeout_ms = busy_timeout_ms
         self._clock = clock
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
+        self._db = Connections(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+        self._conn = self._db.get
+        self._write = self._db.write
         self._notifier = Notifier()
         self._wal_path = path + "-wal"
-        apply_schema(self._conn())
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
         try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=0
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        except sqlite3.Error as exc:
+            apply_schema(self._conn())
+        except sqlite3.Error as exc:  # another process holds the write lock past the timeout
+            self._db.close()
             raise BackendError(
-                f"cannot open the SQLite database {self.path!r}: {exc}; check that its folder "
-                "exists and is writable, or set OFFLOAD_URL"
+                f"cannot open the SQLite database {path!r}: {exc} (waited "
+                f"{busy_timeout_ms} ms); another process holds it locked, or raise "
+                "busy_timeout_ms in the URL"
             ) from exc
-        self._local.conn = conn
-        with self._connections_lock:
-            self._connections.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise BackendError(f"SQLite database {self.path!r} is busy: {exc}") from exc
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def now(self) -> float:
         return self._clock()
 
+    @translated
     def migrate(self) -> int:
         apply_schema(self._conn())
         return migrations()[-1][0]
 
     # -- client operations -------------------------------------------------
+    @translated
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
-        try:
-            return self._enqueue(params)
-        except sqlite3.IntegrityError as exc:
-            if "offload_jobs.id" not in str(exc):
-                raise
-            raise ValueError("a job id in this batch already exists; nothing was stored") from exc
-
-    def _enqueue(self, params: EnqueueParams) -> list[JobRecord]:
-        out: list[JobRecord] = []
-        rows = []
+        check_new_jobs(params.jobs)
         with self._write() as conn:
-            now = self._clock()
-            turns = Turns(conn, now) if any(new.fair for new in params.jobs) else None
-            for new in params.jobs:
-                if new.key is not None:
-                    held = conn.execute(Q["live_key"], (new.key,)).fetchone()
-                    if held is not None:
-                        out.append(job_from_row(held))
-                        continue
-                record = record_of_new(new, now)
-                if turns is not None and record.run_at <= now:
-                    if new.fair:
-                        record.run_at = turns.take(new.queue, new.priority, new.owner)
-                        if record.run_at > now:
-                            record.state = JobState.SCHEDULED
-                    else:
-                        turns.saw(new.queue, new.priority, record.run_at)
-                out.append(record)
-                rows.append(
-                    (
-                        record.id, record.task, record.queue, record.state.value, record.payload,
-                        record.priority, record.max_attempts, record.run_at, record.lease_s,
-                        record.timeout_s, record.created_at, record.key, record.batch,
-                        record.owner, _encode(record.meta) if record.meta else None,
-                    )
-                )  # fmt: skip
-                if new.key is not None:  # a later job in this batch may carry the same key
-                    self._insert(conn, rows)
-                    rows = []
-            self._insert(conn, rows)
-            if turns is not None:
-                turns.save()
+            out = store_new(conn, params.jobs, self._clock())
         self._notifier.notify()
         return out
 
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            conn.executemany(Q["insert"], rows)
-
+    @translated
     def get(self, params: IdsParams) -> list[JobRecord]:
         ids = list(params.ids)
         if not ids:
@@ -190,6 +130,7 @@ class SqliteStore:
         by_id = {r.id: r for r in map(job_from_row, rows)}
         return [by_id[i] for i in ids if i in by_id]
 
+    @translated
     def query(self, params: QueryParams) -> Page:
         f = params.filter
         where, args = ["1=1"], []  # type: list[str], list[Any]
@@ -214,6 +155,7 @@ class SqliteStore:
         jobs = jobs[: params.limit]
         return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
 
+    @translated
     def cancel(self, params: IdsParams) -> list[JobRecord]:
         ids = list(params.ids)
         if ids:
@@ -224,6 +166,7 @@ class SqliteStore:
                 )
         return self.get(params)
 
+    @translated
     def retry(self, params: IdsParams) -> list[JobRecord]:
         with self._write() as conn:
             now = self._clock()
@@ -234,6 +177,7 @@ class SqliteStore:
         self._notifier.notify()
         return self.get(params)
 
+    @translated
     def stats(self) -> list[QueueStats]:
         conn = self._conn()
         now = self._clock()
@@ -252,6 +196,7 @@ class SqliteStore:
             for queue, per_state in sorted(counts.items())
         ]
 
+    @translated
     def purge(self, params: PurgeParams) -> int:
         states = [s.value for s in params.states]
         if not states:
@@ -262,6 +207,7 @@ class SqliteStore:
             ).rowcount
 
     # -- worker operations -------------------------------------------------
+    @translated
     def claim(self, params: ClaimParams) -> list[JobRecord]:
         queues = list(params.queues)
         # A read first: idle workers woken by any commit must not queue up for the write lock.
@@ -278,6 +224,7 @@ class SqliteStore:
         jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
         return jobs
 
+    @translated
     def heartbeat(self, params: HeartbeatParams) -> HeartbeatResult:
         lost = []
         with self._write() as conn:
@@ -290,13 +237,15 @@ class SqliteStore:
                     lost.append(lease.id)
         return HeartbeatResult(lost=lost)
 
+    @translated
     def finish(self, params: FinishParams) -> FinishResult:
+        check_outcomes(params.outcomes)
         rejected = []
         with self._write() as conn:
             now = self._clock()
             for o in params.outcomes:
                 fence = (o.id, o.delivery)
-                error = None if o.error is None else _encode(o.error)
+                error = None if o.error is None else storable_error(o.error)
                 if o.kind is OutcomeKind.SUCCEEDED:
                     cursor = conn.execute(Q["finish_succeeded"], (o.result, now, *fence))
                 elif o.kind is OutcomeKind.RETRY:
@@ -311,23 +260,31 @@ class SqliteStore:
                     )
                 if not cursor.rowcount:
                     rejected.append(o.id)
-                elif o.meta is not None:
-                    conn.execute(Q["set_meta"], (_encode(o.meta) if o.meta else None, o.id))
+                    continue
+                if o.meta is not None:
+                    conn.execute(Q["set_meta"], (storable_meta(o.meta) if o.meta else None, o.id))
+                if o.follow_ups:  # in this transaction, and only because the finish was taken
+                    store_new(conn, o.follow_ups, now, skip_stored=True)
         self._notifier.notify()
         return FinishResult(rejected=rejected)
 
+    @translated
     def report_progress(self, params: ProgressParams) -> None:
+        rows = [
+            (u.progress, None if u.message is None else escape_text(u.message), u.id, u.delivery)
+            for u in params.updates
+            if finite_progress(u.progress)
+        ]
         with self._write() as conn:
-            conn.executemany(
-                Q["progress"],
-                [(u.progress, u.message, u.id, u.delivery) for u in params.updates],
-            )
+            conn.executemany(Q["progress"], rows)
 
     # -- maintenance -------------------------------------------------------
+    @translated
     def promote_due(self) -> int:
         with self._write() as conn:
             return conn.execute(Q["promote_due"], (self._clock(),)).rowcount
 
+    @translated
     def reap_expired(self, params: ReapParams) -> list[ReapedJob]:
         with self._write() as conn:
             now = self._clock()
@@ -339,15 +296,26 @@ class SqliteStore:
             self._notifier.notify()
         return [ReapedJob(id=r[0], state=JobState(r[1])) for r in rows]
 
+    @translated
     def prune(self, params: PruneParams) -> int:
+        """Delete in steps of ``PRUNE_STEP`` rows, each its own short transaction: one
+        long DELETE would hold the write lock until concurrent enqueues time out."""
         states = [s.value for s in params.states]
         with self._write() as conn:
             conn.execute(Q["prune_turns"], (params.finished_before,))
-            return conn.execute(
-                _in(Q["prune"], states),
-                [*states, params.finished_before],
-            ).rowcount
+            conn.execute(Q["prune_marks"], (self._clock(),))
+        deleted = 0
+        while states:
+            with self._write() as conn:
+                step = conn.execute(
+                    _in(Q["prune"], states), [*states, params.finished_before, PRUNE_STEP]
+                ).rowcount
+            deleted += step
+            if step < PRUNE_STEP:
+                break
+        return deleted
 
+    @translated
     def lock(self, params: LockParams) -> bool:
         with self._write() as conn:
             now = self._clock()
@@ -357,24 +325,32 @@ class SqliteStore:
             ).rowcount
         return bool(taken)
 
+    @translated
     def unlock(self, params: LockParams) -> None:
         with self._write() as conn:
             conn.execute(Q["unlock"], (params.name, params.owner))
 
+    @translated
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
         names = list(dict.fromkeys(params.names))
         if not names:
             return {}
-        return dict(self._conn().execute(_in(Q["get_marks"], names), names).fetchall())
+        args = [*names, self._clock()]
+        return dict(self._conn().execute(_in(Q["get_marks"], names), args).fetchall())
 
+    @translated
     def set_mark(self, params: MarkParams) -> bool:
         # BEGIN IMMEDIATE serialises writers across processes: the loser of a race finds the
         # winner's value, so its one conditional statement changes nothing.
+        check_time(params.name, "mark ttl_s", params.ttl_s)
         with self._write() as conn:
+            now = self._clock()
+            expires_at = None if params.ttl_s is None else now + params.ttl_s
             if params.expected is None:
-                stored = conn.execute(Q["create_mark"], (params.name, params.value)).rowcount
+                args: tuple[Any, ...] = (params.name, params.value, expires_at, now)
+                stored = conn.execute(Q["create_mark"], args).rowcount
             else:
-                args = (params.value, params.name, params.expected)
+                args = (params.value, expires_at, params.name, params.expected, now)
                 stored = conn.execute(Q["update_mark"], args).rowcount
         return bool(stored)
 
@@ -408,11 +384,7 @@ class SqliteStore:
         self._notifier.remove(callback)
 
     def close(self) -> None:
-        with self._connections_lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self._db.close()
 
 
 def sqlite_backend(url: str, clock: Callable[[], float] | None = None) -> ThreadedBackend:

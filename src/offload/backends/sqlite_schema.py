@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from urllib.parse import parse_qs
@@ -62,7 +63,9 @@ def apply_schema(conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA user_version = {latest}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back itself (a full disk)
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
 
 
@@ -84,6 +87,11 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, str]]:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db``, optional ``?synchronous=normal``."""
     rest = url.removeprefix("sqlite://")
     rest, _, query = rest.partition("?")
+    if rest.removeprefix("/").startswith(":memory:") or "mode=memory" in query:
+        raise ValueError(
+            f"{url!r} would give each thread of a worker its own empty database: use "
+            "memory:// for a store inside one process, or a file (sqlite:///offload.db)"
+        )
     if not rest.startswith("/") or rest == "/":
         raise ValueError(
             f"bad SQLite URL {url!r}: write sqlite:///relative/path.db or sqlite:////abs/path.db"

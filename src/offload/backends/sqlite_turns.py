@@ -1,10 +1,15 @@
-"""What one SQLite enqueue computes inside its transaction: new rows and fair turns."""
+"""What one SQLite enqueue writes inside its transaction: new rows and fair turns."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+from typing import Any
 
-from offload.backends.sqlite_schema import Q
+import msgspec
+
+from offload.backends.rows import job_from_row
+from offload.backends.sqlite_schema import Q, _in
 from offload.records import FAIR_STEP_S, JobRecord, NewJob
 from offload.states import JobState
 
@@ -66,3 +71,55 @@ def record_of_new(new: NewJob, now: float) -> JobRecord:
         owner=new.owner,
         meta=dict(new.meta),
     )
+
+
+def store_new(
+    conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float, *, skip_stored: bool = False
+) -> list[JobRecord]:
+    """Insert ``jobs`` in the caller's transaction; a held unique key returns its holder.
+
+    ``skip_stored`` (a finish's follow-ups) skips a job whose id is already stored
+    instead of failing the transaction.
+    """
+    if skip_stored:
+        ids = list(dict.fromkeys(new.id for new in jobs))
+        stored = {r[0] for r in conn.execute(_in(Q["stored_ids"], ids), ids)}
+        fresh = {new.id: new for new in jobs if new.id not in stored}
+        jobs = list(fresh.values())
+    out: list[JobRecord] = []
+    rows: list[tuple[Any, ...]] = []
+    turns = Turns(conn, now) if any(new.fair for new in jobs) else None
+    for new in jobs:
+        if new.key is not None:
+            held = conn.execute(Q["live_key"], (new.key,)).fetchone()
+            if held is not None:
+                out.append(job_from_row(held))
+                continue
+        record = record_of_new(new, now)
+        if turns is not None and record.run_at <= now:
+            if new.fair:
+                record.run_at = turns.take(new.queue, new.priority, new.owner)
+                if record.run_at > now:
+                    record.state = JobState.SCHEDULED
+            else:
+                turns.saw(new.queue, new.priority, record.run_at)
+        out.append(record)
+        rows.append(
+            (
+                record.id, record.task, record.queue, record.state.value, record.payload,
+                record.priority, record.max_attempts, record.run_at, record.lease_s,
+                record.timeout_s, record.created_at, record.key, record.batch,
+                record.owner, _encode(record.meta) if record.meta else None,
+            )
+        )  # fmt: skip
+        if new.key is not None and rows:  # a later job in this batch may carry the same key
+            conn.executemany(Q["insert"], rows)
+            rows = []
+    if rows:
+        conn.executemany(Q["insert"], rows)
+    if turns is not None:
+        turns.save()
+    return out
+
+
+_encode = msgspec.json.encode

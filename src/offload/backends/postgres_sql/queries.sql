@@ -211,8 +211,15 @@ WHERE state = 'running' AND lease_until < {now}
 RETURNING id, state, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
 
 -- name: prune
-DELETE FROM {schema}.jobs
-WHERE state = ANY(%(states)s::text[]) AND finished_at < to_timestamp(%(before)s)
+-- one bounded step, so no statement holds many row locks for long
+DELETE FROM {schema}.jobs WHERE id IN (
+    SELECT id FROM {schema}.jobs
+    WHERE state = ANY(%(states)s::text[]) AND finished_at < to_timestamp(%(before)s)
+    LIMIT %(batch)s
+)
+
+-- name: prune_marks
+DELETE FROM {schema}.marks WHERE expires_at <= {now}
 
 -- name: prune_turns
 DELETE FROM {schema}.turns WHERE turn < %(before)s::float8
@@ -232,16 +239,21 @@ RETURNING name
 DELETE FROM {schema}.locks WHERE name = %(name)s AND owner = %(owner)s
 
 -- name: get_marks
-SELECT name, value FROM {schema}.marks WHERE name = ANY(%(names)s::text[])
+SELECT name, value FROM {schema}.marks
+WHERE name = ANY(%(names)s::text[]) AND (expires_at IS NULL OR expires_at > {now})
 
 -- name: create_mark
-INSERT INTO {schema}.marks (name, value) VALUES (%(name)s, %(value)s)
-ON CONFLICT (name) DO NOTHING
+-- a mark whose lifetime has ended counts as absent
+INSERT INTO {schema}.marks AS m (name, value, expires_at)
+VALUES (%(name)s, %(value)s, {now} + make_interval(secs => %(ttl_s)s::float8))
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+WHERE m.expires_at <= {now}
 RETURNING name
 
 -- name: update_mark
-UPDATE {schema}.marks SET value = %(value)s
-WHERE name = %(name)s AND value = %(expected)s
+UPDATE {schema}.marks SET value = %(value)s,
+    expires_at = {now} + make_interval(secs => %(ttl_s)s::float8)
+WHERE name = %(name)s AND value = %(expected)s AND (expires_at IS NULL OR expires_at > {now})
 RETURNING name
 
 -- name: next_ready

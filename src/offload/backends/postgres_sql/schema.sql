@@ -36,6 +36,7 @@ CREATE UNIQUE INDEX jobs_live_key ON {schema}.jobs (key)
     WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running');
 CREATE INDEX jobs_finished ON {schema}.jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_state ON {schema}.jobs (state, id);
+CREATE INDEX jobs_batch ON {schema}.jobs (batch, id) WHERE batch IS NOT NULL;
 
 CREATE TABLE {schema}.locks (
     name text PRIMARY KEY,
@@ -45,8 +46,10 @@ CREATE TABLE {schema}.locks (
 
 CREATE TABLE {schema}.marks (
     name text PRIMARY KEY,
-    value text NOT NULL
+    value text NOT NULL,
+    expires_at timestamptz
 );
+CREATE INDEX marks_expiry ON {schema}.marks (expires_at) WHERE expires_at IS NOT NULL;
 
 CREATE TABLE {schema}.turns (
     queue text NOT NULL,

@@ -25,6 +25,9 @@ ON CONFLICT (queue, owner) DO UPDATE SET turn = excluded.turn
 -- name: get
 SELECT {cols} FROM offload_jobs WHERE id IN ({marks})
 
+-- name: stored_ids
+SELECT id FROM offload_jobs WHERE id IN ({marks})
+
 -- name: cancel
 UPDATE offload_jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
 WHERE state IN ('scheduled', 'queued', 'running') AND id IN ({marks})
@@ -106,7 +109,13 @@ WHERE state = 'running' AND lease_until < ?
 RETURNING id, state
 
 -- name: prune
-DELETE FROM offload_jobs WHERE state IN ({marks}) AND finished_at < ?
+-- one bounded step: each step is its own short transaction, so enqueues never wait long
+DELETE FROM offload_jobs WHERE id IN (
+    SELECT id FROM offload_jobs WHERE state IN ({marks}) AND finished_at < ? LIMIT ?
+)
+
+-- name: prune_marks
+DELETE FROM offload_marks WHERE expires_at <= ?
 
 -- name: prune_turns
 DELETE FROM offload_turns WHERE turn < ?
@@ -124,10 +133,15 @@ SELECT min(run_at) FROM offload_jobs
 WHERE state IN ('queued', 'scheduled') AND queue IN ({marks})
 
 -- name: get_marks
-SELECT name, value FROM offload_marks WHERE name IN ({marks})
+SELECT name, value FROM offload_marks
+WHERE name IN ({marks}) AND (expires_at IS NULL OR expires_at > ?)
 
 -- name: create_mark
-INSERT INTO offload_marks (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING
+-- a mark whose lifetime has ended counts as absent
+INSERT INTO offload_marks (name, value, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+WHERE offload_marks.expires_at <= ?
 
 -- name: update_mark
-UPDATE offload_marks SET value = ? WHERE name = ? AND value = ?
+UPDATE offload_marks SET value = ?, expires_at = ?
+WHERE name = ? AND value = ? AND (expires_at IS NULL OR expires_at > ?)

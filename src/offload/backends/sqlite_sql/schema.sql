@@ -36,6 +36,7 @@ CREATE UNIQUE INDEX offload_jobs_live_key ON offload_jobs (key)
     WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running');
 CREATE INDEX offload_jobs_finished ON offload_jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX offload_jobs_state ON offload_jobs (state, id);
+CREATE INDEX offload_jobs_batch ON offload_jobs (batch, id) WHERE batch IS NOT NULL;
 
 CREATE TABLE offload_locks (
     name TEXT PRIMARY KEY,
@@ -43,10 +44,12 @@ CREATE TABLE offload_locks (
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
 
+-- expires_at as migration 0004's ALTER TABLE leaves it, so both schemas read the same
 CREATE TABLE offload_marks (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
-) WITHOUT ROWID;
+, expires_at REAL) WITHOUT ROWID;
+CREATE INDEX offload_marks_expiry ON offload_marks (expires_at) WHERE expires_at IS NOT NULL;
 
 CREATE TABLE offload_turns (
     queue TEXT NOT NULL,
