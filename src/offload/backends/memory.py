@@ -43,7 +43,7 @@ from offload.backends.store import Notifier, ThreadedBackend
 from offload.backends.values import (
     check_new_jobs,
     check_outcomes,
-    check_time,
+    check_span,
     finite_progress,
     storable_error_info,
 )
@@ -382,7 +382,7 @@ class MemoryStore:
             return self._marks.get(params.names, self._clock())
 
     def set_mark(self, params: MarkParams) -> bool:
-        check_time(params.name, "mark ttl_s", params.ttl_s)
+        check_span(params.name, "mark ttl_s", params.ttl_s)
         with self._lock:
             return self._marks.set(params, self._clock())
 

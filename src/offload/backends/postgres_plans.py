@@ -35,7 +35,7 @@ from offload.backends.base import (
 from offload.backends.rows import job_from_row
 from offload.backends.sqlfile import load_migrations, load_queries, read_sql
 from offload.backends.values import (
-    check_time,
+    check_span,
     escape_text,
     finite_progress,
 )
@@ -286,7 +286,7 @@ def plan_get_marks(st: Statements, params: MarkNamesParams) -> Plan[dict[str, st
 def plan_set_mark(st: Statements, params: MarkParams) -> Plan[bool]:
     """One statement, so two leaders racing cannot both win: the loser's INSERT meets the
     winner's row, or its UPDATE re-reads the row after the winner's commit and skips it."""
-    check_time(params.name, "mark ttl_s", params.ttl_s)
+    check_span(params.name, "mark ttl_s", params.ttl_s)
     args = {"name": params.name, "value": params.value, "ttl_s": params.ttl_s}
     if params.expected is None:
         rows = yield (st["create_mark"], args)

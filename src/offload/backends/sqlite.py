@@ -59,7 +59,7 @@ from offload.backends.store import Notifier, ThreadedBackend
 from offload.backends.values import (
     check_new_jobs,
     check_outcomes,
-    check_time,
+    check_span,
     escape_text,
     finite_progress,
     storable_error,
@@ -342,7 +342,7 @@ class SqliteStore:
     def set_mark(self, params: MarkParams) -> bool:
         # BEGIN IMMEDIATE serialises writers across processes: the loser of a race finds the
         # winner's value, so its one conditional statement changes nothing.
-        check_time(params.name, "mark ttl_s", params.ttl_s)
+        check_span(params.name, "mark ttl_s", params.ttl_s)
         with self._write() as conn:
             now = self._clock()
             expires_at = None if params.ttl_s is None else now + params.ttl_s

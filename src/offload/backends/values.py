@@ -19,8 +19,10 @@ import msgspec
 from offload.backends.base import Outcome, ValueRejected
 from offload.records import ErrorInfo, NewJob
 
-#: 9999-12-31T23:59:59Z: the latest time (and the longest delay) every store can hold.
+#: 9999-12-31T23:59:59Z: the latest time every store can hold (the same bound as Redis's).
 MAX_TIME_S = 253_402_300_799.0
+#: The longest delay, lease or lifetime: now + this stays below MAX_TIME_S for centuries.
+MAX_DURATION_S = 1e10
 #: PostgreSQL's integer columns (priority, max_attempts) hold 32 bits.
 MAX_INT = 2**31 - 1
 
@@ -33,9 +35,15 @@ def _reject(job_id: str, field: str, why: str) -> ValueRejected:
 
 
 def check_time(job_id: str, field: str, value: float | None) -> None:
-    """A time or a duration: finite and within what every store can hold."""
-    if value is not None and not -MAX_TIME_S <= value <= MAX_TIME_S:  # False for NaN
-        raise _reject(job_id, field, f"= {value!r} is not a finite time before year 10000")
+    """An absolute time: finite, from 1970 to year 9999."""
+    if value is not None and not 0.0 <= value <= MAX_TIME_S:  # False for NaN
+        raise _reject(job_id, field, f"= {value!r} is not a time between 1970 and 9999")
+
+
+def check_span(job_id: str, field: str, value: float | None) -> None:
+    """A duration in seconds: finite, at most ``MAX_DURATION_S`` either way."""
+    if value is not None and not -MAX_DURATION_S <= value <= MAX_DURATION_S:
+        raise _reject(job_id, field, f"= {value!r} s is not a duration of at most 1e10 s")
 
 
 def check_new_jobs(jobs: Iterable[NewJob], *, nul_ok: bool = True) -> None:
@@ -44,10 +52,10 @@ def check_new_jobs(jobs: Iterable[NewJob], *, nul_ok: bool = True) -> None:
     ``nul_ok`` is False for PostgreSQL, whose text and jsonb cannot hold NUL.
     """
     for job in jobs:
-        check_time(job.id, "delay_s", job.delay_s)
+        check_span(job.id, "delay_s", job.delay_s)
         check_time(job.id, "run_at", job.run_at)
-        check_time(job.id, "lease_s", job.lease_s)
-        check_time(job.id, "timeout_s", job.timeout_s)
+        check_span(job.id, "lease_s", job.lease_s)
+        check_span(job.id, "timeout_s", job.timeout_s)
         for field in ("priority", "max_attempts"):
             number = getattr(job, field)
             if not -MAX_INT <= number <= MAX_INT:
@@ -140,7 +148,7 @@ def check_outcomes(outcomes: Sequence[Outcome], *, nul_ok: bool = True) -> None:
     """Refuse (``ValueRejected`` naming the job) an outcome no store can take: a retry
     delay that is not a finite time, or a follow-up job a store cannot hold."""
     for outcome in outcomes:
-        check_time(outcome.id, "retry_delay_s", outcome.retry_delay_s)
+        check_span(outcome.id, "retry_delay_s", outcome.retry_delay_s)
         if outcome.follow_ups:
             check_new_jobs(outcome.follow_ups, nul_ok=nul_ok)
 
