@@ -42,7 +42,7 @@ from offload.backends.base import (
     WaitParams,
 )
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue, plan_finish
-from offload.backends.postgres_errors import _unreachable, translate
+from offload.backends.postgres_errors import _unreachable, reraise
 from offload.backends.postgres_plans import (
     Plan,
     Statements,
@@ -151,7 +151,7 @@ class PostgresBackend(_Runner):
                 async with conn.cursor() as cursor:
                     return await drive_async(cursor, plan, self)
         except Exception as exc:
-            raise translate(exc) from exc
+            reraise(exc)
 
     async def _ensure_schema(self) -> psycopg_pool.AsyncConnectionPool:
         pool = await self._get_pool()
@@ -174,7 +174,7 @@ class PostgresBackend(_Runner):
             async with connection.cursor() as cursor:
                 return await drive_async(cursor, plan, self)
         except Exception as exc:
-            raise translate(exc) from exc
+            reraise(exc)
 
     async def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         atomic = not enqueue_is_atomic_alone(params)

@@ -7,6 +7,8 @@ the same call can never succeed. A server that cannot be reached is ``BackendErr
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import psycopg
 import psycopg_pool
 
@@ -48,3 +50,11 @@ def translate(exc: BaseException) -> BaseException:
     if isinstance(exc, _TRANSIENT):
         return _fail(exc)
     return exc
+
+
+def reraise(exc: Exception) -> NoReturn:
+    """Raise the seam's error for ``exc`` (``exc`` itself when it already is one)."""
+    translated = translate(exc)
+    if translated is exc:
+        raise exc
+    raise translated from exc

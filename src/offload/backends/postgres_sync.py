@@ -22,7 +22,7 @@ from offload.backends.base import (
     QueueStats,
 )
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue
-from offload.backends.postgres_errors import _unreachable, translate
+from offload.backends.postgres_errors import _unreachable, reraise
 from offload.backends.postgres_plans import (
     Plan,
     Statements,
@@ -128,7 +128,7 @@ class PostgresSync(_Runner):
             ):
                 return drive_sync(cur, plan, self)
         except Exception as exc:
-            raise translate(exc) from exc
+            reraise(exc)
 
     def _ensure_schema(self) -> None:
         if not self._migrated:
@@ -150,7 +150,7 @@ class PostgresSync(_Runner):
             ):
                 return drive_sync(cursor, plan_enqueue(self._st, params), self)
         except Exception as exc:
-            raise translate(exc) from exc
+            reraise(exc)
 
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         return self.run(plan_enqueue(self._st, params), atomic=not enqueue_is_atomic_alone(params))
