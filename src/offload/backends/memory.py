@@ -21,8 +21,6 @@ from offload.backends.base import (
     LockParams,
     MarkNamesParams,
     MarkParams,
-    Outcome,
-    OutcomeKind,
     Page,
     ProgressParams,
     PruneParams,
@@ -34,6 +32,7 @@ from offload.backends.base import (
 )
 from offload.backends.memory_views import (
     Marks,
+    apply_outcome,
     fair_head,
     next_ready,
     query_page,
@@ -45,7 +44,6 @@ from offload.backends.values import (
     check_outcomes,
     check_span,
     finite_progress,
-    storable_error_info,
 )
 from offload.records import FAIR_STEP_S, WORKER_LOST, JobRecord, NewJob
 from offload.states import (
@@ -268,42 +266,12 @@ class MemoryStore:
                 if job is None:
                     rejected.append(outcome.id)
                     continue
-                self._apply(job, outcome, now)
+                apply_outcome(job, outcome, now)
                 for new in outcome.follow_ups:  # with the finish, and only when it is taken
                     if new.id not in self._jobs:
                         self._store_new(new, now, None)
         self._notifier.notify()
         return FinishResult(rejected=rejected)
-
-    @staticmethod
-    def _apply(job: JobRecord, outcome: Outcome, now: float) -> None:
-        job.lease_until = None
-        kind = outcome.kind
-        if outcome.meta is not None:
-            job.meta = dict(outcome.meta)
-        error = None if outcome.error is None else storable_error_info(outcome.error)
-        if kind is OutcomeKind.DEFER:
-            job.state = JobState.SCHEDULED
-            job.run_at = now + outcome.retry_delay_s
-            job.attempt -= 1
-            job.worker = None
-            return
-        if kind is OutcomeKind.RELEASE:
-            job.state = JobState.QUEUED
-            job.attempt -= 1
-            job.worker = None
-            return
-        if kind is OutcomeKind.RETRY:
-            job.state = JobState.SCHEDULED
-            job.run_at = now + outcome.retry_delay_s
-            job.error = error
-            return
-        job.state = JobState(kind.value)
-        job.finished_at = now
-        job.result = outcome.result
-        job.error = error
-        if kind is OutcomeKind.SUCCEEDED:
-            job.progress = 1.0
 
     def report_progress(self, params: ProgressParams) -> None:
         with self._lock:

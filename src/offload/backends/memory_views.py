@@ -1,4 +1,5 @@
-"""The in-memory store's read-only views over its jobs, and its marks."""
+"""The in-memory store's pieces that keep no state of their own: views over its jobs,
+an outcome applied to one job, and its marks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Collection, Iterable
 
 import msgspec
 
-from offload.backends.base import MarkParams, Page, QueryParams, QueueStats
+from offload.backends.base import MarkParams, Outcome, OutcomeKind, Page, QueryParams, QueueStats
+from offload.backends.values import storable_error_info
 from offload.records import JobRecord
 from offload.states import JobState
 
@@ -70,6 +72,37 @@ def next_ready(jobs: Iterable[JobRecord], queues: Collection[str]) -> float | No
     """When the earliest job on ``queues`` is due."""
     times = [j.run_at for j in jobs if j.state in _READY and j.queue in queues]
     return min(times) if times else None
+
+
+def apply_outcome(job: JobRecord, outcome: Outcome, now: float) -> None:
+    """A taken outcome applied to its job (the caller has checked the lease)."""
+    job.lease_until = None
+    kind = outcome.kind
+    if outcome.meta is not None:
+        job.meta = dict(outcome.meta)
+    error = None if outcome.error is None else storable_error_info(outcome.error)
+    if kind is OutcomeKind.DEFER:
+        job.state = JobState.SCHEDULED
+        job.run_at = now + outcome.retry_delay_s
+        job.attempt -= 1
+        job.worker = None
+        return
+    if kind is OutcomeKind.RELEASE:
+        job.state = JobState.QUEUED
+        job.attempt -= 1
+        job.worker = None
+        return
+    if kind is OutcomeKind.RETRY:
+        job.state = JobState.SCHEDULED
+        job.run_at = now + outcome.retry_delay_s
+        job.error = error
+        return
+    job.state = JobState(kind.value)
+    job.finished_at = now
+    job.result = outcome.result
+    job.error = error
+    if kind is OutcomeKind.SUCCEEDED:
+        job.progress = 1.0
 
 
 class Marks:

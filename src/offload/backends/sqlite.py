@@ -44,11 +44,10 @@ from offload.backends.base import (
 from offload.backends.filewatch import CAN_WATCH_FILES
 from offload.backends.rows import job_from_row
 from offload.backends.sqlite_connect import Connections, translated
+from offload.backends.sqlite_reads import query_page, queue_stats
 from offload.backends.sqlite_schema import (
-    COLUMNS,
     Q,
     _in,
-    _marks,
     apply_schema,
     fresh_schema,
     migrations,
@@ -132,28 +131,7 @@ class SqliteStore:
 
     @translated
     def query(self, params: QueryParams) -> Page:
-        f = params.filter
-        where, args = ["1=1"], []  # type: list[str], list[Any]
-        if f.states:
-            where.append(f"state IN ({_marks(f.states)})")
-            args += [s.value for s in f.states]
-        for column, value in (("queue", f.queue), ("task", f.task), ("owner", f.owner),
-                              ("batch", f.batch)):  # fmt: skip
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if params.cursor is not None:
-            where.append("id < ?")
-            args.append(params.cursor)
-        rows = self._conn().execute(
-            f"SELECT {COLUMNS} FROM offload_jobs WHERE {' AND '.join(where)} "
-            "ORDER BY id DESC LIMIT ?",
-            [*args, params.limit + 1],
-        )
-        jobs = [job_from_row(r) for r in rows]
-        more = len(jobs) > params.limit
-        jobs = jobs[: params.limit]
-        return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
+        return query_page(self._conn(), params)
 
     @translated
     def cancel(self, params: IdsParams) -> list[JobRecord]:
@@ -179,22 +157,7 @@ class SqliteStore:
 
     @translated
     def stats(self) -> list[QueueStats]:
-        conn = self._conn()
-        now = self._clock()
-        counts: dict[str, dict[str, int]] = {}
-        for queue, state, count in conn.execute(Q["stats_counts"]):
-            counts.setdefault(queue, {s.value: 0 for s in JobState})[state] = count
-        oldest = dict(conn.execute(Q["stats_oldest"], (now,)).fetchall())
-        recent = dict(conn.execute(Q["stats_recent"], (now - 60,)).fetchall())
-        return [
-            QueueStats(
-                queue=queue,
-                counts=per_state,
-                oldest_ready_age_s=(now - oldest[queue]) if queue in oldest else None,
-                finished_last_minute=recent.get(queue, 0),
-            )
-            for queue, per_state in sorted(counts.items())
-        ]
+        return queue_stats(self._conn(), self._clock())
 
     @translated
     def purge(self, params: PurgeParams) -> int:
