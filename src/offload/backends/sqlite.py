@@ -318,6 +318,7 @@ class SqliteStore:
         return bool(stored)
 
     # -- wake-ups ----------------------------------------------------------
+    @translated
     def next_ready_at(self, queues: Sequence[str]) -> float | None:
         queues = list(queues)
         row = (
