@@ -69,8 +69,19 @@ def check_new_jobs(jobs: Iterable[NewJob], *, nul_ok: bool = True) -> None:
                 encoded = _encode(job.meta)
             except (UnicodeEncodeError, TypeError, ValueError) as exc:
                 raise _reject(job.id, "meta", f"cannot be stored as JSON ({exc})") from exc
-            if not nul_ok and b"\\u0000" in encoded:
+            if not nul_ok and b"\\u0000" in encoded and _holds_nul(job.meta):
                 raise _reject(job.id, "meta", "holds a NUL character")
+
+
+def _holds_nul(value: Any) -> bool:
+    """A real NUL somewhere in a JSON value (not the six characters backslash-u0000)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _check_text(job_id: str, field: str, text: str, nul_ok: bool) -> None:
