@@ -95,13 +95,15 @@ class SqliteStore:
         self._wal_path = path + "-wal"
         try:
             apply_schema(self._conn())
-        except sqlite3.Error as exc:  # another process holds the write lock past the timeout
+        except sqlite3.Error as exc:
             self._db.close()
-            raise BackendError(
-                f"cannot open the SQLite database {path!r}: {exc} (waited "
-                f"{busy_timeout_ms} ms); another process holds it locked, or raise "
-                "busy_timeout_ms in the URL"
-            ) from exc
+            why = f"cannot open the SQLite database {path!r}: {exc}"
+            if "locked" in str(exc) or "busy" in str(exc):
+                why += (
+                    f" (waited {busy_timeout_ms} ms); another process holds its write lock: "
+                    "stop it, or raise busy_timeout_ms in the URL"
+                )
+            raise BackendError(why) from exc
 
     def now(self) -> float:
         return self._clock()
