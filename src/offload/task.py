@@ -187,6 +187,18 @@ def chain_step(step: Signature[Any]) -> dict[str, Any]:
     }
 
 
+class ChainStep(msgspec.Struct, frozen=True):
+    """The shape ``chain_step`` writes; a step read back is checked against it."""
+
+    task: str
+    payload: str
+    queue: str
+    priority: int = 0
+    max_attempts: int = 1
+    lease_s: float | None = None
+    timeout_s: float | None = None
+
+
 def job_from_step(
     step: Mapping[str, Any],
     first_arg: Any,
@@ -196,13 +208,15 @@ def job_from_step(
     meta: dict[str, Any],
 ) -> NewJob:
     """A step written by ``chain_step``, with ``first_arg`` (a previous result, a batch's
-    outcomes) put before its own arguments: how chains and batch callbacks run."""
-    args, kwargs = msgspec.json.decode(step["payload"], type=tuple[list[Any], dict[str, Any]])
+    outcomes) put before its own arguments: how chains and batch callbacks run. Raises
+    ``msgspec.ValidationError`` (a ``DecodeError``) for a step of another shape."""
+    spec = msgspec.convert(step, ChainStep)
+    args, kwargs = msgspec.json.decode(spec.payload, type=tuple[list[Any], dict[str, Any]])
     return NewJob(
-        id=job_id, task=step["task"], queue=step["queue"],
+        id=job_id, task=spec.task, queue=spec.queue,
         payload=msgspec.json.encode(([first_arg, *args], kwargs)),
-        priority=step["priority"], max_attempts=step.get("max_attempts", 1),
-        lease_s=step.get("lease_s"), timeout_s=step.get("timeout_s"), owner=owner, meta=meta,
+        priority=spec.priority, max_attempts=spec.max_attempts,
+        lease_s=spec.lease_s, timeout_s=spec.timeout_s, owner=owner, meta=meta,
     )  # fmt: skip
 
 

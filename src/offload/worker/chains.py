@@ -1,8 +1,11 @@
-"""Chains in the worker: store the next step of a job that succeeded, then acknowledge it.
+"""Chains in the worker: a job that succeeded hands its chain's next step to the store
+with its own acknowledgement.
 
-The next step's id is derived from the finished job's id, so storing it twice
-(the worker died before its acknowledgement, and the job ran again) is refused
-as a duplicate: each step runs once per success of the one before.
+The next step rides on the success as an ``Outcome.follow_ups`` entry: the store
+inserts it in the same atomic step as the fenced finish, and only if it accepts
+that finish, so a step cancelled while it ran, or whose lease was reaped, hands
+nothing on. Its id is derived from the finished job's id, so a job that ran again
+(its acknowledgement was lost) cannot store the next step twice.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ import msgspec
 from msgspec.structs import replace as replace_struct
 
 from offload.app import Offload
-from offload.backends.base import BackendError, EnqueueParams, Outcome, OutcomeKind
+from offload.backends.base import Outcome, OutcomeKind
 from offload.ids import derived_id, id_time_ms
-from offload.records import JobRecord, NewJob
+from offload.records import ErrorInfo, JobRecord, NewJob
 from offload.task import CHAIN_META_KEY, job_from_step
 from offload.worker import outcomes
 
@@ -24,9 +27,13 @@ log = logging.getLogger("offload.worker")
 
 
 def next_step(job: JobRecord, result: bytes) -> NewJob | None:
+    """The chain's next step, or None; raises ``msgspec.ValidationError`` (or DecodeError)
+    when the steps in ``meta`` are not what ``chain_step`` writes."""
     steps = job.meta.get(CHAIN_META_KEY)
     if not steps:
         return None
+    if not isinstance(steps, list):
+        raise msgspec.ValidationError(f"the chain must be a list of steps, got {steps!r:.200}")
     meta: dict[str, Any] = {"chained_from": job.id}
     if steps[1:]:
         meta[CHAIN_META_KEY] = steps[1:]
@@ -37,22 +44,23 @@ def next_step(job: JobRecord, result: bytes) -> NewJob | None:
 
 
 async def hand_on(app: Offload, job: JobRecord, outcome: Outcome) -> Outcome:
-    """Outcome hook: a chain's next step is stored before the success that triggers it."""
+    """Outcome hook: a success that continues a chain carries the next step as a follow-up.
+
+    A chain whose next step cannot be read (written by hand or by another version) fails
+    the job, not retryable, with the reason logged: the chain cannot go on, and a success
+    that silently drops the rest of it would hide that."""
     if outcome.kind is not OutcomeKind.SUCCEEDED or CHAIN_META_KEY not in job.meta:
         return outcome
     try:
         successor = next_step(job, outcome.result or b"null")
-        if successor is not None:
-            if successor.queue in app.fair_queues:  # the next step takes its owner's turn
-                successor = replace_struct(successor, fair=True)
-            await app.backend.enqueue(EnqueueParams(jobs=[successor]))
-    except ValueError:
-        pass  # stored by an earlier run of this job, whose acknowledgement was lost
-    except BackendError as exc:
-        log.error("job %s: cannot store the next step of its chain (%s)", job.id, exc)
-        task = app.tasks.get(job.task)
-        failure = outcomes.Failure(outcomes.error_info(exc, with_traceback=False), True)
-        return outcomes.failed(job, failure, task.defaults.backoff if task else None)
-    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError) as exc:
-        log.error("job %s: its chain's next step is unreadable (%s)", job.id, exc)
-    return outcome
+    except (msgspec.DecodeError, KeyError, TypeError) as exc:
+        log.error("job %s (%s): its chain's next step is unreadable, the chain ends here: %s",
+                  job.id, job.task, exc)  # fmt: skip
+        error = ErrorInfo(type="ChainStepUnreadable",
+                          message=f"the chain's next step is unreadable: {exc}")  # fmt: skip
+        return outcomes.failed(job, outcomes.Failure(error, retryable=False), None)
+    if successor is None:
+        return outcome
+    if successor.queue in app.fair_queues:  # the next step takes its owner's turn
+        successor = replace_struct(successor, fair=True)
+    return replace_struct(outcome, follow_ups=[*outcome.follow_ups, successor])
