@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from offload import JobState, Offload
-from offload.backends.base import JobFilter, QueryParams
-from offload.batches import BatchService
+from offload import InvalidArguments, JobState, Offload
+from offload.backends.base import Backend, JobFilter, MarkNamesParams, Page, QueryParams
+from offload.batches import CLOSED_MARK_TTL_S, OPEN_BATCHES, BatchService, batch_mark
 from offload.errors import ConfigurationError
 from worker_helpers import WorkerThread, wait_until
 
@@ -96,3 +96,118 @@ def test_a_batch_needs_jobs_of_this_app(app: Offload) -> None:
         app.batch([])
     with pytest.raises(ConfigurationError, match="another Offload app"):
         app.batch([foreign.s()])
+
+
+def open_batches(app: Offload) -> list[str]:
+    raw = app.backend.blocking.get_marks(MarkNamesParams(names=[OPEN_BATCHES])).get(OPEN_BATCHES)
+    return [] if raw is None else list(__import__("json").loads(raw))
+
+
+@pytest.fixture
+def runner(app: Offload) -> Any:
+    """One event loop for a test's leader ticks (a PostgreSQL pool belongs to one loop)."""
+    with asyncio.Runner() as loop:
+        yield loop
+        loop.run(app.aclose())
+
+
+def tick(runner: asyncio.Runner, service: BatchService, backend: Any) -> float | None:
+    return runner.run(service.tick(backend, 0.0))
+
+
+def test_a_member_with_a_unique_key_is_refused_before_anything_is_stored(app: Offload) -> None:
+    """A held key would return another job in the member's place: the batch would never
+    complete while its status said finished. Keys are refused in batches, at the call."""
+
+    @app.task
+    def convert(name: str) -> str:
+        return name
+
+    @app.task
+    def zip_all(outcomes: list[dict[str, Any]]) -> int:
+        return len(outcomes)
+
+    holder = convert.options(key="report").enqueue("held")
+    with pytest.raises(ConfigurationError, match="unique key"):
+        app.batch([convert.options(key="report").s("a"), convert.s("b")], on_complete=zip_all.s())
+    assert [j.id for j in app.backend.blocking.query(QueryParams()).jobs] == [holder.id]
+    assert open_batches(app) == []
+
+
+def test_a_batch_whose_members_cannot_be_stored_leaves_nothing_open(
+    app: Offload, runner: asyncio.Runner
+) -> None:
+    @app.task
+    def convert(name: str) -> str:
+        return name
+
+    with pytest.raises(InvalidArguments, match="missing a required argument"):
+        app.batch([convert.s("a"), convert.s()])  # the second lacks its argument
+    assert open_batches(app) == []
+    assert app.backend.blocking.query(QueryParams()).jobs == []
+    assert tick(runner, BatchService(), app.backend) is None  # nothing open: the leader idles
+
+
+class CountingQueries:
+    """The store, with each query's filter and limit written down (a spy, not a mock)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.queries: list[QueryParams] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+    async def query(self, params: QueryParams) -> Page:
+        self.queries.append(params)
+        return await self.backend.query(params)
+
+
+def test_progress_asks_only_whether_a_member_is_unfinished(
+    app: Offload, runner: asyncio.Runner
+) -> None:
+    """A tick costs one indexed row per open batch; the members are read once, at the end."""
+
+    @app.task
+    def convert(name: str) -> str:
+        return name
+
+    @app.task
+    def zip_all(outcomes: list[dict[str, Any]]) -> int:
+        return len(outcomes)
+
+    batch = app.batch([convert.s(str(i)) for i in range(5)], on_complete=zip_all.s())
+    last, *others = batch.jobs()
+    for job in others:
+        job.cancel()
+    service = BatchService()
+    spy = CountingQueries(app.backend)
+    assert tick(runner, service, spy) == 0.0 and tick(runner, service, spy) == 0.0
+    assert [(q.limit, q.filter.batch) for q in spy.queries] == [(1, batch.id)] * 2
+    assert all(JobState.SUCCEEDED not in q.filter.states for q in spy.queries)
+    assert JobState.QUEUED in spy.queries[0].filter.states
+    spy.queries.clear()
+    last.cancel()
+    assert tick(runner, service, spy) is None
+    assert service.completed == 1 and len(callbacks(app)) == 1
+    assert spy.queries[0].limit == 1
+    assert len([q for q in spy.queries if q.limit > 1]) == 1  # the members, read once
+    assert open_batches(app) == []
+
+
+def test_a_closed_batch_mark_expires() -> None:
+    """Every mark needs a lifetime: a batch's goes once the batch is closed."""
+    now = [1_000_000.0]
+    app = Offload("memory://", clock=lambda: now[0])
+
+    @app.task
+    def convert(name: str) -> str:
+        return name
+
+    batch = app.batch([convert.s("a")])
+    batch.jobs()[0].cancel()
+    with asyncio.Runner() as loop:
+        assert tick(loop, BatchService(), app.backend) is None
+    assert open_batches(app) == []
+    now[0] += CLOSED_MARK_TTL_S + 1
+    assert app.backend.blocking.get_marks(MarkNamesParams(names=[batch_mark(batch.id)])) == {}

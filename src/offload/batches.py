@@ -2,16 +2,23 @@
 
 A batch is its members (each carries the batch id) plus a store *mark* that
 holds the callback and the member count; a second mark lists the open batches.
-The leader's ``BatchService`` looks at each open batch every tick; once every
-member has ended it stores the callback under an id derived from the batch's,
-so a leader that dies and a new one that repeats the step still make one
-callback, and only then closes the batch. Members that end any way at all
-(succeeded, dead after retries or crashes, cancelled by a person) count.
+The members are stored first and the batch is opened after, so a call that
+fails (bad arguments, an outage) leaves nothing open. The leader's
+``BatchService`` asks the store, each tick, only whether an open batch still has
+an unfinished member (one indexed row at most); once none has, it reads the
+members once, stores the callback under an id derived from the batch's, so a
+leader that dies and a new one that repeats the step still make one callback,
+and only then closes the batch, whose mark then expires. Members that end any
+way at all (succeeded, dead after retries or crashes, cancelled by a person) count.
+
+A member may not carry a unique key: a job already holding the key would be
+returned in its place, outside the batch, and the batch could not tell when
+its own member ended.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,12 +26,15 @@ import msgspec
 
 from offload.backends.base import (
     Backend,
+    BackendError,
+    DuplicateJob,
     EnqueueParams,
     JobFilter,
     MarkNamesParams,
     MarkParams,
     QueryParams,
     SyncBackend,
+    ValueRejected,
 )
 from offload.errors import ConfigurationError
 from offload.ids import derived_id, id_time_ms
@@ -36,8 +46,13 @@ if TYPE_CHECKING:
     from offload.app import Offload
     from offload.task import Signature
 
+log = logging.getLogger("offload.batches")
+
 OPEN_BATCHES = "batches:open"
 _PAGE = 1000
+#: A closed batch's mark lingers this long (a leader repeating the close finds it), then expires.
+CLOSED_MARK_TTL_S = 60.0
+_UNFINISHED = tuple(s for s in JobState if not s.is_terminal)
 
 
 def batch_mark(batch_id: str) -> str:
@@ -104,18 +119,26 @@ async def members_async(backend: Backend, batch_id: str) -> list[JobRecord]:
 def start_batch(
     app: Offload, signatures: list[Signature[Any]], on_complete: Signature[Any] | None
 ) -> str:
-    """Record the batch, list it as open, then store its members in one enqueue."""
+    """Store the members in one enqueue, then record the batch and list it as open: a
+    failure before the batch is open leaves nothing open (members already stored then
+    simply run without a callback)."""
 
     if not signatures:
         raise ConfigurationError("a batch needs at least one job")
+    keyed = [s.task.name for s in signatures if s.call.key is not None]
+    if keyed:
+        raise ConfigurationError(
+            f"a batch member cannot carry a unique key (task {keyed[0]!r}): a job already "
+            "holding the key would stand in for it outside the batch; enqueue keyed jobs "
+            "on their own"
+        )
+    callback = None if on_complete is None else chain_step(on_complete)
     batch_id = app.new_id()
-    spec = BatchSpec(
-        total=len(signatures), callback=None if on_complete is None else chain_step(on_complete)
-    )
+    jobs = [msgspec.structs.replace(s.to_new_job(), batch=batch_id) for s in signatures]
+    stored = app.backend.blocking.enqueue(EnqueueParams(jobs=jobs))
+    spec = BatchSpec(total=sum(1 for r in stored if r.batch == batch_id), callback=callback)
     _set(app, batch_mark(batch_id), msgspec.json.encode(spec).decode())
     _update_open(app, add=batch_id)
-    jobs = [msgspec.structs.replace(s.to_new_job(), batch=batch_id) for s in signatures]
-    app.backend.blocking.enqueue(EnqueueParams(jobs=jobs))
     return batch_id
 
 
@@ -178,25 +201,57 @@ class BatchService:
         closed: list[str] = []
         for batch_id in open_ids:
             spec_raw = specs.get(batch_mark(batch_id))
-            if spec_raw is None:
-                closed.append(batch_id)
-                continue
-            spec = msgspec.json.decode(spec_raw, type=BatchSpec)
-            ended = [j for j in await members_async(backend, batch_id) if j.state.is_terminal]
-            if len(ended) < spec.total:
-                continue
-            callback = callback_job(batch_id, spec, ended)
-            if callback is not None:
-                # ValueError: an earlier leader stored it and died before closing the batch
-                with contextlib.suppress(ValueError):
-                    await backend.enqueue(EnqueueParams(jobs=[callback]))
-            closed.append(batch_id)
-            self.completed += 1
+            try:
+                if spec_raw is None:
+                    closed.append(batch_id)
+                elif await self._complete(backend, batch_id, spec_raw):
+                    closed.append(batch_id)
+                    self.completed += 1
+            except BackendError:
+                raise  # the store is out: the whole tick is retried
+            except Exception:  # this batch alone; the others go on
+                log.exception("batch %s: completing it failed; trying again next tick", batch_id)
         if closed:
-            await self._close(backend, closed)
+            await self._close(backend, closed, specs)
         return None if len(closed) == len(open_ids) else 0.0
 
-    async def _close(self, backend: Backend, closed: list[str]) -> None:
+    async def _complete(self, backend: Backend, batch_id: str, spec_raw: str) -> bool:
+        """Store the callback once no member is unfinished; True when the batch may close.
+
+        Progress is one indexed question (is any member unfinished? at most one row);
+        the members are read once, when the batch completes."""
+        unfinished = await backend.query(
+            QueryParams(filter=JobFilter(batch=batch_id, states=_UNFINISHED), limit=1)
+        )
+        if unfinished.jobs:
+            return False
+        try:
+            spec = msgspec.json.decode(spec_raw, type=BatchSpec)
+            callback = callback_job(batch_id, spec, await members_async(backend, batch_id))
+        except (msgspec.DecodeError, KeyError, TypeError, UnicodeError) as exc:
+            log.error("batch %s: its callback cannot be made (%s: %s); the batch is closed "
+                      "without it", batch_id, type(exc).__name__, exc)  # fmt: skip
+            return True
+        if callback is None:
+            return True
+        try:
+            await backend.enqueue(EnqueueParams(jobs=[callback]))
+        except DuplicateJob:
+            pass  # an earlier leader stored it and died before closing the batch
+        except ValueRejected as exc:  # the same call can never succeed: do not retry forever
+            log.error("batch %s: the store refused its callback job %s (%s); the batch is "
+                      "closed without it", batch_id, callback.id, exc)  # fmt: skip
+        return True
+
+    async def _close(self, backend: Backend, closed: list[str], specs: dict[str, str]) -> None:
+        """Let each closed batch's mark expire, then take the batches off the open list (a
+        leader that dies in between leaves them listed: the next one finds them done)."""
+        for batch_id in closed:
+            name = batch_mark(batch_id)
+            if (raw := specs.get(name)) is not None:
+                await backend.set_mark(
+                    MarkParams(name=name, value=raw, expected=raw, ttl_s=CLOSED_MARK_TTL_S)
+                )
         for _ in range(100):
             marks = await backend.get_marks(MarkNamesParams(names=[OPEN_BATCHES]))
             old = marks.get(OPEN_BATCHES)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Any
 
-from offload.backends.base import EnqueueParams
-from offload.backends.memory import memory_backend
-from offload.records import NewJob
-from offload.worker.maintenance import Maintenance
+import pytest
+
+from offload import JobState, Offload
+from offload.backends.base import BackendError, EnqueueParams, IdsParams, ValueRejected
+from offload.backends.memory import MemoryStore, memory_backend
+from offload.backends.store import ThreadedBackend
+from offload.batches import BatchService
+from offload.records import JobRecord, NewJob
+from offload.worker.maintenance import LeaderService, Maintenance
 
 
 class Clock:
@@ -57,3 +64,86 @@ def test_the_leader_lock_outlives_three_idle_pauses() -> None:
         idle_interval_s=5.0,
     )  # fmt: skip
     assert upkeep._lock.ttl_s == 15.0
+
+
+class Boom:
+    """A leader service that fails every tick, as a batch callback the store refused did."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def tick(self, backend: object, now_s: float) -> float | None:
+        raise self.error
+
+
+class Counting:
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    async def tick(self, backend: object, now_s: float) -> float | None:
+        self.ticks += 1
+        return None
+
+
+def test_a_failing_leader_service_is_logged_by_name_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        clock = Clock()
+        backend = memory_backend("memory://", clock=clock)
+        later = Counting()
+        services: list[LeaderService] = [
+            Boom(RuntimeError("callback too large")),
+            Boom(BackendError("gone")),
+            later,
+        ]
+        upkeep = Maintenance(backend, owner="w1", max_crashes=3, retention_s=60,
+                             services=services)  # fmt: skip
+        due = NewJob(id="j1", task="t", queue="q", payload=b"[[],{}]", delay_s=1.0)
+        await backend.enqueue(EnqueueParams(jobs=[due]))
+        clock.now += 2
+        with caplog.at_level(logging.ERROR, logger="offload.worker"):
+            assert await upkeep.run_once() == 1.0  # a failed service asks for a soon tick
+        assert later.ticks == 1
+        (job,) = await backend.get(IdsParams(ids=["j1"]))
+        assert job.state is JobState.QUEUED  # promoted all the same
+        text = caplog.text
+        assert "Boom failed (RuntimeError: callback too large)" in text
+        assert "Boom skipped, the store did not answer: gone" in text
+
+    asyncio.run(scenario())
+
+
+class SmallValues(MemoryStore):
+    """A store that cannot hold a payload over 1 KB (as a store refuses a value too large)."""
+
+    def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
+        if any(len(new.payload) > 1000 for new in params.jobs):
+            raise ValueRejected("payload too large for this store")
+        return super().enqueue(params)
+
+
+def test_a_batch_callback_the_store_refuses_closes_the_batch_with_a_logged_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = Offload(backend=ThreadedBackend(SmallValues()))
+
+    @app.task
+    def convert(name: str) -> str:
+        return name
+
+    @app.task
+    def zip_all(outcomes: list[dict[str, Any]], note: str) -> None: ...
+
+    batch = app.batch([convert.s("a")], on_complete=zip_all.s(note="x" * 2000))
+    batch.jobs()[0].cancel()
+    service = BatchService()
+
+    async def scenario() -> None:
+        with caplog.at_level(logging.ERROR, logger="offload.batches"):
+            assert await service.tick(app.backend, 0.0) is None  # closed: nothing left open
+        assert await service.tick(app.backend, 0.0) is None
+
+    asyncio.run(scenario())
+    assert f"batch {batch.id}: the store refused its callback job" in caplog.text
+    assert "payload too large" in caplog.text

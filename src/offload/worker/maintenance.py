@@ -10,14 +10,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Protocol, TypeVar
 
 from offload.backends.base import Backend, BackendError, LockParams, PruneParams, ReapParams
 
 log = logging.getLogger("offload.worker")
 
 LOCK_NAME = "offload.maintenance"
+
+_T = TypeVar("_T")
+
+
+class _Failed:
+    """What a step that failed returns (None means "nothing pending" for a service)."""
+
+
+_FAILED = _Failed()
+
+
+def _name(service: object) -> str:
+    return str(getattr(service, "name", None) or type(service).__name__)
 
 
 class LeaderService(Protocol):
@@ -59,11 +73,42 @@ class Maintenance:
         self._pause_s = interval_s
 
     async def run_once(self) -> float | None:
-        """One round of upkeep; returns how soon it is needed again (None: idle)."""
+        """One round of upkeep; returns how soon it is needed again (None: idle).
+
+        Each step (reap, promote, prune, every leader service) runs on its own: one that
+        fails is logged under its name with its real cause, and the others still run."""
         self.is_leader = await self._backend.lock(self._lock)
         if not self.is_leader:
             return None
         soon: float | None = None
+        if await self._isolated("reap", self._reap):  # work done, or a failure: tick soon
+            soon = self._interval_s
+        if await self._isolated("promote", self._backend.promote_due):
+            soon = self._interval_s
+        now = await self._backend.now()
+        if now >= self._next_prune:
+            self._next_prune = now + self._prune_every_s
+            await self._isolated("prune", partial(self._prune, now))
+        for service in self._services:
+            wanted = await self._isolated(_name(service), partial(service.tick, self._backend, now))
+            if isinstance(wanted, _Failed):
+                wanted = self._interval_s  # try again at the busy pace, not the idle one
+            if wanted is not None:
+                soon = wanted if soon is None else min(soon, wanted)
+        return soon
+
+    async def _isolated(self, name: str, step: Callable[[], Awaitable[_T]]) -> _T | _Failed:
+        """Run one step; log its failure with the step's name and its real cause."""
+        try:
+            return await step()
+        except BackendError as exc:
+            log.error("maintenance: %s skipped, the store did not answer: %s", name, exc)
+        except Exception as exc:
+            log.exception("maintenance: %s failed (%s: %s); the other steps still run",
+                          name, type(exc).__name__, exc)  # fmt: skip
+        return _FAILED
+
+    async def _reap(self) -> int:
         reaped = await self._backend.reap_expired(ReapParams(max_crashes=self._max_crashes))
         if reaped:
             self.reaped += len(reaped)
@@ -73,20 +118,12 @@ class Maintenance:
                 "after %d crashes)",
                 len(reaped), dead, self._max_crashes,
             )  # fmt: skip
-            soon = self._interval_s
-        if await self._backend.promote_due():
-            soon = self._interval_s
-        now = await self._backend.now()
-        if now >= self._next_prune:
-            self._next_prune = now + self._prune_every_s
-            pruned = await self._backend.prune(PruneParams(finished_before=now - self._retention_s))
-            if pruned:
-                log.info("pruned %d finished job(s) older than the retention period", pruned)
-        for service in self._services:
-            wanted = await service.tick(self._backend, now)
-            if wanted is not None:
-                soon = wanted if soon is None else min(soon, wanted)
-        return soon
+        return len(reaped)
+
+    async def _prune(self, now: float) -> None:
+        pruned = await self._backend.prune(PruneParams(finished_before=now - self._retention_s))
+        if pruned:
+            log.info("pruned %d finished job(s) older than the retention period", pruned)
 
     def _next_pause(self, soon: float | None) -> float:
         if not self.is_leader:  # followers only need to notice a dead leader
