@@ -9,6 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
+from offload import bounds
 from offload.backends import open_backend
 from offload.backends.base import (
     Backend,
@@ -58,14 +59,12 @@ class Offload:
         fair_queues: Iterable[str] = (),
     ) -> None:
         self.url = url or os.environ.get("OFFLOAD_URL") or DEFAULT_URL
-        if lease_s <= 0 or retention_s < 0 or max_crashes < 1 or default_retries < 0:
-            raise ConfigurationError(
-                "lease_s must be > 0, retention_s >= 0, max_crashes >= 1, default_retries >= 0"
-            )
+        if isinstance(max_crashes, bool) or not isinstance(max_crashes, int) or max_crashes < 1:
+            raise ConfigurationError(f"max_crashes must be an int >= 1, got {max_crashes!r}")
         self.default_queue = check_queue_name(default_queue)
-        self.default_retries = default_retries
-        self.lease_s = float(lease_s)
-        self.retention_s = float(retention_s)
+        self.default_retries = bounds.retries(default_retries)
+        self.lease_s = bounds.duration_s(lease_s, "lease_s")
+        self.retention_s = bounds.delay_s(retention_s, "retention_s")
         self.max_crashes = max_crashes
         self.clock = clock
         if isinstance(fair_queues, str):
@@ -192,14 +191,10 @@ class Offload:
         result per item; ``enqueue(item)`` stores one job per item and a worker hands up
         to 100 of them to one call, waiting at most ``batch_wait_s`` to fill it.
         """
-        retries = self.default_retries if retries is None else retries
-        if not isinstance(retries, int) or retries < 0:
-            raise ConfigurationError(f"retries must be an int >= 0, got {retries!r}")
-        for label, value in (("timeout_s", timeout_s), ("lease_s", lease_s)):
-            if value is not None and value <= 0:
-                raise ConfigurationError(f"{label} must be > 0, got {value!r}")
-        if not isinstance(priority, int):
-            raise ConfigurationError(f"priority must be an int, got {priority!r}")
+        retries = bounds.retries(self.default_retries if retries is None else retries)
+        timeout_s = None if timeout_s is None else bounds.duration_s(timeout_s, "timeout_s")
+        lease_s = None if lease_s is None else bounds.duration_s(lease_s, "lease_s")
+        priority = bounds.priority(priority)
         try:
             policy = as_policy(backoff)
         except (TypeError, ValueError) as exc:

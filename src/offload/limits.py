@@ -111,8 +111,8 @@ class ConcurrencyLimit:
             or self.max_running < 1
         ):
             raise ConfigurationError(f"max_running must be an int >= 1, got {self.max_running!r}")
-        if not self.retry_s > 0:
-            raise ConfigurationError(f"retry_s must be > 0, got {self.retry_s!r}")
+        if not 0 < self.retry_s <= 3600:  # also refuses NaN
+            raise ConfigurationError(f"retry_s must be a number in (0, 3600], got {self.retry_s!r}")
         _check_common(self.key, self.name)
 
     def describe(self) -> str:

@@ -40,8 +40,10 @@ class BatchSettings:
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ConfigurationError(f"batch_size must be an int >= 1, got {size!r}")
         wait = 0.1 if wait_s is None else wait_s
-        if not isinstance(wait, int | float) or wait < 0:
-            raise ConfigurationError(f"batch_wait_s must be a number >= 0, got {wait_s!r}")
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 3600:
+            raise ConfigurationError(
+                f"batch_wait_s must be a number >= 0 and at most 3600, got {wait_s!r}"
+            )
         return BatchSettings(size=size, wait_s=float(wait))
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import msgspec
 from msgspec.structs import replace as replace_struct
 
+from offload import bounds
 from offload.errors import ConfigurationError
 from offload.limits import Limit
 from offload.microbatch import BatchSettings, item_signature
@@ -63,10 +64,7 @@ class CallOptions:
 
 
 def _seconds(delay: Delay) -> float:
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-    if seconds < 0:
-        raise ConfigurationError(f"delay must not be negative, got {delay!r}")
-    return seconds
+    return bounds.delay_s(delay.total_seconds() if isinstance(delay, timedelta) else delay)
 
 
 def make_call_options(
@@ -90,14 +88,12 @@ def make_call_options(
         if isinstance(run_at, datetime):
             if run_at.tzinfo is None:
                 raise ConfigurationError("run_at must be timezone-aware (e.g. datetime.now(UTC))")
-            changes["run_at"] = run_at.timestamp()
+            changes["run_at"] = bounds.timestamp_s(run_at.timestamp())
         else:
-            changes["run_at"] = float(run_at)
+            changes["run_at"] = bounds.timestamp_s(run_at)
         changes["delay_s"] = 0.0
     if priority is not None:
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise ConfigurationError(f"priority must be an int, got {priority!r}")
-        changes["priority"] = priority
+        changes["priority"] = bounds.priority(priority)
     if queue is not None:
         changes["queue"] = check_queue_name(queue)
     if key is not None:
@@ -324,7 +320,9 @@ class Task(_Enqueuer[P, R]):
     ) -> NewJob:
         payload = self.codec.encode_args(tuple(args), dict(kwargs))
         d = self.defaults
-        delay_s, run_at, meta = call.delay_s, call.run_at, dict(call.meta)
+        delay_s, run_at, meta = bounds.delay_s(call.delay_s), call.run_at, dict(call.meta)
+        if run_at is not None:
+            run_at = bounds.timestamp_s(run_at)
         window = call.window or d.window
         if window is not None:  # wait as scheduled until the window opens
             earliest = run_at if run_at is not None else self.app.now() + delay_s
