@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from offload import ConcurrencyLimit, Job, JobState, Offload, RateLimit
+from offload.backends import open_backend
 from offload.backends.base import (
     BackendError,
     ClaimParams,
     EnqueueParams,
     FinishParams,
+    MarkNamesParams,
     MarkParams,
 )
 from offload.errors import ConfigurationError
@@ -377,5 +379,63 @@ def test_several_rate_limits_defer_a_job_once_to_the_latest_slot() -> None:
         (again,) = await backend.claim(ClaimParams(queues=["q"], limit=1, worker="w", lease_s=60))
         # both reservations are honoured at once: no second trip through either limit
         assert (await limiter.admit(again, keyed_limits([fast, slow], [], {}))).deferral is None
+
+    asyncio.run(scenario())
+
+
+def test_a_worker_with_a_fast_clock_does_not_hold_back_a_correct_one(store_url: str) -> None:
+    """Buckets are read on the store's clock: a worker 60 s fast used to reserve slots 60 s
+    ahead, and a job on a correct worker then waited a minute for a 1/s limit."""
+
+    async def scenario() -> None:
+        store_clock = Clock()
+        backend = open_backend(store_url, clock=store_clock)
+        fast = Limiter(backend, lambda: store_clock() + 60)
+        correct = Limiter(backend, store_clock)
+        keyed = keyed_limits([RateLimit("1/s", name="api")], [], {})
+        try:
+            jobs = [NewJob(id=f"j{i}", task="t", queue="q", payload=b"[[],{}]") for i in range(3)]
+            await backend.enqueue(EnqueueParams(jobs=jobs))
+            one, two, three = await backend.claim(
+                ClaimParams(queues=["q"], limit=3, worker="w", lease_s=60)
+            )
+            assert (await fast.admit(one, keyed)).deferral is None
+            held = await correct.admit(two, keyed)
+            assert held.deferral is not None and held.deferral.retry_delay_s == 1.0
+            assert held.not_before == T0 + 1  # on the correct worker's own clock
+            later = await fast.admit(three, keyed)
+            assert later.deferral is not None and later.deferral.retry_delay_s == 2.0
+            assert later.not_before == T0 + 60 + 2  # on the fast worker's own clock
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())
+
+
+def test_limit_marks_expire_once_they_no_longer_matter() -> None:
+    """A full bucket and a limit nobody holds are what a missing mark means: each mark is
+    written with a lifetime, so one per key ever used does not pile up in the store."""
+
+    async def scenario() -> None:
+        clock = Clock()
+        app = Offload("memory://", clock=clock)
+        backend = app.backend
+        limiter = Limiter(backend, clock)
+        keyed = keyed_limits(
+            [RateLimit("1/s", name="api", key=lambda user: user), ConcurrencyLimit(1, name="c")],
+            ["u1"], {},
+        )  # fmt: skip
+        await backend.enqueue(EnqueueParams(jobs=[NewJob(id="j0", task="t", queue="q",
+                                                         payload=b"[[],{}]")]))  # fmt: skip
+        (job,) = await backend.claim(ClaimParams(queues=["q"], limit=1, worker="w", lease_s=60))
+        admission = await limiter.admit(job, keyed)
+        assert admission.deferral is None
+        names = ["limit:rate:api:u1", "limit:running:c:"]
+        assert set(await backend.get_marks(MarkNamesParams(names=names))) == set(names)
+        clock.advance(3600)  # still running: its slot is kept however long it runs
+        assert set(await backend.get_marks(MarkNamesParams(names=names))) == {names[1]}
+        await limiter.release(job, admission)
+        clock.advance(3600)
+        assert await backend.get_marks(MarkNamesParams(names=names)) == {}
 
     asyncio.run(scenario())

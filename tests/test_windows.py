@@ -6,15 +6,17 @@ nothing waits for 1 a.m. for real.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from offload import JobState, Offload, Retry
+from offload.backends import open_backend
 from offload.backends.base import Outcome, OutcomeKind
 from offload.errors import ConfigurationError
-from offload.windows import Window, retry_in_window
+from offload.windows import Window, keep_retry_in_window, retry_in_window
 from worker_helpers import WorkerThread, wait_until
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -124,5 +126,26 @@ def test_a_retry_that_would_fall_outside_the_window_waits_for_the_next(store_url
             clock.now = at("2026-06-02 01:00:00.5")
             wait_until(lambda: app.job(job.id).state is JobState.SUCCEEDED)
         assert len(attempts) == 2
+    finally:
+        app.close()
+
+
+def test_a_window_is_placed_on_the_stores_clock_not_the_callers(store_url: str) -> None:
+    """At 04:00 in Paris on the store's clock the night window is open: a caller whose clock
+    runs two hours fast must not put the job off to the next night."""
+    store_clock = Clock(at("2026-06-01 04:00"))
+    app = Offload(
+        clock=lambda: store_clock() + 7200, backend=open_backend(store_url, clock=store_clock)
+    )
+
+    @app.task(window="01:00-05:00 Europe/Paris")
+    def reindex(name: str) -> None: ...
+
+    try:
+        job = reindex.enqueue("nightly")
+        assert app.job(job.id).record.run_at == at("2026-06-01 04:00")
+        retry = Outcome(id=job.id, delivery=1, kind=OutcomeKind.RETRY, retry_delay_s=60.0)
+        placed = asyncio.run(keep_retry_in_window(app, job.record, retry))
+        assert placed.retry_delay_s == 60.0  # still inside the window a minute later
     finally:
         app.close()

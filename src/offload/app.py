@@ -27,6 +27,7 @@ from offload.microbatch import BatchSettings
 from offload.records import JobRecord, NewJob
 from offload.retry import Backoff, as_policy
 from offload.scheduler import Missed, Schedule
+from offload.storeclock import StoreClock
 from offload.task import Signature, Task, TaskOptions, check_queue_name
 from offload.windows import Window
 
@@ -76,6 +77,7 @@ class Offload:
         self.new_id = IdGenerator()
         self._backend = backend
         self._backend_lock = threading.Lock()
+        self._store_clock = StoreClock(self.now)
 
     def __repr__(self) -> str:
         return f"<Offload {self.display_url} tasks={sorted(self.tasks)}>"
@@ -83,6 +85,13 @@ class Offload:
     def now(self) -> float:
         """The app's clock (the test clock if one was given), for times computed client-side."""
         return self.clock() if self.clock is not None else time.time()
+
+    def store_now(self) -> float:
+        """The store's clock, which every time decision uses (callers' clocks disagree)."""
+        return self._store_clock.now_blocking(self.backend.blocking)
+
+    async def store_now_async(self) -> float:
+        return await self._store_clock.now(self.backend)
 
     @property
     def display_url(self) -> str:
@@ -358,6 +367,8 @@ class Offload:
     async def enqueue_signatures_async(
         self, signatures: Sequence[Signature[R]], connection: Any = None
     ) -> list[Job[R]]:
+        if any(s.call.window or s.task.defaults.window for s in signatures):
+            await self.store_now_async()  # placing them reads the store's clock: no blocking
         return self._handles(await self._store_async(self._check_owned(signatures), connection))
 
     def _handles(self, records: list[JobRecord]) -> list[Job[R]]:

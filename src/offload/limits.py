@@ -37,6 +37,7 @@ from offload.backends.base import (
 from offload.errors import ConfigurationError
 from offload.records import JobRecord
 from offload.states import JobState
+from offload.storeclock import StoreClock
 
 log = logging.getLogger("offload.worker")
 
@@ -212,9 +213,13 @@ def keyed_limits(
 
 
 class Limiter:
+    """``clock`` is this worker's clock (``Admission.not_before`` is on it); every decision
+    about a bucket is made on the store's clock, which all workers share."""
+
     def __init__(self, backend: Backend, clock: Callable[[], float]) -> None:
         self.backend = backend
         self.clock = clock
+        self.store_clock = StoreClock(clock)
 
     async def admit(self, job: JobRecord, keyed: Sequence[KeyedLimit]) -> Admission:
         """Take a slot in every concurrency limit, then a token from every rate limit. A full
@@ -246,7 +251,7 @@ class Limiter:
                     for lim, _ in keyed
                     if isinstance(lim, RateLimit)
                 }
-                delay_s = start_at - self.clock()
+                delay_s = start_at - await self.store_clock.now(self.backend)
                 return self._defer(job, admission, delay_s, _waiting(limit, key), prepaid)
         except (BackendError, _Contended) as exc:
             await self.release(job, admission)
@@ -271,7 +276,7 @@ class Limiter:
             if state.holders.get(job.id) != job.delivery:
                 return
             del state.holders[job.id]
-            if await self._write(name, raw, state):
+            if await self._write(name, raw, state, ttl_s=_idle_ttl(state)):
                 return
         raise _Contended(name)
 
@@ -288,7 +293,7 @@ class Limiter:
                 if len(holders) >= max_running:
                     return False
             holders[job.id] = job.delivery
-            if await self._write(name, raw, _Holders(holders=holders)):
+            if await self._write(name, raw, _Holders(holders=holders), ttl_s=None):
                 return True
         raise _Contended(name)
 
@@ -302,19 +307,22 @@ class Limiter:
 
     # -- rate ----------------------------------------------------------------------------
     async def _take_token(self, job: JobRecord, limit: RateLimit, key: str) -> float | None:
-        """None when the job may start now; else the start of the slot it has reserved."""
-        now = self.clock()
+        """None when the job may start now; else the start of the slot it has reserved (both
+        on the store's clock)."""
+        now = await self.store_clock.now(self.backend)
         slot = _prepaid(job, limit)
         grace_s = max(limit.interval_s, PREPAID_GRACE_S)
         if slot is not None and slot - limit.interval_s <= now <= slot + grace_s:
-            if now < slot:  # the store's clock runs a little ahead of this worker's
+            if now < slot:  # a moment early (the deferral's delay was counted at its flush)
                 await asyncio.sleep(slot - now)
             return None  # reserved when it was deferred, and not so late as to bunch up
         name = f"limit:rate:{limit.name}:{key}"
         for _ in range(CAS_TRIES):
             raw, bucket = await self._read(name, _Bucket)
             tat, start_at = gcra(bucket.tat, now, limit.interval_s, limit.burst)
-            if await self._write(name, raw, _Bucket(tat=tat)):
+            # Once the store's clock passes tat the bucket is full again, and a missing
+            # mark means just that: the mark lives no longer than it matters.
+            if await self._write(name, raw, _Bucket(tat=tat), ttl_s=tat - now + EXPIRY_MARGIN_S):
                 return None if start_at <= now else start_at
         raise _Contended(name)
 
@@ -328,9 +336,12 @@ class Limiter:
         except msgspec.ValidationError:
             return raw, kind()  # a damaged mark resets the limit rather than stopping all jobs
 
-    async def _write(self, name: str, raw: str | None, state: msgspec.Struct) -> bool:
+    async def _write(
+        self, name: str, raw: str | None, state: msgspec.Struct, *, ttl_s: float | None
+    ) -> bool:
         value = msgspec.json.encode(state).decode()
-        return await self.backend.set_mark(MarkParams(name=name, value=value, expected=raw))
+        params = MarkParams(name=name, value=value, expected=raw, ttl_s=ttl_s)
+        return await self.backend.set_mark(params)
 
     # -- deferral ----------------------------------------------------------------------------
     def _defer(
@@ -368,6 +379,17 @@ def _prepaid(job: JobRecord, limit: RateLimit) -> float | None:
     ):
         return float(entry[0])
     return None
+
+
+#: A limit's mark outlives the moment it stops mattering by this much.
+EXPIRY_MARGIN_S = 1.0
+#: A concurrency limit with no holder left keeps its mark this long, then it expires.
+IDLE_HOLDERS_TTL_S = 60.0
+
+
+def _idle_ttl(state: _Holders) -> float | None:
+    """Holders gone: the mark can expire. Holders left: kept, they are running jobs."""
+    return IDLE_HOLDERS_TTL_S if not state.holders else None
 
 
 class _Contended(Exception):

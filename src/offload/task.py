@@ -235,6 +235,8 @@ class _Enqueuer(Generic[P, R]):
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         call = self._take_connection(kwargs)
+        if call.window or self._task.defaults.window:
+            await self._task.app.store_now_async()  # placing it reads the store's clock
         new = self._task.new_job(args, kwargs, call)
         return await self._task.app.enqueue_one_async(self._task, new, call.connection)
 
@@ -324,8 +326,8 @@ class Task(_Enqueuer[P, R]):
         if run_at is not None:
             run_at = bounds.timestamp_s(run_at)
         window = call.window or d.window
-        if window is not None:  # wait as scheduled until the window opens
-            earliest = run_at if run_at is not None else self.app.now() + delay_s
+        if window is not None:  # wait as scheduled until the window opens, on the store's clock
+            earliest = run_at if run_at is not None else self.app.store_now() + delay_s
             delay_s, run_at = 0.0, window.next_start(earliest)
             meta[WINDOW_META_KEY] = str(window)
         queue = call.queue or d.queue

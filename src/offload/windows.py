@@ -94,4 +94,4 @@ async def keep_retry_in_window(app: Offload, job: JobRecord, outcome: Outcome) -
     """Outcome hook: a retry of a windowed job is placed inside its window."""
     if outcome.kind is not OutcomeKind.RETRY or META_KEY not in job.meta:
         return outcome
-    return retry_in_window(outcome, job.meta[META_KEY], app.now())
+    return retry_in_window(outcome, job.meta[META_KEY], await app.store_now_async())
