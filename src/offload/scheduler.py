@@ -20,7 +20,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import cronsim
 import msgspec
 
-from offload.backends.base import Backend, EnqueueParams, MarkNamesParams, MarkParams
+from offload.backends.base import (
+    Backend,
+    DuplicateJob,
+    EnqueueParams,
+    MarkNamesParams,
+    MarkParams,
+    ValueRejected,
+)
 from offload.errors import ConfigurationError, InvalidArguments
 from offload.ids import derived_id
 
@@ -70,11 +77,14 @@ class Schedule:
     def __post_init__(self) -> None:
         zone = _zone(self.tz)
         try:
+            if not isinstance(self.cron, str) or len(self.cron.split()) != 5:
+                # cronsim would read a sixth field as seconds: a run every second or so
+                raise cronsim.CronSimError(f"{len(str(self.cron).split())} fields")
             cronsim.CronSim(self.cron, datetime.now(zone))
         except cronsim.CronSimError as exc:
             raise ConfigurationError(
                 f"schedule {self.name!r}: bad cron expression {self.cron!r} ({exc}); "
-                "expected five fields: minute hour day-of-month month day-of-week"
+                "expected exactly five fields: minute hour day-of-month month day-of-week"
             ) from exc
         try:
             object.__setattr__(self, "missed", Missed(self.missed))
@@ -183,8 +193,11 @@ class CronService:
             try:
                 await backend.enqueue(EnqueueParams(jobs=[new]))
                 self.enqueued += 1
-            except ValueError:
+            except DuplicateJob:
                 pass  # another leader stored this run first: exactly once all the same
+            except ValueRejected as exc:  # can never be stored: skip the run, not the schedule
+                log.error("schedule %s: the store refused the run due %s (%s); skipped",
+                          schedule.name, _iso(due_s), exc)  # fmt: skip
         if skipped:
             log.warning(
                 "schedule %s: %d run(s) missed while no worker was up were skipped "
