@@ -134,9 +134,10 @@ class Signature(Generic[R]):
 class Chain(Generic[R]):
     """Steps run one after another; each receives the previous step's result first.
 
-    The steps still to come ride in the running job's ``meta``; a worker enqueues the
-    next step, under an id derived from the current job's, before acknowledging the
-    current one, so a crash in between repeats the hand-off and never doubles it.
+    The steps still to come ride in the running job's ``meta``; the store inserts the
+    next step, under an id derived from the current job's, with the current one's
+    acknowledgement and only if it accepts it: a step cancelled or reaped while it ran
+    hands nothing on, and a step that ran twice hands on once.
     """
 
     steps: tuple[Signature[Any], ...]
