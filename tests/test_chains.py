@@ -26,21 +26,10 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Offload:
     application.close()
 
 
-@pytest.fixture
-def follow_ups(request: pytest.FixtureRequest) -> None:
-    """Chains hand on through ``Outcome.follow_ups``, which each store implements on its
-    own branch (issue 12): expected to fail on a store that does not have them yet."""
-    if request.node.callspec.params.get("app") != "memory":
-        request.applymarker(pytest.mark.xfail(
-            strict=False, reason="the store stores Outcome.follow_ups once its branch is merged",
-        ))  # fmt: skip
-
-
 def jobs_of(app: Offload, task: str) -> list[object]:
     return app.backend.blocking.query(QueryParams(filter=JobFilter(task=task))).jobs
 
 
-@pytest.mark.usefixtures("follow_ups")
 def test_each_step_gets_the_result_before_it(app: Offload) -> None:
     @app.task
     def add(a: int, b: int) -> int:
@@ -66,7 +55,6 @@ def test_each_step_gets_the_result_before_it(app: Offload) -> None:
     assert "chain" not in last.meta  # nothing follows the last step
 
 
-@pytest.mark.usefixtures("follow_ups")
 def test_a_failed_step_ends_the_chain(app: Offload) -> None:
     @app.task
     def add(a: int, b: int) -> int:
@@ -126,7 +114,6 @@ def test_signatures_check_what_they_are_given_and_enqueue_checks_the_rest(app: O
         app.enqueue_signatures([waiting])
 
 
-@pytest.mark.usefixtures("follow_ups")
 def test_a_step_cancelled_while_it_runs_hands_nothing_on(app: Offload) -> None:
     """The hand-off is fenced: the next step is stored with the step's acknowledgement,
     which the store refuses once the step was cancelled (or reaped) under its worker."""

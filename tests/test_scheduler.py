@@ -132,10 +132,6 @@ def scheduled_jobs(app: Offload) -> list[tuple[str, str]]:
 def test_two_leaders_make_exactly_one_run_per_due_time(
     store_url: str, request: pytest.FixtureRequest
 ) -> None:
-    if not store_url.startswith("memory"):  # the second leader's run is a DuplicateJob
-        request.applymarker(pytest.mark.xfail(
-            strict=False, reason="the store raises DuplicateJob once its branch is merged",
-        ))  # fmt: skip
     clock = Clock(at("2026-06-01 01:59:30"))
     app = Offload(store_url, clock=clock)
 
