@@ -42,11 +42,6 @@ from offload.records import ErrorInfo
 from offload.states import JobState
 
 
-def _xfail_on_redis(request: pytest.FixtureRequest, backend_name: str, reason: str) -> None:
-    if backend_name == "redis":
-        request.applymarker(pytest.mark.xfail(reason=f"redis: {reason}", strict=False))
-
-
 async def _count(backend: Backend) -> int:
     return len((await backend.query(QueryParams(limit=1000))).jobs)
 
@@ -77,8 +72,6 @@ async def test_enqueue_refuses_a_value_no_store_can_hold_and_stores_nothing(
     fields: dict[str, object],
     field: str,
 ) -> None:
-    if field == "priority":
-        _xfail_on_redis(request, backend_name, "holds a 64-bit priority (the others refuse it)")
     good = new_job()
     bad = new_job(**fields)
     with pytest.raises(ValueRejected) as caught:
@@ -149,7 +142,6 @@ async def test_progress_that_is_not_a_number_is_ignored_and_odd_text_stored(
     backend: Backend, backend_name: str, request: pytest.FixtureRequest
 ) -> None:
     """One update's NaN must not fail the other updates of the batch."""
-    _xfail_on_redis(request, backend_name, "refuses the whole batch for one NaN progress")
     await enqueue(backend, new_job(), new_job())
     a = await claim_one(backend)
     b = await claim_one(backend)

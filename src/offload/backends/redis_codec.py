@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from offload.backends.base import ValueRejected
+from offload.backends.values import MAX_INT
 from offload.records import FAIR_STEP_S, ErrorInfo, JobRecord, NewJob
 from offload.states import JobState
 
@@ -156,6 +157,10 @@ JOB_STRIDE = 15
 def job_args(j: NewJob) -> list[Any]:
     """The JOB_STRIDE values of one new job, every one checked before any script runs."""
     i = j.id
+    for field, number in (("priority", j.priority), ("max_attempts", j.max_attempts)):
+        if not -MAX_INT <= number <= MAX_INT:  # what every store holds (PostgreSQL's int)
+            raise ValueRejected(f"job {i!r}: {field} = {number!r} is out of range; nothing was "
+                                "stored")  # fmt: skip
     return [
         text(i, i, "id"), text(j.task, i, "task"), text(j.queue, i, "queue"), j.payload,
         j.priority, j.max_attempts, span(j.delay_s, i, "delay_s"), when(j.run_at, i, "run_at"),
