@@ -151,6 +151,8 @@ class ArgsCodec:
             return msgspec.json.decode(raw, type=annotation)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise PayloadError(f"argument {name!r}: {exc}") from exc
+        except Exception as exc:  # a type's own check (__post_init__) raised: still bad input
+            raise PayloadError(f"argument {name!r}: {type(exc).__name__}: {exc}") from exc
 
     def encode_result(self, value: object) -> bytes:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from msgspec.structs import replace as replace_struct
 
@@ -16,7 +17,8 @@ from offload.backends.base import (
     ProgressParams,
     ProgressUpdate,
 )
-from offload.records import JobRecord
+from offload.records import ErrorInfo, JobRecord
+from offload.worker import outcomes
 from offload.worker.state import WorkerState
 
 log = logging.getLogger("offload.worker")
@@ -54,7 +56,17 @@ class Acks(WorkerState):
         while True:
             await self._flush_needed.wait()
             self._flush_needed.clear()
-            await self._flush_once()
+            try:
+                await self._flush_once()
+            except Exception:  # this loop must outlive any surprise: log it, try again
+                log.exception("recording outcomes failed (jobs %s); will retry", self._ids())
+                await asyncio.sleep(1.0)  # not _pause: a stopping worker would spin
+                self._flush_needed.set()
+
+    def _ids(self, outcomes: Sequence[Outcome] | None = None, most: int = 20) -> str:
+        """Job ids for a log line (the first few)."""
+        ids = [o.id for o in outcomes] if outcomes is not None else list(self._unacked)
+        return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
     async def _flush_once(self) -> bool:
         """Send every pending outcome in one ``finish`` call; keep them on failure."""
@@ -66,28 +78,83 @@ class Acks(WorkerState):
             return True
         batch = list(self._unacked.values())
         try:
-            sent = [self._as_sent(outcome) for outcome in batch]
-            result = await self.app.backend.finish(FinishParams(outcomes=sent))
+            await self._finish(batch)
         except BackendError as exc:
             log.error("cannot record %d outcome(s) (%s); will retry", len(batch), exc)
             await self._pause(0.5)
             self._flush_needed.set()
             return False
+        self._flushes += 1
+        self._slot_freed.set()  # a burst worker re-checks for work once outcomes are stored
+        return True
+
+    async def _finish(self, batch: list[Outcome]) -> None:
+        """Store outcomes in one call. One the store refuses fails only its own job: a refused
+        call is split until the refused outcome stands alone, then replaced by a failure."""
+        try:
+            sent = [self._as_sent(outcome) for outcome in batch]
+            result = await self.app.backend.finish(FinishParams(outcomes=sent))
+        except BackendError:
+            raise  # an outage: every outcome waits for the store to come back
+        except Exception as exc:
+            if len(batch) > 1:
+                half = len(batch) // 2
+                await self._finish(batch[:half])
+                await self._finish(batch[half:])
+            else:
+                await self._replace_refused(batch[0], exc)
+            return
+        self._acknowledged(batch, result.rejected)
+
+    def _acknowledged(self, batch: Sequence[Outcome], rejected: Sequence[str]) -> None:
         for outcome in batch:
             if self._unacked.get(outcome.id) is outcome:
                 del self._unacked[outcome.id]
                 self._defer_not_before.pop(outcome.id, None)
                 self._unacked_jobs.pop(outcome.id, None)
-        self._flushes += 1
-        self._slot_freed.set()  # a burst worker re-checks for work once outcomes are stored
-        if result.rejected:
-            self.stats.rejected += len(result.rejected)
+        if rejected:
+            self.stats.rejected += len(rejected)
             log.warning(
                 "%d outcome(s) refused: this worker no longer held their lease (cancelled or "
-                "recovered by another worker)",
-                len(result.rejected),
+                "recovered by another worker): %s",
+                len(rejected),
+                ", ".join(rejected[:20]),
             )
-        return True
+
+    async def _replace_refused(self, outcome: Outcome, refusal: Exception) -> None:
+        """Store a failure the store can hold in place of an outcome it refused."""
+        reason = outcomes.error_info(refusal, with_traceback=False)
+        log.error(
+            "job %s: the store refused its %s outcome (%s: %s); it is dead-lettered instead",
+            outcome.id, outcome.kind.value, reason.type, reason.message,
+        )  # fmt: skip
+        error = ErrorInfo(
+            type="OutcomeRejected",
+            message=f"the job's {outcome.kind.value} outcome could not be stored "
+            f"({reason.type}: {reason.message}); look for a value the store cannot hold "
+            "(a result, error text, delay or follow-up job)",
+            traceback=outcome.error.traceback if outcome.error else None,
+        )
+        failure = Outcome(
+            id=outcome.id,
+            delivery=outcome.delivery,
+            kind=OutcomeKind.DEAD,
+            error=outcomes.storable_error(error),
+        )
+        if self._unacked.get(outcome.id) is outcome:
+            self._unacked[outcome.id] = failure
+        try:
+            result = await self.app.backend.finish(FinishParams(outcomes=[failure]))
+        except BackendError:
+            raise
+        except Exception:  # even the failure: give the job up to its lease's expiry
+            log.exception(
+                "job %s: the store refused its failure too; leaving it to its lease", outcome.id
+            )
+            self._acknowledged([failure], [])
+            return
+        self.stats.dead += 1
+        self._acknowledged([failure], result.rejected)
 
     def _as_sent(self, outcome: Outcome) -> Outcome:
         """A deferral waits until its moment, not its delay counted from the flush."""
@@ -99,7 +166,12 @@ class Acks(WorkerState):
     async def _flush_all(self) -> None:
         deadline = time.monotonic() + max(self.grace_s, 5.0)
         while self._unacked and time.monotonic() < deadline:
-            if not await self._flush_once():
+            try:
+                flushed = await self._flush_once()
+            except Exception:
+                log.exception("recording outcomes failed (jobs %s)", self._ids())
+                flushed = False
+            if not flushed:
                 await asyncio.sleep(0.5)
         await self._flush_progress()
         if self._unacked:
@@ -110,7 +182,10 @@ class Acks(WorkerState):
         while True:
             await self._progress_needed.wait()
             self._progress_needed.clear()
-            await self._flush_progress()
+            try:
+                await self._flush_progress()
+            except Exception:  # progress is best effort; the loop must go on
+                log.exception("recording progress failed")
             await asyncio.sleep(0.2)  # coalesce chatty tasks into a few writes a second
 
     async def _flush_progress(self) -> None:
@@ -121,3 +196,12 @@ class Acks(WorkerState):
             await self.app.backend.report_progress(ProgressParams(updates=updates))
         except BackendError as exc:
             log.warning("cannot record progress (%s)", exc)
+        except Exception as exc:  # a report the store refuses: drop only that one
+            if len(updates) == 1:
+                log.warning("job %s: progress report not recorded (%s)", updates[0].id, exc)
+                return
+            for update in updates:
+                try:
+                    await self.app.backend.report_progress(ProgressParams(updates=[update]))
+                except Exception as one:
+                    log.warning("job %s: progress report not recorded (%s)", update.id, one)
