@@ -18,7 +18,7 @@ from offload.windows import keep_retry_in_window
 from offload.worker import outcomes
 from offload.worker.chains import hand_on
 from offload.worker.executors import Invocation
-from offload.worker.process_pool import ChildDied, ChildFailed
+from offload.worker.process_pool import ChildDied, ChildFailed, ProcessExecutor
 from offload.worker.state import Running, WorkerState
 
 log = logging.getLogger("offload.worker")
@@ -44,6 +44,10 @@ class Attempts(WorkerState):
         except PayloadError as exc:
             log.error("job %s: undecodable payload (%s); it is dead-lettered", job.id, exc)
             return outcomes.poison(job, "PayloadError", str(exc))
+        except Exception as exc:  # a decoder that raised anything else: the payload's fault too
+            log.error("job %s: arguments raised %r while decoding; dead-lettered", job.id, exc)
+            message = f"the arguments could not be decoded: {type(exc).__name__}: {exc}"
+            return outcomes.poison(job, "PayloadError", message)
         admission: Admission | None = None
         if task.defaults.limits:
             try:
@@ -80,10 +84,14 @@ class Attempts(WorkerState):
             cancelled=running.cancelled,
         )
         call = Invocation(task, job.payload, args, kwargs, context, running.cancelled)
-        assert self._executor is not None
+        executor = self._executor
+        assert executor is not None
+        if running.isolation == "process":  # a suspect: a child of its own (see isolation)
+            executor = ProcessExecutor(self.app_spec or "", 1)
+            await executor.start()
         try:
             async with asyncio.timeout(job.timeout_s):
-                result = await self._executor.run(call)
+                result = await executor.run(call)
         except TimeoutError:
             running.cancelled.set()
             failure = outcomes.Failure(
@@ -104,11 +112,15 @@ class Attempts(WorkerState):
             failure = outcomes.Failure(outcomes.error_info(exc, with_traceback=False), True)
             return outcomes.failed(job, failure, task.defaults.backoff)
         except asyncio.CancelledError:
+            running.abandoned = call.abandoned  # its thread still runs: see _execute
             raise
         except BaseException as exc:  # a bad job never takes the worker down
             failure = outcomes.describe_failure(exc, task.defaults.retry_on)
             log.info("job %s (%s) failed: %s", job.id, job.task, failure.error.message)
             return outcomes.failed(job, failure, task.defaults.backoff)
+        finally:
+            if executor is not self._executor:
+                await executor.close()
         return outcomes.succeeded(job, result)
 
     def _progress_reporter(self, job: JobRecord) -> Any:
@@ -116,6 +128,8 @@ class Attempts(WorkerState):
         assert loop is not None
 
         def report(fraction: float, message: str | None) -> None:
+            if message is not None:  # text any store can hold, whatever the task passed
+                message = outcomes.storable_text(str(message), outcomes.MAX_MESSAGE_CHARS)
             update = ProgressUpdate(
                 id=job.id, delivery=job.delivery, progress=fraction, message=message
             )

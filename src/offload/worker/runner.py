@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import heapq
 import logging
 import os
 import socket
@@ -35,9 +34,11 @@ from offload.worker.acks import Acks
 from offload.worker.attempts import OUTCOME_HOOKS, Attempts
 from offload.worker.batching import Batching
 from offload.worker.executors import Executor, LocalExecutor
+from offload.worker.isolation import Isolation
 from offload.worker.leases import Leases
 from offload.worker.maintenance import Maintenance
 from offload.worker.process_pool import Pool, ProcessExecutor
+from offload.worker.slots import Slots
 from offload.worker.state import Forming, Running, WorkerStats
 
 __all__ = ["Worker", "WorkerStats", "run_worker"]
@@ -46,9 +47,11 @@ log = logging.getLogger("offload.worker")
 #: How long a cancelled store call may take to end before the worker goes on without it.
 CANCEL_GRACE_S = 2.0
 RECONNECT_MAX_PAUSE_S = 5.0
+#: A burst worker gives up after this many failed claims in a row (0.2 + 0.4 s of pauses).
+BURST_CLAIM_TRIES = 3
 
 
-class Worker(Acks, Leases, Attempts, Batching):
+class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation):
     def __init__(
         self,
         app: Offload,
@@ -130,6 +133,11 @@ class Worker(Acks, Leases, Attempts, Batching):
         self._flushes = 0
         self._progress_needed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._leases_changed = asyncio.Event()  # a job with a shorter lease than planned came
+        self._planned_lease_s = app.lease_s
+        self._alone_lock = asyncio.Lock()
+        self._alone_pending = 0
+        self._job_ended = asyncio.Event()
 
     # -- control -------------------------------------------------------------
     def request_stop(self) -> None:
@@ -210,10 +218,18 @@ class Worker(Acks, Leases, Attempts, Batching):
                     failures = 0
                 except StoreRefused:
                     raise  # a configuration problem: retrying would only repeat the message
-                except BackendError as exc:
+                except Exception as exc:  # an outage, or a surprise: never the end of the worker
                     failures += 1
+                    burst_over = self.burst and failures >= BURST_CLAIM_TRIES
+                    if burst_over and isinstance(exc, BackendError):
+                        raise  # a burst run is a batch job: it fails, with the one line
                     pause_s = min(RECONNECT_MAX_PAUSE_S, 0.1 * 2**failures)
-                    log.error("cannot claim jobs (%s); retrying in %.1fs", exc, pause_s)
+                    if not isinstance(exc, BackendError):
+                        log.exception("claiming jobs failed; retrying in %.1fs", pause_s)
+                    elif failures == 1:  # an outage is told once, and its end
+                        log.error("cannot claim jobs (%s); retrying until it is back", exc)
+                    else:
+                        log.debug("cannot claim jobs (%s); retrying in %.1fs", exc, pause_s)
                     await self._pause(pause_s)
                     continue
             for job in jobs:
@@ -244,40 +260,6 @@ class Worker(Acks, Leases, Attempts, Batching):
                 await self._wait_for_slot_or_deferred()
                 continue
             woke_with = await self._wait_for_work()
-
-    def _claim_params(self) -> ClaimParams | None:
-        """The claim that fills the free slots (and a forming micro-batch); None if full."""
-        room = sum(f.size - len(f.members) for f in self._forming.values())
-        free = self.concurrency - self._busy()
-        if free <= 0 and room <= 0:
-            return None
-        free = max(free, 0) + room  # a forming micro-batch fills without taking slots
-        return ClaimParams(queues=self.queues, limit=free, worker=self.name, lease_s=self.lease_s)
-
-    def _busy(self) -> int:
-        """Slots in use: running jobs, plus one per micro-batch forming or running."""
-        idle = self._batched_jobs + len(self._waiting)
-        return len(self._running) - idle + self._batch_calls_count
-
-    def _pop_due_deferred(self) -> bool:
-        """Forget deferrals that are due; True if there were any (time to claim them)."""
-        now = self.app.now()
-        due = False
-        while self._deferred_due and self._deferred_due[0] <= now:
-            heapq.heappop(self._deferred_due)
-            due = True
-        return due
-
-    async def _wait_for_slot_or_deferred(self) -> None:
-        if self._pop_due_deferred():
-            return
-        self._slot_freed.clear()
-        timeout_s = None
-        if self._deferred_due:
-            timeout_s = self._deferred_due[0] - self.app.now() + 0.001
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self._slot_freed.wait()
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -340,14 +322,25 @@ class Worker(Acks, Leases, Attempts, Batching):
             stale.cancelled.set()
             if stale.task is not None:
                 stale.task.cancel()
+        if job.unreadable is not None:  # the store could not read its row: never run it
+            log.error("job %s: unreadable (%s); it is dead-lettered", job.id, job.unreadable)
+            message = f"the stored job could not be read ({job.unreadable}); it never ran"
+            self._remember(job, outcomes.poison(job, "UnreadableJob", message))
+            return
+        self._lease_added(job)
         busy = self._busy()
         running = Running(job=job, cancelled=threading.Event())
         self._running[job.id] = running
         self.stats.started += 1
         task = self.app.tasks.get(job.task)
-        if task is not None and task.defaults.batch is not None:
+        running.isolation = self._isolation_for(job, task)
+        if running.isolation == "alone":
+            self._alone_pending += 1
+            name = f"offload-job-{job.id}-alone"
+            running.task = asyncio.create_task(self._run_alone(running), name=name)
+        elif task is not None and task.defaults.batch is not None:
             self._gather(task, running)
-        elif busy >= self.concurrency:
+        elif busy >= self.concurrency or self._alone_pending:
             self._waiting.append(running)
         else:
             self._launch(running)
@@ -361,14 +354,7 @@ class Worker(Acks, Leases, Attempts, Batching):
         start any job waiting for the slot it leaves."""
         if self._running.get(running.job.id) is running:
             del self._running[running.job.id]
-        while self._waiting and self._busy() < self.concurrency and not self._stopping.is_set():
-            waiting = self._waiting.popleft()
-            if waiting.stop_reason == "lost":  # cancelled or reaped while it waited
-                self._forget(waiting)
-                self.stats.lost += 1
-                continue
-            self._launch(waiting)
-        self._slot_freed.set()
+        self._fill_slots()
 
     async def _execute(self, running: Running) -> None:
         job = running.job
@@ -378,7 +364,13 @@ class Worker(Acks, Leases, Attempts, Batching):
             for hook in OUTCOME_HOOKS:
                 outcome = await hook(self.app, job, outcome)
         except asyncio.CancelledError:
-            outcome = outcomes.released(job) if running.stop_reason == "shutdown" else None
+            shutdown = running.stop_reason == "shutdown"
+            if shutdown and running.abandoned:  # never hand back a job that still runs
+                log.warning(
+                    "job %s still runs in its thread: not handed back; it runs again once "
+                    "its lease expires after this worker exits", job.id,
+                )  # fmt: skip
+            outcome = outcomes.released(job) if shutdown and not running.abandoned else None
             if running.stop_reason is None:
                 raise
         finally:

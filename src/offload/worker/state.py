@@ -25,6 +25,10 @@ class Running:
     cancelled: threading.Event
     task: asyncio.Task[None] | None = None
     stop_reason: str | None = None  # "lost" (cancelled or reaped elsewhere) or "shutdown"
+    #: A job that crashed a worker before runs isolated: "process" or "alone" (isolation.py).
+    isolation: str | None = None
+    #: Stopped while its thread still ran: never handed back (it is not over yet).
+    abandoned: bool = False
 
 
 @dataclass
@@ -85,6 +89,11 @@ class WorkerState:
     _flushes: int
     _progress_needed: asyncio.Event
     _loop: asyncio.AbstractEventLoop | None
+    _leases_changed: asyncio.Event
+    _alone_lock: asyncio.Lock  # one suspect job runs alone at a time
+    _job_ended: asyncio.Event  # set each time a job leaves the running set
+    _alone_pending: int  # suspect jobs waiting to run alone, or running: nothing else starts
+    _planned_lease_s: float
 
     if TYPE_CHECKING:
 
@@ -94,6 +103,14 @@ class WorkerState:
         async def _pause(self, seconds: float) -> None: ...
 
         def _forget(self, running: Running) -> None: ...
+
+        def _fill_slots(self) -> None: ...
+
+        def _launch(self, running: Running) -> None: ...
+
+        async def _execute(self, running: Running) -> None: ...
+
+        async def _flush_once(self) -> bool: ...
 
         def _remember(self, job: JobRecord, outcome: Outcome | None) -> None: ...
 

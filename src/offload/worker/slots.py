@@ -1,0 +1,85 @@
+"""Slots: how many jobs to claim, which wait for a slot, and when held-back jobs fall due."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+
+from offload.backends.base import ClaimParams
+from offload.worker.state import WorkerState
+
+
+class Slots(WorkerState):
+    def _claim_params(self) -> ClaimParams | None:
+        """The claim that fills the free slots, else a forming micro-batch; None if full.
+
+        Free slots are claimed from every queue. A forming micro-batch's room (its members
+        take no slot) is claimed only when no slot is free, and only from queues where
+        nothing but forming micro-batched tasks live: any other job it brought would sit
+        leased and idle while another worker could run it.
+        """
+        if self._alone_pending:
+            return None  # a suspect job runs alone: claim nothing until it ends
+        free = self.concurrency - self._busy()
+        if free > 0:
+            return ClaimParams(
+                queues=self.queues, limit=free, worker=self.name, lease_s=self.lease_s
+            )
+        room: dict[str, int] = {}
+        for task in self.app.tasks.values():
+            queue = task.defaults.queue
+            if queue not in self.queues:
+                continue
+            forming = self._forming.get(task.name)
+            if forming is None or room.get(queue, 0) < 0:
+                room[queue] = -1  # another task's jobs could come: no room on this queue
+            else:
+                room[queue] = room.get(queue, 0) + forming.size - len(forming.members)
+        queues = [queue for queue, spare in room.items() if spare > 0]
+        if not queues:
+            return None
+        limit = sum(room[queue] for queue in queues)
+        return ClaimParams(queues=queues, limit=limit, worker=self.name, lease_s=self.lease_s)
+
+    def _busy(self) -> int:
+        """Slots in use: running jobs, plus one per micro-batch forming or running."""
+        idle = self._batched_jobs + len(self._waiting)
+        return len(self._running) - idle + self._batch_calls_count
+
+    def _pop_due_deferred(self) -> bool:
+        """Forget deferrals that are due; True if there were any (time to claim them)."""
+        now = self.app.now()
+        due = False
+        while self._deferred_due and self._deferred_due[0] <= now:
+            heapq.heappop(self._deferred_due)
+            due = True
+        return due
+
+    async def _wait_for_slot_or_deferred(self) -> None:
+        if self._pop_due_deferred():
+            return
+        self._slot_freed.clear()
+        timeout_s = None
+        if self._deferred_due:
+            timeout_s = self._deferred_due[0] - self.app.now() + 0.001
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._slot_freed.wait()
+
+    def _fill_slots(self) -> None:
+        """Start jobs waiting for a slot (none while a suspect job runs alone)."""
+        while (
+            self._waiting
+            and self._busy() < self.concurrency
+            and not self._alone_pending
+            and not self._stopping.is_set()
+        ):
+            waiting = self._waiting.popleft()
+            if waiting.stop_reason == "lost":  # cancelled or reaped while it waited
+                self._forget(waiting)
+                self.stats.lost += 1
+                continue
+            self._launch(waiting)
+        self._slot_freed.set()
+        self._job_ended.set()

@@ -1,0 +1,85 @@
+"""Defect 22: a job that never misbehaved must not die of a neighbour's crashes.
+
+Real worker processes, restarted by a supervisor loop like systemd or Kubernetes would,
+run innocent jobs beside a job that calls ``os._exit``. A job claimed after it crashed a
+worker runs in a child process of its own (the CLI worker knows its app's spec), so the
+poison job ends dead of its own failures and every innocent job succeeds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import worker_fault_app
+from offload import JobState
+from offload.backends.base import JobFilter, QueryParams
+
+TESTS_DIR = Path(__file__).resolve().parent
+DEADLINE_S = 180.0  # guards against a hang; never a timing assertion
+INNOCENTS = 6
+
+
+def fault_env(url: str, logs: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "OFFLOAD_URL"}
+    env.update(OFFLOAD_URL=url, FAULT_LOG_DIR=str(logs))
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")])
+    return env
+
+
+def start_worker(env: dict[str, str], *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "offload", "worker", "worker_fault_app:app", "-c", "8",
+         "--log-level", "ERROR", *extra],
+        env=env,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres", "redis"])
+def test_innocent_jobs_never_die_with_a_poison_job(
+    store: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path}/jobs.db"
+        if store == "sqlite"
+        else request.getfixturevalue(f"{store}_url")
+    )
+    logs = tmp_path / "executions"
+    logs.mkdir()
+    app = worker_fault_app.app
+    app._backend = None  # one module-level app, pointed at each store in turn
+    app.url = url
+    try:
+        innocents = [worker_fault_app.innocent.enqueue(n) for n in range(INNOCENTS)]
+        poison = worker_fault_app.poison.enqueue()
+        env = fault_env(url, logs)
+        restarts = 0
+        worker = start_worker(env)
+        deadline = time.monotonic() + DEADLINE_S
+        try:
+            while time.monotonic() < deadline:
+                states = [job.refresh().state for job in [*innocents, poison]]
+                if all(state.is_terminal for state in states):
+                    break
+                if worker.poll() is not None:  # the supervisor restarts a dead worker
+                    restarts += 1
+                    worker = start_worker(env)
+                time.sleep(0.2)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
+        page = app.backend.blocking.query(QueryParams(filter=JobFilter(), limit=100))
+        final = {job.id: job for job in page.jobs}
+        for job in innocents:
+            record = final[job.id]
+            assert record.state is JobState.SUCCEEDED, (record.state, record.crashes, record.error)
+        assert final[poison.id].state is JobState.DEAD
+        assert restarts >= 1  # the poison job did take a worker down once
+    finally:
+        app.close()
+        app._backend = None
