@@ -11,14 +11,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import worker_fault_app
-from offload import JobState
-from offload.backends.base import JobFilter, QueryParams
+from offload import JobState, Offload
+from offload.backends.base import ClaimParams, JobFilter, QueryParams, ReapParams
+from worker_helpers import WorkerThread
 
 TESTS_DIR = Path(__file__).resolve().parent
 DEADLINE_S = 180.0  # guards against a hang; never a timing assertion
@@ -83,3 +85,47 @@ def test_innocent_jobs_never_die_with_a_poison_job(
     finally:
         app.close()
         app._backend = None
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_without_an_app_spec_a_suspect_job_runs_alone(store: str, tmp_path: Path) -> None:
+    """A worker that cannot start a child for it runs a suspect with nothing beside it."""
+    url = "memory://" if store == "memory" else f"sqlite:///{tmp_path}/jobs.db"
+    app = Offload(url, default_retries=0)
+    lock = threading.Lock()
+    active: list[str] = []
+    beside_suspect: list[list[str]] = []
+
+    @app.task
+    def normal(n: int) -> int:
+        with lock:
+            active.append(f"normal-{n}")
+        time.sleep(0.3)
+        with lock:
+            active.remove(f"normal-{n}")
+        return n
+
+    @app.task
+    def suspect() -> str:
+        with lock:
+            beside_suspect.append(list(active))
+        time.sleep(0.3)
+        with lock:
+            beside_suspect.append(list(active))
+        return "ok"
+
+    try:
+        job = suspect.enqueue()
+        blocking = app.backend.blocking  # a worker took it, then died: one crash
+        blocking.claim(ClaimParams(queues=[app.default_queue], limit=1, worker="gone", lease_s=0.1))
+        time.sleep(0.3)
+        blocking.reap_expired(ReapParams(max_crashes=3))
+        assert job.refresh().record.crashes == 1
+        normals = [normal.enqueue(n) for n in range(8)]
+        with WorkerThread(app, concurrency=4):
+            assert job.result(timeout=30) == "ok"
+            for n, other in enumerate(normals):
+                assert other.result(timeout=30) == n
+        assert beside_suspect == [[], []]
+    finally:
+        app.close()

@@ -185,7 +185,7 @@ class Acks(WorkerState):
             try:
                 await self._flush_progress()
             except Exception:  # progress is best effort; the loop must go on
-                log.exception("recording progress failed")
+                log.exception("recording progress failed (jobs %s)", ", ".join(self._progress))
             await asyncio.sleep(0.2)  # coalesce chatty tasks into a few writes a second
 
     async def _flush_progress(self) -> None:

@@ -87,9 +87,10 @@ class Attempts(WorkerState):
         executor = self._executor
         assert executor is not None
         if running.isolation == "process":  # a suspect: a child of its own (see isolation)
-            executor = ProcessExecutor(self.app_spec or "", 1)
-            await executor.start()
+            executor = ProcessExecutor(self.app_spec or "", 1, respawn=False)
         try:
+            if executor is not self._executor:
+                await executor.start()
             async with asyncio.timeout(job.timeout_s):
                 result = await executor.run(call)
         except TimeoutError:

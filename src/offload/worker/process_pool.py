@@ -122,9 +122,10 @@ class _Child:
 class ProcessExecutor:
     """A fixed set of child processes, one job each at a time; a stuck child is killed."""
 
-    def __init__(self, app_spec: str, size: int) -> None:
+    def __init__(self, app_spec: str, size: int, *, respawn: bool = True) -> None:
         self._spec = app_spec
         self._size = size
+        self._respawn = respawn  # False for a one-off child (see isolation.py)
         self._context = multiprocessing.get_context("spawn")
         self._idle: asyncio.Queue[_Child] = asyncio.Queue()
         self._children: set[_Child] = set()
@@ -200,7 +201,8 @@ class ProcessExecutor:
                 self._idle.put_nowait(child)
             else:  # cancelled, timed out or died: this process is gone, start a fresh one
                 self._kill(child)
-                self._idle.put_nowait(self._spawn())
+                if self._respawn:
+                    self._idle.put_nowait(self._spawn())
 
     async def close(self) -> None:
         for child in list(self._children):

@@ -12,20 +12,29 @@ from offload.worker.state import WorkerState
 
 class Slots(WorkerState):
     def _claim_params(self) -> ClaimParams | None:
-        """The claim that fills the free slots, else a forming micro-batch; None if full.
+        """The claim that fills the free slots and forming micro-batches; None if full.
 
-        Free slots are claimed from every queue. A forming micro-batch's room (its members
-        take no slot) is claimed only when no slot is free, and only from queues where
-        nothing but forming micro-batched tasks live: any other job it brought would sit
-        leased and idle while another worker could run it.
+        A forming micro-batch's room (its members take no slot) is claimed only from queues
+        where nothing but forming micro-batched tasks live: any other job such a claim
+        brought would sit leased and idle while another worker could run it.
         """
         if self._alone_pending:
             return None  # a suspect job runs alone: claim nothing until it ends
         free = self.concurrency - self._busy()
-        if free > 0:
+        room = self._batch_room()
+        if free > 0:  # every queue; the room too if every queue is a forming batch's own
+            extra = sum(room.values()) if set(room) == set(self.queues) else 0
             return ClaimParams(
-                queues=self.queues, limit=free, worker=self.name, lease_s=self.lease_s
+                queues=self.queues, limit=free + extra, worker=self.name, lease_s=self.lease_s
             )
+        if not room:
+            return None
+        return ClaimParams(
+            queues=list(room), limit=sum(room.values()), worker=self.name, lease_s=self.lease_s
+        )
+
+    def _batch_room(self) -> dict[str, int]:
+        """Queues of this worker that only forming micro-batched tasks use, with their room."""
         room: dict[str, int] = {}
         for task in self.app.tasks.values():
             queue = task.defaults.queue
@@ -36,11 +45,7 @@ class Slots(WorkerState):
                 room[queue] = -1  # another task's jobs could come: no room on this queue
             else:
                 room[queue] = room.get(queue, 0) + forming.size - len(forming.members)
-        queues = [queue for queue, spare in room.items() if spare > 0]
-        if not queues:
-            return None
-        limit = sum(room[queue] for queue in queues)
-        return ClaimParams(queues=queues, limit=limit, worker=self.name, lease_s=self.lease_s)
+        return {queue: spare for queue, spare in room.items() if spare > 0}
 
     def _busy(self) -> int:
         """Slots in use: running jobs, plus one per micro-batch forming or running."""
