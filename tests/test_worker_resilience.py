@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -64,6 +65,40 @@ def test_an_unreadable_job_is_dead_lettered_and_never_runs() -> None:
     assert final.error is not None and final.error.type == "UnreadableJob"
     assert "meta: null is not an object" in final.error.message
     assert ran == [2]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["UPDATE offload_jobs SET meta = 'null' WHERE id = ?",
+     "UPDATE offload_jobs SET error = '{\"msg\": 1}' WHERE id = ?"],
+)  # fmt: skip
+def test_a_row_that_does_not_decode_is_dead_lettered_on_sqlite(sql: str, tmp_path: Path) -> None:
+    """Written by another version or by hand: the worker that claims it lives on."""
+    app = Offload(f"sqlite:///{tmp_path}/jobs.db", default_retries=2)
+
+    @app.task
+    def work(n: int) -> int:
+        return n
+
+    try:
+        broken = work.enqueue(1)
+        fine = work.enqueue(2)
+        conn = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+        try:
+            conn.execute(sql, (broken.id,))
+        finally:
+            conn.close()
+        with WorkerThread(app) as worker:
+            assert fine.result(timeout=30) == 2
+            wait_until(lambda: broken.refresh().state is JobState.DEAD, what="dead-lettered")
+            after = work.enqueue(3)  # the worker is still there
+            assert after.result(timeout=30) == 3
+        assert worker.error is None
+        final = broken.refresh().record
+        assert final.crashes == 0 and final.error is not None
+        assert final.error.type == "UnreadableJob"
+    finally:
+        app.close()
 
 
 class SurprisingStore:
