@@ -1,9 +1,10 @@
 """The worker: claim in batches, run, acknowledge in batches, keep leases alive.
 
-The loop itself only moves jobs. Its parts live beside it, one job each: ``attempts``
-(one job's call), ``batching`` (micro-batches), ``acks`` (outcomes and progress sent in
-batches), ``leases`` (heartbeats); retries, timeouts and leadership live in ``outcomes``,
-``executors`` and ``maintenance``.
+The loop itself only moves jobs. Its parts live beside it, one job each: ``slots``
+(how much to claim), ``attempts`` (one job's call), ``batching`` (micro-batches),
+``isolation`` (jobs that crashed a worker before), ``acks`` (outcomes and progress sent in
+batches), ``leases`` (heartbeats), ``shutdown``; retries, timeouts and leadership live in
+``outcomes``, ``executors`` and ``maintenance``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from offload.worker.isolation import Isolation
 from offload.worker.leases import Leases
 from offload.worker.maintenance import Maintenance
 from offload.worker.process_pool import Pool, ProcessExecutor
+from offload.worker.shutdown import Shutdown
 from offload.worker.slots import Slots
 from offload.worker.state import Forming, Running, WorkerStats
 
@@ -51,7 +53,7 @@ RECONNECT_MAX_PAUSE_S = 5.0
 BURST_CLAIM_TRIES = 3
 
 
-class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation):
+class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
     def __init__(
         self,
         app: Offload,
@@ -139,22 +141,6 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation):
         self._alone_pending = 0
         self._job_ended = asyncio.Event()
 
-    # -- control -------------------------------------------------------------
-    def request_stop(self) -> None:
-        """First call: finish running jobs within the grace period. Second: exit at once."""
-        self._stop_count += 1
-        if self._stop_count == 1:
-            log.info(
-                "stopping: no new jobs; waiting up to %.0fs for %d running job(s) "
-                "(signal again to exit at once)",
-                self.grace_s, len(self._running),
-            )  # fmt: skip
-            self._stopping.set()
-            self._slot_freed.set()
-        else:
-            log.warning("second stop signal: exiting now; running jobs return when leases expire")
-            os._exit(1)
-
     @property
     def lease_s(self) -> float:
         return self.app.lease_s
@@ -233,7 +219,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation):
                     await self._pause(pause_s)
                     continue
             for job in jobs:
-                self._start(job)
+                self._start_safely(job)
             if jobs:
                 empty_checks = 0
                 if len(jobs) < params.limit and not self.burst:
@@ -334,6 +320,8 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation):
         self.stats.started += 1
         task = self.app.tasks.get(job.task)
         running.isolation = self._isolation_for(job, task)
+        if running.isolation is not None:
+            self._flush_needed.set()  # what the others did is stored before it starts
         if running.isolation == "alone":
             self._alone_pending += 1
             name = f"offload-job-{job.id}-alone"
@@ -344,6 +332,24 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation):
             self._waiting.append(running)
         else:
             self._launch(running)
+
+    def _start_safely(self, job: JobRecord) -> None:
+        """Start a claimed job; a surprise here fails that job (retried), not the worker."""
+        try:
+            self._start(job)
+        except Exception as exc:
+            log.exception("job %s: the worker could not start it", job.id)
+            held = self._running.get(job.id)
+            if held is not None and held.job is job and held.task is None:
+                forming = any(held in f.members for f in self._forming.values())
+                if held in self._waiting or forming:
+                    return  # it got as far as its place in line: it runs all the same
+                self._forget(held)
+            task = self.app.tasks.get(job.task)
+            failure = outcomes.Failure(outcomes.error_info(exc), retryable=True)
+            self._remember(
+                job, outcomes.failed(job, failure, task.defaults.backoff if task else None)
+            )
 
     def _launch(self, running: Running) -> None:
         name = f"offload-job-{running.job.id}"
@@ -376,28 +382,6 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation):
         finally:
             self._forget(running)
         self._remember(job, outcome)
-
-    # -- shutdown ------------------------------------------------------------
-    async def _drain_running(self) -> None:
-        self._dispatch_all()  # a forming micro-batch runs now rather than waiting to fill
-        while self._waiting:  # claimed but never started: hand them straight back
-            waiting = self._waiting.popleft()
-            self._forget(waiting)
-            self._remember(waiting.job, outcomes.released(waiting.job))
-        tasks = [r.task for r in self._running.values() if r.task is not None]
-        tasks += list(self._batch_calls)
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=self.grace_s)
-            if pending:
-                log.warning("handing unfinished job(s) back to the queue")
-                for running in list(self._running.values()):
-                    running.stop_reason = "shutdown"
-                    running.cancelled.set()
-                    if running.task is not None:
-                        running.task.cancel()
-                for call in self._batch_calls:
-                    call.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
 
 
 def run_worker(worker: Worker, *, install_signals: bool = True) -> WorkerStats:

@@ -1,0 +1,55 @@
+"""Stopping: a first signal drains running jobs within the grace period, a second exits.
+
+A job whose ``def`` thread still runs when the grace ends is never handed back: it is not
+over, and another worker must not start it beside the first copy. It stays leased; the
+worker exits (task threads are daemon threads) and the lease expires on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+from offload.worker import outcomes
+from offload.worker.state import WorkerState
+
+log = logging.getLogger("offload.worker")
+
+
+class Shutdown(WorkerState):
+    def request_stop(self) -> None:
+        """First call: finish running jobs within the grace period. Second: exit at once."""
+        self._stop_count += 1
+        if self._stop_count == 1:
+            log.info(
+                "stopping: no new jobs; waiting up to %.0fs for %d running job(s) "
+                "(signal again to exit at once)",
+                self.grace_s, len(self._running),
+            )  # fmt: skip
+            self._stopping.set()
+            self._slot_freed.set()
+        else:
+            log.warning("second stop signal: exiting now; running jobs return when leases expire")
+            os._exit(1)
+
+    async def _drain_running(self) -> None:
+        self._dispatch_all()  # a forming micro-batch runs now rather than waiting to fill
+        while self._waiting:  # claimed but never started: hand them straight back
+            waiting = self._waiting.popleft()
+            self._forget(waiting)
+            self._remember(waiting.job, outcomes.released(waiting.job))
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        tasks += list(self._batch_calls)
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.grace_s)
+            if pending:
+                log.warning("handing unfinished job(s) back to the queue")
+                for running in list(self._running.values()):
+                    running.stop_reason = "shutdown"
+                    running.cancelled.set()
+                    if running.task is not None:
+                        running.task.cancel()
+                for call in self._batch_calls:
+                    call.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
