@@ -9,6 +9,7 @@ poison job ends dead of its own failures and every innocent job succeeds.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -129,3 +130,46 @@ def test_without_an_app_spec_a_suspect_job_runs_alone(store: str, tmp_path: Path
         assert beside_suspect == [[], []]
     finally:
         app.close()
+
+
+def test_a_task_process_does_not_outlive_its_killed_worker(tmp_path: Path) -> None:
+    """SIGKILL the worker: the child running a task exits too, so the job (run again once
+    its lease expires) never runs beside an orphaned first copy."""
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    logs = tmp_path / "executions"
+    logs.mkdir()
+    app = worker_fault_app.app
+    app._backend = None
+    app.url = url
+    try:
+        worker_fault_app.long_sleeper.enqueue(600.0)
+        worker = start_worker(fault_env(url, logs), "--pool", "process")
+        try:
+            deadline = time.monotonic() + DEADLINE_S
+            while not any(logs.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            [log] = list(logs.iterdir())
+            child_pid = int(log.read_text().split()[2])
+            assert child_pid != worker.pid
+        finally:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=60)
+        gone_by = time.monotonic() + 60.0  # far less than the task's 600 s sleep
+        while time.monotonic() < gone_by and _alive(child_pid):
+            time.sleep(0.1)
+        orphaned = _alive(child_pid)
+        if orphaned:
+            os.kill(child_pid, signal.SIGKILL)
+        assert not orphaned
+    finally:
+        app.close()
+        app._backend = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:  # a zombie is gone for our purpose
+        return stat.read().split()[2] != "Z"

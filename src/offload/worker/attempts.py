@@ -89,8 +89,9 @@ class Attempts(WorkerState):
         if running.isolation == "process":  # a suspect: a child of its own (see isolation)
             executor = ProcessExecutor(self.app_spec or "", 1, respawn=False)
         try:
-            if executor is not self._executor:
+            if isinstance(executor, ProcessExecutor) and executor is not self._executor:
                 await executor.start()
+                await executor.warm()  # its start-up is not the task's time
             async with asyncio.timeout(job.timeout_s):
                 result = await executor.run(call)
         except TimeoutError:

@@ -12,7 +12,9 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import threading
+import time
 from multiprocessing.process import BaseProcess
 from typing import Literal
 
@@ -42,6 +44,10 @@ class ProgressMsg(msgspec.Struct, frozen=True, tag="progress"):
     message: str | None
 
 
+class ReadyMsg(msgspec.Struct, frozen=True, tag="ready"):
+    """The child imported the app: its start-up is not counted in a task's timeout."""
+
+
 class DoneMsg(msgspec.Struct, frozen=True, tag="done"):
     result: msgspec.Raw
 
@@ -53,7 +59,7 @@ class FailedMsg(msgspec.Struct, frozen=True, tag="failed"):
     payload_error: bool = False
 
 
-Message = ProgressMsg | DoneMsg | FailedMsg
+Message = ReadyMsg | ProgressMsg | DoneMsg | FailedMsg
 _decode_message = msgspec.json.Decoder(Message).decode
 _decode_request = msgspec.json.Decoder(Request).decode
 
@@ -70,14 +76,28 @@ class ChildDied(OffloadError):
     pass
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """A child whose worker died (SIGKILL) must not run on: its job runs again elsewhere."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
 def child_main(spec: str, conn: multiprocessing.connection.Connection) -> None:
+    parent_pid = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     app = load_app(spec)
     loop = asyncio.new_event_loop()
     never = threading.Event()
+    try:
+        conn.send_bytes(msgspec.json.encode(ReadyMsg()))
+    except OSError:  # the worker is gone
+        return
     while True:
         try:
             request = _decode_request(conn.recv_bytes())
-        except EOFError:
+        except (EOFError, OSError):
             return
         task = app.tasks.get(request.task)
 
@@ -110,13 +130,17 @@ def child_main(spec: str, conn: multiprocessing.connection.Connection) -> None:
             reply = FailedMsg(failure.error, failure.retryable, failure.delay_s)
         finally:
             set_current_job(None)
-        conn.send_bytes(msgspec.json.encode(reply))
+        try:
+            conn.send_bytes(msgspec.json.encode(reply))
+        except OSError:  # the worker is gone (BrokenPipeError): nobody to tell
+            return
 
 
 class _Child:
     def __init__(self, process: BaseProcess, conn: multiprocessing.connection.Connection) -> None:
         self.process = process
         self.conn = conn
+        self.ready = False  # its ReadyMsg was read
 
 
 class ProcessExecutor:
@@ -175,6 +199,23 @@ class ProcessExecutor:
         with contextlib.suppress(Exception):
             child.conn.close()
 
+    async def warm(self) -> None:
+        """Wait until an idle child has imported the app (so a timeout counts only the task)."""
+        child = await self._idle.get()
+        try:
+            await self._ready(child)
+        except BaseException:
+            self._kill(child)
+            if self._respawn:
+                self._idle.put_nowait(self._spawn())
+            raise
+        self._idle.put_nowait(child)
+
+    async def _ready(self, child: _Child) -> None:
+        while not child.ready:
+            if isinstance(_decode_message(await self._receive(child)), ReadyMsg):
+                child.ready = True
+
     async def run(self, call: Invocation) -> bytes:
         child = await self._idle.get()
         request = Request(
@@ -186,9 +227,12 @@ class ProcessExecutor:
         )
         healthy = False
         try:
+            await self._ready(child)
             child.conn.send_bytes(msgspec.json.encode(request))
             while True:
                 message = _decode_message(await self._receive(child))
+                if isinstance(message, ReadyMsg):
+                    continue
                 if isinstance(message, ProgressMsg):
                     call.context.set_progress(message.fraction, message.message)
                     continue
