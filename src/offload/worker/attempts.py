@@ -87,7 +87,7 @@ class Attempts(WorkerState):
         executor = self._executor
         assert executor is not None
         if running.isolation == "process":  # a suspect: a child of its own (see isolation)
-            executor = ProcessExecutor(self.app_spec or "", 1, respawn=False)
+            executor = ProcessExecutor(self.app_spec or "", 1, respawn=False, forked=True)
         try:
             if isinstance(executor, ProcessExecutor) and executor is not self._executor:
                 await executor.start()
