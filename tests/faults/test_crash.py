@@ -90,8 +90,10 @@ def test_sigkilled_workers_lose_no_job(
         )
         for job in page.jobs:
             if job.state is not JobState.SUCCEEDED:
-                print(f"  {job.id} {job.state.value} attempt {job.attempt}, crashes "
-                      f"{job.crashes}: {job.error}")
+                print(
+                    f"  {job.id} {job.state.value} attempt {job.attempt}, crashes "
+                    f"{job.crashes}: {job.error}"
+                )
     app.close()
     assert kills >= 5, "the run ended before enough workers were killed to mean anything"
     assert len(page.jobs) == JOBS
