@@ -22,13 +22,22 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from offload import BackendError, Job, JobCancelled, JobFailed, JobState, Offload, OffloadError
+from offload import (
+    BackendError,
+    Job,
+    JobCancelled,
+    JobFailed,
+    JobState,
+    Offload,
+    OffloadError,
+    Retry,
+)
 from offload import current_job as job_context
 from offload.cli import main as cli_main
 from offload.task import Signature
 from worker_helpers import WorkerThread
 
-SETTLE_S = 30.0
+SETTLE_S = 20.0
 RAW_MODULES = {"psycopg", "redis", "sqlite3", "_sqlite3", "msgspec", "hiredis", "json"}
 LONG_TEXT = "x" * 200_000
 
@@ -77,6 +86,25 @@ class Live:
             job_context().set_progress(0.5, message)
             time.sleep(0.3)  # the progress loop stores it meanwhile
 
+        # The outcome's text is built in the task from code points, so that lone surrogates
+        # and NUL reach the worker's outcome path (as an argument they fail at enqueue).
+        @app.task
+        def fail_with_text(codes: list[int]) -> None:
+            raise OSError(f"cannot open {''.join(map(chr, codes))}")
+
+        @app.task
+        def progress_with_text(codes: list[int]) -> None:
+            job_context().set_progress(0.5, "".join(map(chr, codes)))
+            time.sleep(0.3)
+
+        @app.task
+        def return_text(codes: list[int]) -> str:
+            return "".join(map(chr, codes))
+
+        @app.task(retries=2)
+        def retry_in(delay: str) -> None:
+            raise Retry("again later", delay_s=float(delay))
+
         @app.task
         def collect(outcomes: list[Any], *extra: Any) -> int:
             return len(outcomes)
@@ -87,13 +115,35 @@ class Live:
 
         self.echo, self.echo_kwargs, self.fail_with = echo, echo_kwargs, fail_with
         self.progress_with, self.collect = progress_with, collect
+        self.outcome_tasks = (fail_with_text, progress_with_text, return_text)
+        self.retry_in = retry_in
+        self.wedged: str | None = None
         self.worker = WorkerThread(app, concurrency=4).__enter__()
 
     def close(self) -> None:
         try:
-            self.worker.stop()
+            self.worker.stop(timeout_s=20)
         finally:
             self.app.close()
+
+    def usable(self) -> None:
+        """Fail at once, not after a long wait, once an earlier example wedged the worker."""
+        assert self.wedged is None, (
+            f"the worker is still wedged by an earlier example: {self.wedged}"
+        )
+
+    def fail(self, message: str) -> None:
+        self.wedged = message[:300]
+        raise AssertionError(message)
+
+    def wait_final(self, job: Job[Any]) -> None:
+        self.usable()
+        try:
+            job.result(timeout=SETTLE_S)
+        except (JobFailed, JobCancelled):
+            pass
+        except TimeoutError:
+            self.fail(f"{job!r} not final after {SETTLE_S} s: {job.record!r}")
 
     def end(self, jobs: list[Job[Any]], runs: bool = True) -> None:
         """Each job reaches a final state; one that cannot run here (a delay, another
@@ -102,11 +152,12 @@ class Live:
             if not runs:
                 assert job.cancel() or job.state.is_terminal, f"cannot cancel {job!r}"
                 continue
-            wait_final(job)
+            self.wait_final(job)
 
     def settle(self) -> None:
         """Nothing left queued or running (batch callbacks and chain steps included), and the
         worker still takes a new job."""
+        self.usable()
         deadline = time.monotonic() + SETTLE_S
         while True:
             busy = {
@@ -117,20 +168,14 @@ class Live:
             }
             if not busy:
                 break
-            assert time.monotonic() < deadline, f"jobs stuck after {SETTLE_S} s: {busy}"
+            if time.monotonic() > deadline:
+                self.fail(f"jobs stuck after {SETTLE_S} s: {busy}")
             time.sleep(0.05)
-        assert self.worker.error is None, f"the worker died: {self.worker.error!r}"
+        if self.worker.error is not None:
+            self.fail(f"the worker died: {self.worker.error!r}")
         probe = self.echo.enqueue("still alive")
-        assert probe.result(timeout=SETTLE_S) == "still alive", "the worker is wedged"
-
-
-def wait_final(job: Job[Any]) -> None:
-    try:
-        job.result(timeout=SETTLE_S)
-    except (JobFailed, JobCancelled):
-        pass
-    except TimeoutError as exc:
-        raise AssertionError(f"{job!r} not final after {SETTLE_S} s: {job.record!r}") from exc
+        self.wait_final(probe)
+        assert probe.result(timeout=1) == "still alive"
 
 
 def check_clear_error(exc: BaseException) -> None:
@@ -224,7 +269,7 @@ def test_options(live: Live, delay: Any, text: str, priority: Any, meta: dict[st
         if n == 0 and not runs_here:  # waits for its delay: cancel, then try it again now
             live.end([job], runs=False)
             assert job.retry(), f"retry() did not queue {job!r} again"
-            wait_final(job)
+            live.wait_final(job)
         else:
             live.end([job], runs=runs_here)
     live.settle()
@@ -251,10 +296,11 @@ def test_batches_and_chains(live: Live, values: list[Any]) -> None:
         live.end(batch.jobs())
         deadline = time.monotonic() + SETTLE_S
         while not batch.status().finished:
-            assert time.monotonic() < deadline, f"batch {batch.id} never finished"
+            if time.monotonic() > deadline:
+                live.fail(f"batch {batch.id} never finished")
             time.sleep(0.05)
     if chain is not None:
-        wait_final(chain)
+        live.wait_final(chain)
     live.settle()
 
 
@@ -271,6 +317,35 @@ def test_task_errors_and_progress(live: Live, message: Any) -> None:
         attempt(lambda: live.progress_with.enqueue(message)),
     ]
     live.end([j for j in jobs if j is not None])
+    live.settle()
+
+
+code_points = st.lists(
+    st.one_of(st.integers(0, 0x10FFFF), st.sampled_from([0, 0xD800, 0xDCFF, 0xDFFF])), max_size=20
+)
+
+
+@hostile(12)
+@given(codes=code_points, delay=numbers)
+@example(codes=[0xDCFF], delay=1e14)
+@example(codes=[0x61, 0, 0x62], delay=float("nan"))
+@example(codes=[0xD800, 0xDC00], delay=float("inf"))
+@example(codes=[0x78] * 200_000, delay=2**64)
+@example(codes=[], delay=-1.0)
+def test_outcomes_built_in_the_task(live: Live, codes: list[int], delay: Any) -> None:
+    """Errors, progress messages and results holding lone surrogates, NUL or 200,000
+    characters, and Retry(delay_s=...) with NaN, infinities and huge delays: the job ends
+    (or waits for its retry, then is cancelled) and the worker goes on."""
+    jobs = [task.enqueue(codes) for task in live.outcome_tasks]
+    live.end(jobs)
+    retried = live.retry_in.enqueue(repr(delay))
+    deadline = time.monotonic() + SETTLE_S
+    while retried.state in (JobState.QUEUED, JobState.RUNNING):
+        if time.monotonic() > deadline:
+            live.fail(f"{retried!r} stuck: {retried.record!r}")
+        time.sleep(0.05)
+    if retried.state is JobState.SCHEDULED:  # a retry far away: it must at least cancel
+        live.end([retried], runs=False)
     live.settle()
 
 
@@ -303,7 +378,7 @@ def test_cli_enqueue(live: Live, args: str, kwargs: str) -> None:
         cli_app.close()
     if done.exit_code == 0:
         job_id = done.output.strip()
-        wait_final(live.app.job(job_id))
+        live.wait_final(live.app.job(job_id))
     else:
         assert done.exception is None or isinstance(done.exception, SystemExit), (
             f"the CLI crashed: {done.exception!r}\n{done.output}"

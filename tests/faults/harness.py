@@ -108,11 +108,11 @@ class Fleet:
         proc.send_signal(signal.SIGTERM)
 
     def await_stop(self, i: int, restart: bool = True) -> None:
-        """Wait for worker ``i`` to exit (killed after 60 s) and note how long it took."""
+        """Wait for worker ``i`` to exit (killed after 30 s) and note how long it took."""
         proc = self.procs[i]
         assert proc is not None
         try:
-            proc.wait(timeout=60)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.stop_failures += 1
             proc.kill()
@@ -135,7 +135,7 @@ class Fleet:
             if proc is None:
                 continue
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.stop_failures += 1
                 proc.kill()
@@ -342,7 +342,7 @@ class Scenario:
         if self.fleet.slowest_stop_s:
             self.notes.append(f"slowest graceful stop {self.fleet.slowest_stop_s:.1f} s")
         if self.fleet.stop_failures:
-            self.notes.append(f"{self.fleet.stop_failures} workers ignored SIGTERM for 60 s")
+            self.notes.append(f"{self.fleet.stop_failures} workers ignored SIGTERM for 30 s")
         if self.error:
             self.notes.append("ERROR " + self.error)
         row.notes = "; ".join(self.notes)

@@ -94,6 +94,7 @@ def retrying(action: object, attempts: int = 20) -> None:
 
 
 # -- silent network partition -------------------------------------------------------
+@pytest.mark.timeout(400)  # when workers hang: three bounded waits, then a 30 s stop each
 @pytest.mark.parametrize("store", SERVER_STORES)
 def test_silent_partition(
     store: str, tmp_path: Path, request: pytest.FixtureRequest, fault_table: list[Row]
@@ -114,9 +115,9 @@ def test_silent_partition(
             s.enqueue(20)  # stored directly: the idle workers' wake-ups never arrive
             time.sleep(6)
             proxy.heal()
-            s.wait_for(lambda: s.done() >= 20, 60)
+            s.wait_for(lambda: s.done() >= 20, 30)
             s.enqueue(300)
-            s.wait_for(lambda: s.done() >= 100, 60)
+            s.wait_for(lambda: s.done() >= 100, 30)
             proxy.partition()  # busy now: claims, heartbeats and outcomes in flight
             s.enqueue(20)
             time.sleep(6)
