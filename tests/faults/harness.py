@@ -159,7 +159,7 @@ class Scenario:
         self, table: list[Row], store: str, fault: str, url: str, tmp_path: Path, *,
         lease_s: float = 20.0, max_crashes: int = 5, long_s: float = 2.0,
         grace_s: float | None = None, concurrency: int = 4, settle_s: float = 45.0,
-        worker_url: str | None = None,
+        worker_url: str | None = None, workers: int = 2,
     ) -> None:  # fmt: skip
         self.row = Row(store=store, fault=fault)
         table.append(self.row)

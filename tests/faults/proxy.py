@@ -6,6 +6,9 @@ after a failover, a host gone or a NAT entry dropped. A flow opened during the p
 is a black hole too. ``heal()`` lets new flows through again; the flows that were cut stay
 silent (their bytes are gone), so a client only recovers by noticing (a timeout) and
 opening a new connection, as it must after a real partition.
+
+``latency_s`` delays every chunk each way (a slow network): replies are in flight for a
+while, long enough for a test to stop a worker while the store has already acted.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ import threading
 
 
 class SilentProxy:
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, target_port: int, target_host: str = "127.0.0.1", latency_s: float = 0.0
+    ) -> None:
         self.target = (target_host, target_port)
+        self.latency_s = latency_s
         self.port = 0
         self._partitioned = False
         self._cut: set[int] = set()  # ids of flows that are black holes for good
@@ -62,6 +68,10 @@ class SilentProxy:
             while data := await reader.read(65536):
                 if flow in self._cut:
                     continue  # swallowed: the other side never hears of it
+                if self.latency_s:
+                    await asyncio.sleep(self.latency_s)
+                    if flow in self._cut:
+                        continue
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.CancelledError):

@@ -252,29 +252,46 @@ def test_outcomes_the_store_refuses(
 def test_sigterm_during_claims(
     store: str, tmp_path: Path, request: pytest.FixtureRequest, fault_table: list[Row]
 ) -> None:
-    """Idle workers stopped gracefully again and again, jobs arriving just before or just
-    after the SIGTERM (a claim in flight, or a wake-up claim pipelined behind the wait): a
-    graceful stop must never strand a job nor charge it a crash or an attempt."""
+    """One idle worker stopped gracefully again and again, jobs arriving just before or just
+    after the SIGTERM: a claim in flight, or a wake-up claim the store ran whose reply is
+    still on its way or lost (the server stores reach the worker through a proxy with 0.1 s
+    latency that sometimes cuts the reply, then heals at once).
+    A graceful stop must never strand a job nor charge it a crash or an attempt."""
     url = shared_url(store, tmp_path, request)
+    worker_url, proxy = url, None
+    if store != "sqlite":
+        port = urlsplit(url).port
+        proxy = SilentProxy(port, latency_s=0.1).start()
+        worker_url = url.replace(f":{port}/", f":{proxy.port}/", 1)
     rng = random.Random(2)
-    with Scenario(fault_table, store, "SIGTERM during claims", url, tmp_path,
-                  max_crashes=2) as s:  # fmt: skip
-        s.fleet.start()
-        time.sleep(2)  # both up and idle
-        for round_ in range(16):
-            s.wait_for(s.idle, 10)
-            victim = round_ % 2
-            if rng.random() < 0.5:
-                s.enqueue(10)  # wakes the idle workers: claims start now
-                time.sleep(rng.uniform(0.0, 0.03))
-                s.fleet.signal_stop(victim)
-            else:
-                s.fleet.signal_stop(victim)  # stopping: its wait is being cancelled
-                time.sleep(rng.uniform(0.0, 0.03))
-                s.enqueue(10)
-            s.fleet.await_stop(victim)
-            time.sleep(0.8)  # the new worker starts and goes idle
-        s.enqueue(20)
+    try:
+        with Scenario(fault_table, store, "SIGTERM during claims", url, tmp_path, lease_s=5.0,
+                      max_crashes=2, workers=1, worker_url=worker_url) as s:  # fmt: skip
+            s.fleet.start()
+            for _ in range(18):
+                s.wait_for(s.idle, 10)
+                time.sleep(1.0)  # (re)started, back in its wait for a wake-up
+                pick = rng.random()
+                if pick < 0.4 and proxy is not None:
+                    s.enqueue(5)  # the store runs the wake-up claim at once...
+                    time.sleep(0.03)
+                    proxy.partition()  # ...and its reply is lost on the way
+                    s.fleet.signal_stop(0)
+                    time.sleep(0.3)
+                    proxy.heal()  # new connections work again: the stop can hand back
+                elif pick < 0.8:
+                    s.enqueue(5)  # wakes the idle worker: its claim starts now
+                    time.sleep(rng.uniform(0.0, 0.25))
+                    s.fleet.signal_stop(0)
+                else:
+                    s.fleet.signal_stop(0)  # stopping: its wait is being cancelled
+                    time.sleep(rng.uniform(0.0, 0.02))
+                    s.enqueue(5)
+                s.fleet.await_stop(0)
+            s.enqueue(20)
+    finally:
+        if proxy is not None:
+            proxy.close()
     s.check(charged=True)
 
 
