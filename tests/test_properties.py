@@ -268,7 +268,8 @@ def test_options(live: Live, delay: Any, text: str, priority: Any, meta: dict[st
             JobState.QUEUED, JobState.RUNNING, JobState.SUCCEEDED)  # fmt: skip
         if n == 0 and not runs_here:  # waits for its delay: cancel, then try it again now
             live.end([job], runs=False)
-            assert job.retry(), f"retry() did not queue {job!r} again"
+            job.retry()  # a worker may claim it before retry() reads it back: not "queued"
+            assert job.record.state is not JobState.CANCELLED, f"retry() left {job!r} cancelled"
             live.wait_final(job)
         else:
             live.end([job], runs=runs_here)
