@@ -108,6 +108,14 @@ class ArgsCodec:
     def _encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         try:
             return _encoder.encode((args, kwargs))
+        except UnicodeEncodeError as exc:  # a lone surrogate (a file name from os.listdir)
+            bad = exc.object[exc.start : exc.end]
+            raise InvalidArguments(
+                f"task {self.task_name!r}: an argument holds text that is not valid Unicode "
+                f"({bad!r} at position {exc.start} of {exc.object[:80]!r}); JSON cannot hold "
+                "it: clean it first, e.g. text.encode('utf-8', 'surrogateescape')"
+                ".decode('utf-8', 'replace')"
+            ) from exc
         except (TypeError, msgspec.EncodeError) as exc:
             raise InvalidArguments(
                 f"task {self.task_name!r}: arguments must be JSON-encodable ({exc}); "
