@@ -102,25 +102,31 @@ class ArgsCodec:
             return
         try:
             msgspec.convert(value, annotation)
+        except UnicodeEncodeError as exc:
+            raise self._not_unicode(exc) from exc
         except (msgspec.ValidationError, TypeError) as exc:
             raise InvalidArguments(f"task {self.task_name!r}, argument {name!r}: {exc}") from exc
 
     def _encode(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
         try:
             return _encoder.encode((args, kwargs))
-        except UnicodeEncodeError as exc:  # a lone surrogate (a file name from os.listdir)
-            bad = exc.object[exc.start : exc.end]
-            raise InvalidArguments(
-                f"task {self.task_name!r}: an argument holds text that is not valid Unicode "
-                f"({bad!r} at position {exc.start} of {exc.object[:80]!r}); JSON cannot hold "
-                "it: clean it first, e.g. text.encode('utf-8', 'surrogateescape')"
-                ".decode('utf-8', 'replace')"
-            ) from exc
+        except UnicodeEncodeError as exc:
+            raise self._not_unicode(exc) from exc
         except (TypeError, msgspec.EncodeError) as exc:
             raise InvalidArguments(
                 f"task {self.task_name!r}: arguments must be JSON-encodable ({exc}); "
                 "pass ids or paths rather than open files, connections or objects"
             ) from exc
+
+    def _not_unicode(self, exc: UnicodeEncodeError) -> InvalidArguments:
+        """A lone surrogate (a file name from ``os.listdir``, say): JSON cannot hold it."""
+        bad = exc.object[exc.start : exc.end]
+        return InvalidArguments(
+            f"task {self.task_name!r}: an argument holds text that is not valid Unicode "
+            f"({bad!r} at position {exc.start} of {exc.object[:80]!r}); JSON cannot hold it: "
+            "clean it first, e.g. text.encode('utf-8', 'surrogateescape').decode('utf-8', "
+            "'replace')"
+        )
 
     def decode_args(self, payload: bytes) -> tuple[list[Any], dict[str, Any]]:
         try:

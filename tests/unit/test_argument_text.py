@@ -23,3 +23,15 @@ def test_a_lone_surrogate_in_an_argument_is_refused_with_a_readable_message() ->
         convert.enqueue_many([convert.s("ok.txt", {}), convert.s(listed, {})])
     assert app.backend.blocking.query(QueryParams()).jobs == []  # nothing half-stored
     app.close()
+
+
+def test_a_lone_surrogate_in_a_signature_is_refused_too() -> None:
+    app = Offload("memory://")
+
+    @app.task()
+    def collect(outcomes: list[object], *extra: object) -> int:
+        return len(outcomes)
+
+    with pytest.raises(InvalidArguments, match="not valid Unicode"):
+        collect.s("\udcff", 1)
+    app.close()
