@@ -95,7 +95,9 @@ def test_a_stopped_worker_never_hands_back_a_thread_still_running(tmp_path: Path
         assert not any(e[0] == "end" and e[2] == first.pid for e in executions(logs))
         # bounded: the first worker did not wait for its 30 s thread
         assert exited_at - stopped_at < 20.0
-        assert job.refresh().state in (JobState.RUNNING, JobState.QUEUED, JobState.SCHEDULED)
+        record = job.refresh().record
+        assert record.state in (JobState.RUNNING, JobState.QUEUED, JobState.SCHEDULED)
+        assert record.crashes == 0  # a graceful stop charges the job nothing
     finally:
         app.close()
         app._backend = None

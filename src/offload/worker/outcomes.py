@@ -101,6 +101,14 @@ def released(job: JobRecord) -> Outcome:
     return Outcome(id=job.id, delivery=job.delivery, kind=OutcomeKind.RELEASE)
 
 
+def left_running(job: JobRecord, lease_s: float) -> Outcome:
+    """A graceful stop found the job's ``def`` thread still running: it is not over, so it
+    must not start elsewhere at once, yet it did nothing wrong. It waits one lease (the
+    worker's process, and the thread with it, ends well before), charged neither a crash
+    nor an attempt."""
+    return Outcome(id=job.id, delivery=job.delivery, kind=OutcomeKind.DEFER, retry_delay_s=lease_s)
+
+
 def poison(job: JobRecord, kind: str, message: str) -> Outcome:
     """A job no retry can fix (unknown task, undecodable payload): dead at once."""
     return Outcome(

@@ -371,12 +371,14 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
                 outcome = await hook(self.app, job, outcome)
         except asyncio.CancelledError:
             shutdown = running.stop_reason == "shutdown"
+            outcome = outcomes.released(job) if shutdown else None
             if shutdown and running.abandoned:  # never hand back a job that still runs
+                lease_s = job.lease_s or self.lease_s
                 log.warning(
-                    "job %s still runs in its thread: not handed back; it runs again once "
-                    "its lease expires after this worker exits", job.id,
+                    "job %s still runs in its thread: it waits %.0fs (one lease, time for "
+                    "this worker to exit) before it runs again", job.id, lease_s,
                 )  # fmt: skip
-            outcome = outcomes.released(job) if shutdown and not running.abandoned else None
+                outcome = outcomes.left_running(job, lease_s)
             if running.stop_reason is None:
                 raise
         finally:

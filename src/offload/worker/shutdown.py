@@ -1,8 +1,9 @@
 """Stopping: a first signal drains running jobs within the grace period, a second exits.
 
-A job whose ``def`` thread still runs when the grace ends is never handed back: it is not
-over, and another worker must not start it beside the first copy. It stays leased; the
-worker exits (task threads are daemon threads) and the lease expires on its own.
+A job whose ``def`` thread still runs when the grace ends is not handed back at once: it is
+not over, and another worker must not start it beside the first copy. It is deferred by
+one lease, charged nothing, and the worker exits (task threads are daemon threads, so the
+thread ends with the process) long before another worker may start it.
 """
 
 from __future__ import annotations
