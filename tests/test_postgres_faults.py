@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from offload.backends.base import (
+    BackendError,
     ClaimParams,
     EnqueueParams,
     FinishParams,
@@ -180,3 +181,27 @@ def test_finding_a_batchs_unfinished_members_uses_an_index(backend: PostgresBack
             "AND state IN ('scheduled', 'queued', 'running') ORDER BY id DESC LIMIT 1"
         ).fetchall()
     assert any("jobs_batch" in row[0] for row in plan), plan
+
+
+# -- a server that refuses writes for a while (a failover onto a standby) ---------------
+def test_a_read_only_server_is_an_outage_not_a_refused_value(
+    postgres_url: str, backend: PostgresBackend, runner: asyncio.Runner
+) -> None:
+    """ReadOnlySqlTransaction names no value of the call: the worker must keep the outcome
+    and send it again (BackendError), not dead-letter the job (ValueRejected or raw)."""
+    runner.run(backend.enqueue(EnqueueParams(jobs=[_job()])))
+    (claimed,) = _claim(backend, runner)
+    separator = "&" if "?" in postgres_url else "?"
+    read_only = postgres_backend(
+        f"{postgres_url}{separator}options=-c%20default_transaction_read_only%3Don"
+    )
+    done = Outcome(id=claimed.id, delivery=claimed.delivery, kind=OutcomeKind.SUCCEEDED,
+                   result=b"1")  # fmt: skip
+    try:
+        with pytest.raises(BackendError):
+            runner.run(read_only.finish(FinishParams(outcomes=[done])))
+        with pytest.raises(BackendError):
+            read_only.blocking.enqueue(EnqueueParams(jobs=[_job()]))
+    finally:
+        runner.run(read_only.close())
+    assert runner.run(backend.finish(FinishParams(outcomes=[done]))).rejected == []

@@ -21,7 +21,7 @@ from offload.backends.base import (
     ValueRejected,
 )
 from offload.records import ErrorInfo, NewJob
-from offload.worker import outcomes
+from offload.worker import acks, outcomes
 from worker_helpers import WorkerThread, wait_until
 
 SURROGATE = "report-\udcff.txt"
@@ -141,17 +141,21 @@ class RefusingStore:
     """A real store that refuses (as a store translating its driver's error would) every
     ``finish`` call carrying an outcome whose result holds ``marker``: a fault injector."""
 
-    def __init__(self, inner: Backend, marker: bytes, refusal: Exception) -> None:
+    def __init__(
+        self, inner: Backend, marker: bytes, refusal: Exception, times: int | None = None
+    ) -> None:
         self._inner = inner
         self._marker = marker
         self._refusal = refusal
+        self._times = times  # refuse this many calls, then let them through (None: always)
         self.refused_calls = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def finish(self, params: FinishParams) -> FinishResult:
-        if any(self._marker in (o.result or b"") for o in params.outcomes):
+        refusing = self._times is None or self.refused_calls < self._times
+        if refusing and any(self._marker in (o.result or b"") for o in params.outcomes):
             self.refused_calls += 1
             raise self._refusal
         return await self._inner.finish(params)
@@ -162,8 +166,14 @@ class RefusingStore:
     "refusal", [ValueRejected("value out of range"), KeyError("a bug in the store")]
 )
 def test_a_refused_outcome_fails_only_its_own_job(
-    store: str, refusal: Exception, request: pytest.FixtureRequest, tmp_path: Path
+    store: str,
+    refusal: Exception,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # An error that is not ValueRejected is first waited out as a hiccup; not for long here.
+    monkeypatch.setattr(acks, "UNEXPLAINED_GRACE_S", 1.0)
     request.param = store
     url = store_url(request, tmp_path)
     refusing = RefusingStore(open_backend(url), b"POISON", refusal)
@@ -188,6 +198,34 @@ def test_a_refused_outcome_fails_only_its_own_job(
         assert "succeeded outcome could not be stored" in error.message
         assert type(refusal).__name__ in error.message
         assert refusing.refused_calls >= 1
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_an_unexplained_finish_failure_is_waited_out_not_dead_lettered(
+    store: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A store that fails for a while with an error that names no value (a server gone
+    read-only in a failover) must not make the worker dead-letter the outcome: it is kept
+    and stored once the store takes it."""
+    request.param = store
+    url = store_url(request, tmp_path)
+    hiccup = RuntimeError("cannot execute UPDATE in a read-only transaction")
+    refusing = RefusingStore(open_backend(url), b"text", hiccup, times=3)
+    app = Offload(url, backend=refusing, default_retries=0)  # type: ignore[arg-type]
+
+    @app.task
+    def echo(text: str) -> str:
+        return text
+
+    try:
+        jobs = [echo.enqueue(f"text {n}") for n in range(5)]
+        with WorkerThread(app, concurrency=5):
+            for job in jobs:
+                assert job.result(timeout=30).startswith("text")
+        assert refusing.refused_calls == 3
+        assert all(job.refresh().state is JobState.SUCCEEDED for job in jobs)
     finally:
         app.close()
 

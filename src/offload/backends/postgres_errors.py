@@ -47,7 +47,9 @@ def translate(exc: BaseException) -> BaseException:
         return _fail(exc)  # a race on another unique index: the next attempt settles it
     if isinstance(exc, _REJECTED):
         return ValueRejected(f"PostgreSQL cannot hold a value of this call: {_first_line(exc)}")
-    if isinstance(exc, _TRANSIENT):
+    if isinstance(exc, (*_TRANSIENT, psycopg.Error)):
+        # Every other refusal names no value of the call: a server gone read-only in a
+        # failover, a shutdown, a serialization failure. The call may succeed later.
         return _fail(exc)
     return exc
 

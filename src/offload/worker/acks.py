@@ -16,12 +16,19 @@ from offload.backends.base import (
     OutcomeKind,
     ProgressParams,
     ProgressUpdate,
+    ValueRejected,
 )
 from offload.records import ErrorInfo, JobRecord
 from offload.worker import outcomes
 from offload.worker.state import WorkerState
 
 log = logging.getLogger("offload.worker")
+
+#: How long ``finish`` may fail with errors that say neither "outage" nor "this value"
+#: (a store gone read-only in a failover, a driver error no store translates) before the
+#: worker suspects a value after all and splits the batch to find it. Until then every
+#: outcome is kept and sent again, as in an outage: none is dead-lettered for a hiccup.
+UNEXPLAINED_GRACE_S = 60.0
 
 
 class Acks(WorkerState):
@@ -97,6 +104,8 @@ class Acks(WorkerState):
         except BackendError:
             raise  # an outage: every outcome waits for the store to come back
         except Exception as exc:
+            if not isinstance(exc, ValueRejected) and self._still_unexplained(exc):
+                raise BackendError(f"{type(exc).__name__}: {exc}") from exc
             if len(batch) > 1:
                 half = len(batch) // 2
                 await self._finish(batch[:half])
@@ -104,7 +113,17 @@ class Acks(WorkerState):
             else:
                 await self._replace_refused(batch[0], exc)
             return
+        self._unexplained_since = None
         self._acknowledged(batch, result.rejected)
+
+    def _still_unexplained(self, exc: Exception) -> bool:
+        """True while unexplained failures are young enough to be waited out."""
+        now = time.monotonic()
+        if self._unexplained_since is None:
+            self._unexplained_since = now
+            log.error("recording outcomes failed (jobs %s); they are kept and sent again",
+                      self._ids(), exc_info=exc)  # fmt: skip
+        return now - self._unexplained_since < UNEXPLAINED_GRACE_S
 
     def _acknowledged(self, batch: Sequence[Outcome], rejected: Sequence[str]) -> None:
         for outcome in batch:

@@ -133,6 +133,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
         self._flush_needed = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._flushes = 0
+        self._unexplained_since: float | None = None
         self._progress_needed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._leases_changed = asyncio.Event()  # a job with a shorter lease than planned came

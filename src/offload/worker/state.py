@@ -87,6 +87,9 @@ class WorkerState:
     _flush_needed: asyncio.Event
     _flush_lock: asyncio.Lock
     _flushes: int
+    #: When ``finish`` began failing with errors that are neither an outage nor a refused
+    #: value (monotonic clock); None while it succeeds.
+    _unexplained_since: float | None
     _progress_needed: asyncio.Event
     _loop: asyncio.AbstractEventLoop | None
     _leases_changed: asyncio.Event
