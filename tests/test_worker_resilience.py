@@ -247,3 +247,56 @@ def test_a_forming_micro_batch_claims_no_other_tasks_jobs(app: Offload) -> None:
         for n, job in enumerate(others):
             assert job.result(timeout=30) == n
     assert max(seen) <= 1, seen
+
+
+@pytest.mark.parametrize(
+    ("store", "column", "value"),
+    [("sqlite", "priority", "'x'"), ("sqlite", "lease_s", "'abc'"),
+     ("sqlite", "attempt", "'two'"), ("postgres", "lease_s", "'NaN'"),
+     ("postgres", "lease_s", "'Infinity'"), ("postgres", "run_at", "'infinity'")],
+)  # fmt: skip
+def test_a_row_of_the_wrong_type_fails_alone(
+    store: str, column: str, value: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """One hand-written column (text where a number belongs, NaN, infinity) must not stop
+    the claim that takes it: the jobs claimed with it run, charged nothing."""
+    if store == "sqlite":
+        url = f"sqlite:///{tmp_path}/jobs.db"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+    app = Offload(url, default_retries=2, lease_s=3.0)
+
+    @app.task
+    def work(n: int) -> int:
+        return n
+
+    try:
+        broken = work.enqueue(0)
+        fine = [work.enqueue(n) for n in range(1, 7)]
+        if store == "sqlite":
+            conn = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None)
+            try:
+                conn.execute(f"UPDATE offload_jobs SET {column} = {value} WHERE id = ?",
+                             (broken.id,))  # fmt: skip
+            finally:
+                conn.close()
+        else:
+            import psycopg
+
+            backend: Any = app.backend
+            sql = f"UPDATE {backend.st.schema}.jobs SET {column} = {value}"
+            if column == "run_at":
+                sql = f"UPDATE {backend.st.schema}.jobs SET {column} = {value}::timestamptz"
+            with psycopg.connect(backend.config.conninfo, autocommit=True) as conn_pg:
+                conn_pg.execute(sql + " WHERE id = %s", (broken.id,))
+        with WorkerThread(app, concurrency=4, burst=True) as worker:
+            worker.join()
+        assert worker.error is None
+        for job in fine:
+            record = job.refresh().record
+            assert record.state is JobState.SUCCEEDED and record.crashes == 0, record
+        final = broken.refresh().record
+        assert final.crashes == 0, final
+        assert final.state in (JobState.DEAD, JobState.SUCCEEDED, JobState.QUEUED), final
+    finally:
+        app.close()

@@ -8,6 +8,7 @@ that one job and the others it claimed with it run.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -19,7 +20,39 @@ _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
 
 
+#: Columns by the type they must hold. SQLite keeps whatever was written (its columns are
+#: only affinities) and a struct does not check types, so the fast path checks them.
+_TEXTS = (0, 1, 2, 3)
+_OPTIONAL_TEXTS = (14, 16, 22, 23, 24)
+_INTS = (5, 6, 7, 8, 9)
+_REALS = (10, 15, 19)
+_OPTIONAL_REALS = (11, 12, 13, 20, 21)
+_NUMBER = (int, float)
+
+
+def _well_typed(row: tuple[Any, ...]) -> bool:
+    for i in _TEXTS:
+        if type(row[i]) is not str:
+            return False
+    for i in _OPTIONAL_TEXTS:
+        if row[i] is not None and type(row[i]) is not str:
+            return False
+    for i in _INTS:
+        if type(row[i]) is not int:
+            return False
+    for i in _REALS:
+        if type(row[i]) not in _NUMBER or not math.isfinite(row[i]):
+            return False
+    for i in _OPTIONAL_REALS:
+        value = row[i]
+        if value is not None and (type(value) not in _NUMBER or not math.isfinite(value)):
+            return False
+    return True
+
+
 def job_from_row(row: tuple[Any, ...]) -> JobRecord:
+    if not _well_typed(row):
+        return _salvage(row)
     try:
         return JobRecord(
             id=row[0],
@@ -116,10 +149,14 @@ def _text(value: Any) -> str:
 
 def _number(notes: list[str], name: str, value: Any, kind: type, default: Any) -> Any:
     try:
-        return kind(value)
-    except (TypeError, ValueError) as exc:
+        number = kind(value)
+    except (TypeError, ValueError, OverflowError) as exc:
         notes.append(f"{name}: {type(exc).__name__}: {exc}")
         return default
+    if isinstance(number, float) and not math.isfinite(number):
+        notes.append(f"{name}: {number!r} is not a finite number")
+        return default
+    return number
 
 
 def _optional_number(notes: list[str], name: str, value: Any) -> float | None:

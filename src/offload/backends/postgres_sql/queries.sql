@@ -130,10 +130,13 @@ SELECT queue, count(*) FROM {schema}.jobs
 WHERE finished_at >= {now} - interval '60 seconds' GROUP BY queue
 
 -- name: claim
+-- A job's lease_s outside (0, 1e9] (NaN, infinity, written by hand or another version) reads
+-- as the worker's: one bad row must not fail the statement for every job it would claim.
 UPDATE {schema}.jobs AS j
 SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
     worker = %(worker)s, started_at = {now},
-    lease_until = {now} + make_interval(secs => coalesce(j.lease_s, %(lease_s)s))
+    lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
+        THEN j.lease_s ELSE %(lease_s)s END)
 WHERE j.id IN (
     -- queue = one value (not ANY) so the ready index is read in order: no sort of the backlog
     SELECT id FROM {schema}.jobs
@@ -148,7 +151,8 @@ RETURNING {cols}
 UPDATE {schema}.jobs AS j
 SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
     worker = %(worker)s, started_at = {now},
-    lease_until = {now} + make_interval(secs => coalesce(j.lease_s, %(lease_s)s))
+    lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
+        THEN j.lease_s ELSE %(lease_s)s END)
 WHERE j.id IN (
     -- an ordered LIMIT per queue (each an index range), then the best of them
     SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
@@ -166,7 +170,8 @@ RETURNING {cols}
 
 -- name: heartbeat
 UPDATE {schema}.jobs AS j
-SET lease_until = {now} + make_interval(secs => coalesce(j.lease_s, %(lease_s)s))
+SET lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
+        THEN j.lease_s ELSE %(lease_s)s END)
 FROM unnest(%(ids)s::text[], %(deliveries)s::int[]) AS l(id, delivery)
 WHERE j.id = l.id AND j.delivery = l.delivery AND j.state = 'running'
 RETURNING j.id

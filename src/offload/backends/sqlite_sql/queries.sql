@@ -56,7 +56,8 @@ WHERE queue IN ({marks}) AND state IN ('queued', 'scheduled') AND run_at <= ? LI
 
 -- name: claim
 UPDATE offload_jobs SET state = 'running', attempt = attempt + 1, delivery = delivery + 1,
-    worker = ?, started_at = ?, lease_until = ? + coalesce(lease_s, ?)
+    worker = ?, started_at = ?, lease_until = ? + CASE WHEN typeof(lease_s) IN ('integer', 'real') AND lease_s > 0
+    AND lease_s <= 1e9 THEN lease_s ELSE ? END
 WHERE id IN (
     SELECT id FROM offload_jobs
     WHERE queue IN ({marks}) AND state IN ('queued', 'scheduled') AND run_at <= ?
@@ -65,7 +66,8 @@ WHERE id IN (
 RETURNING {cols}
 
 -- name: heartbeat
-UPDATE offload_jobs SET lease_until = ? + coalesce(lease_s, ?)
+UPDATE offload_jobs SET lease_until = ? + CASE WHEN typeof(lease_s) IN ('integer', 'real') AND lease_s > 0
+    AND lease_s <= 1e9 THEN lease_s ELSE ? END
 WHERE id = ? AND delivery = ? AND state = 'running'
 
 -- name: finish_succeeded
