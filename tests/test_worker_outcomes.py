@@ -236,3 +236,22 @@ def test_error_info_survives_a_broken_str() -> None:
             raise RuntimeError("no")
 
     assert isinstance(outcomes.error_info(Broken()), ErrorInfo)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, [1.0, {"x": -math.inf}]])
+def test_a_result_json_cannot_hold_fails_its_job_clearly(value: object) -> None:
+    """JSON has no NaN: stored as null it would read back as another value."""
+    app = Offload("memory://", default_retries=0)
+
+    @app.task
+    def compute() -> object:
+        return value
+
+    try:
+        job = compute.enqueue()
+        WorkerThread(app, burst=True).__enter__().join()
+        record = job.refresh().record
+        assert record.state is JobState.DEAD
+        assert record.error is not None and "NaN or infinity" in record.error.message
+    finally:
+        app.close()

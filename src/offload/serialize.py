@@ -8,6 +8,7 @@ that takes a dataclass or a datetime receives one. Nothing is ever unpickled.
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,22 @@ import msgspec
 from offload.errors import ConfigurationError, InvalidArguments
 
 _encoder = msgspec.json.Encoder()
+
+
+def _has_non_finite(value: object, depth: int = 0) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if depth > 100:  # deeper than that, the encoder would have refused it
+        return False
+    if isinstance(value, dict):
+        return any(_has_non_finite(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_has_non_finite(v, depth + 1) for v in value)
+    if isinstance(value, msgspec.Struct):
+        return any(_has_non_finite(getattr(value, f), depth + 1) for f in value.__struct_fields__)
+    return False
+
+
 _raw_payload = msgspec.json.Decoder(tuple[list[msgspec.Raw], dict[str, msgspec.Raw]])
 _UNCHECKED = (Any, inspect.Parameter.empty, object)
 
@@ -170,11 +187,24 @@ class ArgsCodec:
 
     def encode_result(self, value: object) -> bytes:
         try:
-            return _encoder.encode(value)
+            encoded = _encoder.encode(value)
         except (TypeError, msgspec.EncodeError) as exc:
             raise TypeError(
                 f"task {self.task_name!r} returned a value that is not JSON-encodable: {exc}"
             ) from exc
+        except UnicodeEncodeError as exc:
+            raise TypeError(
+                f"task {self.task_name!r} returned text that is not valid Unicode: {exc}"
+            ) from exc
+        # JSON has no NaN or infinity: msgspec writes null, which would read back as a
+        # different value (or fail to decode as the declared type). Look only when a null
+        # appears, so ordinary results cost nothing more.
+        if b"null" in encoded and _has_non_finite(value):
+            raise TypeError(
+                f"task {self.task_name!r} returned NaN or infinity, which JSON cannot hold; "
+                "return None or a string for it"
+            )
+        return encoded
 
     def decode_result(self, data: bytes) -> Any:
         return self._result_decoder.decode(data)

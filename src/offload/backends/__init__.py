@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import cast
 
 from offload.backends.base import Backend, BackendError
+from offload.backends.urls import display_url
 
 #: URL scheme -> (module, factory, extra to install for it)
 SCHEMES: dict[str, tuple[str, str, str | None]] = {
@@ -29,7 +30,7 @@ def open_backend(url: str, clock: Callable[[], float] | None = None) -> Backend:
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in SCHEMES:
         raise ValueError(
-            f"unsupported offload URL {url!r}: it must start with one of "
+            f"unsupported offload URL {display_url(url)!r}: it must start with one of "
             + ", ".join(f"{s}://" for s in SCHEMES)
         )
     module_name, factory_name, extra = SCHEMES[scheme]
