@@ -95,10 +95,19 @@ def _state(raw: bytes) -> JobState:
     return JobState(raw.decode())
 
 
+#: How many fields prelude.lua's read() returns for a job hash; one more says why the key
+#: holds no hash (a string another tool wrote there): a dead job, every other field unset.
+_FIELDS = 26
+
+
 def record(v: Sequence[Any]) -> JobRecord:
     """A job hash, read with HMGET in prelude.lua's FIELDS order. A field that is missing
     or does not decode gets a safe default and is named in ``unreadable``: a hash written
     by another version or by hand must not make a claim, get or query raise."""
+    if len(v) > _FIELDS:  # no hash at all: its id, queue, state dead and why are all there is
+        damaged = record(v[:_FIELDS])
+        damaged.unreadable = bytes(v[_FIELDS]).decode(errors="backslashreplace")
+        return damaged
     problems: list[str] = []
 
     def f(i: int, name: str, convert: Callable[[bytes], V], default: V, need: bool = False) -> V:

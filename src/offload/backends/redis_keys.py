@@ -33,6 +33,10 @@ A job is in exactly one state index at a time. Scripts find a job's queue in
 Cluster, the per-id lookups in ``dir`` and the unique keys would move into a
 first, separate step, while everything a transition touches for one queue
 already shares the queue's slot.
+
+A job key that holds no hash (a string another tool wrote there) makes its job dead: the
+first script that meets it moves the id to ``:dead`` (prune and purge delete it), and
+reads return it with ``unreadable`` saying so.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ for i = 3, #ARGV do
   local queue = redis.call('HGET', DIR, id)
   if queue then
     local j = jkey(queue, id)
-    local state = redis.call('HGET', j, 'state')
+    local v = fields(queue, id, 'state')
+    if not v then quarantine(queue, id) end -- its key holds no hash: dead, as it reads
+    local state = v and v[1]
     if holds_key(state) then
       unindex(queue, id, state)
       redis.call('HSET', j, 'state', 'cancelled', 'finished_at', num(now))

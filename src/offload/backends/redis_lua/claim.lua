@@ -40,10 +40,17 @@ else
     picked[#picked + 1] = {c[1], c[2]}
   end
 end
-local out = {}
+-- Read every popped job before the first write for any: one whose key is not a hash
+-- (prelude's fields) is not claimed but dead, and cannot fail the claim of the others.
+local good, damaged = {}, {}
 for _, p in ipairs(picked) do
-  local queue, id = p[1], p[2]
-  local rec = read(queue, id)
+  local rec, bad = read(p[1], p[2])
+  if bad then damaged[#damaged + 1] = p else good[#good + 1] = {p[1], p[2], rec} end
+end
+for _, p in ipairs(damaged) do quarantine(p[1], p[2]) end
+local out = {}
+for _, p in ipairs(good) do
+  local queue, id, rec = p[1], p[2], p[3]
   local lease_until = now + finite(rec[F_LEASE_S], default_lease)
   rec[F_STATE] = 'running'
   rec[F_ATTEMPT] = tostring(finite(rec[F_ATTEMPT], 0) + 1)
@@ -63,7 +70,7 @@ for q = Q0, #ARGV do -- work left behind: wake another sleeper (a chain, one tok
   local queue = ARGV[q]
   if redis.call('ZCARD', qkey(queue, 'queued')) > 0 then wake(queue) end
 end
-if #out < limit then
+if #picked < limit then
   -- The queues ran dry: say when the next scheduled job falls due, so that the worker can
   -- go straight to sleep without asking again (one round trip per wake-up, not three).
   local next_at = nil

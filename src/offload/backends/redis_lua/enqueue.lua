@@ -39,7 +39,8 @@ local function priority_head(queue, priority)
     local mid = ready_score(priority, EPOCH)
     local first = redis.call('ZRANGEBYSCORE', qkey(queue, 'queued'), num(mid - PRIORITY_STEP / 2),
       '(' .. num(mid + PRIORITY_STEP / 2), 'LIMIT', 0, 1)
-    head = first[1] and tonumber(redis.call('HGET', jkey(queue, first[1]), 'run_at')) or now
+    local v = first[1] and fields(queue, first[1], 'run_at')
+    head = v and tonumber(v[1]) or now
     per_queue[priority] = head
   end
   return head
@@ -60,7 +61,7 @@ for i = 0, n - 1 do
   if key then
     local holder = redis.call('HGET', UNIQUE, key)
     local hq = holder and redis.call('HGET', DIR, holder)
-    if hq and holds_key(redis.call('HGET', jkey(hq, holder), 'state')) then
+    if hq and holds_key(state_of(hq, holder)) then
       held = read(hq, holder)
     end
   end

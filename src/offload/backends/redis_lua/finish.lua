@@ -5,7 +5,7 @@
 -- A follow-up (a chain's next step) is stored with its outcome, and only if the outcome
 -- is taken; one whose id exists, or whose unique key a live job holds, is skipped.
 -- Follow-ups do not take fair turns. Returns the ids refused because the lease was no
--- longer held.
+-- longer held (a job whose key no longer holds a hash is dead: prelude's quarantine).
 local STRIDE = 15
 local groups = {} -- ARGV index of each outcome group
 local i = 3
@@ -26,7 +26,7 @@ local function follow_up(b)
   if key then
     local holder = redis.call('HGET', UNIQUE, key)
     local hq = holder and redis.call('HGET', DIR, holder)
-    if hq and holds_key(redis.call('HGET', jkey(hq, holder), 'state')) then
+    if hq and holds_key(state_of(hq, holder)) then
       redis.call('HDEL', DIR, ARGV[b])
       return
     end
@@ -37,7 +37,8 @@ for _, i in ipairs(groups) do
   local id, delivery, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local queue = redis.call('HGET', DIR, id)
   local j = queue and jkey(queue, id)
-  local v = queue and redis.call('HMGET', j, 'state', 'delivery', 'priority', 'run_at', 'attempt')
+  local v = queue and fields(queue, id, 'state', 'delivery', 'priority', 'run_at', 'attempt')
+  if queue and not v then quarantine(queue, id) end
   if not (v and v[1] == 'running' and v[2] == delivery) then
     rejected[#rejected + 1] = id
   else

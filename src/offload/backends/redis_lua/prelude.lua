@@ -2,6 +2,7 @@
 -- ARGV[2] the time in seconds ('' = the server's TIME, the normal case; tests
 -- inject a clock). The key names (DIR, qkey, jkey, ...) come from redis_keys.LUA_KEYS,
 -- loaded before this file.
+
 local now
 if ARGV[2] ~= '' then
   now = tonumber(ARGV[2])
@@ -26,12 +27,47 @@ local INDEX = {scheduled = 'scheduled', queued = 'queued', running = 'running',
 
 -- Lua would print numbers with 14 digits: 0.1 ms at epoch scale. Keep them exact.
 local function num(x) return string.format('%.17g', x) end
+-- A job key can hold a string, a list... (written by hand or by another tool) where its
+-- hash should be. A command on it fails, and a script that fails halfway keeps its earlier
+-- writes: scripts read a job with fields() (nil for such a key) before any write for it.
+local function fields(queue, id, ...)
+  local v = redis.pcall('HMGET', jkey(queue, id), ...)
+  if v.err then return nil end
+  return v
+end
+local function damage(queue, id)
+  local j = jkey(queue, id)
+  return 'its key ' .. j .. ' holds a ' .. redis.call('TYPE', j).ok .. ', not a hash'
+end
+-- A job's state, nil for a damaged key (it holds nothing: it is dead).
+local function state_of(queue, id)
+  local v = fields(queue, id, 'state')
+  return v and v[1]
+end
 -- A hash missing its id or queue (written by hand, half deleted) still says which job it is.
+-- A damaged key reads as a dead job with one more field saying why (redis_codec.record's
+-- unreadable), and true as the second value.
 local function read(queue, id)
-  local rec = redis.call('HMGET', jkey(queue, id), unpack(FIELDS))
+  local rec = fields(queue, id, unpack(FIELDS))
+  if not rec then
+    rec = {}
+    for i = 1, #FIELDS do rec[i] = false end
+    rec[1], rec[3], rec[F_STATE] = id, queue, 'dead'
+    rec[#FIELDS + 1] = damage(queue, id)
+    return rec, true
+  end
   if not rec[1] then rec[1] = id end
   if not rec[3] then rec[3] = queue end
-  return rec
+  return rec, false
+end
+-- A damaged job leaves every state index for dead's, where no claim pops it and prune or
+-- purge deletes it in time; Redis's log says why. Once: a dead one stays as it is.
+local function quarantine(queue, id)
+  local dead = qkey(queue, 'dead')
+  if redis.call('ZSCORE', dead, id) then return end
+  for _, index in pairs(INDEX) do redis.call('ZREM', qkey(queue, index), id) end
+  redis.call('ZADD', dead, num(now), id)
+  redis.log(redis.LOG_WARNING, 'offload: job ' .. id .. ' is dead: ' .. damage(queue, id))
 end
 local function holds_key(state)
   return state == 'scheduled' or state == 'queued' or state == 'running'
@@ -70,10 +106,13 @@ local function promote(queue, max)
   local sched = qkey(queue, 'scheduled')
   local due = redis.call('ZRANGEBYSCORE', sched, '-inf', num(now), 'LIMIT', 0, max)
   for _, id in ipairs(due) do
-    local j = jkey(queue, id)
-    local v = redis.call('HMGET', j, 'priority', 'run_at')
-    redis.call('HSET', j, 'state', 'queued')
-    make_ready(queue, id, v[1], v[2])
+    local v = fields(queue, id, 'priority', 'run_at')
+    if v then
+      redis.call('HSET', jkey(queue, id), 'state', 'queued')
+      make_ready(queue, id, v[1], v[2])
+    else
+      quarantine(queue, id)
+    end
   end
   if #due > 0 then redis.call('ZREM', sched, unpack(due)) end
   return #due
@@ -82,7 +121,7 @@ end
 -- Delete a job and everything that points at it.
 local function forget(queue, id, state)
   local j = jkey(queue, id)
-  local v = redis.call('HMGET', j, 'key', 'batch')
+  local v = fields(queue, id, 'key', 'batch') or {} -- a damaged key: its own job alone
   local key = v[1]
   if key and redis.call('HGET', UNIQUE, key) == id then redis.call('HDEL', UNIQUE, key) end
   if v[2] then redis.call('ZREM', batchkey(v[2]), id) end
@@ -97,7 +136,8 @@ local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
 
 -- One new job's values start at ARGV[b] (redis_codec.job_args): id, task, queue, payload,
 -- priority, max_attempts, delay_s, run_at, lease_s, timeout_s, key, batch, owner, meta,
--- fair step. The first problem found, or nil: checked before a script's first write.
+-- fair step. The first problem found, or nil: checked before a script's first write (its
+-- key holding a string, say, left by another tool where the job's hash would go).
 local JOB_NUMBERS = {[4] = 'priority', [5] = 'max_attempts', [6] = 'delay_s', [7] = 'run_at',
   [8] = 'lease_s', [9] = 'timeout_s'}
 local function check_job(b)
@@ -108,6 +148,10 @@ local function check_job(b)
     end
   end
   if ARGV[b] == '' or ARGV[b + 2] == '' then return 'job ' .. ARGV[b] .. ': no id or queue' end
+  local t = redis.call('TYPE', jkey(ARGV[b + 2], ARGV[b])).ok
+  if t ~= 'none' and t ~= 'hash' and redis.call('HEXISTS', DIR, ARGV[b]) == 0 then
+    return 'job ' .. ARGV[b] .. ': ' .. damage(ARGV[b + 2], ARGV[b]) .. ' (delete it to use the id)'
+  end
   return nil
 end
 

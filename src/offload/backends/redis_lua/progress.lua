@@ -3,7 +3,7 @@ for i = 3, #ARGV, 4 do
   local id, delivery = ARGV[i], ARGV[i + 1]
   local queue = redis.call('HGET', DIR, id)
   local j = queue and jkey(queue, id)
-  local v = queue and redis.call('HMGET', j, 'state', 'delivery')
+  local v = queue and fields(queue, id, 'state', 'delivery')
   if v and v[1] == 'running' and v[2] == delivery then
     redis.call('HSET', j, 'progress', ARGV[i + 2])
     local message = opt(ARGV[i + 3])

@@ -14,7 +14,7 @@ local ids = redis.call('ZREVRANGEBYLEX', qkey(queue, 'all'), top, '-', 'LIMIT', 
 local out = {''}
 for _, id in ipairs(ids) do
   out[1] = id
-  local v = redis.call('HMGET', jkey(queue, id), 'state', 'task', 'owner', 'batch')
+  local v = fields(queue, id, 'state', 'task', 'owner', 'batch') or {'dead'} -- no hash: dead
   if (states == nil or states[v[1]]) and (task == nil or v[2] == task)
       and (owner == nil or v[3] == owner) and (batch == nil or v[4] == batch) then
     out[#out + 1] = read(queue, id)

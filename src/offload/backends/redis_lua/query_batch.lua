@@ -16,7 +16,8 @@ for _, id in ipairs(ids) do
   out[1] = id
   local queue = redis.call('HGET', DIR, id)
   if queue and (only == nil or queue == only) then
-    local v = redis.call('HMGET', jkey(queue, id), 'state', 'task', 'owner', 'batch')
+    local v = fields(queue, id, 'state', 'task', 'owner', 'batch')
+      or {'dead', false, false, batch} -- a key that holds no hash: dead, in its batch still
     if (states == nil or states[v[1]]) and (task == nil or v[2] == task)
         and (owner == nil or v[3] == owner) and v[4] == batch then
       out[#out + 1] = read(queue, id)

@@ -5,9 +5,14 @@ local out = {}
 for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
   local running = qkey(queue, 'running')
   local expired = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. num(now), 'LIMIT', 0, 1000)
-  for _, id in ipairs(expired) do
+  local live = {}
+  for _, id in ipairs(expired) do -- a key that is no hash: dead, and charged no crash
+    local v = fields(queue, id, 'crashes', 'priority', 'run_at')
+    if v then live[#live + 1] = {id, v} else quarantine(queue, id) end
+  end
+  for _, e in ipairs(live) do
+    local id, v = e[1], e[2]
     local j = jkey(queue, id)
-    local v = redis.call('HMGET', j, 'crashes', 'priority', 'run_at')
     local crashes = finite(v[1], 0) + 1
     redis.call('ZREM', running, id)
     redis.call('HDEL', j, 'lease_until', 'worker')

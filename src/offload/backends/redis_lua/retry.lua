@@ -6,13 +6,17 @@ for i = 3, #ARGV do
   local queue = redis.call('HGET', DIR, id)
   if queue then
     local j = jkey(queue, id)
-    local v = redis.call('HMGET', j, 'state', 'key', 'priority')
+    local v = fields(queue, id, 'state', 'key', 'priority')
+    if not v then -- a damaged key: dead, never run again
+      quarantine(queue, id)
+      v = {}
+    end
     local state, key = v[1], v[2]
     local free = true
     if (state == 'dead' or state == 'cancelled') and key then
       local holder = redis.call('HGET', UNIQUE, key)
       local hq = holder and holder ~= id and redis.call('HGET', DIR, holder)
-      free = not (hq and holds_key(redis.call('HGET', jkey(hq, holder), 'state')))
+      free = not (hq and holds_key(state_of(hq, holder)))
     end
     if (state == 'dead' or state == 'cancelled') and free then
       unindex(queue, id, state)
