@@ -4,7 +4,8 @@ by hand, or by another tool sharing the prefix) fails only its own job.
 A Lua script that fails halfway keeps its earlier writes, so every script reads a job's
 hash before its first write for that job, and passes over one that is not a hash: the job
 is dead (in the dead index, where no claim pops it and prune or purge deletes it), a get
-or query returns it with ``unreadable`` saying why, and the other jobs go on.
+or query returns it with ``unreadable`` saying why, and the other jobs go on. A command
+that still fails on such data names its key, as a ValueRejected, never as an outage.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import redis
 
 from offload import JobState, Offload
 from offload.backends.base import (
+    BackendError,
     ClaimParams,
     EnqueueParams,
     FinishParams,
@@ -37,6 +39,7 @@ from offload.backends.base import (
     ValueRejected,
 )
 from offload.backends.redis import RedisBackend, redis_backend
+from offload.backends.redis_errors import translate
 from offload.records import JobRecord, NewJob
 from servers import RedisServer
 from test_redis import offload_cli
@@ -308,3 +311,45 @@ def test_prune_and_purge_delete_a_wrong_type_key_with_its_job(store: Store, how:
         assert len(await backend.get(IdsParams(ids=[j.id for j in jobs]))) == 2
 
     store.run(body)
+
+
+# -- what still fails names its key, and is no outage -----------------------------------------
+
+
+def test_an_index_key_of_the_wrong_type_is_refused_naming_the_key_not_an_outage(
+    store: Store,
+) -> None:
+    queued = f"{store.prefix}:q:{{{QUEUE}}}:queued"
+
+    async def body(backend: RedisBackend) -> None:
+        await backend.enqueue(EnqueueParams(jobs=_jobs(1)))
+        store.raw.delete(queued)
+        store.raw.set(queued, "garbage")
+        with pytest.raises(ValueRejected) as caught:
+            await backend.claim(_claim(1))
+        assert not isinstance(caught.value, BackendError)
+        assert "WRONGTYPE" in str(caught.value) and queued in str(caught.value), caught.value
+
+    store.run(body)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("WRONGTYPE Operation against a key holding the wrong kind of value (HGET P:k) "
+         "script: 1ae, on @user_script:9.", ValueRejected),
+        ("hash value is not an integer", ValueRejected),
+        ("user_script:3: attempt to compare nil with number script: 1ae, on @user_script:3.",
+         ValueRejected),
+        ("OOM command not allowed when used memory > 'maxmemory'.", BackendError),
+        ("LOADING Redis is loading the dataset in memory", BackendError),
+    ],
+)  # fmt: skip
+def test_data_errors_are_rejected_values_and_outages_stay_outages(
+    message: str, expected: type[Exception]
+) -> None:
+    translated = translate(redis.exceptions.ResponseError(message))
+    assert type(translated) is expected, translated
+    if expected is ValueRejected:  # what failed, on which key; not the script's sha
+        what = message.partition(" script: ")[0]
+        assert what in str(translated) and " script: " not in str(translated), translated

@@ -25,6 +25,23 @@ def _tagged(message: str, tag: str) -> str:
     return message.split(tag, 1)[1].strip().split("\n")[0]
 
 
+#: A command or script that met data it cannot use: a key of another type, a field that is
+#: not a number (written by hand or by another tool). Retrying does not help: not an outage.
+_DATA_ERRORS = (
+    "WRONGTYPE", "user_script:", "is not an integer", "is not a valid float", "would overflow",
+    "produce NaN",
+)  # fmt: skip
+
+
+def _bad_data(message: str) -> ValueRejected | None:
+    if not any(m in message for m in _DATA_ERRORS):
+        return None
+    what = message.split(" script: ", 1)[0].strip()  # scripts name the key (prelude.lua)
+    return ValueRejected(
+        f"Redis holds data offload cannot use (a key written by hand or by another tool?): {what}"
+    )
+
+
 def translate(exc: BaseException) -> BaseException:
     """Every redis-py or encoding error as the seam's: an outage is a BackendError, a
     value the store cannot hold a ValueRejected, an id already stored a DuplicateJob."""
@@ -36,6 +53,9 @@ def translate(exc: BaseException) -> BaseException:
             return DuplicateJob(_tagged(message, "OFFLOAD_DUPLICATE"))
         if "OFFLOAD_REJECTED" in message:  # a script's own check, before its first write
             return ValueRejected(_tagged(message, "OFFLOAD_REJECTED"))
+        bad_data = _bad_data(message)
+        if bad_data is not None:
+            return bad_data
         if message.startswith("OOM"):
             return BackendError(
                 "Redis is out of memory (maxmemory reached) and refused to store more; "

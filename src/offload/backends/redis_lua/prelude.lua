@@ -3,6 +3,18 @@
 -- inject a clock). The key names (DIR, qkey, jkey, ...) come from redis_keys.LUA_KEYS,
 -- loaded before this file.
 
+-- A command that fails names its key in the error (WRONGTYPE does not): redis.call, for
+-- these scripts, is redis.pcall raising what it returns; the rest of redis is Redis's own.
+local REDIS = redis
+local redis = setmetatable({call = function(...)
+  local reply = REDIS.pcall(...)
+  if type(reply) == 'table' and reply.err then
+    local cmd, key = ...
+    error({err = reply.err .. ' (' .. cmd .. ' ' .. tostring(key) .. ')'})
+  end
+  return reply
+end}, {__index = REDIS})
+
 local now
 if ARGV[2] ~= '' then
   now = tonumber(ARGV[2])
