@@ -69,6 +69,7 @@ class Maintenance:
         self._next_prune = 0.0
         self._services = list(services)
         self.is_leader = False
+        self._store_down = False
         self.reaped = 0
         self._pause_s = interval_s
 
@@ -78,6 +79,7 @@ class Maintenance:
         Each step (reap, promote, prune, every leader service) runs on its own: one that
         fails is logged under its name with its real cause, and the others still run."""
         self.is_leader = await self._backend.lock(self._lock)
+        self._store_down = False  # it answered
         if not self.is_leader:
             return None
         soon: float | None = None
@@ -102,7 +104,7 @@ class Maintenance:
         try:
             return await step()
         except BackendError as exc:
-            log.error("maintenance: %s skipped, the store did not answer: %s", name, exc)
+            self._outage(f"maintenance: {name} skipped, the store did not answer: {exc}")
         except Exception as exc:
             log.exception("maintenance: %s failed (%s: %s); the other steps still run",
                           name, type(exc).__name__, exc)  # fmt: skip
@@ -135,13 +137,18 @@ class Maintenance:
         pause_s = self._pause_s if soon is None else min(self._pause_s, soon)
         return max(pause_s, self._interval_s)
 
+    def _outage(self, message: str) -> None:
+        """An outage is logged once (the claim loop tells when it ends), not every tick."""
+        log.log(logging.DEBUG if self._store_down else logging.ERROR, message)
+        self._store_down = True
+
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             soon: float | None = self._interval_s
             try:
                 soon = await self.run_once()
             except BackendError as exc:
-                log.error("maintenance skipped: %s; retrying", exc)
+                self._outage(f"maintenance skipped: {exc}; retrying until the store is back")
             except Exception:
                 log.exception("maintenance failed; retrying")
             pause_s = self._next_pause(soon)

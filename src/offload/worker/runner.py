@@ -187,6 +187,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
         failures = 0
         empty_checks = 0
         woke_with: tuple[ClaimParams, list[JobRecord]] | None = None  # claimed on waking
+        outage = False  # claims fail for want of the store (told once, and its end)
         while not self._stopping.is_set():
             flushes_before = self._flushes
             if woke_with is not None:  # leased already: start them before anything else
@@ -200,20 +201,22 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
                 params = maybe_params
                 try:
                     jobs = await backend.claim(params)
-                    if failures:
+                    if outage:
                         log.warning("the store is reachable again; resuming")
-                    failures = 0
+                    failures, outage = 0, False
                 except StoreRefused:
                     raise  # a configuration problem: retrying would only repeat the message
                 except Exception as exc:  # an outage, or a surprise: never the end of the worker
                     failures += 1
-                    burst_over = self.burst and failures >= BURST_CLAIM_TRIES
-                    if burst_over and isinstance(exc, BackendError):
+                    if self.burst and failures >= BURST_CLAIM_TRIES:
                         raise  # a burst run is a batch job: it fails, with the one line
                     pause_s = min(RECONNECT_MAX_PAUSE_S, 0.1 * 2**failures)
                     if not isinstance(exc, BackendError):
                         log.exception("claiming jobs failed; retrying in %.1fs", pause_s)
-                    elif failures == 1:  # an outage is told once, and its end
+                    elif self.burst:
+                        log.warning("cannot claim jobs (%s); trying again", exc)
+                    elif not outage:  # an outage is told once, and its end
+                        outage = True
                         log.error("cannot claim jobs (%s); retrying until it is back", exc)
                     else:
                         log.debug("cannot claim jobs (%s); retrying in %.1fs", exc, pause_s)
