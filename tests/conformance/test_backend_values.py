@@ -49,6 +49,15 @@ async def _count(backend: Backend) -> int:
 # -- enqueue: values no store can hold --------------------------------------------
 
 
+def _nested(depth: int) -> dict[str, object]:
+    """Deeper than any JSON encoder recurses."""
+    outer: dict[str, object] = {}
+    inner = outer
+    for _ in range(depth):
+        inner["a"] = inner = {}
+    return outer
+
+
 @pytest.mark.parametrize(
     "fields, field",
     [
@@ -63,6 +72,7 @@ async def _count(backend: Backend) -> int:
         ({"key": "report-\udcff.txt"}, "key"),
         ({"owner": "x\udcff"}, "owner"),
         ({"meta": {"file": "report-\udcff.txt"}}, "meta"),
+        ({"meta": _nested(3000)}, "meta"),
     ],
 )
 async def test_enqueue_refuses_a_value_no_store_can_hold_and_stores_nothing(

@@ -57,7 +57,7 @@ def error_json(error: ErrorInfo) -> bytes:
 def json_arg(value: Any, job: str, field: str) -> bytes:
     try:
         return encode(value)
-    except (UnicodeEncodeError, TypeError, OverflowError) as exc:
+    except (UnicodeEncodeError, TypeError, OverflowError, ValueError, RecursionError) as exc:
         raise _refuse(job, field, f"{exc}") from None
 
 

@@ -67,7 +67,7 @@ def check_new_jobs(jobs: Iterable[NewJob], *, nul_ok: bool = True) -> None:
         if job.meta:
             try:
                 encoded = _encode(job.meta)
-            except (UnicodeEncodeError, TypeError, ValueError) as exc:
+            except (UnicodeEncodeError, TypeError, ValueError, RecursionError) as exc:
                 raise _reject(job.id, "meta", f"cannot be stored as JSON ({exc})") from exc
             if not nul_ok and b"\\u0000" in encoded and _holds_nul(job.meta):
                 raise _reject(job.id, "meta", "holds a NUL character")
