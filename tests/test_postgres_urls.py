@@ -57,3 +57,17 @@ def test_socket_urls_connect_to_the_cluster(
     app = Offload(f"postgresql:///{database}")
     assert app.backend.blocking.stats() == []
     app.close()
+
+
+def test_the_deadline_option_and_libpq_settings_the_url_gives_win() -> None:
+    from offload.backends.postgres_sync import _connection_kwargs
+
+    assert parse_postgres_url("postgresql:///db").timeout_s == 30.0
+    config = parse_postgres_url("postgresql:///db?timeout_s=2.5&connect_timeout=9")
+    assert config.timeout_s == 2.5 and "timeout_s" not in config.conninfo
+    kwargs = _connection_kwargs(config)
+    assert "connect_timeout" not in kwargs  # the URL's own reaches libpq untouched
+    assert kwargs["tcp_user_timeout"] == 2500 and kwargs["keepalives"] == 1
+    for bad in ("0", "-1", "nan", "inf"):
+        with pytest.raises(ValueError, match="timeout_s"):
+            parse_postgres_url(f"postgresql:///db?timeout_s={bad}")

@@ -41,6 +41,7 @@ from offload.backends.base import (
     ReapParams,
     WaitParams,
 )
+from offload.backends.postgres_deadline import SilentConnection, guarded
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue, plan_finish
 from offload.backends.postgres_errors import _unreachable, reraise
 from offload.backends.postgres_plans import (
@@ -70,7 +71,7 @@ from offload.backends.postgres_plans import (
 )
 from offload.backends.postgres_sync import (
     CAPABILITIES,
-    CONNECT_TIMEOUT_S,
+    MIGRATE_TIMEOUT_S,
     PostgresSync,
     _connection_kwargs,
     _Runner,
@@ -80,6 +81,11 @@ from offload.backends.postgres_url import PgConfig, parse_postgres_url
 from offload.records import JobRecord
 
 log = logging.getLogger("offload.postgres")
+#: How often (at most; at least every ``timeout_s``) the LISTEN connection proves it still
+#: answers (a NOTIFY lost to a silent partition would leave idle workers asleep), and how
+#: long it has to answer.
+LISTEN_CHECK_S = 10.0
+LISTEN_PING_S = 5.0
 
 T = TypeVar("T")
 
@@ -124,17 +130,15 @@ class PostgresBackend(_Runner):
             self._opening = (asyncio.Lock(), loop)
         async with self._opening[0]:  # the first calls of a worker come at once: open one pool
             if self._pool is None or self._pool_loop is not loop:
+                kwargs = _connection_kwargs(self.config)
                 try:
-                    conn = await psycopg.AsyncConnection.connect(
-                        self.config.conninfo, connect_timeout=CONNECT_TIMEOUT_S
-                    )
+                    conn = await psycopg.AsyncConnection.connect(self.config.conninfo, **kwargs)
                     await conn.close()
                 except psycopg.Error as exc:
                     raise _unreachable(exc) from exc
                 pool = psycopg_pool.AsyncConnectionPool(
                     self.config.conninfo, min_size=1, max_size=self.config.pool_max,
-                    kwargs=_connection_kwargs(self.config), open=False, timeout=10,
-                    name="offload-async",
+                    kwargs=kwargs, open=False, timeout=10, name="offload-async",
                 )  # fmt: skip
                 await pool.open()
                 self._pool, self._pool_loop = pool, loop
@@ -145,19 +149,33 @@ class PostgresBackend(_Runner):
         try:
             pool = await self._ensure_schema()
             async with pool.connection() as conn:
-                if atomic:
-                    async with conn.transaction(), conn.cursor() as cursor:
-                        return await drive_async(cursor, plan, self)
-                async with conn.cursor() as cursor:
-                    return await drive_async(cursor, plan, self)
+                return await guarded(conn, self._drive(conn, plan, atomic), self.config.timeout_s)
+        except SilentConnection:
+            await self._drain()
+            raise
         except Exception as exc:
             reraise(exc)
+
+    async def _drive(self, conn: psycopg.AsyncConnection[Any], plan: Plan[T], atomic: bool) -> T:
+        if atomic:
+            async with conn.transaction(), conn.cursor() as cursor:
+                return await drive_async(cursor, plan, self)
+        async with conn.cursor() as cursor:
+            return await drive_async(cursor, plan, self)
+
+    async def _drain(self) -> None:
+        """A connection went silent: the others, opened over the same path, are suspect."""
+        if self._pool is not None and self._pool_loop is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):
+                await self._pool.drain()
 
     async def _ensure_schema(self) -> psycopg_pool.AsyncConnectionPool:
         pool = await self._get_pool()
         if not self._migrated:
-            async with pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
-                await drive_async(cursor, plan_migrate(self.st, self.config.schema), self)
+            plan = plan_migrate(self.st, self.config.schema)
+            deadline_s = max(self.config.timeout_s, MIGRATE_TIMEOUT_S)
+            async with pool.connection() as conn:
+                await guarded(conn, self._drive(conn, plan, atomic=True), deadline_s)
             self._migrated = True
         return pool
 
@@ -283,22 +301,29 @@ class PostgresBackend(_Runner):
 
     async def _listen_forever(self) -> None:
         failures = 0
-        channel = pgsql.Identifier(self.st.channel)
+        listen = pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self.st.channel))
+        kwargs = _connection_kwargs(self.config)
+        ping_s = min(LISTEN_PING_S, self.config.timeout_s)
+        check_s = min(LISTEN_CHECK_S, self.config.timeout_s)
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self.config.conninfo, autocommit=True)
+                conn = await psycopg.AsyncConnection.connect(self.config.conninfo, **kwargs)
                 async with conn:
-                    await conn.execute(pgsql.SQL("LISTEN {}").format(channel))
+                    await guarded(conn, conn.execute(listen), ping_s)
                     if failures:
                         log.warning("PostgreSQL is reachable again; listening for new jobs")
                         self._wake(None)  # anything may have arrived while we were away
                     failures = 0
                     self._listening.set()
-                    async for notify in conn.notifies():
-                        self._wake(notify.payload)
+                    while True:  # a round trip now and then: a silent connection hears nothing
+                        async for notify in conn.notifies(timeout=check_s):
+                            self._wake(notify.payload)
+                        await guarded(conn, conn.execute("SELECT 1"), ping_s)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if isinstance(exc, SilentConnection):
+                    await self._drain()
                 self._listening.clear()
                 failures += 1
                 pause_s = min(5.0, 0.1 * 2**failures)

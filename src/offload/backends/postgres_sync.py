@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from offload.backends.base import (
     QueryParams,
     QueueStats,
 )
+from offload.backends.postgres_deadline import SilentConnection, Watchdog
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue
 from offload.backends.postgres_errors import _unreachable, reraise
 from offload.backends.postgres_plans import (
@@ -48,6 +50,15 @@ CAPABILITIES = Capabilities(
 )
 
 CONNECT_TIMEOUT_S = 5
+#: A migration may wait for another process's (an advisory lock) and rewrite tables.
+MIGRATE_TIMEOUT_S = 300.0
+#: libpq settings a URL does not give: a bounded connect, and TCP keepalives that find a
+#: peer gone on a real network (a local hop that still ACKs defeats them: the deadlines
+#: cover that). ``tcp_user_timeout`` comes from the URL's ``timeout_s``.
+LIBPQ_DEFAULTS = {
+    "connect_timeout": CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": 30,
+    "keepalives_interval": 10, "keepalives_count": 3,
+}  # fmt: skip
 
 
 class _Runner:
@@ -98,6 +109,7 @@ class PostgresSync(_Runner):
         self._pool: psycopg_pool.ConnectionPool | None = None
         self._opening = threading.Lock()
         self._migrated = not config.migrate
+        self._watchdog = Watchdog()
         self.capabilities = CAPABILITIES
 
     def _get_pool(self) -> psycopg_pool.ConnectionPool:
@@ -106,14 +118,14 @@ class PostgresSync(_Runner):
         with self._opening:  # threads racing to open would each leak a pool
             if self._pool is not None:
                 return self._pool
+            kwargs = _connection_kwargs(self._config)
             try:  # one plain connection first: libpq's own words beat a pool timeout
-                psycopg.connect(self._config.conninfo, connect_timeout=CONNECT_TIMEOUT_S).close()
+                psycopg.connect(self._config.conninfo, **kwargs).close()
             except psycopg.Error as exc:
                 raise _unreachable(exc) from exc
             self._pool = psycopg_pool.ConnectionPool(
                 self._config.conninfo, min_size=1, max_size=self._config.pool_max,
-                kwargs=_connection_kwargs(self._config), open=True, timeout=10,
-                name="offload-sync",
+                kwargs=kwargs, open=True, timeout=10, name="offload-sync",
             )  # fmt: skip
         return self._pool
 
@@ -123,16 +135,32 @@ class PostgresSync(_Runner):
             self._ensure_schema()
             with (
                 self._get_pool().connection() as conn,
+                self._watchdog.deadline(conn, self._config.timeout_s),
                 conn.transaction() if atomic else contextlib.nullcontext(),
                 conn.cursor() as cur,
             ):
                 return drive_sync(cur, plan, self)
+        except SilentConnection:
+            self._drain()
+            raise
         except Exception as exc:
             reraise(exc)
 
+    def _drain(self) -> None:
+        """One connection went silent: the others, opened over the same path, are suspect."""
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                self._pool.drain()
+
     def _ensure_schema(self) -> None:
         if not self._migrated:
-            with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+            deadline_s = max(self._config.timeout_s, MIGRATE_TIMEOUT_S)
+            with (
+                self._get_pool().connection() as conn,
+                self._watchdog.deadline(conn, deadline_s),
+                conn.transaction(),
+                conn.cursor() as cur,
+            ):
                 drive_sync(cur, plan_migrate(self._st, self._config.schema), self)
             self._migrated = True
 
@@ -188,6 +216,7 @@ class PostgresSync(_Runner):
         return migration_scripts()[-1][0]
 
     def close(self) -> None:
+        self._watchdog.close()
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -198,4 +227,9 @@ def _connection_kwargs(config: PgConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"autocommit": True}
     if not config.prepare:
         kwargs["prepare_threshold"] = None
+    given = set(psycopg.conninfo.conninfo_to_dict(config.conninfo))
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        given.add("connect_timeout")
+    defaults = {**LIBPQ_DEFAULTS, "tcp_user_timeout": int(config.timeout_s * 1000)}
+    kwargs |= {name: value for name, value in defaults.items() if name not in given}
     return kwargs

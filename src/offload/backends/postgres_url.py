@@ -24,6 +24,8 @@ class PgConfig:
     prepare: bool = True
     pool_max: int = 10
     poll_s: float = 1.0
+    #: The deadline of every call: past it the connection is dropped and the call fails.
+    timeout_s: float = 30.0
 
 
 def parse_postgres_url(url: str) -> PgConfig:
@@ -51,6 +53,9 @@ def parse_postgres_url(url: str) -> PgConfig:
             return False
         raise ValueError(f"URL option {name} must be true or false, got {value!r}")
 
+    timeout_s = float(ours.get("timeout_s", 30.0))
+    if not 0 < timeout_s < float("inf"):  # also NaN
+        raise ValueError(f"URL option timeout_s must be a positive number, got {timeout_s!r}")
     conninfo = base + ("?" + "&".join(theirs) if theirs else "")
     try:
         psycopg.conninfo.conninfo_to_dict(conninfo)
@@ -61,7 +66,8 @@ def parse_postgres_url(url: str) -> PgConfig:
         conninfo=conninfo, schema=schema, migrate=flag("migrate", True),
         listen=flag("listen", True), prepare=flag("prepare", True),
         pool_max=int(ours.get("pool_max", 10)), poll_s=float(ours.get("poll_s", 1.0)),
+        timeout_s=timeout_s,
     )  # fmt: skip
 
 
-_OPTIONS = {"schema", "migrate", "listen", "prepare", "pool_max", "poll_s"}
+_OPTIONS = {"schema", "migrate", "listen", "prepare", "pool_max", "poll_s", "timeout_s"}

@@ -185,8 +185,11 @@ class Acks(WorkerState):
     async def _flush_all(self) -> None:
         deadline = time.monotonic() + max(self.grace_s, 5.0)
         while self._unacked and time.monotonic() < deadline:
-            try:
-                flushed = await self._flush_once()
+            try:  # one attempt stuck on a silent store must not outlast the deadline
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    flushed = await self._flush_once()
+            except TimeoutError:
+                flushed = False
             except Exception:
                 log.exception("recording outcomes failed (jobs %s)", self._ids())
                 flushed = False

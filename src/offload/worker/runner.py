@@ -174,8 +174,9 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
             for helper in helpers:
                 helper.cancel()
             await asyncio.wait(helpers, timeout=CANCEL_GRACE_S)  # see _wait_for_work
-            with contextlib.suppress(Exception):
-                await self.maintenance.resign()
+            with contextlib.suppress(Exception):  # a store gone silent must not hold the exit
+                async with asyncio.timeout(CANCEL_GRACE_S):  # the lock expires by its TTL anyway
+                    await self.maintenance.resign()
             await self._executor.close()
             # Connections and listeners belong to this event loop: release them with it.
             with contextlib.suppress(Exception):
