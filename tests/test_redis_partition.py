@@ -9,6 +9,7 @@ on the server when the worker is stopped. Deadlines only guard against hangs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
@@ -20,7 +21,8 @@ import pytest
 import redis
 
 from offload import JobState, Offload
-from offload.backends.base import ClaimParams, IdsParams
+from offload.backends.base import ClaimParams, IdsParams, ReapedJob, ReapParams
+from offload.backends.redis import redis_backend
 from offload.records import JobRecord
 from servers import RedisServer
 from worker_helpers import WorkerThread, wait_until
@@ -294,6 +296,48 @@ def test_a_stop_that_cannot_reach_the_store_leaves_the_claim_to_its_lease_and_sa
     assert any("lease" in r.getMessage() for r in caplog.records), caplog.text
     assert all(_stored(direct, i).state is JobState.RUNNING for i in ids)
     direct.close()
+
+
+def test_the_reaper_charges_a_wake_up_claim_never_acknowledged_as_it_cannot_tell_it_started(
+    redis_server: RedisServer,
+) -> None:
+    """Why the reaper cannot spare a claim whose reply was lost: on the server, a wake-up
+    claim (token noted) whose reply never reached its worker looks exactly like one whose
+    worker read it, started the job, and was killed by that job (SIGKILL, OOM) before its
+    first heartbeat, a third of a lease later. The second must be charged a crash, or a job
+    that kills its worker at once would never reach max_crashes nor run isolated. Telling
+    them apart would need an acknowledgement before each job starts: a second round trip on
+    every wake-up, which the pipelined claim exists to save. So the reaper charges both,
+    and a graceful stop hands back what it abandoned (unclaim by token) instead."""
+    from offload.backends.redis_plans import Scripts, claim_args
+
+    prefix = "r" + uuid.uuid4().hex[:10]
+    direct = _app(redis_server.url(prefix=prefix))
+    job = direct.tasks["echo"].enqueue(1)
+    raw = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    scripts = Scripts()
+    raw.script_load(scripts.source["claim"])
+    params = ClaimParams(queues=["default"], limit=1, worker="gone", lease_s=0.05)
+    claimed = raw.evalsha(scripts.sha["claim"], 0, prefix, "", *claim_args(params, "tok"))
+    assert len(claimed) == 1  # the job (it took its limit: no idle hint)
+    assert raw.hget(f"{prefix}:g:{{{prefix}}}:claim:tok", job.id) == b"1"  # noted, unacknowledged
+    url = redis_server.url(prefix=prefix)
+    wait_until(
+        lambda: bool(asyncio.run(_reap_once(url))),
+        DEADLINE_S,
+        "the claim's lease to expire and be reaped",
+    )
+    after = _stored(direct, job.id)
+    assert (after.state, after.crashes, after.attempt) == (JobState.QUEUED, 1, 1), after
+    direct.close()
+
+
+async def _reap_once(url: str) -> list[ReapedJob]:
+    backend = redis_backend(url)
+    try:
+        return await backend.reap_expired(ReapParams(max_crashes=3))
+    finally:
+        await backend.close()
 
 
 def test_a_stop_does_not_wait_on_a_claim_whose_reply_was_lost_and_hands_it_back(
