@@ -27,6 +27,9 @@ class Slots(WorkerState):
         stopper = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({claiming, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            claiming.cancel()  # the store hands back what it took
+            raise
         finally:
             stopper.cancel()
         if not claiming.done():
