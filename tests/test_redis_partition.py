@@ -9,8 +9,11 @@ on the server when the worker is stopped. Deadlines only guard against hangs.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -18,7 +21,8 @@ import pytest
 import redis
 
 from offload import JobState, Offload
-from offload.backends.base import ClaimParams, IdsParams
+from offload.backends.base import ClaimParams, IdsParams, ReapedJob, ReapParams
+from offload.backends.redis import redis_backend
 from offload.records import JobRecord
 from servers import RedisServer
 from worker_helpers import WorkerThread, wait_until
@@ -74,6 +78,7 @@ class SilentProxy:
         self.lock = threading.Lock()
         self.links: list[_Link] = []
         self.hold_after: bytes | None = None
+        self.partitioned = False  # connections opened meanwhile are silent for good too
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, daemon=True).start()
@@ -86,7 +91,9 @@ class SilentProxy:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target))
             with self.lock:
-                self.links.append(_Link(self, client, upstream))
+                link = _Link(self, client, upstream)
+                link.dead = self.partitioned
+                self.links.append(link)
 
     def url(self, prefix: str) -> str:
         return f"redis://127.0.0.1:{self.port}/0?prefix={prefix}"
@@ -96,6 +103,18 @@ class SilentProxy:
         with self.lock:
             for link in self.links:
                 link.dead = True
+
+    def partition(self) -> None:
+        """Every connection open now, or opened before ``heal()``, stops carrying anything."""
+        with self.lock:
+            self.partitioned = True
+            for link in self.links:
+                link.dead = True
+
+    def heal(self) -> None:
+        """New connections work again; the ones cut stay silent, as after a real partition."""
+        with self.lock:
+            self.partitioned = False
 
     def hold_replies_to(self, command: bytes) -> None:
         """From now on, keep back the replies to connections that sent ``command``."""
@@ -216,4 +235,137 @@ def test_a_claim_that_runs_after_its_wait_was_abandoned_takes_nothing_and_passes
     assert raw.evalsha(scripts.sha["claim"], 0, prefix, "", *args) == []
     assert _stored(direct, job.id).state is JobState.QUEUED
     assert raw.llen(wake) == 1
+    direct.close()
+
+
+def _claimed_on_waking(
+    redis_server: RedisServer, proxy: SilentProxy, prefix: str
+) -> tuple[WorkerThread, Offload, list[str]]:
+    """An idle worker whose wake-up claim took five jobs on the server, its reply held back."""
+    app, direct = _app(proxy.url(prefix)), _app(redis_server.url(prefix=prefix))
+    worker = WorkerThread(app, concurrency=5).__enter__()
+    wait_until(lambda: _blocked_in_blpop(redis_server), DEADLINE_S, "the idle worker's BLPOP")
+    proxy.hold_replies_to(b"BLPOP")
+    ids = [
+        j.id
+        for j in direct.tasks["echo"].enqueue_many([direct.tasks["echo"].s(n) for n in range(5)])
+    ]
+    wait_until(
+        lambda: all(_stored(direct, i).state is JobState.RUNNING for i in ids),
+        DEADLINE_S,
+        "the pipelined claim to take the jobs on the server",
+    )
+    return worker, direct, ids
+
+
+def test_a_stop_during_a_partition_hands_back_the_wake_up_claim_once_the_store_answers(
+    redis_server: RedisServer, proxy: SilentProxy
+) -> None:
+    """The claim's reply is lost, the worker is stopped, the network heals 0.3 s later:
+    the stop hands the jobs back over a new connection, no crash and no attempt charged.
+    The join's deadline is shorter than a dead socket's 30 s timeout: the stop must not
+    wait on one."""
+    prefix = "h" + uuid.uuid4().hex[:10]
+    worker, direct, ids = _claimed_on_waking(redis_server, proxy, prefix)
+    proxy.partition()  # every connection open now goes silent, and those opened meanwhile
+    worker.request_stop()
+    time.sleep(0.3)
+    proxy.heal()
+    worker.join(timeout_s=20)
+    worker.worker.app.close()
+    for job_id in ids:
+        after = _stored(direct, job_id)
+        assert after.state is JobState.QUEUED, after
+        assert (after.attempt, after.crashes, after.worker) == (0, 0, None), after
+    direct.close()
+
+
+def test_a_stop_that_cannot_reach_the_store_leaves_the_claim_to_its_lease_and_says_so(
+    redis_server: RedisServer, proxy: SilentProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store stays unreachable for the whole stop: the hand-back is given up within a
+    few seconds (not a socket's 30 s timeout), and a log line says the jobs come back when
+    their leases expire."""
+    prefix = "u" + uuid.uuid4().hex[:10]
+    worker, direct, ids = _claimed_on_waking(redis_server, proxy, prefix)
+    proxy.partition()
+    with caplog.at_level(logging.WARNING, logger="offload.redis"):
+        worker.request_stop()
+        worker.join(timeout_s=20)
+        worker.worker.app.close()
+    assert any("lease" in r.getMessage() for r in caplog.records), caplog.text
+    assert all(_stored(direct, i).state is JobState.RUNNING for i in ids)
+    direct.close()
+
+
+def test_the_reaper_charges_a_wake_up_claim_never_acknowledged_as_it_cannot_tell_it_started(
+    redis_server: RedisServer,
+) -> None:
+    """Why the reaper cannot spare a claim whose reply was lost: on the server, a wake-up
+    claim (token noted) whose reply never reached its worker looks exactly like one whose
+    worker read it, started the job, and was killed by that job (SIGKILL, OOM) before its
+    first heartbeat, a third of a lease later. The second must be charged a crash, or a job
+    that kills its worker at once would never reach max_crashes nor run isolated. Telling
+    them apart would need an acknowledgement before each job starts: a second round trip on
+    every wake-up, which the pipelined claim exists to save. So the reaper charges both,
+    and a graceful stop hands back what it abandoned (unclaim by token) instead."""
+    from offload.backends.redis_plans import Scripts, claim_args
+
+    prefix = "r" + uuid.uuid4().hex[:10]
+    direct = _app(redis_server.url(prefix=prefix))
+    job = direct.tasks["echo"].enqueue(1)
+    raw = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    scripts = Scripts()
+    raw.script_load(scripts.source["claim"])
+    params = ClaimParams(queues=["default"], limit=1, worker="gone", lease_s=0.05)
+    claimed = raw.evalsha(scripts.sha["claim"], 0, prefix, "", *claim_args(params, "tok"))
+    assert len(claimed) == 1  # the job (it took its limit: no idle hint)
+    assert raw.hget(f"{prefix}:g:{{{prefix}}}:claim:tok", job.id) == b"1"  # noted, unacknowledged
+    url = redis_server.url(prefix=prefix)
+    wait_until(
+        lambda: bool(asyncio.run(_reap_once(url))),
+        DEADLINE_S,
+        "the claim's lease to expire and be reaped",
+    )
+    after = _stored(direct, job.id)
+    assert (after.state, after.crashes, after.attempt) == (JobState.QUEUED, 1, 1), after
+    direct.close()
+
+
+async def _reap_once(url: str) -> list[ReapedJob]:
+    backend = redis_backend(url)
+    try:
+        return await backend.reap_expired(ReapParams(max_crashes=3))
+    finally:
+        await backend.close()
+
+
+def test_a_stop_does_not_wait_on_a_claim_whose_reply_was_lost_and_hands_it_back(
+    redis_server: RedisServer, proxy: SilentProxy
+) -> None:
+    """A plain claim (a worker's first, or one after its slots freed up) runs on the server
+    and its reply never comes: the stop abandons it rather than waiting out the silent
+    connection's 30 s timeout (the join's deadline is shorter), and hands its jobs back."""
+    from offload.backends.redis_plans import Scripts
+
+    prefix = "c" + uuid.uuid4().hex[:10]
+    app, direct = _app(proxy.url(prefix)), _app(redis_server.url(prefix=prefix))
+    ids = [
+        j.id
+        for j in direct.tasks["echo"].enqueue_many([direct.tasks["echo"].s(n) for n in range(5)])
+    ]
+    proxy.hold_replies_to(Scripts().sha["claim"].upper().encode())  # the claim's, not the wait's
+    worker = WorkerThread(app, concurrency=5).__enter__()
+    wait_until(
+        lambda: all(_stored(direct, i).state is JobState.RUNNING for i in ids),
+        DEADLINE_S,
+        "the worker's first claim to take the jobs on the server",
+    )
+    worker.request_stop()
+    worker.join(timeout_s=20)
+    app.close()
+    for job_id in ids:
+        after = _stored(direct, job_id)
+        assert after.state is JobState.QUEUED, after
+        assert (after.attempt, after.crashes, after.worker) == (0, 0, None), after
     direct.close()

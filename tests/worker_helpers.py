@@ -70,8 +70,13 @@ class WorkerThread:
         assert self.stats is not None
         return self.stats
 
+    def request_stop(self) -> None:
+        """Ask for a graceful stop and return at once: ``join`` waits for the exit."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self.worker.request_stop)
+
     def join(self, timeout_s: float = 60) -> WorkerStats:
-        """For burst workers: wait until the worker exits by itself."""
+        """For burst workers, or after ``request_stop``: wait until the worker exits."""
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             self._dump()

@@ -172,8 +172,9 @@ class Scenario:
                "FAULT_MAX_CRASHES": str(max_crashes), "FAULT_LONG_S": str(long_s),
                "PYTHONPATH": HERE + os.pathsep + os.environ.get("PYTHONPATH", "")}  # fmt: skip
         self.fleet = Fleet(
-            worker_url or url, env, tmp_path, grace_s=grace_s, concurrency=concurrency
-        )
+            worker_url or url, env, tmp_path, size=workers, grace_s=grace_s,
+            concurrency=concurrency,
+        )  # fmt: skip
         self.app = fault_app.app
         self.app._backend = None  # one module-level app, pointed at each store in turn
         self.app.url = url

@@ -25,6 +25,9 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
     shared_between_processes: bool = True
     #: ``enqueue`` may join a caller's open database transaction.
     transactional_enqueue: bool = False
+    #: A ``claim`` cancelled midway hands back what it took (its reply may never come), so
+    #: a stopping worker need not wait on it: a silent connection holds it for its timeout.
+    abandonable_claims: bool = False
 
 
 class EnqueueParams(msgspec.Struct, frozen=True, kw_only=True):

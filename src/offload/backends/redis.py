@@ -10,6 +10,7 @@ workers block in ``BLPOP`` on a per-queue wake-up list rather than polling.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from offload.backends.base import (
@@ -56,12 +57,14 @@ from offload.backends.redis_plans import (
 )
 from offload.backends.redis_query import plan_query
 from offload.backends.redis_sync import RedisSync
-from offload.backends.redis_wait import AsyncRunner
+from offload.backends.redis_wait import UNCLAIM_TRY_S, AsyncRunner
 from offload.records import JobRecord
 
 
 class RedisBackend(AsyncRunner):
-    capabilities = Capabilities(push_wakeups=True, shared_between_processes=True)
+    capabilities = Capabilities(
+        push_wakeups=True, shared_between_processes=True, abandonable_claims=True
+    )
 
     @property
     def blocking(self) -> RedisSync:
@@ -71,7 +74,16 @@ class RedisBackend(AsyncRunner):
         return await self.run(plan_enqueue(params))
 
     async def claim(self, params: ClaimParams) -> list[JobRecord]:
-        jobs, hint = await self.run(plan_claim_with_hint(params))
+        """A token names the claim, as one behind a wait: one whose reply never comes (a
+        lost connection, a cancelled call) is handed back, no attempt or crash charged."""
+        if self._abandoned:
+            await self._hand_back(UNCLAIM_TRY_S)
+        token = uuid.uuid4().hex
+        try:
+            jobs, hint = await self.run(plan_claim_with_hint(params, token))
+        except BaseException as exc:
+            await self._abandon(token, exc)
+            raise
         self._idle_hint = None if hint is None else (tuple(params.queues), hint)
         return jobs
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
@@ -32,6 +33,12 @@ from offload.records import JobRecord
 log = logging.getLogger("offload.redis")
 UNCLAIM_TIMEOUT_S = 5.0
 MAX_ABANDONED = 100
+#: One try at handing back an abandoned claim, on a connection of its own: a store that
+#: does not answer within it is taken for unreachable on that path, and tried afresh.
+UNCLAIM_TRY_S = 1.0
+#: How long an abandoned wait, then the store's close() at a worker's stop, keep trying to
+#: hand back a claim (well within a worker's grace): its jobs never started.
+HAND_BACK_S = 5.0
 
 T = TypeVar("T")
 
@@ -51,6 +58,8 @@ class AsyncRunner(Runner):
         self._outage = False
         #: Tokens of pipelined claims abandoned midway whose jobs are not handed back yet.
         self._abandoned: list[str] = []
+        self._handing_back: tuple[asyncio.Lock, asyncio.AbstractEventLoop] | None = None
+        self._hand_back_until = 0.0  # time.monotonic(): HAND_BACK_S after the last abandon
 
     async def _get_client(self) -> redis.asyncio.Redis:
         loop = asyncio.get_running_loop()
@@ -119,8 +128,9 @@ class AsyncRunner(Runner):
         if not queues:
             await asyncio.sleep(max(params.timeout_s, 0.0))
             return None
-        if self._abandoned:
-            await self._unclaim_pending()
+        if self._abandoned and not await self._hand_back(UNCLAIM_TRY_S):
+            log.warning("cannot hand back the jobs of %d abandoned claim(s) yet; trying again "
+                        "before the next wait", len(self._abandoned))  # fmt: skip
         hint, self._idle_hint = self._idle_hint, None
         if hint is not None and hint[0] == tuple(queues):
             # The claim just before ran the queues dry and said when the next job falls due;
@@ -189,8 +199,8 @@ class AsyncRunner(Runner):
             _, reply = await pipe.execute()
         except redis.exceptions.NoScriptError:  # a restarted server forgot the scripts
             jobs, hint = await self.run(plan_claim_with_hint(claim))
-        except BaseException:
-            await self._abandon(token)
+        except BaseException as exc:
+            await self._abandon(token, exc)
             raise
         else:
             try:
@@ -201,37 +211,80 @@ class AsyncRunner(Runner):
         self._idle_hint = None if hint is None else (tuple(claim.queues), hint)
         return jobs
 
-    async def _abandon(self, token: str) -> None:
-        """Hand back what the pipelined claim ``token`` took, if it ran, and stop it if it
-        has not: the worker never saw those jobs, so no attempt or crash is charged. Runs
-        to the end even when the wait itself was cancelled (a worker stopping)."""
+    async def _abandon(self, token: str, exc: BaseException) -> None:
+        """Hand back what the claim ``token`` took, if it ran, and stop it if it has not:
+        the worker never saw those jobs, so no attempt or crash is charged. A cancelled
+        call (a worker stopping, a deadline) keeps trying for HAND_BACK_S, shielded from
+        the cancellation; a failed one tries once. What is left is tried again before the
+        next claim or wait, and by close()."""
         self._abandoned.append(token)
         del self._abandoned[:-MAX_ABANDONED]
-        unclaim = asyncio.ensure_future(self._unclaim_pending())
+        if not isinstance(exc, asyncio.CancelledError):
+            await self._hand_back(UNCLAIM_TRY_S)
+            return
+        self._hand_back_until = time.monotonic() + HAND_BACK_S
+        handing = asyncio.ensure_future(self._hand_back(HAND_BACK_S))
         try:
-            await asyncio.shield(unclaim)
+            await asyncio.shield(handing)
         except asyncio.CancelledError:
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(unclaim, UNCLAIM_TIMEOUT_S)
+                await handing  # bounded by its budget
             raise
 
-    async def _unclaim_pending(self) -> None:
-        """Run unclaim.lua for each abandoned claim; one that fails (an outage) is tried
-        again before the next wait, while the claim's note lives on the server."""
-        while self._abandoned:
-            token = self._abandoned[0]
-            try:
-                async with asyncio.timeout(UNCLAIM_TIMEOUT_S):
-                    back = await self.run(plan_unclaim(token))
-            except Exception as exc:
-                log.warning("cannot hand back the jobs of an abandoned claim yet (%s); "
-                            "trying again before the next wait", exc)  # fmt: skip
-                if isinstance(exc, TimeoutError):
-                    await self._reset_connections()
-                return
-            self._abandoned.remove(token)
-            if back:
-                log.info("handed back %d job(s) claimed as a wait was abandoned", back)
+    def _hand_back_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._handing_back is None or self._handing_back[1] is not loop:
+            self._handing_back = (asyncio.Lock(), loop)
+        return self._handing_back[0]
+
+    async def _hand_back(self, budget_s: float) -> bool:
+        """Run unclaim.lua for each abandoned claim until all are handed back or
+        ``budget_s`` is spent; return whether none is left. Each try has a connection of
+        its own and short deadlines: the pooled ones may sit on the silent path that lost
+        the claim's reply, and would keep a stopping worker for their 30 s timeout. Trying
+        again is safe: unclaim.lua is idempotent, and the claim's note outlives the budget."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget_s
+        lock = self._hand_back_lock()
+        try:
+            async with asyncio.timeout_at(deadline):  # another caller may be at it already
+                await lock.acquire()
+        except TimeoutError:
+            return not self._abandoned
+        try:
+            pause_s, failed = 0.05, False
+            while self._abandoned:
+                if deadline - loop.time() <= 0:
+                    return False
+                try:
+                    await self._unclaim_all(deadline)
+                except Exception as exc:
+                    if not failed:
+                        log.info("handing back an abandoned claim failed (%s); trying again "
+                                 "on a new connection", detail(exc))  # fmt: skip
+                    failed = True
+                    if isinstance(exc, TimeoutError):  # silent: the pool's may be too
+                        await self._reset_connections()
+                    await asyncio.sleep(max(0.0, min(pause_s, deadline - loop.time())))
+                    pause_s = min(2 * pause_s, 0.5)
+            return True
+        finally:
+            lock.release()
+
+    async def _unclaim_all(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        client = async_client(self.config)
+        try:
+            for token in list(self._abandoned):
+                async with asyncio.timeout(min(UNCLAIM_TRY_S, deadline - loop.time())):
+                    back = await self._drive(client, plan_unclaim(token))
+                if token in self._abandoned:  # (close() may have given up meanwhile)
+                    self._abandoned.remove(token)
+                if back:
+                    log.info("handed back %d job(s) of a claim whose reply was abandoned", back)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), UNCLAIM_TRY_S)
 
     async def _reset_connections(self) -> None:
         """A connection that went silent suggests its siblings did too (the same path to
@@ -254,6 +307,16 @@ class AsyncRunner(Runner):
         return self._waiter
 
     async def close(self) -> None:
+        """Hand back the claims still pending (a worker's stop: their jobs never started),
+        until HAND_BACK_S after the last was abandoned, then close the connections."""
+        budget_s = max(UNCLAIM_TRY_S, self._hand_back_until - time.monotonic())
+        if self._abandoned and not await self._hand_back(budget_s):
+            log.warning(
+                "could not reach Redis to hand back the jobs of %d claim(s) abandoned as "
+                "this worker stopped: they go back to the queue when their leases expire",
+                len(self._abandoned),
+            )
+            self._abandoned.clear()
         for client in (self._waiter, self._client):
             if client is not None:
                 with contextlib.suppress(Exception):

@@ -184,7 +184,6 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
         return self.stats
 
     async def _fetch_loop(self) -> None:
-        backend = self.app.backend
         failures = 0
         empty_checks = 0
         woke_with: tuple[ClaimParams, list[JobRecord]] | None = None  # claimed on waking
@@ -201,7 +200,10 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
                     continue
                 params = maybe_params
                 try:
-                    jobs = await backend.claim(params)
+                    maybe_jobs = await self._claim_unless_stopped(params)
+                    if maybe_jobs is None:
+                        continue  # stopping: the store hands back what that claim took
+                    jobs = maybe_jobs
                     if outage:
                         log.warning("the store is reachable again; resuming")
                     failures, outage = 0, False

@@ -7,10 +7,39 @@ import contextlib
 import heapq
 
 from offload.backends.base import ClaimParams
+from offload.records import JobRecord
 from offload.worker.state import WorkerState
+
+#: How long a claim cancelled by a stop may take to end (its hand-back) before the worker
+#: goes on without it; the store's close() finishes what is left.
+CLAIM_CANCEL_GRACE_S = 2.0
 
 
 class Slots(WorkerState):
+    async def _claim_unless_stopped(self, params: ClaimParams) -> list[JobRecord] | None:
+        """Claim; None if a stop came first. A store whose claims may be abandoned midway
+        (they hand back what they took) is not waited on: a claim whose reply was lost on
+        a silent connection would hold the stop for the connection's timeout."""
+        backend = self.app.backend
+        if not backend.capabilities.abandonable_claims:
+            return await backend.claim(params)
+        claiming = asyncio.ensure_future(backend.claim(params))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({claiming, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            claiming.cancel()  # the store hands back what it took
+            raise
+        finally:
+            stopper.cancel()
+        if not claiming.done():
+            claiming.cancel()
+            await asyncio.wait({claiming}, timeout=CLAIM_CANCEL_GRACE_S)
+            if not claiming.done() or claiming.cancelled():
+                claiming.add_done_callback(_consume)
+                return None
+        return claiming.result()
+
     def _claim_params(self) -> ClaimParams | None:
         """The claim that fills the free slots and forming micro-batches; None if full.
 
@@ -88,3 +117,9 @@ class Slots(WorkerState):
             self._launch(waiting)
         self._slot_freed.set()
         self._job_ended.set()
+
+
+def _consume(task: asyncio.Future[list[JobRecord]]) -> None:
+    """A claim the worker went on without: its end (a hand-back, an error) is its own."""
+    if not task.cancelled():
+        task.exception()
