@@ -17,7 +17,7 @@ import pytest
 from offload.backends.base import JobFilter, QueryParams
 from offload.states import JobState
 
-JOBS = 2000
+JOBS = 1200
 WORKERS = 2
 DEADLINE_S = 240
 

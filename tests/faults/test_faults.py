@@ -268,7 +268,7 @@ def test_sigterm_during_claims(
         with Scenario(fault_table, store, "SIGTERM during claims", url, tmp_path, lease_s=5.0,
                       max_crashes=2, workers=1, worker_url=worker_url) as s:  # fmt: skip
             s.fleet.start()
-            for _ in range(18):
+            for _ in range(12):
                 s.wait_for(s.idle, 10)
                 time.sleep(1.0)  # (re)started, back in its wait for a wake-up
                 pick = rng.random()
