@@ -26,6 +26,11 @@ MAX_PRIORITY = 1_000_000
 MAX_RETRIES = 1_000_000
 
 
+def _exact(bound: float) -> str:
+    """A bound as written, never rounded (253402300799 must not read as 2.53402e+11)."""
+    return f"{int(bound):,}" if bound == int(bound) else f"{bound:,}"
+
+
 def seconds(label: str, value: Any, *, low: float, high: float, low_open: bool = False) -> float:
     """``value`` as a float in ``[low, high]`` (``(low, high]`` when ``low_open``), or a
     ``ConfigurationError`` that names the range."""
@@ -36,7 +41,8 @@ def seconds(label: str, value: Any, *, low: float, high: float, low_open: bool =
     if not math.isfinite(number) or below or number > high:
         bracket = "(" if low_open else "["
         raise ConfigurationError(
-            f"{label} must be a finite number in {bracket}{low:g}, {high:g}], got {value!r}"
+            f"{label} must be a finite number in {bracket}{_exact(low)}, {_exact(high)}], "
+            f"got {value!r}"
         )
     return number
 
