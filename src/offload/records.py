@@ -6,6 +6,7 @@ dashboard and CLI can print them as JSON without a second model.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import msgspec
@@ -26,6 +27,32 @@ WORKER_LOST = ErrorInfo(
     type="WorkerLost",
     message="the worker stopped renewing its lease (crash, kill or freeze)",
 )
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one attempt ended, as a person reads it on the job's page."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the task raised or timed out (retried or dead, the job's state says)
+    LOST = "lost"  # the worker stopped renewing its lease (crash, kill, freeze)
+    CANCELLED = "cancelled"  # a person cancelled the job while it ran
+    RELEASED = "released"  # handed back at shutdown, attempt not counted
+    DEFERRED = "deferred"  # a limit said "not yet", attempt not counted
+
+
+class Attempt(msgspec.Struct, frozen=True, kw_only=True):
+    """One run of a job, kept on the job (newest last) for its history page."""
+
+    number: int
+    worker: str | None = None
+    started_at: float | None = None
+    ended_at: float = 0.0
+    outcome: AttemptOutcome = AttemptOutcome.FAILED
+    error: ErrorInfo | None = None
+
+
+#: A job keeps its last attempts only: a job deferred by a limit all day stays small.
+MAX_ATTEMPTS_KEPT = 100
 
 
 class JobRecord(msgspec.Struct, kw_only=True):
@@ -62,6 +89,8 @@ class JobRecord(msgspec.Struct, kw_only=True):
     batch: str | None = None
     owner: str | None = None
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: Every ended attempt, oldest first (at most ``MAX_ATTEMPTS_KEPT``).
+    attempts: list[Attempt] = msgspec.field(default_factory=list)
     #: What the store could not decode in this row (written by another version or by hand),
     #: None when it all decoded. A worker dead-letters such a job rather than running it.
     unreadable: str | None = None
@@ -89,3 +118,56 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
     fair: bool = False  # the store gives a job due now its owner's turn in run_at
+
+
+class EventKind(enum.StrEnum):
+    """What happened to a job (or a queue), as live subscribers are told."""
+
+    ENQUEUED = "enqueued"  # stored (a follow-up or a person's retry included)
+    STARTED = "started"  # claimed by a worker
+    PROGRESS = "progress"
+    RETRYING = "retrying"  # failed with attempts left: scheduled again after a backoff
+    REQUEUED = "requeued"  # back in its queue: handed back, deferred, or its worker was lost
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+    DELETED = "deleted"
+    BATCH_PROGRESS = "batch_progress"  # a member of ``batch`` reached a final state
+    QUEUE_PAUSED = "queue_paused"
+    QUEUE_RESUMED = "queue_resumed"
+
+
+class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One change, pushed by the store to every subscriber (best effort).
+
+    It carries what a subscriber filters on (job, owner, batch, queue) and what a page
+    shows at once (state, attempt, progress); the full job is a ``get`` away.
+    """
+
+    kind: EventKind
+    id: str = ""  # empty for queue events
+    queue: str = ""
+    state: JobState | None = None
+    task: str = ""
+    owner: str | None = None
+    batch: str | None = None
+    attempt: int = 0
+    progress: float = 0.0
+    #: The progress message, or the error's message for retrying and dead.
+    message: str | None = None
+    worker: str | None = None
+    at: float = 0.0  # the store's clock
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A live worker, as the registry shows it; ``last_seen`` is set by the store."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: float
+    last_seen: float = 0.0
+    #: Ids of the jobs it runs now.
+    running: list[str] = msgspec.field(default_factory=list)

@@ -9,12 +9,13 @@ checking a backend's type.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from offload.records import ErrorInfo, JobRecord, NewJob
+from offload.records import ErrorInfo, JobEvent, JobRecord, NewJob, WorkerInfo
 from offload.states import JobState
 
 
@@ -112,6 +113,15 @@ class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
     task: str | None = None
     owner: str | None = None
     batch: str | None = None
+    #: Case-insensitive substring of the id, task, owner or arguments (``payload``).
+    text: str | None = None
+    #: ``created_at`` within [created_after, created_before), on the store's clock.
+    created_after: float | None = None
+    created_before: float | None = None
+
+
+class CountParams(msgspec.Struct, frozen=True, kw_only=True):
+    filter: JobFilter = JobFilter()
 
 
 class QueryParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -185,6 +195,40 @@ class MarkParams(msgspec.Struct, frozen=True, kw_only=True):
     ttl_s: float | None = None
 
 
+class PublishParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Events no job transition carries (a queue paused or resumed), pushed as-is."""
+
+    events: Sequence[JobEvent]
+
+
+class WorkerBeatParams(msgspec.Struct, frozen=True, kw_only=True):
+    """A worker says it is alive; it drops out of the registry ``ttl_s`` after its last beat."""
+
+    worker: WorkerInfo
+    ttl_s: float
+
+
+class EventStream(Protocol):
+    """The store's pushed events, from the moment the stream is entered.
+
+    Entering returns once the subscription is live, so a caller that reads the current
+    state after entering misses no change (it may see one twice). Iterating yields the
+    events of one store step (a finish of many jobs) at a time. A lost connection ends
+    the iteration with ``BackendError``: the caller subscribes again and re-reads state.
+    """
+
+    async def __aenter__(self) -> EventStream: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[list[JobEvent]]: ...
+
+
 class BackendError(RuntimeError):
     """The engine cannot be reached or refused an operation; the message says how to fix it."""
 
@@ -222,6 +266,10 @@ class SyncBackend(Protocol):
     def retry(self, params: IdsParams) -> list[JobRecord]: ...
     def stats(self) -> list[QueueStats]: ...
     def purge(self, params: PurgeParams) -> int: ...
+    def count(self, params: CountParams) -> int: ...
+    def delete(self, params: IdsParams) -> list[str]: ...
+    def publish(self, params: PublishParams) -> None: ...
+    def workers(self) -> list[WorkerInfo]: ...
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]: ...
     def set_mark(self, params: MarkParams) -> bool: ...
     def now(self) -> float: ...
@@ -268,8 +316,35 @@ class Backend(Protocol):
     async def stats(self) -> list[QueueStats]: ...
     async def promote_due(self) -> int: ...
     async def reap_expired(self, params: ReapParams) -> list[ReapedJob]: ...
-    async def prune(self, params: PruneParams) -> int: ...
+    async def prune(self, params: PruneParams) -> int:
+        """Forget finished jobs, and events and registry entries past their lifetime."""
+        ...
+
     async def purge(self, params: PurgeParams) -> int: ...
+
+    async def count(self, params: CountParams) -> int:
+        """How many jobs match ``params.filter`` (what a bulk action would touch)."""
+        ...
+
+    async def delete(self, params: IdsParams) -> list[str]:
+        """Forget the given jobs unless running (cancel those first); returns the ids gone."""
+        ...
+
+    def subscribe(self) -> EventStream:
+        """Every store step's events, pushed by the engine (see ``EventStream``)."""
+        ...
+
+    async def publish(self, params: PublishParams) -> None: ...
+
+    async def beat_worker(self, params: WorkerBeatParams) -> None:
+        """Add or refresh a worker in the registry (the store sets ``last_seen``)."""
+        ...
+
+    async def remove_worker(self, params: IdsParams) -> None: ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers seen within their ``ttl_s``."""
+        ...
 
     async def wait(self, params: WaitParams) -> list[JobRecord] | None:
         """Return when work may be ready on ``queues``, or after ``timeout_s``; with the

@@ -11,6 +11,7 @@ import msgspec
 from offload.backends.base import (
     Capabilities,
     ClaimParams,
+    CountParams,
     DuplicateJob,
     EnqueueParams,
     FinishParams,
@@ -24,16 +25,22 @@ from offload.backends.base import (
     Page,
     ProgressParams,
     PruneParams,
+    PublishParams,
     PurgeParams,
     QueryParams,
     QueueStats,
     ReapedJob,
     ReapParams,
+    WorkerBeatParams,
 )
+from offload.backends.event_wire import job_event
+from offload.backends.memory_log import EventLog, WorkerRegistry
 from offload.backends.memory_views import (
     Marks,
     apply_outcome,
+    end_attempt,
     fair_head,
+    matches_filter,
     next_ready,
     query_page,
     queue_stats,
@@ -45,7 +52,16 @@ from offload.backends.values import (
     check_span,
     finite_progress,
 )
-from offload.records import FAIR_STEP_S, WORKER_LOST, JobRecord, NewJob
+from offload.records import (
+    FAIR_STEP_S,
+    WORKER_LOST,
+    AttemptOutcome,
+    EventKind,
+    JobEvent,
+    JobRecord,
+    NewJob,
+    WorkerInfo,
+)
 from offload.states import (
     CANCELLABLE_STATES,
     KEY_HOLDING_STATES,
@@ -54,6 +70,8 @@ from offload.states import (
 )
 
 _READY = (JobState.QUEUED, JobState.SCHEDULED)
+#: Events whose message is the job's error.
+_FAILED = (EventKind.RETRYING, EventKind.DEAD)
 
 
 def _copy(record: JobRecord) -> JobRecord:
@@ -73,6 +91,8 @@ class MemoryStore:
         self._marks = Marks()
         self._turns: dict[tuple[str, str], float] = {}  # (queue, owner or '') -> last turn
         self._notifier = Notifier()
+        self._events = EventLog()
+        self._workers = WorkerRegistry()
 
     def now(self) -> float:
         return self._clock()
@@ -93,8 +113,13 @@ class MemoryStore:
             heads: dict[tuple[str, int], float] | None = (
                 {} if any(new.fair for new in params.jobs) else None
             )
+            events = []
             for new in params.jobs:
-                out.append(_copy(self._store_new(new, now, heads)))
+                record = self._store_new(new, now, heads)
+                if record.id == new.id:
+                    events.append(job_event(EventKind.ENQUEUED, record, now))
+                out.append(_copy(record))
+            self._events.append(events, now)
         self._notifier.notify()
         return out
 
@@ -159,21 +184,28 @@ class MemoryStore:
         out = []
         with self._lock:
             now = self._clock()
+            events = []
             for job_id in params.ids:
                 job = self._jobs.get(job_id)
                 if job is None:
                     continue
                 if job.state in CANCELLABLE_STATES:
+                    if job.state is JobState.RUNNING:
+                        end_attempt(job, AttemptOutcome.CANCELLED, now)
                     job.state = JobState.CANCELLED
                     job.finished_at = now
                     job.lease_until = None
+                    events.append(job_event(EventKind.CANCELLED, job, now))
                 out.append(_copy(job))
+            self._events.append(events, now)
+        self._notifier.notify()
         return out
 
     def retry(self, params: IdsParams) -> list[JobRecord]:
         out = []
         with self._lock:
             now = self._clock()
+            events = []
             for job_id in params.ids:
                 job = self._jobs.get(job_id)
                 if job is None:
@@ -187,7 +219,9 @@ class MemoryStore:
                     job.worker = None
                     if job.key is not None:
                         self._keys[job.key] = job.id
+                    events.append(job_event(EventKind.ENQUEUED, job, now))
                 out.append(_copy(job))
+            self._events.append(events, now)
         self._notifier.notify()
         return out
 
@@ -211,6 +245,44 @@ class MemoryStore:
             for job_id in doomed:
                 self._forget(job_id)
             return len(doomed)
+
+    def count(self, params: CountParams) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if matches_filter(j, params.filter))
+
+    def delete(self, params: IdsParams) -> list[str]:
+        with self._lock:
+            now = self._clock()
+            gone = []
+            events = []
+            for job_id in dict.fromkeys(params.ids):
+                job = self._jobs.get(job_id)
+                if job is None or job.state is JobState.RUNNING:
+                    continue
+                events.append(job_event(EventKind.DELETED, job, now))
+                self._forget(job_id)
+                gone.append(job_id)
+            self._events.append(events, now)
+        self._notifier.notify()
+        return gone
+
+    def publish(self, params: PublishParams) -> None:
+        with self._lock:
+            self._events.append(params.events, self._clock())
+        self._notifier.notify()
+
+    def beat_worker(self, params: WorkerBeatParams) -> None:
+        check_span(params.worker.id, "worker ttl_s", params.ttl_s)
+        with self._lock:
+            self._workers.beat(params.worker, params.ttl_s, self._clock())
+
+    def remove_worker(self, params: IdsParams) -> None:
+        with self._lock:
+            self._workers.remove(params.ids)
+
+    def workers(self) -> list[WorkerInfo]:
+        with self._lock:
+            return self._workers.live(self._clock())
 
     def _forget(self, job_id: str) -> None:
         job = self._jobs.pop(job_id)
@@ -236,7 +308,10 @@ class MemoryStore:
                 job.lease_until = now + (job.lease_s or params.lease_s)
                 job.started_at = now
                 out.append(_copy(job))
-            return out
+            self._events.append([job_event(EventKind.STARTED, j, now) for j in out], now)
+        if out:
+            self._notifier.notify()
+        return out
 
     def _held(self, job_id: str, delivery: int) -> JobRecord | None:
         job = self._jobs.get(job_id)
@@ -261,25 +336,38 @@ class MemoryStore:
         rejected = []
         with self._lock:
             now = self._clock()
+            events: list[JobEvent] = []
             for outcome in params.outcomes:
                 job = self._held(outcome.id, outcome.delivery)
                 if job is None:
                     rejected.append(outcome.id)
                     continue
-                apply_outcome(job, outcome, now)
+                worker = job.worker
+                kind = apply_outcome(job, outcome, now)
+                message = job.error.message if kind in _FAILED and job.error else None
+                event = job_event(kind, job, now, message=message)
+                events.append(msgspec.structs.replace(event, worker=worker))
                 for new in outcome.follow_ups:  # with the finish, and only when it is taken
                     if new.id not in self._jobs:
-                        self._store_new(new, now, None)
+                        followup = self._store_new(new, now, None)
+                        events.append(job_event(EventKind.ENQUEUED, followup, now))
+            self._events.append(events, now)
         self._notifier.notify()
         return FinishResult(rejected=rejected)
 
     def report_progress(self, params: ProgressParams) -> None:
         with self._lock:
+            now = self._clock()
+            events = []
             for update in params.updates:
                 job = self._held(update.id, update.delivery)
                 if job is not None and finite_progress(update.progress):
                     job.progress = update.progress
                     job.progress_message = update.message
+                    events.append(job_event(EventKind.PROGRESS, job, now))
+            self._events.append(events, now)
+        if events:
+            self._notifier.notify()
 
     # -- maintenance -------------------------------------------------------
     def promote_due(self) -> int:
@@ -296,9 +384,11 @@ class MemoryStore:
         out = []
         with self._lock:
             now = self._clock()
+            events = []
             for job in self._jobs.values():
                 if job.state is not JobState.RUNNING or (job.lease_until or 0) >= now:
                     continue
+                end_attempt(job, AttemptOutcome.LOST, now, WORKER_LOST)
                 job.crashes += 1
                 job.lease_until = None
                 job.worker = None
@@ -306,9 +396,13 @@ class MemoryStore:
                 if job.crashes >= params.max_crashes:
                     job.state = JobState.DEAD
                     job.finished_at = now
+                    kind = EventKind.DEAD
                 else:
                     job.state = JobState.QUEUED
+                    kind = EventKind.REQUEUED
+                events.append(job_event(kind, job, now, message=WORKER_LOST.message))
                 out.append(ReapedJob(id=job.id, state=job.state))
+            self._events.append(events, now)
         if out:
             self._notifier.notify()
         return out
@@ -327,7 +421,10 @@ class MemoryStore:
             old = [t for t, turn in self._turns.items() if turn < params.finished_before]
             for tenant in old:
                 del self._turns[tenant]
-            self._marks.prune(self._clock())
+            now = self._clock()
+            self._marks.prune(now)
+            self._events.prune(now)
+            self._workers.prune(now)
             return len(doomed)
 
     def lock(self, params: LockParams) -> bool:
@@ -361,6 +458,14 @@ class MemoryStore:
 
     def change_marker(self) -> object:
         return None
+
+    def last_event_seq(self) -> int:
+        with self._lock:
+            return self._events.last_seq()
+
+    def read_events(self, after_seq: int, limit: int) -> list[tuple[int, list[JobEvent]]]:
+        with self._lock:
+            return self._events.read(after_seq, limit)
 
     def changed_file(self) -> str | None:
         return None

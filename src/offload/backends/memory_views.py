@@ -7,9 +7,18 @@ from collections.abc import Collection, Iterable
 
 import msgspec
 
-from offload.backends.base import MarkParams, Outcome, OutcomeKind, Page, QueryParams, QueueStats
+from offload.backends.base import (
+    JobFilter,
+    MarkParams,
+    Outcome,
+    OutcomeKind,
+    Page,
+    QueryParams,
+    QueueStats,
+)
+from offload.backends.event_wire import with_attempt
 from offload.backends.values import storable_error_info
-from offload.records import JobRecord
+from offload.records import Attempt, AttemptOutcome, ErrorInfo, EventKind, JobRecord
 from offload.states import JobState
 
 _READY = (JobState.QUEUED, JobState.SCHEDULED)
@@ -17,21 +26,34 @@ _READY = (JobState.QUEUED, JobState.SCHEDULED)
 
 def query_page(jobs: Iterable[JobRecord], params: QueryParams) -> Page:
     """One page of ``params.filter``'s matches, newest first (call under the store's lock)."""
-    f = params.filter
     matches = [
         j
         for j in jobs
-        if (not f.states or j.state in f.states)
-        and (f.queue is None or j.queue == f.queue)
-        and (f.task is None or j.task == f.task)
-        and (f.owner is None or j.owner == f.owner)
-        and (f.batch is None or j.batch == f.batch)
-        and (params.cursor is None or j.id < params.cursor)
+        if matches_filter(j, params.filter) and (params.cursor is None or j.id < params.cursor)
     ]
     matches.sort(key=lambda j: j.id, reverse=True)
     page = [msgspec.structs.replace(j) for j in matches[: params.limit]]
     more = len(matches) > params.limit
     return Page(jobs=page, next_cursor=page[-1].id if more and page else None)
+
+
+def matches_filter(j: JobRecord, f: JobFilter) -> bool:
+    return (
+        (not f.states or j.state in f.states)
+        and (f.queue is None or j.queue == f.queue)
+        and (f.task is None or j.task == f.task)
+        and (f.owner is None or j.owner == f.owner)
+        and (f.batch is None or j.batch == f.batch)
+        and (f.created_after is None or j.created_at >= f.created_after)
+        and (f.created_before is None or j.created_at < f.created_before)
+        and (f.text is None or _mentions(j, f.text.casefold()))
+    )
+
+
+def _mentions(j: JobRecord, text: str) -> bool:
+    if any(text in (v or "").casefold() for v in (j.id, j.task, j.owner)):
+        return True
+    return text in j.payload.decode("utf-8", "replace").casefold()
 
 
 def queue_stats(jobs: Iterable[JobRecord], now: float) -> list[QueueStats]:
@@ -74,35 +96,65 @@ def next_ready(jobs: Iterable[JobRecord], queues: Collection[str]) -> float | No
     return min(times) if times else None
 
 
-def apply_outcome(job: JobRecord, outcome: Outcome, now: float) -> None:
-    """A taken outcome applied to its job (the caller has checked the lease)."""
+#: outcome -> (the attempt's ending, the event subscribers get)
+OUTCOME_ENDINGS: dict[OutcomeKind, tuple[AttemptOutcome, EventKind]] = {
+    OutcomeKind.SUCCEEDED: (AttemptOutcome.SUCCEEDED, EventKind.SUCCEEDED),
+    OutcomeKind.RETRY: (AttemptOutcome.FAILED, EventKind.RETRYING),
+    OutcomeKind.DEAD: (AttemptOutcome.FAILED, EventKind.DEAD),
+    OutcomeKind.CANCELLED: (AttemptOutcome.CANCELLED, EventKind.CANCELLED),
+    OutcomeKind.RELEASE: (AttemptOutcome.RELEASED, EventKind.REQUEUED),
+    OutcomeKind.DEFER: (AttemptOutcome.DEFERRED, EventKind.REQUEUED),
+}
+
+
+def end_attempt(
+    job: JobRecord, ending: AttemptOutcome, now: float, error: ErrorInfo | None = None
+) -> None:
+    """Append the attempt that is ending now to the job's history (before the job moves on)."""
+    attempt = Attempt(
+        number=job.attempt,
+        worker=job.worker,
+        started_at=job.started_at,
+        ended_at=now,
+        outcome=ending,
+        error=error,
+    )
+    job.attempts = with_attempt(job.attempts, attempt)
+
+
+def apply_outcome(job: JobRecord, outcome: Outcome, now: float) -> EventKind:
+    """A taken outcome applied to its job (the caller has checked the lease); returns the
+    kind of event it makes."""
     job.lease_until = None
     kind = outcome.kind
+    ending, event = OUTCOME_ENDINGS[kind]
     if outcome.meta is not None:
         job.meta = dict(outcome.meta)
     error = None if outcome.error is None else storable_error_info(outcome.error)
+    end_attempt(job, ending, now, error)
     if kind is OutcomeKind.DEFER:
         job.state = JobState.SCHEDULED
         job.run_at = now + outcome.retry_delay_s
         job.attempt -= 1
         job.worker = None
-        return
+        return event
     if kind is OutcomeKind.RELEASE:
         job.state = JobState.QUEUED
         job.attempt -= 1
         job.worker = None
-        return
+        return event
     if kind is OutcomeKind.RETRY:
         job.state = JobState.SCHEDULED
         job.run_at = now + outcome.retry_delay_s
         job.error = error
-        return
+        return event
     job.state = JobState(kind.value)
     job.finished_at = now
     job.result = outcome.result
     job.error = error
     if kind is OutcomeKind.SUCCEEDED:
         job.progress = 1.0
+    return event
 
 
 class Marks:

@@ -19,7 +19,9 @@ from typing import Protocol, TypeVar
 from offload.backends.base import (
     Capabilities,
     ClaimParams,
+    CountParams,
     EnqueueParams,
+    EventStream,
     FinishParams,
     FinishResult,
     HeartbeatParams,
@@ -31,6 +33,7 @@ from offload.backends.base import (
     Page,
     ProgressParams,
     PruneParams,
+    PublishParams,
     PurgeParams,
     QueryParams,
     QueueStats,
@@ -38,9 +41,11 @@ from offload.backends.base import (
     ReapParams,
     SyncBackend,
     WaitParams,
+    WorkerBeatParams,
 )
+from offload.backends.event_tail import TailStream
 from offload.backends.filewatch import watch_file
-from offload.records import JobRecord
+from offload.records import JobEvent, JobRecord, WorkerInfo
 
 T = TypeVar("T")
 
@@ -77,6 +82,17 @@ class SyncStore(SyncBackend, Protocol):
     def changed_file(self) -> str | None:
         """The file every commit writes, watched for wake-ups where the OS can (else None)."""
         ...
+
+    def last_event_seq(self) -> int:
+        """The sequence number of the newest step in the event log (0 if none)."""
+        ...
+
+    def read_events(self, after_seq: int, limit: int) -> list[tuple[int, list[JobEvent]]]:
+        """Up to ``limit`` steps logged after ``after_seq``, oldest first: (seq, events)."""
+        ...
+
+    def beat_worker(self, params: WorkerBeatParams) -> None: ...
+    def remove_worker(self, params: IdsParams) -> None: ...
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (from any thread) after this process stores new work."""
@@ -122,6 +138,10 @@ class ThreadedBackend:
     @property
     def blocking(self) -> SyncBackend:
         return self.store
+
+    async def run_blocking(self, fn: Callable[..., T], *args: object) -> T:
+        """Run one of the store's calls where its blocking I/O belongs."""
+        return await self._run(fn, *args)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if not self.store.blocks:
@@ -171,6 +191,27 @@ class ThreadedBackend:
 
     async def purge(self, params: PurgeParams) -> int:
         return await self._run(self.store.purge, params)
+
+    async def count(self, params: CountParams) -> int:
+        return await self._run(self.store.count, params)
+
+    async def delete(self, params: IdsParams) -> list[str]:
+        return await self._run(self.store.delete, params)
+
+    def subscribe(self) -> EventStream:
+        return TailStream(self)
+
+    async def publish(self, params: PublishParams) -> None:
+        await self._run(self.store.publish, params)
+
+    async def beat_worker(self, params: WorkerBeatParams) -> None:
+        await self._run(self.store.beat_worker, params)
+
+    async def remove_worker(self, params: IdsParams) -> None:
+        await self._run(self.store.remove_worker, params)
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self._run(self.store.workers)
 
     async def lock(self, params: LockParams) -> bool:
         return await self._run(self.store.lock, params)
