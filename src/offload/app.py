@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from offload import bounds
 from offload.backends import open_backend
@@ -30,6 +30,9 @@ from offload.scheduler import Missed, Schedule
 from offload.storeclock import StoreClock
 from offload.task import Signature, Task, TaskOptions, check_queue_name
 from offload.windows import Window
+
+if TYPE_CHECKING:
+    from offload.admin import Admin
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,6 +81,7 @@ class Offload:
         self._backend = backend
         self._backend_lock = threading.Lock()
         self._store_clock = StoreClock(self.now)
+        self._admin: Admin | None = None
 
     def __repr__(self) -> str:
         return f"<Offload {self.display_url} tasks={sorted(self.tasks)}>"
@@ -99,6 +103,16 @@ class Offload:
         return display_url(self.url)
 
     # -- configuration -----------------------------------------------------
+    @property
+    def admin(self) -> Admin:
+        """The management API: find, filter, cancel, retry, delete, pause queues, watch
+        workers and live events (``app.admin.aio`` for async callers)."""
+        if self._admin is None:
+            from offload.admin import Admin
+
+            self._admin = Admin(self)
+        return self._admin
+
     @property
     def backend(self) -> Backend:
         if self._backend is None:

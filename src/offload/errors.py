@@ -49,3 +49,19 @@ class Retry(Exception):
 
 class Abort(Exception):
     """Raise inside a task to fail the job at once, without the remaining retries."""
+
+
+class InvalidQuery(OffloadError, ValueError):
+    """A filter, cursor or action given to the management API cannot be used as written."""
+
+
+class CountChanged(OffloadError):
+    """A bulk action's filter now matches more jobs than the caller saw: nothing was done."""
+
+    def __init__(self, expected: int, found: int) -> None:
+        super().__init__(
+            f"the filter now matches {found} job(s), more than the {expected} you saw; "
+            "count again and confirm the new number"
+        )
+        self.expected = expected
+        self.found = found

@@ -157,6 +157,8 @@ class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
     message: str | None = None
     worker: str | None = None
     at: float = 0.0  # the store's clock
+    #: True for the state a subscriber is sent first (where things stand), not a change.
+    current: bool = False
 
 
 class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,6 +36,7 @@ class Leases(WorkerState):
                     continue  # a shorter lease arrived: plan again from the last beat
             last_beat = loop.time()
             try:
+                await self._beat_presence()
                 await self._heartbeat()
             except Exception:  # this loop must outlive any surprise: log it, beat again
                 ids = ", ".join(j.id for j in self._held_jobs()[:20])
@@ -67,13 +68,8 @@ class Leases(WorkerState):
             # unacked outcome and a newer claim of the same id), only the older is surely lost.
             deliveries = sent.get(job_id, [])
             lost = min(deliveries) if deliveries else None
-            running = self._running.get(job_id)
-            if running is not None and running.job.delivery == lost:
-                running.stop_reason = "lost"  # in a micro-batch: its entry will be dropped
-                if running.task is not None:
-                    log.info("job %s was cancelled or taken over; stopping it", job_id)
-                    running.cancelled.set()
-                    running.task.cancel()
+            if lost is not None:
+                self._stop_job(job_id, lost, "cancelled or taken over")
             unacked = self._unacked_jobs.get(job_id)
             if unacked is not None and unacked.delivery == lost:
                 self._unacked.pop(job_id, None)

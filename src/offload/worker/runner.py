@@ -16,7 +16,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from offload.app import Offload
 from offload.backends.base import (
@@ -38,10 +39,12 @@ from offload.worker.executors import Executor, LocalExecutor
 from offload.worker.isolation import Isolation
 from offload.worker.leases import Leases
 from offload.worker.maintenance import Maintenance
+from offload.worker.presence import Presence
 from offload.worker.process_pool import Pool, ProcessExecutor
 from offload.worker.shutdown import Shutdown
 from offload.worker.slots import Slots
 from offload.worker.state import Forming, Running, WorkerStats
+from offload.worker.watch import Watch
 
 __all__ = ["Worker", "WorkerStats", "run_worker"]
 
@@ -53,7 +56,7 @@ RECONNECT_MAX_PAUSE_S = 5.0
 BURST_CLAIM_TRIES = 3
 
 
-class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
+class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch, Presence):
     def __init__(
         self,
         app: Offload,
@@ -141,6 +144,9 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
         self._alone_lock = asyncio.Lock()
         self._alone_pending = 0
         self._job_ended = asyncio.Event()
+        self._paused: set[str] = set()
+        self._work_maybe = asyncio.Event()
+        self._started_at = 0.0
 
     @property
     def lease_s(self) -> float:
@@ -164,7 +170,9 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
             asyncio.create_task(self._heartbeat_loop(), name="offload-heartbeat"),
             asyncio.create_task(self._progress_loop(), name="offload-progress"),
             asyncio.create_task(self.maintenance.run(self._stopping), name="offload-maint"),
+            asyncio.create_task(self._watch_loop(), name="offload-watch"),
         ]
+        await self._beat_presence()
         try:
             await self._fetch_loop()
             await self._drain_running()
@@ -177,6 +185,9 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
             with contextlib.suppress(Exception):  # a store gone silent must not hold the exit
                 async with asyncio.timeout(CANCEL_GRACE_S):  # the lock expires by its TTL anyway
                     await self.maintenance.resign()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(CANCEL_GRACE_S):  # the entry expires anyway
+                    await self._leave()
             await self._executor.close()
             # Connections and listeners belong to this event loop: release them with it.
             with contextlib.suppress(Exception):
@@ -268,10 +279,12 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
         if self._deferred_due:  # a job a limit held back falls due: be there to start it
             timeout_s = min(timeout_s, self._deferred_due[0] - self.app.now() + 0.001)
         claim = None if self.burst else self._claim_params()
+        serving = self._serving() or self.queues
         waiter = asyncio.create_task(
-            self.app.backend.wait(WaitParams(queues=self.queues, timeout_s=timeout_s, claim=claim))
+            self.app.backend.wait(WaitParams(queues=serving, timeout_s=timeout_s, claim=claim))
         )
-        stopper = asyncio.create_task(self._stopping.wait())
+        self._work_maybe.clear()
+        stopper = asyncio.create_task(_first(self._stopping.wait(), self._work_maybe.wait()))
         # A deadline of its own: a store whose connection died without a word must not keep
         # an idle worker asleep forever (the 10 s cover the store's own round trips).
         deadline_s = max(timeout_s, 0.0) + 10.0
@@ -391,6 +404,16 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown):
         finally:
             self._forget(running)
         self._remember(job, outcome)
+
+
+async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Return when the first of ``waits`` does (the others are cancelled)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def run_worker(worker: Worker, *, install_signals: bool = True) -> WorkerStats:

@@ -49,12 +49,15 @@ class Slots(WorkerState):
         """
         if self._alone_pending:
             return None  # a suspect job runs alone: claim nothing until it ends
+        serving = self._serving()
+        if not serving:
+            return None  # every queue is paused: a resume wakes the fetch loop
         free = self.concurrency - self._busy()
         room = self._batch_room()
         if free > 0:  # every queue; the room too if every queue is a forming batch's own
-            extra = sum(room.values()) if set(room) == set(self.queues) else 0
+            extra = sum(room.values()) if set(room) == set(serving) else 0
             return ClaimParams(
-                queues=self.queues, limit=free + extra, worker=self.name, lease_s=self.lease_s
+                queues=serving, limit=free + extra, worker=self.name, lease_s=self.lease_s
             )
         if not room:
             return None
@@ -67,7 +70,7 @@ class Slots(WorkerState):
         room: dict[str, int] = {}
         for task in self.app.tasks.values():
             queue = task.defaults.queue
-            if queue not in self.queues:
+            if queue not in self.queues or queue in self._paused:
                 continue
             forming = self._forming.get(task.name)
             if forming is None or room.get(queue, 0) < 0:

@@ -97,6 +97,11 @@ class WorkerState:
     _job_ended: asyncio.Event  # set each time a job leaves the running set
     _alone_pending: int  # suspect jobs waiting to run alone, or running: nothing else starts
     _planned_lease_s: float
+    #: This worker's queues that are paused (kept in the store, told by live events).
+    _paused: set[str]
+    #: Set when an idle worker should look for work again without the store saying so.
+    _work_maybe: asyncio.Event
+    _started_at: float  # wall clock, for the worker registry
 
     if TYPE_CHECKING:
 
@@ -122,3 +127,9 @@ class WorkerState:
         def _queue_progress(self, update: ProgressUpdate) -> None: ...
 
         def _progress_reporter(self, job: JobRecord) -> Any: ...
+
+        def _stop_job(self, job_id: str, delivery: int | None, why: str) -> bool: ...
+
+        def _serving(self) -> list[str]: ...
+
+        async def _beat_presence(self) -> None: ...

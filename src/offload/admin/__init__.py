@@ -1,0 +1,271 @@
+"""The management API: the one way the CLI, the HTTP API and the dashboard manage jobs.
+
+``app.admin`` answers sync callers (scripts, Flask, Django, the CLI) without an event
+loop; ``app.admin.aio`` answers async ones (FastAPI, the dashboard) and adds live
+``subscribe``. Both run the same operations (``operations.py``), so they cannot
+disagree. Every method that takes ``owner`` sees only that owner's jobs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
+
+from offload.admin.events import Subscription
+from offload.admin.filters import job_filter
+from offload.admin.operations import (
+    Action,
+    JobPage,
+    QueueInfo,
+    ScheduleInfo,
+    act_on_matching,
+    act_on_one,
+    batch,
+    count,
+    get,
+    list_jobs,
+    open_batches,
+    queues,
+    schedules,
+    workers,
+)
+from offload.batches import BatchStatus
+from offload.ops import Op, run_async, run_sync
+from offload.pausing import set_paused
+from offload.records import JobRecord, WorkerInfo
+from offload.states import JobState
+from offload.task import check_queue_name
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from offload.app import Offload
+
+T = TypeVar("T")
+
+__all__ = [
+    "Action",
+    "Admin",
+    "AsyncAdmin",
+    "BatchStatus",
+    "JobPage",
+    "QueueInfo",
+    "ScheduleInfo",
+    "Subscription",
+]
+
+
+class Filters(TypedDict, total=False):
+    """What a list, count or bulk action may filter on (all given must match)."""
+
+    state: str | JobState | Iterable[str | JobState] | None
+    queue: str | None
+    task: str | None
+    owner: str | None
+    batch: str | None
+    text: str | None  # case-insensitive, in the id, task, owner or arguments
+    created_after: float | datetime | None
+    created_before: float | datetime | None
+
+
+class _Ops:
+    """The operations, built from the caller's arguments (shared by both faces)."""
+
+    def __init__(self, app: Offload) -> None:
+        self.app = app
+
+    def known_queues(self) -> list[str]:
+        return sorted(
+            {self.app.default_queue} | {t.defaults.queue for t in self.app.tasks.values()}
+        )
+
+    @staticmethod
+    def bulk(action: Action, expected: int, everything: bool, filters: Filters) -> Op[int]:
+        return act_on_matching(action, job_filter(**filters), expected, everything)
+
+    def batches(self, owner: str | None) -> Op[list[BatchStatus]]:
+        found = []
+        for batch_id in (yield from open_batches()):
+            try:
+                found.append((yield from batch(batch_id, owner)))
+            except LookupError:
+                continue  # no member (of this owner's) left
+        return found
+
+
+class Admin:
+    """Sync face of the management API (``app.admin``); ``.aio`` is the async one."""
+
+    def __init__(self, app: Offload) -> None:
+        self._app = app
+        self._ops = _Ops(app)
+        self.aio = AsyncAdmin(app)
+
+    def _run(self, op: Op[T]) -> T:
+        return run_sync(self._app.backend.blocking, op)
+
+    def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        """One job, with its attempts; ``JobNotFound`` if absent (or another owner's)."""
+        return self._run(get(job_id, owner))
+
+    def jobs(
+        self, *, cursor: str | None = None, limit: int = 50, **filters: Unpack[Filters]
+    ) -> JobPage:
+        """A page of matching jobs, newest first; pass ``next_cursor`` back for the next."""
+        return self._run(list_jobs(job_filter(**filters), cursor, limit))
+
+    def count(self, *, action: Action | str | None = None, **filters: Unpack[Filters]) -> int:
+        """How many jobs match (those ``action`` could change, if given)."""
+        return self._run(count(job_filter(**filters), _action(action)))
+
+    def cancel(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        """Cancel a job that has not ended; a running one is stopped within about a second."""
+        record = self._run(act_on_one(Action.CANCEL, job_id, owner))
+        assert record is not None
+        return record
+
+    def retry(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        """Queue a dead or cancelled job again (its attempts start over)."""
+        record = self._run(act_on_one(Action.RETRY, job_id, owner))
+        assert record is not None
+        return record
+
+    def delete(self, job_id: str, *, owner: str | None = None) -> None:
+        """Forget a job that is not running."""
+        self._run(act_on_one(Action.DELETE, job_id, owner))
+
+    def cancel_matching(
+        self, *, expected: int, everything: bool = False, **filters: Unpack[Filters]
+    ) -> int:
+        """Cancel every matching job, given the count you saw (``count(action='cancel')``);
+        refused with ``CountChanged`` if more match now. Returns how many were cancelled."""
+        return self._run(self._ops.bulk(Action.CANCEL, expected, everything, filters))
+
+    def retry_matching(
+        self, *, expected: int, everything: bool = False, **filters: Unpack[Filters]
+    ) -> int:
+        return self._run(self._ops.bulk(Action.RETRY, expected, everything, filters))
+
+    def delete_matching(
+        self, *, expected: int, everything: bool = False, **filters: Unpack[Filters]
+    ) -> int:
+        return self._run(self._ops.bulk(Action.DELETE, expected, everything, filters))
+
+    def pause(self, queue: str) -> bool:
+        """Stop workers claiming from ``queue`` (within about a second); False if it was."""
+        return self._run(set_paused(check_queue_name(queue), True))
+
+    def resume(self, queue: str) -> bool:
+        return self._run(set_paused(check_queue_name(queue), False))
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue with jobs or tasks: counts by state, lag, and whether it is paused."""
+        return self._run(queues(self._ops.known_queues()))
+
+    def workers(self) -> list[WorkerInfo]:
+        """Live workers (one that vanished drops out within its lease)."""
+        return self._run(workers())
+
+    def schedules(self) -> list[ScheduleInfo]:
+        return self._run(schedules(list(self._app.schedules.values())))
+
+    def batch(self, batch_id: str, *, owner: str | None = None) -> BatchStatus:
+        return self._run(batch(batch_id, owner))
+
+    def batches(self, *, owner: str | None = None) -> list[BatchStatus]:
+        """The batches whose callback has not run yet."""
+        return self._run(self._ops.batches(owner))
+
+
+class AsyncAdmin:
+    """Async face of the management API (``app.admin.aio``), with live ``subscribe``."""
+
+    def __init__(self, app: Offload) -> None:
+        self._app = app
+        self._ops = _Ops(app)
+
+    async def _run(self, op: Op[T]) -> T:
+        return await run_async(self._app.backend, op)
+
+    async def get(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        return await self._run(get(job_id, owner))
+
+    async def jobs(
+        self, *, cursor: str | None = None, limit: int = 50, **filters: Unpack[Filters]
+    ) -> JobPage:
+        return await self._run(list_jobs(job_filter(**filters), cursor, limit))
+
+    async def count(self, *, action: Action | str | None = None, **filters: Unpack[Filters]) -> int:
+        return await self._run(count(job_filter(**filters), _action(action)))
+
+    async def cancel(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        record = await self._run(act_on_one(Action.CANCEL, job_id, owner))
+        assert record is not None
+        return record
+
+    async def retry(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        record = await self._run(act_on_one(Action.RETRY, job_id, owner))
+        assert record is not None
+        return record
+
+    async def delete(self, job_id: str, *, owner: str | None = None) -> None:
+        await self._run(act_on_one(Action.DELETE, job_id, owner))
+
+    async def cancel_matching(
+        self, *, expected: int, everything: bool = False, **filters: Unpack[Filters]
+    ) -> int:
+        return await self._run(self._ops.bulk(Action.CANCEL, expected, everything, filters))
+
+    async def retry_matching(
+        self, *, expected: int, everything: bool = False, **filters: Unpack[Filters]
+    ) -> int:
+        return await self._run(self._ops.bulk(Action.RETRY, expected, everything, filters))
+
+    async def delete_matching(
+        self, *, expected: int, everything: bool = False, **filters: Unpack[Filters]
+    ) -> int:
+        return await self._run(self._ops.bulk(Action.DELETE, expected, everything, filters))
+
+    async def pause(self, queue: str) -> bool:
+        return await self._run(set_paused(check_queue_name(queue), True))
+
+    async def resume(self, queue: str) -> bool:
+        return await self._run(set_paused(check_queue_name(queue), False))
+
+    async def queues(self) -> list[QueueInfo]:
+        return await self._run(queues(self._ops.known_queues()))
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self._run(workers())
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        return await self._run(schedules(list(self._app.schedules.values())))
+
+    async def batch(self, batch_id: str, *, owner: str | None = None) -> BatchStatus:
+        return await self._run(batch(batch_id, owner))
+
+    async def batches(self, *, owner: str | None = None) -> list[BatchStatus]:
+        return await self._run(self._ops.batches(owner))
+
+    def subscribe(
+        self,
+        *,
+        job: str | None = None,
+        owner: str | None = None,
+        batch: str | None = None,
+        queue: str | None = None,
+    ) -> Subscription:
+        """Live events (current state first) for a job, an owner, a batch or a queue."""
+        return Subscription(self._app.backend, job=job, owner=owner, batch=batch, queue=queue)
+
+
+def _action(action: Action | str | None) -> Action | None:
+    if action is None:
+        return None
+    try:
+        return Action(action)
+    except ValueError:
+        from offload.errors import InvalidQuery
+
+        names = ", ".join(a.value for a in Action)
+        raise InvalidQuery(f"unknown action {action!r}: use one of {names}") from None
