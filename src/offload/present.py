@@ -61,4 +61,17 @@ def job_dict(record: JobRecord, *, with_traceback: bool = True) -> dict[str, Any
         "started_at": iso(record.started_at),
         "finished_at": iso(record.finished_at),
         "lease_until": iso(record.lease_until),
+        "attempts": [
+            {
+                "number": a.number,
+                "worker": a.worker,
+                "started_at": iso(a.started_at),
+                "ended_at": iso(a.ended_at),
+                "outcome": a.outcome.value,
+                "error": None
+                if a.error is None
+                else {"type": a.error.type, "message": a.error.message},
+            }
+            for a in record.attempts
+        ],
     }
