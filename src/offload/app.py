@@ -7,9 +7,10 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
 from offload import bounds
+from offload.admin import Admin
 from offload.backends import open_backend
 from offload.backends.base import (
     Backend,
@@ -19,9 +20,10 @@ from offload.backends.base import (
     TransactionalSync,
 )
 from offload.backends.urls import display_url
+from offload.batches import Batch
 from offload.errors import ConfigurationError, JobNotFound
 from offload.ids import IdGenerator
-from offload.job import Batch, Job
+from offload.job import Job
 from offload.limits import ConcurrencyLimit, Limit, RateLimit, named_limits
 from offload.microbatch import BatchSettings
 from offload.records import JobRecord, NewJob
@@ -30,9 +32,6 @@ from offload.scheduler import Missed, Schedule
 from offload.storeclock import StoreClock
 from offload.task import Signature, Task, TaskOptions, check_queue_name
 from offload.windows import Window
-
-if TYPE_CHECKING:
-    from offload.admin import Admin
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -108,8 +107,6 @@ class Offload:
         """The management API: find, filter, cancel, retry, delete, pause queues, watch
         workers and live events (``app.admin.aio`` for async callers)."""
         if self._admin is None:
-            from offload.admin import Admin
-
             self._admin = Admin(self)
         return self._admin
 

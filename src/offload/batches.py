@@ -38,6 +38,7 @@ from offload.backends.base import (
 )
 from offload.errors import ConfigurationError
 from offload.ids import derived_id, id_time_ms
+from offload.job import Job
 from offload.records import JobRecord, NewJob
 from offload.states import JobState
 from offload.task import chain_step, job_from_step
@@ -259,3 +260,25 @@ class BatchService:
             new = msgspec.json.encode([i for i in ids if i not in closed]).decode()
             if await backend.set_mark(MarkParams(name=OPEN_BATCHES, value=new, expected=old)):
                 return
+
+
+class Batch:
+    """A handle on a batch: its members' progress, read from the store."""
+
+    def __init__(self, app: Offload, batch_id: str) -> None:
+        self.app = app
+        self.id = batch_id
+
+    def __repr__(self) -> str:
+        return f"<Batch {self.id}>"
+
+    def status(self) -> BatchStatus:
+        jobs = members(self.app.backend.blocking, self.id)
+        counts: dict[str, int] = {}
+        for job in jobs:
+            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+        return BatchStatus(id=self.id, total=len(jobs), counts=counts)
+
+    def jobs(self) -> list[Job[Any]]:
+        found = members(self.app.backend.blocking, self.id)
+        return [Job(self.app, r) for r in sorted(found, key=lambda r: r.id)]

@@ -21,8 +21,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from offload import Abort, JobState, Offload, Signature, current_job
-from offload.backends.base import JobFilter, QueryParams
+from offload import Abort, Offload, Signature, current_job
 
 DEMO_URL = "sqlite:///offload-demo.db"
 
@@ -102,7 +101,7 @@ def _table(counts: dict[str, int], total: int, elapsed_s: float) -> Table:
 
 def _counts() -> dict[str, int]:
     totals = {s: 0 for s in ("scheduled", "queued", "running", "succeeded", "dead", "cancelled")}
-    for row in app.backend.blocking.stats():
+    for row in app.admin.queues():
         for state, count in row.counts.items():
             totals[state] += count
     return totals
@@ -145,14 +144,10 @@ def run_demo(job_count: int = 3000, worker_count: int = 2, url: str | None = Non
         f"in {elapsed_s:.1f}s with {worker_count} worker processes: "
         f"{enqueued / elapsed_s:.0f} jobs/s"
     )
-    dead = app.backend.blocking.query(
-        QueryParams(filter=JobFilter(states=[JobState.DEAD]), limit=1)
-    )
+    dead = app.admin.jobs(state="dead", limit=1)
     if dead.jobs and dead.jobs[0].error:
         console.print(f"a dead job's error: {dead.jobs[0].error.message}")
-    retried = app.backend.blocking.query(
-        QueryParams(filter=JobFilter(task="call_partner_api"), limit=1000)
-    )
+    retried = app.admin.jobs(task="call_partner_api", state="succeeded", limit=1000)
     console.print(
         f"{sum(1 for j in retried.jobs if j.attempt > 1)} partner-API calls succeeded after a retry"
     )

@@ -15,7 +15,6 @@ from offload.states import JobState
 
 if TYPE_CHECKING:
     from offload.app import Offload
-    from offload.batches import BatchStatus
 
 R = TypeVar("R")
 
@@ -127,29 +126,3 @@ class Job(Generic[R]):
         """Queue a dead or cancelled job again; True if it is now queued."""
         self.record = self._fetch(self.app.backend.blocking.retry(IdsParams(ids=[self.id])))
         return self.record.state is JobState.QUEUED
-
-
-class Batch:
-    """A handle on a batch: its members' progress, read from the store."""
-
-    def __init__(self, app: Offload, batch_id: str) -> None:
-        self.app = app
-        self.id = batch_id
-
-    def __repr__(self) -> str:
-        return f"<Batch {self.id}>"
-
-    def status(self) -> BatchStatus:
-        from offload.batches import BatchStatus, members
-
-        jobs = members(self.app.backend.blocking, self.id)
-        counts: dict[str, int] = {}
-        for job in jobs:
-            counts[job.state.value] = counts.get(job.state.value, 0) + 1
-        return BatchStatus(id=self.id, total=len(jobs), counts=counts)
-
-    def jobs(self) -> list[Job[Any]]:
-        from offload.batches import members
-
-        found = members(self.app.backend.blocking, self.id)
-        return [Job(self.app, r) for r in sorted(found, key=lambda r: r.id)]
