@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from offload import InvalidArguments, JobState, Offload
-from offload.backends.base import Backend, JobFilter, MarkNamesParams, Page, QueryParams
-from offload.batches import CLOSED_MARK_TTL_S, OPEN_BATCHES, BatchService, batch_mark
+from offload.backends.base import JobFilter, QueryParams
 from offload.errors import ConfigurationError
 from worker_helpers import WorkerThread, wait_until
 
@@ -60,7 +58,12 @@ def test_the_callback_runs_once_after_every_member_with_their_outcomes(app: Offl
     assert app.job(callback.id).result(timeout=10) == "upload-42.zip"
 
 
-def test_leaders_that_repeat_the_completion_make_one_callback(app: Offload) -> None:
+def test_members_cancelled_by_a_person_complete_the_batch_with_one_callback(
+    app: Offload,
+) -> None:
+    """The store counts members down in the step that ends them, whatever ends them: the
+    callback is stored by the last cancel itself, once, with no leader involved."""
+
     @app.task
     def convert(name: str) -> str:
         return name
@@ -70,20 +73,16 @@ def test_leaders_that_repeat_the_completion_make_one_callback(app: Offload) -> N
         return len(outcomes)
 
     batch = app.batch([convert.s("a"), convert.s("b")], on_complete=zip_all.s())
-    for job in batch.jobs():  # a person cancels them: cancelled members count as ended
-        job.cancel()
-    leaders = [BatchService(), BatchService()]
-
-    async def tick() -> None:
-        for _ in range(3):
-            await asyncio.gather(*(s.tick(app.backend, 0.0) for s in leaders))
-
-    with asyncio.Runner() as runner:
-        runner.run(tick())
-        assert len(callbacks(app)) == 1
-        assert sum(s.completed for s in leaders) >= 1
-        assert batch.status().counts == {JobState.CANCELLED.value: 2}
-        runner.run(app.aclose())
+    first, second = batch.jobs()
+    first.cancel()
+    assert callbacks(app) == []
+    second.cancel()
+    second.cancel()  # already ended: counts nothing twice
+    (callback,) = callbacks(app)
+    assert batch.status().counts[JobState.CANCELLED.value] == 2
+    assert app.admin.batches() == []  # no batch is open any more
+    with WorkerThread(app):
+        assert app.job(callback.id).result(timeout=30) == 2
 
 
 def test_a_batch_needs_jobs_of_this_app(app: Offload) -> None:
@@ -99,20 +98,7 @@ def test_a_batch_needs_jobs_of_this_app(app: Offload) -> None:
 
 
 def open_batches(app: Offload) -> list[str]:
-    raw = app.backend.blocking.get_marks(MarkNamesParams(names=[OPEN_BATCHES])).get(OPEN_BATCHES)
-    return [] if raw is None else list(__import__("json").loads(raw))
-
-
-@pytest.fixture
-def runner(app: Offload) -> Any:
-    """One event loop for a test's leader ticks (a PostgreSQL pool belongs to one loop)."""
-    with asyncio.Runner() as loop:
-        yield loop
-        loop.run(app.aclose())
-
-
-def tick(runner: asyncio.Runner, service: BatchService, backend: Any) -> float | None:
-    return runner.run(service.tick(backend, 0.0))
+    return [b.id for b in app.admin.batches()]
 
 
 def test_a_member_with_a_unique_key_is_refused_before_anything_is_stored(app: Offload) -> None:
@@ -134,9 +120,7 @@ def test_a_member_with_a_unique_key_is_refused_before_anything_is_stored(app: Of
     assert open_batches(app) == []
 
 
-def test_a_batch_whose_members_cannot_be_stored_leaves_nothing_open(
-    app: Offload, runner: asyncio.Runner
-) -> None:
+def test_a_batch_whose_members_cannot_be_stored_leaves_nothing_open(app: Offload) -> None:
     @app.task
     def convert(name: str) -> str:
         return name
@@ -145,69 +129,15 @@ def test_a_batch_whose_members_cannot_be_stored_leaves_nothing_open(
         app.batch([convert.s("a"), convert.s()])  # the second lacks its argument
     assert open_batches(app) == []
     assert app.backend.blocking.query(QueryParams()).jobs == []
-    assert tick(runner, BatchService(), app.backend) is None  # nothing open: the leader idles
 
 
-class CountingQueries:
-    """The store, with each query's filter and limit written down (a spy, not a mock)."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.queries: list[QueryParams] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.backend, name)
-
-    async def query(self, params: QueryParams) -> Page:
-        self.queries.append(params)
-        return await self.backend.query(params)
-
-
-def test_progress_asks_only_whether_a_member_is_unfinished(
-    app: Offload, runner: asyncio.Runner
-) -> None:
-    """A tick costs one indexed row per open batch; the members are read once, at the end."""
-
+def test_an_open_batch_is_listed_with_its_progress(app: Offload) -> None:
     @app.task
     def convert(name: str) -> str:
         return name
 
-    @app.task
-    def zip_all(outcomes: list[dict[str, Any]]) -> int:
-        return len(outcomes)
-
-    batch = app.batch([convert.s(str(i)) for i in range(5)], on_complete=zip_all.s())
-    last, *others = batch.jobs()
-    for job in others:
-        job.cancel()
-    service = BatchService()
-    spy = CountingQueries(app.backend)
-    assert tick(runner, service, spy) == 0.0 and tick(runner, service, spy) == 0.0
-    assert [(q.limit, q.filter.batch) for q in spy.queries] == [(1, batch.id)] * 2
-    assert all(JobState.SUCCEEDED not in q.filter.states for q in spy.queries)
-    assert JobState.QUEUED in spy.queries[0].filter.states
-    spy.queries.clear()
-    last.cancel()
-    assert tick(runner, service, spy) is None
-    assert service.completed == 1 and len(callbacks(app)) == 1
-    assert spy.queries[0].limit == 1
-    assert len([q for q in spy.queries if q.limit > 1]) == 1  # the members, read once
-    assert open_batches(app) == []
-
-
-def test_a_closed_batch_mark_expires() -> None:
-    """Every mark needs a lifetime: a batch's goes once the batch is closed."""
-    now = [1_000_000.0]
-    app = Offload("memory://", clock=lambda: now[0])
-
-    @app.task
-    def convert(name: str) -> str:
-        return name
-
-    batch = app.batch([convert.s("a")])
+    batch = app.batch([convert.s(str(i)) for i in range(5)])
     batch.jobs()[0].cancel()
-    with asyncio.Runner() as loop:
-        assert tick(loop, BatchService(), app.backend) is None
-    assert open_batches(app) == []
-    now[0] += CLOSED_MARK_TTL_S + 1
-    assert app.backend.blocking.get_marks(MarkNamesParams(names=[batch_mark(batch.id)])) == {}
+    (listed,) = app.admin.batches()
+    assert (listed.id, listed.total, listed.done) == (batch.id, 5, 1)
+    assert not listed.finished

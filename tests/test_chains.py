@@ -10,9 +10,9 @@ import pytest
 
 from offload import InvalidArguments, JobState, Offload
 from offload.backends.base import EnqueueParams, JobFilter, Outcome, OutcomeKind, QueryParams
+from offload.chains import hand_on, next_step
 from offload.context import current_job
 from offload.records import JobRecord
-from offload.worker.chains import hand_on, next_step
 from worker_helpers import WorkerThread, wait_until
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
-from offload import bounds
+from offload import batches, bounds, chains, windows
 from offload.admin import Admin
 from offload.backends import open_backend
 from offload.backends.base import (
@@ -20,8 +20,9 @@ from offload.backends.base import (
     TransactionalSync,
 )
 from offload.backends.urls import display_url
-from offload.batches import Batch
+from offload.batches import Batch, batch_enqueue
 from offload.errors import ConfigurationError, JobNotFound
+from offload.hooks import Hooks
 from offload.ids import IdGenerator
 from offload.job import Job
 from offload.limits import ConcurrencyLimit, Limit, RateLimit, named_limits
@@ -76,6 +77,10 @@ class Offload:
         self.fair_queues = frozenset(check_queue_name(q) for q in fair_queues)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.schedules: dict[str, Schedule] = {}
+        #: What features do around each job's run (see hooks.py); the worker calls them.
+        self.hooks = Hooks()
+        for feature in (windows, chains, batches):
+            feature.register(self.hooks)
         self.new_id = IdGenerator()
         self._backend = backend
         self._backend_lock = threading.Lock()
@@ -318,12 +323,22 @@ class Offload:
     ) -> Batch:
         """Store jobs as one batch; ``on_complete`` runs once after every member has ended,
         with a list of their outcomes (id, state, result, error) as its first argument."""
-        from offload.batches import start_batch
-
-        for signature in signatures:
+        for signature in [*signatures, *([on_complete] if on_complete else [])]:
             if signature.task.app is not self:
                 raise ConfigurationError(f"{signature.task!r} belongs to another Offload app")
-        return Batch(self, start_batch(self, list(signatures), on_complete))
+        batch_id, params = batch_enqueue(self, list(signatures), on_complete)
+        self.backend.blocking.enqueue(params)
+        return Batch(self, batch_id)
+
+    async def batch_async(
+        self, signatures: Sequence[Signature[Any]], *, on_complete: Signature[Any] | None = None
+    ) -> Batch:
+        for signature in [*signatures, *([on_complete] if on_complete else [])]:
+            if signature.task.app is not self:
+                raise ConfigurationError(f"{signature.task!r} belongs to another Offload app")
+        batch_id, params = batch_enqueue(self, list(signatures), on_complete)
+        await self.backend.enqueue(params)
+        return Batch(self, batch_id)
 
     def job(self, job_id: str) -> Job[Any]:
         """A handle on a stored job; raises ``JobNotFound`` if there is none."""

@@ -1,19 +1,14 @@
 """Batches: jobs that belong together, and a callback that runs once after all have ended.
 
-A batch is its members (each carries the batch id) plus a store *mark* that
-holds the callback and the member count; a second mark lists the open batches.
-The members are stored first and the batch is opened after, so a call that
-fails (bad arguments, an outage) leaves nothing open. The leader's
-``BatchService`` asks the store, each tick, only whether an open batch still has
-an unfinished member (one indexed row at most); once none has, it reads the
-members once, stores the callback under an id derived from the batch's, so a
-leader that dies and a new one that repeats the step still make one callback,
-and only then closes the batch, whose mark then expires. Members that end any
-way at all (succeeded, dead after retries or crashes, cancelled by a person) count.
+The members and the batch are stored in one enqueue step (``EnqueueParams.batch``):
+the store counts the members down as they end, whatever ends them (their worker, the
+reaper, a person's cancel or delete), and stores the callback in the step that ends
+the last one, exactly once. Nothing scans members while a batch runs. The callback is
+stored with its own arguments; when it runs, a before-run hook reads the members'
+outcomes once and puts them first.
 
 A member may not carry a unique key: a job already holding the key would be
-returned in its place, outside the batch, and the batch could not tell when
-its own member ended.
+returned in its place, outside the batch, and the batch could not count it down.
 """
 
 from __future__ import annotations
@@ -26,45 +21,28 @@ import msgspec
 
 from offload.backends.base import (
     Backend,
-    BackendError,
-    DuplicateJob,
     EnqueueParams,
     JobFilter,
-    MarkNamesParams,
-    MarkParams,
     QueryParams,
     SyncBackend,
-    ValueRejected,
 )
 from offload.errors import ConfigurationError
 from offload.ids import derived_id, id_time_ms
 from offload.job import Job
-from offload.records import JobRecord, NewJob
+from offload.records import BatchOpen, JobRecord, NewJob
 from offload.states import JobState
-from offload.task import chain_step, job_from_step
+from offload.task import ChainStep, chain_step
 
 if TYPE_CHECKING:
     from offload.app import Offload
+    from offload.hooks import Hooks
     from offload.task import Signature
 
 log = logging.getLogger("offload.batches")
 
-OPEN_BATCHES = "batches:open"
+#: A callback job carries its batch's id here: it runs with the members' outcomes first.
+CALLBACK_META_KEY = "batch_callback"
 _PAGE = 1000
-#: A closed batch's mark lingers this long (a leader repeating the close finds it), then expires.
-CLOSED_MARK_TTL_S = 60.0
-_UNFINISHED = tuple(s for s in JobState if not s.is_terminal)
-
-
-def batch_mark(batch_id: str) -> str:
-    return "batch:" + batch_id
-
-
-class BatchSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """What the store keeps about a batch until its callback is stored."""
-
-    total: int
-    callback: dict[str, Any] | None  # a chain step: task, payload, queue, priority
 
 
 class MemberOutcome(msgspec.Struct, frozen=True, kw_only=True):
@@ -117,13 +95,10 @@ async def members_async(backend: Backend, batch_id: str) -> list[JobRecord]:
         cursor = page.next_cursor
 
 
-def start_batch(
+def batch_enqueue(
     app: Offload, signatures: list[Signature[Any]], on_complete: Signature[Any] | None
-) -> str:
-    """Store the members in one enqueue, then record the batch and list it as open: a
-    failure before the batch is open leaves nothing open (members already stored then
-    simply run without a callback)."""
-
+) -> tuple[str, EnqueueParams]:
+    """The one store step that stores the members and opens their batch."""
     if not signatures:
         raise ConfigurationError("a batch needs at least one job")
     keyed = [s.task.name for s in signatures if s.call.key is not None]
@@ -133,133 +108,56 @@ def start_batch(
             "holding the key would stand in for it outside the batch; enqueue keyed jobs "
             "on their own"
         )
-    callback = None if on_complete is None else chain_step(on_complete)
     batch_id = app.new_id()
     jobs = [msgspec.structs.replace(s.to_new_job(), batch=batch_id) for s in signatures]
-    stored = app.backend.blocking.enqueue(EnqueueParams(jobs=jobs))
-    spec = BatchSpec(total=sum(1 for r in stored if r.batch == batch_id), callback=callback)
-    _set(app, batch_mark(batch_id), msgspec.json.encode(spec).decode())
-    _update_open(app, add=batch_id)
-    return batch_id
+    callback = None if on_complete is None else callback_job(batch_id, on_complete)
+    return batch_id, EnqueueParams(jobs=jobs, batch=BatchOpen(id=batch_id, callback=callback))
 
 
-def _set(app: Offload, name: str, value: str) -> None:
-    if not app.backend.blocking.set_mark(MarkParams(name=name, value=value)):
-        raise ConfigurationError(f"batch mark {name} already exists")
-
-
-def _update_open(app: Offload, *, add: str | None = None) -> None:
-    for _ in range(100):  # compare-and-set: retry when another writer got in first
-        current = app.backend.blocking.get_marks(MarkNamesParams(names=[OPEN_BATCHES]))
-        old = current.get(OPEN_BATCHES)
-        ids: list[str] = [] if old is None else msgspec.json.decode(old)
-        if add is not None:
-            ids.append(add)
-        new = msgspec.json.encode(ids).decode()
-        params = MarkParams(name=OPEN_BATCHES, value=new, expected=old)
-        if app.backend.blocking.set_mark(params):
-            return
-    raise ConfigurationError("could not record the batch: the open-batch list kept changing")
+def callback_job(batch_id: str, on_complete: Signature[Any]) -> NewJob:
+    """The callback as stored: its own arguments, under an id derived from the batch's."""
+    spec = msgspec.convert(chain_step(on_complete), ChainStep)
+    return NewJob(
+        id=derived_id(id_time_ms(batch_id), f"{batch_id}\0callback"), task=spec.task,
+        queue=spec.queue, payload=spec.payload.encode(), priority=spec.priority,
+        max_attempts=spec.max_attempts, lease_s=spec.lease_s, timeout_s=spec.timeout_s,
+        meta={CALLBACK_META_KEY: batch_id},
+    )  # fmt: skip
 
 
 def outcome_of(job: JobRecord) -> MemberOutcome:
+    try:
+        result = None if job.result is None else msgspec.json.decode(job.result)
+    except msgspec.DecodeError:
+        result = None
     return MemberOutcome(
         id=job.id,
         state=job.state.value,
-        result=None if job.result is None else msgspec.json.decode(job.result),
+        result=result,
         error=None if job.error is None else f"{job.error.type}: {job.error.message}",
     )
 
 
-def callback_job(batch_id: str, spec: BatchSpec, ended: list[JobRecord]) -> NewJob | None:
-    if spec.callback is None:
-        return None
-    ended = sorted(ended, key=lambda j: j.id)  # the order the members were given
-    return job_from_step(
-        spec.callback, [msgspec.to_builtins(outcome_of(j)) for j in ended],
-        job_id=derived_id(id_time_ms(batch_id), f"{batch_id}\0callback"), owner=None,
-        meta={"batch_callback": batch_id},
-    )  # fmt: skip
+async def with_member_outcomes(app: Offload, job: JobRecord) -> JobRecord:
+    """Before-run hook: a batch's callback gets its members' outcomes as first argument.
+
+    A payload that is not the ``[args, kwargs]`` a callback is stored with is left as it
+    is: decoding it fails the job with the reason, as for any unreadable payload."""
+    batch_id = job.meta.get(CALLBACK_META_KEY)
+    if not isinstance(batch_id, str):
+        return job
+    try:
+        args, kwargs = msgspec.json.decode(job.payload, type=tuple[list[Any], dict[str, Any]])
+    except msgspec.DecodeError:
+        return job
+    members = sorted(await members_async(app.backend, batch_id), key=lambda j: j.id)
+    outcomes = [msgspec.to_builtins(outcome_of(j)) for j in members]
+    payload = msgspec.json.encode(([outcomes, *args], kwargs))
+    return msgspec.structs.replace(job, payload=payload)
 
 
-class BatchService:
-    """Leader-only: store each finished batch's callback, once, then close the batch."""
-
-    def __init__(self) -> None:
-        self.completed = 0
-
-    async def tick(self, backend: Backend, now_s: float) -> float | None:
-        """Complete the batches whose members all ended; returns 0 (tick again soon) while
-        some batch is still open, None when none is."""
-        marks = await backend.get_marks(MarkNamesParams(names=[OPEN_BATCHES]))
-        raw = marks.get(OPEN_BATCHES)
-        if raw is None:
-            return None
-        open_ids: list[str] = msgspec.json.decode(raw)
-        if not open_ids:
-            return None
-        specs = await backend.get_marks(MarkNamesParams(names=[batch_mark(i) for i in open_ids]))
-        closed: list[str] = []
-        for batch_id in open_ids:
-            spec_raw = specs.get(batch_mark(batch_id))
-            try:
-                if spec_raw is None:
-                    closed.append(batch_id)
-                elif await self._complete(backend, batch_id, spec_raw):
-                    closed.append(batch_id)
-                    self.completed += 1
-            except BackendError:
-                raise  # the store is out: the whole tick is retried
-            except Exception:  # this batch alone; the others go on
-                log.exception("batch %s: completing it failed; trying again next tick", batch_id)
-        if closed:
-            await self._close(backend, closed, specs)
-        return None if len(closed) == len(open_ids) else 0.0
-
-    async def _complete(self, backend: Backend, batch_id: str, spec_raw: str) -> bool:
-        """Store the callback once no member is unfinished; True when the batch may close.
-
-        Progress is one indexed question (is any member unfinished? at most one row);
-        the members are read once, when the batch completes."""
-        unfinished = await backend.query(
-            QueryParams(filter=JobFilter(batch=batch_id, states=_UNFINISHED), limit=1)
-        )
-        if unfinished.jobs:
-            return False
-        try:
-            spec = msgspec.json.decode(spec_raw, type=BatchSpec)
-            callback = callback_job(batch_id, spec, await members_async(backend, batch_id))
-        except (msgspec.DecodeError, KeyError, TypeError, UnicodeError) as exc:
-            log.error("batch %s: its callback cannot be made (%s: %s); the batch is closed "
-                      "without it", batch_id, type(exc).__name__, exc)  # fmt: skip
-            return True
-        if callback is None:
-            return True
-        try:
-            await backend.enqueue(EnqueueParams(jobs=[callback]))
-        except DuplicateJob:
-            pass  # an earlier leader stored it and died before closing the batch
-        except ValueRejected as exc:  # the same call can never succeed: do not retry forever
-            log.error("batch %s: the store refused its callback job %s (%s); the batch is "
-                      "closed without it", batch_id, callback.id, exc)  # fmt: skip
-        return True
-
-    async def _close(self, backend: Backend, closed: list[str], specs: dict[str, str]) -> None:
-        """Let each closed batch's mark expire, then take the batches off the open list (a
-        leader that dies in between leaves them listed: the next one finds them done)."""
-        for batch_id in closed:
-            name = batch_mark(batch_id)
-            if (raw := specs.get(name)) is not None:
-                await backend.set_mark(
-                    MarkParams(name=name, value=raw, expected=raw, ttl_s=CLOSED_MARK_TTL_S)
-                )
-        for _ in range(100):
-            marks = await backend.get_marks(MarkNamesParams(names=[OPEN_BATCHES]))
-            old = marks.get(OPEN_BATCHES)
-            ids: list[str] = [] if old is None else msgspec.json.decode(old)
-            new = msgspec.json.encode([i for i in ids if i not in closed]).decode()
-            if await backend.set_mark(MarkParams(name=OPEN_BATCHES, value=new, expected=old)):
-                return
+def register(hooks: Hooks) -> None:
+    hooks.before_run.append(with_member_outcomes)
 
 
 class Batch:
@@ -273,11 +171,8 @@ class Batch:
         return f"<Batch {self.id}>"
 
     def status(self) -> BatchStatus:
-        jobs = members(self.app.backend.blocking, self.id)
-        counts: dict[str, int] = {}
-        for job in jobs:
-            counts[job.state.value] = counts.get(job.state.value, 0) + 1
-        return BatchStatus(id=self.id, total=len(jobs), counts=counts)
+        """Members by state (a count per state, no member read)."""
+        return self.app.admin.batch(self.id)
 
     def jobs(self) -> list[Job[Any]]:
         found = members(self.app.backend.blocking, self.id)

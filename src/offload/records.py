@@ -118,6 +118,78 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     owner: str | None = None
     meta: dict[str, Any] = msgspec.field(default_factory=dict)
     fair: bool = False  # the store gives a job due now its owner's turn in run_at
+    #: Jobs stored when this one ends, in the same atomic step (see ``FollowUp``).
+    follow_ups: tuple[FollowUp, ...] = ()
+
+
+class FollowUp(msgspec.Struct, frozen=True, kw_only=True):
+    """A job its parent asks for when it ends in one of ``on`` (final states).
+
+    The store inserts ``job`` in the same atomic step as the parent's final state,
+    whoever makes it final: its worker's fenced finish, the reaper after crashes, a
+    person's cancel. A step that is refused stores nothing; a follow-up whose id is
+    already stored is skipped, so a parent retried by a person and ending again does
+    not store it twice.
+    """
+
+    on: tuple[JobState, ...]
+    job: NewJob
+
+
+class BatchOpen(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch opened in the same step as its members (the jobs of the call with
+    ``batch == id``): the store counts them down as they end, and stores ``callback``
+    in the step that ends the last one."""
+
+    id: str
+    callback: NewJob | None = None
+
+
+class BatchRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch as the store keeps it: members still to end, and when the last one did."""
+
+    id: str
+    total: int
+    remaining: int
+    created_at: float
+    completed_at: float | None = None
+    callback_id: str | None = None
+
+
+#: Upper bounds (ms) of the wait- and run-time histogram buckets; one more bucket holds
+#: everything above the last bound.
+DURATION_BUCKETS_MS: tuple[int, ...] = (
+    1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000,
+    300_000, 900_000, 3_600_000,
+)  # fmt: skip
+
+
+#: How long the store keeps its own per-minute enqueue counts where it must give them a
+#: lifetime when it writes them; ``PruneParams.counts_before`` prunes sooner.
+ENQUEUE_COUNTS_TTL_S = 8 * 24 * 3600.0
+
+
+class MinuteCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """What happened to one task's jobs on one queue in one minute, as one source saw it.
+
+    A worker is a source (it owns its rows: each write replaces the row); the store
+    itself is the source ``"enqueue"`` of the ``enqueued`` counts, added in each
+    enqueue step. Readers sum the sources and merge the histograms.
+    """
+
+    minute: int  # seconds since the epoch // 60
+    queue: str
+    task: str
+    source: str
+    enqueued: int = 0
+    started: int = 0
+    succeeded: int = 0
+    retried: int = 0
+    dead: int = 0
+    #: Jobs per bucket of ``DURATION_BUCKETS_MS`` (one more for above): time from due
+    #: to started, and from started to ended.
+    wait_ms: list[int] = msgspec.field(default_factory=list)
+    run_ms: list[int] = msgspec.field(default_factory=list)
 
 
 class EventKind(enum.StrEnum):

@@ -13,11 +13,13 @@ from msgspec.structs import replace as replace_struct
 
 from offload import bounds
 from offload.errors import ConfigurationError
+from offload.ids import derived_id, id_time_ms
 from offload.limits import Limit
 from offload.microbatch import BatchSettings, item_signature
-from offload.records import NewJob
+from offload.records import FollowUp, NewJob
 from offload.retry import BackoffPolicy
 from offload.serialize import ArgsCodec
+from offload.states import JobState
 from offload.windows import META_KEY as WINDOW_META_KEY
 from offload.windows import Window
 
@@ -61,6 +63,8 @@ class CallOptions:
     connection: Any = None
     #: Daily hours this job may start in (overrides the task's).
     window: Window | None = None
+    #: (option name, signature): jobs stored when this one ends (see ``END_OPTIONS``).
+    on_end: tuple[tuple[str, Signature[Any]], ...] = ()
 
 
 def _seconds(delay: Delay) -> float:
@@ -163,6 +167,23 @@ class Chain(Generic[R]):
     async def enqueue_async(self) -> Job[Any]:
         first = self.steps[0].task
         return await first.app.enqueue_one_async(first, self._first_job())
+
+
+#: The final states each ``options(on_...=)`` follow-up is stored for.
+END_OPTIONS: dict[str, tuple[JobState, ...]] = {
+    "on_success": (JobState.SUCCEEDED,),
+    "on_failure": (JobState.DEAD,),
+    "on_cancel": (JobState.CANCELLED,),
+}
+
+
+def follow_up(parent: NewJob, option: str, then: Signature[Any]) -> FollowUp:
+    """``then`` as a follow-up of ``parent``: the parent's id first among its arguments,
+    under an id derived from the parent's (stored once however often the parent ends)."""
+    new = then.task.new_job((parent.id, *then.args), then.kwargs, then.call)
+    job_id = derived_id(id_time_ms(parent.id), f"{parent.id}\0{option}")
+    job = replace_struct(new, id=job_id, owner=new.owner or parent.owner, fair=False)
+    return FollowUp(on=END_OPTIONS[option], job=job)
 
 
 #: Where a job keeps the chain steps that follow it.
@@ -275,11 +296,17 @@ class _Enqueuer(Generic[P, R]):
         meta: Mapping[str, Any] | None = None,
         connection: Any = None,
         window: str | None = None,
+        on_success: Signature[Any] | None = None,
+        on_failure: Signature[Any] | None = None,
+        on_cancel: Signature[Any] | None = None,
     ) -> BoundTask[P, R]:
         """Per-job options: ``task.options(delay=60, key="u42:a.docx").enqueue(...)``.
 
         ``connection``: enqueue inside this open database transaction (PostgreSQL).
         ``window``: start only within these daily hours, e.g. ``"01:00-05:00 Europe/Paris"``.
+        ``on_success`` / ``on_failure`` (dead) / ``on_cancel``: a job (``other.s(...)``)
+        stored in the same step as this one's end, whoever ends it, with this job's id as
+        its first argument.
         """
         call = make_call_options(
             self._call, delay=delay, run_at=run_at, priority=priority, queue=queue,
@@ -289,6 +316,16 @@ class _Enqueuer(Generic[P, R]):
             call = replace(call, connection=connection)
         if window is not None:
             call = replace(call, window=Window.parse(window))
+        ends = {"on_success": on_success, "on_failure": on_failure, "on_cancel": on_cancel}
+        for option, then in ends.items():
+            if then is None:
+                continue
+            if not isinstance(then, Signature):
+                raise ConfigurationError(f"{option} takes a task.s(...) signature, got {then!r}")
+            if then.task.app is not self._task.app:
+                raise ConfigurationError(f"{option}: {then.task!r} belongs to another app")
+            then.task.codec.encode_args(("job-id", *then.args), then.kwargs)  # checked now
+            call = replace(call, on_end=(*call.on_end, (option, then)))
         return BoundTask(self._task, call)
 
 
@@ -332,7 +369,7 @@ class Task(_Enqueuer[P, R]):
             delay_s, run_at = 0.0, window.next_start(earliest)
             meta[WINDOW_META_KEY] = str(window)
         queue = call.queue or d.queue
-        return NewJob(
+        new = NewJob(
             id=self.app.new_id(),
             task=self.name,
             queue=queue,
@@ -348,3 +385,7 @@ class Task(_Enqueuer[P, R]):
             owner=call.owner,
             meta=meta,
         )
+        if not call.on_end:
+            return new
+        ends = tuple(follow_up(new, option, then) for option, then in call.on_end)
+        return replace_struct(new, follow_ups=ends)

@@ -22,6 +22,7 @@ from offload.records import JobRecord
 
 if TYPE_CHECKING:
     from offload.app import Offload
+    from offload.hooks import Hooks
 
 META_KEY = "window"
 _FORM = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})(?:\s+(\S+))?\s*$")
@@ -95,3 +96,7 @@ async def keep_retry_in_window(app: Offload, job: JobRecord, outcome: Outcome) -
     if outcome.kind is not OutcomeKind.RETRY or META_KEY not in job.meta:
         return outcome
     return retry_in_window(outcome, job.meta[META_KEY], await app.store_now_async())
+
+
+def register(hooks: Hooks) -> None:
+    hooks.after_run.append(keep_retry_in_window)

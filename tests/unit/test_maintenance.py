@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import pytest
 
-from offload import JobState, Offload
+from offload import JobState
 from offload.backends.base import BackendError, EnqueueParams, IdsParams, ValueRejected
 from offload.backends.memory import MemoryStore, memory_backend
-from offload.backends.store import ThreadedBackend
-from offload.batches import BatchService
 from offload.records import JobRecord, NewJob
 from offload.worker.maintenance import LeaderService, Maintenance
 
@@ -121,29 +118,3 @@ class SmallValues(MemoryStore):
         if any(len(new.payload) > 1000 for new in params.jobs):
             raise ValueRejected("payload too large for this store")
         return super().enqueue(params)
-
-
-def test_a_batch_callback_the_store_refuses_closes_the_batch_with_a_logged_error(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    app = Offload(backend=ThreadedBackend(SmallValues()))
-
-    @app.task
-    def convert(name: str) -> str:
-        return name
-
-    @app.task
-    def zip_all(outcomes: list[dict[str, Any]], note: str) -> None: ...
-
-    batch = app.batch([convert.s("a")], on_complete=zip_all.s(note="x" * 2000))
-    batch.jobs()[0].cancel()
-    service = BatchService()
-
-    async def scenario() -> None:
-        with caplog.at_level(logging.ERROR, logger="offload.batches"):
-            assert await service.tick(app.backend, 0.0) is None  # closed: nothing left open
-        assert await service.tick(app.backend, 0.0) is None
-
-    asyncio.run(scenario())
-    assert f"batch {batch.id}: the store refused its callback job" in caplog.text
-    assert "payload too large" in caplog.text

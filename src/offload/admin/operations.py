@@ -6,15 +6,14 @@ that owner's jobs, and another owner's job id is "not found", never "forbidden".
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import msgspec
 
 from offload.admin.filters import decode_cursor, encode_cursor, is_everything, page_limit
 from offload.backends.base import (
+    BatchQueryParams,
     CountParams,
     IdsParams,
     JobFilter,
@@ -23,11 +22,11 @@ from offload.backends.base import (
     QueryParams,
     QueueStats,
 )
-from offload.batches import OPEN_BATCHES, BatchSpec, BatchStatus, batch_mark
+from offload.batches import BatchStatus
 from offload.errors import CountChanged, InvalidQuery, JobNotFound
 from offload.ops import Op
 from offload.pausing import paused_queues
-from offload.records import JobRecord, WorkerInfo
+from offload.records import BatchRecord, JobRecord, WorkerInfo
 from offload.scheduler import Schedule
 from offload.states import CANCELLABLE_STATES, RETRYABLE_STATES, JobState
 
@@ -226,28 +225,22 @@ def _float_or_none(raw: str | None) -> float | None:
 
 def batch(batch_id: str, owner: str | None) -> Op[BatchStatus]:
     """A batch's members counted by state (one indexed count each, no member read)."""
+    records: list[BatchRecord] = yield ("batches", BatchQueryParams(ids=[batch_id]))
     counts: dict[str, int] = {}
     for state in JobState:
         members = scoped(JobFilter(batch=batch_id, states=[state]), owner)
-        counts[state.value] = yield ("count", CountParams(filter=members))
-    marks: dict[str, str] = yield ("get_marks", MarkNamesParams(names=[batch_mark(batch_id)]))
+        found: int = yield ("count", CountParams(filter=members))
+        if found:
+            counts[state.value] = found
     total = sum(counts.values())
-    if total == 0:
+    if total == 0 and (not records or owner is not None):
         raise JobNotFound(batch_id)
-    raw = marks.get(batch_mark(batch_id))
-    if raw is not None and owner is None:
-        with contextlib.suppress(msgspec.DecodeError):
-            total = max(total, msgspec.json.decode(raw, type=BatchSpec).total)
+    if records and owner is None:
+        total = max(total, records[0].total)
     return BatchStatus(id=batch_id, total=total, counts=counts)
 
 
 def open_batches() -> Op[list[str]]:
-    marks: dict[str, str] = yield ("get_marks", MarkNamesParams(names=[OPEN_BATCHES]))
-    raw = marks.get(OPEN_BATCHES)
-    if raw is None:
-        return []
-    try:
-        ids: Any = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return []
-    return [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+    """Batches whose last member has not ended, newest first."""
+    records: list[BatchRecord] = yield ("batches", BatchQueryParams(open_only=True, limit=1000))
+    return [r.id for r in records]

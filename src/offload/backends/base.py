@@ -15,7 +15,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from offload.records import ErrorInfo, JobEvent, JobRecord, NewJob, WorkerInfo
+from offload.records import (
+    BatchOpen,
+    BatchRecord,
+    ErrorInfo,
+    JobEvent,
+    JobRecord,
+    MinuteCounts,
+    NewJob,
+    WorkerInfo,
+)
 from offload.states import JobState
 
 
@@ -33,6 +42,8 @@ class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
 
 class EnqueueParams(msgspec.Struct, frozen=True, kw_only=True):
     jobs: Sequence[NewJob]
+    #: Open this batch in the same step; its members are the jobs with ``batch == id``.
+    batch: BatchOpen | None = None
 
 
 class ClaimParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,8 +166,10 @@ class ReapedJob(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PruneParams(msgspec.Struct, frozen=True, kw_only=True):
-    finished_before: float  # absolute time on the backend's clock
+    finished_before: float  # absolute time on the backend's clock; completed batches too
     states: Sequence[JobState] = (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED)
+    #: Per-minute count rows of minutes before this time go too (None: only expired ones).
+    counts_before: float | None = None
 
 
 class PurgeParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -193,6 +206,27 @@ class MarkParams(msgspec.Struct, frozen=True, kw_only=True):
     #: The mark is deleted this long after it is written (None: kept until overwritten).
     #: Everything the engine writes needs a lifetime, marks included.
     ttl_s: float | None = None
+
+
+class BatchQueryParams(msgspec.Struct, frozen=True, kw_only=True):
+    ids: Sequence[str] = ()  # these batches (any state); empty: every batch, newest first
+    open_only: bool = False  # only batches whose last member has not ended
+    limit: int = 100
+
+
+class CountsParams(msgspec.Struct, frozen=True, kw_only=True):
+    """A source's rows, each replacing its earlier row for the same minute, queue and task."""
+
+    rows: Sequence[MinuteCounts]
+    #: Rows are kept this long (stores with lifetimes set it at write; others prune).
+    ttl_s: float
+
+
+class CountsQuery(msgspec.Struct, frozen=True, kw_only=True):
+    since_minute: int
+    until_minute: int  # inclusive
+    queue: str | None = None
+    task: str | None = None
 
 
 class PublishParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -270,6 +304,8 @@ class SyncBackend(Protocol):
     def delete(self, params: IdsParams) -> list[str]: ...
     def publish(self, params: PublishParams) -> None: ...
     def workers(self) -> list[WorkerInfo]: ...
+    def batches(self, params: BatchQueryParams) -> list[BatchRecord]: ...
+    def read_counts(self, params: CountsQuery) -> list[MinuteCounts]: ...
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]: ...
     def set_mark(self, params: MarkParams) -> bool: ...
     def now(self) -> float: ...
@@ -344,6 +380,16 @@ class Backend(Protocol):
 
     async def workers(self) -> list[WorkerInfo]:
         """The workers seen within their ``ttl_s``."""
+        ...
+
+    async def batches(self, params: BatchQueryParams) -> list[BatchRecord]: ...
+
+    async def record_counts(self, params: CountsParams) -> None:
+        """Store a source's per-minute rows (each replaces the same key's earlier row)."""
+        ...
+
+    async def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
+        """Every source's rows for the minutes asked (enqueue rows included)."""
         ...
 
     async def wait(self, params: WaitParams) -> list[JobRecord] | None:

@@ -11,48 +11,36 @@ import msgspec
 from offload.backends.base import (
     Capabilities,
     ClaimParams,
-    CountParams,
     DuplicateJob,
     EnqueueParams,
     FinishParams,
     FinishResult,
     HeartbeatParams,
     HeartbeatResult,
-    IdsParams,
-    LockParams,
-    MarkNamesParams,
-    MarkParams,
-    Page,
     ProgressParams,
     PruneParams,
-    PublishParams,
-    PurgeParams,
-    QueryParams,
-    QueueStats,
     ReapedJob,
     ReapParams,
-    WorkerBeatParams,
 )
 from offload.backends.event_wire import job_event
+from offload.backends.memory_endings import Counts, Endings
 from offload.backends.memory_log import EventLog, WorkerRegistry
+from offload.backends.memory_manage import MemoryManagement, copy_job
 from offload.backends.memory_views import (
     Marks,
     apply_outcome,
     end_attempt,
     fair_head,
-    matches_filter,
     next_ready,
-    query_page,
-    queue_stats,
 )
 from offload.backends.store import Notifier, ThreadedBackend
 from offload.backends.values import (
     check_new_jobs,
     check_outcomes,
-    check_span,
     finite_progress,
 )
 from offload.records import (
+    ENQUEUE_COUNTS_TTL_S,
     FAIR_STEP_S,
     WORKER_LOST,
     AttemptOutcome,
@@ -60,12 +48,9 @@ from offload.records import (
     JobEvent,
     JobRecord,
     NewJob,
-    WorkerInfo,
 )
 from offload.states import (
-    CANCELLABLE_STATES,
     KEY_HOLDING_STATES,
-    RETRYABLE_STATES,
     JobState,
 )
 
@@ -74,11 +59,7 @@ _READY = (JobState.QUEUED, JobState.SCHEDULED)
 _FAILED = (EventKind.RETRYING, EventKind.DEAD)
 
 
-def _copy(record: JobRecord) -> JobRecord:
-    return msgspec.structs.replace(record)
-
-
-class MemoryStore:
+class MemoryStore(MemoryManagement):
     capabilities = Capabilities(push_wakeups=True, shared_between_processes=False)
     blocks = False
 
@@ -93,6 +74,8 @@ class MemoryStore:
         self._notifier = Notifier()
         self._events = EventLog()
         self._workers = WorkerRegistry()
+        self._endings = Endings()
+        self._counts = Counts()
 
     def now(self) -> float:
         return self._clock()
@@ -114,11 +97,17 @@ class MemoryStore:
                 {} if any(new.fair for new in params.jobs) else None
             )
             events = []
+            stored = []
             for new in params.jobs:
                 record = self._store_new(new, now, heads)
                 if record.id == new.id:
+                    stored.append(record)
                     events.append(job_event(EventKind.ENQUEUED, record, now))
-                out.append(_copy(record))
+                out.append(copy_job(record))
+            if params.batch is not None:
+                members = sum(1 for r in stored if r.batch == params.batch.id)
+                self._endings.open_batch(params.batch, members, now)
+            self._counts.add_enqueued(stored, now, ENQUEUE_COUNTS_TTL_S)
             self._events.append(events, now)
         self._notifier.notify()
         return out
@@ -158,7 +147,16 @@ class MemoryStore:
         self._jobs[record.id] = record
         if new.key is not None:
             self._keys[new.key] = record.id
+        self._endings.remember(new)
         return record
+
+    def _ended(self, job: JobRecord, now: float, events: list[JobEvent]) -> None:
+        """``job`` just became final (any path): store what that sets off, in this step."""
+        due, batch_events = self._endings.ended(job, now)
+        events.extend(batch_events)
+        for new in due:
+            if new.id not in self._jobs:
+                events.append(job_event(EventKind.ENQUEUED, self._store_new(new, now, None), now))
 
     def _take_turn(self, new: NewJob, now: float, heads: dict[tuple[str, int], float]) -> float:
         """The owner's next turn: right behind the head of its priority, after its last turn."""
@@ -172,122 +170,11 @@ class MemoryStore:
         self._turns[tenant] = turn
         return turn
 
-    def get(self, params: IdsParams) -> list[JobRecord]:
-        with self._lock:
-            return [_copy(self._jobs[i]) for i in params.ids if i in self._jobs]
-
-    def query(self, params: QueryParams) -> Page:
-        with self._lock:
-            return query_page(self._jobs.values(), params)
-
-    def cancel(self, params: IdsParams) -> list[JobRecord]:
-        out = []
-        with self._lock:
-            now = self._clock()
-            events = []
-            for job_id in params.ids:
-                job = self._jobs.get(job_id)
-                if job is None:
-                    continue
-                if job.state in CANCELLABLE_STATES:
-                    if job.state is JobState.RUNNING:
-                        end_attempt(job, AttemptOutcome.CANCELLED, now)
-                    job.state = JobState.CANCELLED
-                    job.finished_at = now
-                    job.lease_until = None
-                    events.append(job_event(EventKind.CANCELLED, job, now))
-                out.append(_copy(job))
-            self._events.append(events, now)
-        self._notifier.notify()
-        return out
-
-    def retry(self, params: IdsParams) -> list[JobRecord]:
-        out = []
-        with self._lock:
-            now = self._clock()
-            events = []
-            for job_id in params.ids:
-                job = self._jobs.get(job_id)
-                if job is None:
-                    continue
-                if job.state in RETRYABLE_STATES and not self._key_taken(job):
-                    job.state = JobState.QUEUED
-                    job.attempt = 0
-                    job.crashes = 0
-                    job.run_at = now
-                    job.finished_at = None
-                    job.worker = None
-                    if job.key is not None:
-                        self._keys[job.key] = job.id
-                    events.append(job_event(EventKind.ENQUEUED, job, now))
-                out.append(_copy(job))
-            self._events.append(events, now)
-        self._notifier.notify()
-        return out
-
-    def _key_taken(self, job: JobRecord) -> bool:
-        if job.key is None:
-            return False
-        holder = self._jobs.get(self._keys.get(job.key, ""))
-        return holder is not None and holder.id != job.id and holder.state in KEY_HOLDING_STATES
-
-    def stats(self) -> list[QueueStats]:
-        with self._lock:
-            return queue_stats(self._jobs.values(), self._clock())
-
-    def purge(self, params: PurgeParams) -> int:
-        with self._lock:
-            doomed = [
-                j.id
-                for j in self._jobs.values()
-                if j.state in params.states and (params.queue is None or j.queue == params.queue)
-            ]
-            for job_id in doomed:
-                self._forget(job_id)
-            return len(doomed)
-
-    def count(self, params: CountParams) -> int:
-        with self._lock:
-            return sum(1 for j in self._jobs.values() if matches_filter(j, params.filter))
-
-    def delete(self, params: IdsParams) -> list[str]:
-        with self._lock:
-            now = self._clock()
-            gone = []
-            events = []
-            for job_id in dict.fromkeys(params.ids):
-                job = self._jobs.get(job_id)
-                if job is None or job.state is JobState.RUNNING:
-                    continue
-                events.append(job_event(EventKind.DELETED, job, now))
-                self._forget(job_id)
-                gone.append(job_id)
-            self._events.append(events, now)
-        self._notifier.notify()
-        return gone
-
-    def publish(self, params: PublishParams) -> None:
-        with self._lock:
-            self._events.append(params.events, self._clock())
-        self._notifier.notify()
-
-    def beat_worker(self, params: WorkerBeatParams) -> None:
-        check_span(params.worker.id, "worker ttl_s", params.ttl_s)
-        with self._lock:
-            self._workers.beat(params.worker, params.ttl_s, self._clock())
-
-    def remove_worker(self, params: IdsParams) -> None:
-        with self._lock:
-            self._workers.remove(params.ids)
-
-    def workers(self) -> list[WorkerInfo]:
-        with self._lock:
-            return self._workers.live(self._clock())
-
     def _forget(self, job_id: str) -> None:
         job = self._jobs.pop(job_id)
         if job.key is not None and self._keys.get(job.key) == job_id:
             del self._keys[job.key]
+        self._endings.forget(job_id)
 
     # -- worker operations -------------------------------------------------
     def claim(self, params: ClaimParams) -> list[JobRecord]:
@@ -307,7 +194,7 @@ class MemoryStore:
                 job.worker = params.worker
                 job.lease_until = now + (job.lease_s or params.lease_s)
                 job.started_at = now
-                out.append(_copy(job))
+                out.append(copy_job(job))
             self._events.append([job_event(EventKind.STARTED, j, now) for j in out], now)
         if out:
             self._notifier.notify()
@@ -351,6 +238,8 @@ class MemoryStore:
                     if new.id not in self._jobs:
                         followup = self._store_new(new, now, None)
                         events.append(job_event(EventKind.ENQUEUED, followup, now))
+                if job.state.is_terminal:
+                    self._ended(job, now, events)
             self._events.append(events, now)
         self._notifier.notify()
         return FinishResult(rejected=rejected)
@@ -385,7 +274,7 @@ class MemoryStore:
         with self._lock:
             now = self._clock()
             events = []
-            for job in self._jobs.values():
+            for job in list(self._jobs.values()):
                 if job.state is not JobState.RUNNING or (job.lease_until or 0) >= now:
                     continue
                 end_attempt(job, AttemptOutcome.LOST, now, WORKER_LOST)
@@ -401,6 +290,8 @@ class MemoryStore:
                     job.state = JobState.QUEUED
                     kind = EventKind.REQUEUED
                 events.append(job_event(kind, job, now, message=WORKER_LOST.message))
+                if kind is EventKind.DEAD:
+                    self._ended(job, now, events)
                 out.append(ReapedJob(id=job.id, state=job.state))
             self._events.append(events, now)
         if out:
@@ -425,31 +316,9 @@ class MemoryStore:
             self._marks.prune(now)
             self._events.prune(now)
             self._workers.prune(now)
+            self._endings.prune(params.finished_before)
+            self._counts.prune(now, params.counts_before)
             return len(doomed)
-
-    def lock(self, params: LockParams) -> bool:
-        with self._lock:
-            now = self._clock()
-            holder = self._locks.get(params.name)
-            if holder is not None and holder[0] != params.owner and holder[1] > now:
-                return False
-            self._locks[params.name] = (params.owner, now + params.ttl_s)
-            return True
-
-    def unlock(self, params: LockParams) -> None:
-        with self._lock:
-            holder = self._locks.get(params.name)
-            if holder is not None and holder[0] == params.owner:
-                del self._locks[params.name]
-
-    def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
-        with self._lock:
-            return self._marks.get(params.names, self._clock())
-
-    def set_mark(self, params: MarkParams) -> bool:
-        check_span(params.name, "mark ttl_s", params.ttl_s)
-        with self._lock:
-            return self._marks.set(params, self._clock())
 
     # -- wake-ups ----------------------------------------------------------
     def next_ready_at(self, queues: Sequence[str]) -> float | None:

@@ -17,9 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 from offload.backends.base import (
+    BatchQueryParams,
     Capabilities,
     ClaimParams,
     CountParams,
+    CountsParams,
+    CountsQuery,
     EnqueueParams,
     EventStream,
     FinishParams,
@@ -45,7 +48,7 @@ from offload.backends.base import (
 )
 from offload.backends.event_tail import TailStream
 from offload.backends.filewatch import watch_file
-from offload.records import JobEvent, JobRecord, WorkerInfo
+from offload.records import BatchRecord, JobEvent, JobRecord, MinuteCounts, WorkerInfo
 
 T = TypeVar("T")
 
@@ -93,6 +96,7 @@ class SyncStore(SyncBackend, Protocol):
 
     def beat_worker(self, params: WorkerBeatParams) -> None: ...
     def remove_worker(self, params: IdsParams) -> None: ...
+    def record_counts(self, params: CountsParams) -> None: ...
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (from any thread) after this process stores new work."""
@@ -212,6 +216,15 @@ class ThreadedBackend:
 
     async def workers(self) -> list[WorkerInfo]:
         return await self._run(self.store.workers)
+
+    async def batches(self, params: BatchQueryParams) -> list[BatchRecord]:
+        return await self._run(self.store.batches, params)
+
+    async def record_counts(self, params: CountsParams) -> None:
+        await self._run(self.store.record_counts, params)
+
+    async def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
+        return await self._run(self.store.read_counts, params)
 
     async def lock(self, params: LockParams) -> bool:
         return await self._run(self.store.lock, params)

@@ -8,27 +8,31 @@ import logging
 import threading
 from typing import Any
 
-from offload.backends.base import Outcome, ProgressUpdate
+from offload.backends.base import BackendError, Outcome, ProgressUpdate
 from offload.context import JobContext
 from offload.limits import Admission, keyed_limits
 from offload.records import ErrorInfo, JobRecord
 from offload.serialize import PayloadError
 from offload.task import Task
-from offload.windows import keep_retry_in_window
 from offload.worker import outcomes
-from offload.worker.chains import hand_on
 from offload.worker.executors import Invocation
 from offload.worker.process_pool import ChildDied, ChildFailed, ProcessExecutor
 from offload.worker.state import Running, WorkerState
 
 log = logging.getLogger("offload.worker")
-#: outcome untouched, after a dict lookup, for a job that does not use it.
-OUTCOME_HOOKS = (keep_retry_in_window, hand_on)
+#: A job whose run could not be prepared for want of the store waits this long.
+PREPARE_RETRY_S = 5.0
 
 
 class Attempts(WorkerState):
     async def _attempt(self, running: Running) -> Outcome:
         job = running.job
+        if self.app.hooks.before_run:
+            try:
+                job = running.job = await self.app.hooks.prepare(self.app, job)
+            except BackendError as exc:  # the store is out: try again later, charged nothing
+                log.warning("job %s: could not prepare its run (%s); deferred", job.id, exc)
+                return outcomes.deferred(job, PREPARE_RETRY_S)
         task = self.app.tasks.get(job.task)
         if task is None:
             known = ", ".join(sorted(self.app.tasks)) or "none"

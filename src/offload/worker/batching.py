@@ -14,7 +14,6 @@ from offload.records import ErrorInfo
 from offload.serialize import PayloadError
 from offload.task import Task
 from offload.worker import outcomes
-from offload.worker.attempts import OUTCOME_HOOKS
 from offload.worker.executors import Invocation
 from offload.worker.state import Forming, Running, WorkerState
 
@@ -70,8 +69,7 @@ class Batching(WorkerState):
                 job = running.job
                 outcome = outcomes_by_id.get(job.id)
                 if outcome is not None and running.stop_reason != "lost":
-                    for hook in OUTCOME_HOOKS:
-                        outcome = await hook(self.app, job, outcome)
+                    outcome = await self.app.hooks.settle(self.app, job, outcome)
                 outcomes_by_id[job.id] = None if running.stop_reason == "lost" else outcome
         except asyncio.CancelledError:
             for running in members:

@@ -109,6 +109,11 @@ def left_running(job: JobRecord, lease_s: float) -> Outcome:
     return Outcome(id=job.id, delivery=job.delivery, kind=OutcomeKind.DEFER, retry_delay_s=lease_s)
 
 
+def deferred(job: JobRecord, delay_s: float) -> Outcome:
+    """Not run, for a reason that is not the job's (the store was out): later, uncharged."""
+    return Outcome(id=job.id, delivery=job.delivery, kind=OutcomeKind.DEFER, retry_delay_s=delay_s)
+
+
 def poison(job: JobRecord, kind: str, message: str) -> Outcome:
     """A job no retry can fix (unknown task, undecodable payload): dead at once."""
     return Outcome(

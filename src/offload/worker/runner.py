@@ -27,13 +27,12 @@ from offload.backends.base import (
     StoreRefused,
     WaitParams,
 )
-from offload.batches import BatchService
 from offload.limits import Limiter
 from offload.records import JobRecord
 from offload.scheduler import CronService
 from offload.worker import outcomes
 from offload.worker.acks import Acks
-from offload.worker.attempts import OUTCOME_HOOKS, Attempts
+from offload.worker.attempts import Attempts
 from offload.worker.batching import Batching
 from offload.worker.executors import Executor, LocalExecutor
 from offload.worker.isolation import Isolation
@@ -107,10 +106,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             interval_s=maintenance_interval_s,
             # Leases are only reaped at their own pace: an idle leader may tick that slowly.
             idle_interval_s=min(5.0, app.lease_s / 2),
-            services=[
-                BatchService(),
-                *([CronService(list(app.schedules.values()))] if app.schedules else []),
-            ],
+            services=[CronService(list(app.schedules.values()))] if app.schedules else [],
         )
         self.limiter = Limiter(app.backend, app.now)
         #: When the soonest job a limit deferred is due (app clock): an idle worker wakes then.
@@ -387,8 +383,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
         outcome: Outcome | None
         try:
             outcome = await self._attempt(running)
-            for hook in OUTCOME_HOOKS:
-                outcome = await hook(self.app, job, outcome)
+            outcome = await self.app.hooks.settle(self.app, job, outcome)
         except asyncio.CancelledError:
             shutdown = running.stop_reason == "shutdown"
             outcome = outcomes.released(job) if shutdown else None

@@ -1,5 +1,5 @@
-"""Chains in the worker: a job that succeeded hands its chain's next step to the store
-with its own acknowledgement.
+"""Chains: a job that succeeded hands its chain's next step to the store with its own
+acknowledgement (an after-run hook, see hooks.py).
 
 The next step rides on the success as an ``Outcome.follow_ups`` entry: the store
 inserts it in the same atomic step as the fenced finish, and only if it accepts
@@ -11,19 +11,21 @@ nothing on. Its id is derived from the finished job's id, so a job that ran agai
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from msgspec.structs import replace as replace_struct
 
-from offload.app import Offload
 from offload.backends.base import Outcome, OutcomeKind
 from offload.ids import derived_id, id_time_ms
 from offload.records import ErrorInfo, JobRecord, NewJob
 from offload.task import CHAIN_META_KEY, job_from_step
-from offload.worker import outcomes
 
-log = logging.getLogger("offload.worker")
+if TYPE_CHECKING:
+    from offload.app import Offload
+    from offload.hooks import Hooks
+
+log = logging.getLogger("offload.chains")
 
 
 def next_step(job: JobRecord, result: bytes) -> NewJob | None:
@@ -58,9 +60,13 @@ async def hand_on(app: Offload, job: JobRecord, outcome: Outcome) -> Outcome:
                   job.id, job.task, exc)  # fmt: skip
         error = ErrorInfo(type="ChainStepUnreadable",
                           message=f"the chain's next step is unreadable: {exc}")  # fmt: skip
-        return outcomes.failed(job, outcomes.Failure(error, retryable=False), None)
+        return Outcome(id=job.id, delivery=job.delivery, kind=OutcomeKind.DEAD, error=error)
     if successor is None:
         return outcome
     if successor.queue in app.fair_queues:  # the next step takes its owner's turn
         successor = replace_struct(successor, fair=True)
     return replace_struct(outcome, follow_ups=[*outcome.follow_ups, successor])
+
+
+def register(hooks: Hooks) -> None:
+    hooks.after_run.append(hand_on)
