@@ -169,3 +169,21 @@ def test_async_face_and_subscription_with_current_state_first(app: Offload) -> N
         return kinds
 
     assert asyncio.run(scenario()) == [EventKind.ENQUEUED, EventKind.CANCELLED]
+
+
+def test_per_minute_counts_sum_the_store_and_every_worker(app: Offload) -> None:
+    convert, boom = _tasks(app)
+    for i in range(4):
+        convert.enqueue(f"f{i}")  # type: ignore[attr-defined]
+    boom.enqueue()  # type: ignore[attr-defined]
+    since = app.store_now() - 60
+    with WorkerThread(app, queues=["default", "docs"], burst=True) as worker:
+        worker.join()  # a stopping worker writes its counts
+    rows = {(r.queue, r.task): r for r in app.admin.counts(since=since)}
+    docs = rows[("docs", "convert")]
+    assert (docs.enqueued, docs.started, docs.succeeded, docs.dead) == (4, 4, 4, 0)
+    assert set(docs.wait_ms) == {50, 95, 99} and set(docs.run_ms) == {50, 95, 99}
+    failed = rows[("default", "boom")]
+    assert (failed.enqueued, failed.started, failed.dead) == (1, 1, 1)
+    with pytest.raises(InvalidQuery, match="a week"):
+        app.admin.counts(since=0)

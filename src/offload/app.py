@@ -57,6 +57,7 @@ class Offload:
         default_retries: int = 3,
         lease_s: float = 30.0,
         retention_s: float = 7 * 24 * 3600,
+        counts_retention_s: float = 7 * 24 * 3600,
         max_crashes: int = 3,
         clock: Callable[[], float] | None = None,
         backend: Backend | None = None,
@@ -69,6 +70,8 @@ class Offload:
         self.default_retries = bounds.retries(default_retries)
         self.lease_s = bounds.duration_s(lease_s, "lease_s")
         self.retention_s = bounds.delay_s(retention_s, "retention_s")
+        #: How long per-minute counts (charts, metrics) are kept.
+        self.counts_retention_s = bounds.duration_s(counts_retention_s, "counts_retention_s")
         self.max_crashes = max_crashes
         self.clock = clock
         if isinstance(fair_queues, str):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
 
 from offload.admin.events import Subscription
 from offload.admin.filters import job_filter
+from offload.admin.metrics import MinuteStats, counts
 from offload.admin.operations import (
     Action,
     JobPage,
@@ -49,6 +50,7 @@ __all__ = [
     "AsyncAdmin",
     "BatchStatus",
     "JobPage",
+    "MinuteStats",
     "QueueInfo",
     "ScheduleInfo",
     "Subscription",
@@ -176,6 +178,12 @@ class Admin:
         """The batches whose callback has not run yet."""
         return self._run(self._ops.batches(owner))
 
+    def counts(self, *, since: float, until: float | None = None, queue: str | None = None,
+               task: str | None = None) -> list[MinuteStats]:  # fmt: skip
+        """Per minute, queue and task: enqueued, started, succeeded, retried, dead, and wait
+        and run time percentiles (kept ``counts_retention_s``)."""
+        return self._run(counts(since, until, queue, task))
+
 
 class AsyncAdmin:
     """Async face of the management API (``app.admin.aio``), with live ``subscribe``."""
@@ -246,6 +254,12 @@ class AsyncAdmin:
 
     async def batches(self, *, owner: str | None = None) -> list[BatchStatus]:
         return await self._run(self._ops.batches(owner))
+
+    async def counts(
+        self, *, since: float, until: float | None = None, queue: str | None = None,
+        task: str | None = None,
+    ) -> list[MinuteStats]:  # fmt: skip
+        return await self._run(counts(since, until, queue, task))
 
     def subscribe(
         self,

@@ -37,6 +37,7 @@ class Acks(WorkerState):
             self.stats.lost += 1
             return
         self._count(outcome)
+        self.tally.ended(job, outcome.kind, self.app.now())
         self._unacked[job.id] = outcome
         self._unacked_jobs[job.id] = job
         self._flush_needed.set()

@@ -51,6 +51,7 @@ class Maintenance:
         owner: str,
         max_crashes: int,
         retention_s: float,
+        counts_retention_s: float | None = None,
         interval_s: float = 1.0,
         idle_interval_s: float | None = None,
         prune_every_s: float = 60.0,
@@ -64,6 +65,7 @@ class Maintenance:
         self._lock = LockParams(name=LOCK_NAME, owner=owner, ttl_s=ttl_s)
         self._max_crashes = max_crashes
         self._retention_s = retention_s
+        self._counts_retention_s = counts_retention_s
         self._interval_s = interval_s
         self._prune_every_s = prune_every_s
         self._next_prune = 0.0
@@ -123,7 +125,10 @@ class Maintenance:
         return len(reaped)
 
     async def _prune(self, now: float) -> None:
-        pruned = await self._backend.prune(PruneParams(finished_before=now - self._retention_s))
+        counts_before = None if self._counts_retention_s is None else now - self._counts_retention_s
+        pruned = await self._backend.prune(
+            PruneParams(finished_before=now - self._retention_s, counts_before=counts_before)
+        )
         if pruned:
             log.info("pruned %d finished job(s) older than the retention period", pruned)
 

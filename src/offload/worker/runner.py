@@ -16,8 +16,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from offload.app import Offload
 from offload.backends.base import (
@@ -25,7 +24,6 @@ from offload.backends.base import (
     ClaimParams,
     Outcome,
     StoreRefused,
-    WaitParams,
 )
 from offload.limits import Limiter
 from offload.records import JobRecord
@@ -35,6 +33,7 @@ from offload.worker.acks import Acks
 from offload.worker.attempts import Attempts
 from offload.worker.batching import Batching
 from offload.worker.executors import Executor, LocalExecutor
+from offload.worker.idle import CANCEL_GRACE_S, Idle
 from offload.worker.isolation import Isolation
 from offload.worker.leases import Leases
 from offload.worker.maintenance import Maintenance
@@ -43,19 +42,18 @@ from offload.worker.process_pool import Pool, ProcessExecutor
 from offload.worker.shutdown import Shutdown
 from offload.worker.slots import Slots
 from offload.worker.state import Forming, Running, WorkerStats
+from offload.worker.tally import Tally
 from offload.worker.watch import Watch
 
 __all__ = ["Worker", "WorkerStats", "run_worker"]
 
 log = logging.getLogger("offload.worker")
-#: How long a cancelled store call may take to end before the worker goes on without it.
-CANCEL_GRACE_S = 2.0
 RECONNECT_MAX_PAUSE_S = 5.0
 #: A burst worker gives up after this many failed claims in a row (0.2 + 0.4 s of pauses).
 BURST_CLAIM_TRIES = 3
 
 
-class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch, Presence):
+class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch, Presence, Idle):
     def __init__(
         self,
         app: Offload,
@@ -103,6 +101,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             owner=self.name,
             max_crashes=app.max_crashes,
             retention_s=app.retention_s,
+            counts_retention_s=app.counts_retention_s,
             interval_s=maintenance_interval_s,
             # Leases are only reaped at their own pace: an idle leader may tick that slowly.
             idle_interval_s=min(5.0, app.lease_s / 2),
@@ -140,6 +139,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
         self._alone_lock = asyncio.Lock()
         self._alone_pending = 0
         self._job_ended = asyncio.Event()
+        self.tally = Tally(self.name, app.counts_retention_s)
         self._paused: set[str] = set()
         self._work_maybe = asyncio.Event()
         self._started_at = 0.0
@@ -167,6 +167,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             asyncio.create_task(self._progress_loop(), name="offload-progress"),
             asyncio.create_task(self.maintenance.run(self._stopping), name="offload-maint"),
             asyncio.create_task(self._watch_loop(), name="offload-watch"),
+            asyncio.create_task(self._tally_loop(), name="offload-tally"),
         ]
         await self._beat_presence()
         try:
@@ -184,6 +185,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CANCEL_GRACE_S):  # the entry expires anyway
                     await self._leave()
+                    await self.tally.flush(self.app.backend, self.app.now())
             await self._executor.close()
             # Connections and listeners belong to this event loop: release them with it.
             with contextlib.suppress(Exception):
@@ -261,61 +263,6 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
                 continue
             woke_with = await self._wait_for_work()
 
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-
-    async def _wait_for_work(self) -> tuple[ClaimParams, list[JobRecord]] | None:
-        """Sleep until the store has work. A store that claims on waking (see WaitParams)
-        hands back the jobs it took, with the claim they answer; otherwise None."""
-        timeout_s = self.idle_check_s
-        if self._pop_due_deferred():
-            return None  # a held-back job is due: claim it rather than sleep
-        if self._deferred_due:  # a job a limit held back falls due: be there to start it
-            timeout_s = min(timeout_s, self._deferred_due[0] - self.app.now() + 0.001)
-        claim = None if self.burst else self._claim_params()
-        serving = self._serving() or self.queues
-        waiter = asyncio.create_task(
-            self.app.backend.wait(WaitParams(queues=serving, timeout_s=timeout_s, claim=claim))
-        )
-        self._work_maybe.clear()
-        stopper = asyncio.create_task(_first(self._stopping.wait(), self._work_maybe.wait()))
-        # A deadline of its own: a store whose connection died without a word must not keep
-        # an idle worker asleep forever (the 10 s cover the store's own round trips).
-        deadline_s = max(timeout_s, 0.0) + 10.0
-        try:
-            done, _ = await asyncio.wait(
-                {waiter, stopper}, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            if not done:
-                log.warning(
-                    "the store's wait outlived its %.0fs deadline; looking again", deadline_s
-                )
-        finally:
-            for pending in (waiter, stopper):
-                pending.cancel()
-            # A driver that drops a cancellation must not hold the worker's stop hostage;
-            # backend.close() ends such a straggler by closing its connection.
-            await asyncio.wait({waiter, stopper}, timeout=CANCEL_GRACE_S)
-        if not waiter.done():
-            log.debug("the store's wait ignored its cancellation; going on without it")
-            return None
-        if waiter.cancelled():
-            return None
-        if waiter.exception() is not None:
-            log.error("waiting for work failed: %s", waiter.exception())
-            await self._pause(1.0)
-            return None
-        jobs = waiter.result()
-        if claim is None or jobs is None:
-            return None
-        if self._stopping.is_set():  # claimed as the stop came: hand them straight back
-            for job in jobs:
-                self._remember(job, outcomes.released(job))
-            return None
-        return claim, jobs
-
     # -- one job -------------------------------------------------------------
     def _start(self, job: JobRecord) -> None:
         stale = self._running.get(job.id)
@@ -334,6 +281,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
         running = Running(job=job, cancelled=threading.Event())
         self._running[job.id] = running
         self.stats.started += 1
+        self.tally.started(job, self.app.now())
         task = self.app.tasks.get(job.task)
         running.isolation = self._isolation_for(job, task)
         if running.isolation is not None:
@@ -399,16 +347,6 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
         finally:
             self._forget(running)
         self._remember(job, outcome)
-
-
-async def _first(*waits: Coroutine[Any, Any, Any]) -> None:
-    """Return when the first of ``waits`` does (the others are cancelled)."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 def run_worker(worker: Worker, *, install_signals: bool = True) -> WorkerStats:

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from offload.app import Offload
-from offload.backends.base import Outcome, ProgressUpdate
+from offload.backends.base import ClaimParams, Outcome, ProgressUpdate
 from offload.limits import Limiter
 from offload.records import JobRecord
 from offload.task import Task
 from offload.worker.executors import Executor
 from offload.worker.maintenance import Maintenance
 from offload.worker.process_pool import Pool
+from offload.worker.tally import Tally
 
 
 @dataclass
@@ -102,6 +103,7 @@ class WorkerState:
     #: Set when an idle worker should look for work again without the store saying so.
     _work_maybe: asyncio.Event
     _started_at: float  # wall clock, for the worker registry
+    tally: Tally  # per-minute counts by queue and task
 
     if TYPE_CHECKING:
 
@@ -129,6 +131,10 @@ class WorkerState:
         def _progress_reporter(self, job: JobRecord) -> Any: ...
 
         def _stop_job(self, job_id: str, delivery: int | None, why: str) -> bool: ...
+
+        def _pop_due_deferred(self) -> bool: ...
+
+        def _claim_params(self) -> ClaimParams | None: ...
 
         def _serving(self) -> list[str]: ...
 
