@@ -15,3 +15,5 @@ for engine in sqlite pg redis; do
 done
 echo "== what each feature costs the jobs that use it (offload alone)"
 "${OFFLOAD_PYTHON:-$(dirname "$HERE")/.venv/bin/python}" "$HERE/features_bench.py" "$@"
+echo "== live events: their latency, and what events, history and follow-ups cost (offload before/after)"
+"${OFFLOAD_PYTHON:-$(dirname "$HERE")/.venv/bin/python}" "$HERE/events_bench.py" "$@"
