@@ -3,7 +3,7 @@
 -- the token of a claim pipelined behind a wait: the ids it takes are noted under it, and
 -- a token unclaim.lua abandoned first claims nothing.
 -- Returns the claimed records, then, if there were fewer than ARGV[5], {'idle', now, the
--- next scheduled due time or ''} (three fields, where a record has many).
+-- next scheduled due time or ''} (three fields, where a record has many). Pushes STARTED.
 local worker, default_lease, limit = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local token = ARGV[6] ~= '' and claimkey(ARGV[6])
 local Q0 = 7
@@ -63,6 +63,7 @@ for _, p in ipairs(good) do
     'started_at', rec[F_STARTED_AT])
   redis.call('ZADD', qkey(queue, 'running'), rec[F_LEASE_UNTIL], id)
   if token then redis.call('HSET', token, id, rec[F_DELIVERY]) end
+  event_of('started', rec)
   out[#out + 1] = rec
 end
 if token and #out > 0 then redis.call('PEXPIRE', token, CLAIM_NOTE_MS) end
@@ -82,4 +83,5 @@ if #picked < limit then
   end
   out[#out + 1] = {'idle', num(now), next_at and num(next_at) or ''}
 end
+publish_events()
 return out

@@ -6,6 +6,8 @@
 -- is taken; one whose id exists, or whose unique key a live job holds, is skipped.
 -- Follow-ups do not take fair turns. Returns the ids refused because the lease was no
 -- longer held (a job whose key no longer holds a hash is dead: prelude's quarantine).
+-- A taken outcome ends the job's attempt in its history and pushes its event, then
+-- ENQUEUED for each follow-up stored; a refused one changes nothing and pushes nothing.
 local STRIDE = 15
 local groups = {} -- ARGV index of each outcome group
 local i = 3
@@ -33,35 +35,53 @@ local function follow_up(b)
   end
   put_job(b, job_run_at(b), key, woken)
 end
+-- outcome -> (how the attempt ended, the event subscribers get), as memory_views.OUTCOME_ENDINGS
+local ENDINGS = {succeeded = {'succeeded', 'succeeded'}, retry = {'failed', 'retrying'},
+  dead = {'failed', 'dead'}, cancelled = {'cancelled', 'cancelled'},
+  release = {'released', 'requeued'}, defer = {'deferred', 'requeued'}}
+local function error_message(error_json)
+  if error_json == '' then return nil end
+  local ok, decoded = pcall(cjson.decode, error_json)
+  return ok and type(decoded) == 'table' and type(decoded.message) == 'string' and decoded.message
+    or nil
+end
 for _, i in ipairs(groups) do
   local id, delivery, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local queue = redis.call('HGET', DIR, id)
   local j = queue and jkey(queue, id)
-  local v = queue and fields(queue, id, 'state', 'delivery', 'priority', 'run_at', 'attempt')
+  local v = queue and fields(queue, id, 'state', 'delivery', 'priority', 'run_at', 'attempt',
+    'task', 'owner', 'batch', 'progress', 'worker', 'started_at', 'attempts')
   if queue and not v then quarantine(queue, id) end
   if not (v and v[1] == 'running' and v[2] == delivery) then
     rejected[#rejected + 1] = id
   else
+    local ending = ENDINGS[kind]
+    local attempt, progress = finite(v[5], 1), v[9]
     redis.call('ZREM', qkey(queue, 'running'), id)
     redis.call('HDEL', j, 'lease_until')
+    redis.call('HSET', j, 'attempts',
+      with_attempt(v[12], attempt, v[10], v[11], ending[1], ARGV[i + 4]))
     local meta = opt(ARGV[i + 6])
     if meta == '{}' then redis.call('HDEL', j, 'meta')
     elseif meta then redis.call('HSET', j, 'meta', meta) end
+    local state = kind
     if kind == 'defer' then
       local run_at = num(now + tonumber(ARGV[i + 5]))
-      redis.call('HSET', j, 'state', 'scheduled', 'run_at', run_at,
-        'attempt', tostring(math.max(finite(v[5], 1) - 1, 0)))
+      state, attempt = 'scheduled', math.max(attempt - 1, 0)
+      redis.call('HSET', j, 'state', state, 'run_at', run_at, 'attempt', tostring(attempt))
       redis.call('HDEL', j, 'worker')
       redis.call('ZADD', qkey(queue, 'scheduled'), run_at, id)
       wake(queue)
     elseif kind == 'release' then
-      redis.call('HSET', j, 'state', 'queued', 'attempt', tostring(math.max(finite(v[5], 1) - 1, 0)))
+      state, attempt = 'queued', math.max(attempt - 1, 0)
+      redis.call('HSET', j, 'state', state, 'attempt', tostring(attempt))
       redis.call('HDEL', j, 'worker')
       make_ready(queue, id, v[3], v[4])
       wake(queue)
     elseif kind == 'retry' then
       local run_at = num(now + tonumber(ARGV[i + 5]))
-      redis.call('HSET', j, 'state', 'scheduled', 'run_at', run_at, 'error', ARGV[i + 4])
+      state = 'scheduled'
+      redis.call('HSET', j, 'state', state, 'run_at', run_at, 'error', ARGV[i + 4])
       redis.call('ZADD', qkey(queue, 'scheduled'), run_at, id)
       wake(queue)
     else -- succeeded, dead, cancelled
@@ -70,10 +90,17 @@ for _, i in ipairs(groups) do
       else redis.call('HDEL', j, 'result') end
       if ARGV[i + 4] ~= '' then redis.call('HSET', j, 'error', ARGV[i + 4])
       else redis.call('HDEL', j, 'error') end
-      if kind == 'succeeded' then redis.call('HSET', j, 'progress', '1') end
+      if kind == 'succeeded' then
+        redis.call('HSET', j, 'progress', '1')
+        progress = 1
+      end
       redis.call('ZADD', qkey(queue, kind), num(now), id)
     end
+    local failed = ending[1] == 'failed'
+    event(ending[2], id, queue, state, v[6], v[7], v[8], attempt, progress,
+      failed and error_message(ARGV[i + 4]) or nil, v[10])
     for k = 0, tonumber(ARGV[i + 7]) - 1 do follow_up(i + 8 + k * STRIDE) end
   end
 end
+publish_events()
 return rejected

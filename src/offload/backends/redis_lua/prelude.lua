@@ -25,10 +25,11 @@ end
 local FIELDS = {'id', 'task', 'queue', 'state', 'payload', 'priority', 'attempt',
   'max_attempts', 'delivery', 'crashes', 'run_at', 'lease_until', 'lease_s', 'timeout_s',
   'worker', 'progress', 'progress_message', 'result', 'error', 'created_at', 'started_at',
-  'finished_at', 'key', 'batch', 'owner', 'meta'}
+  'finished_at', 'key', 'batch', 'owner', 'meta', 'attempts'}
 -- positions in FIELDS, for scripts that edit a record they have read
-local F_STATE, F_PRIORITY, F_ATTEMPT, F_DELIVERY, F_CRASHES, F_RUN_AT = 4, 6, 7, 9, 10, 11
-local F_LEASE_UNTIL, F_LEASE_S, F_WORKER, F_STARTED_AT, F_KEY = 12, 13, 15, 21, 23
+local F_TASK, F_STATE, F_PRIORITY, F_ATTEMPT, F_DELIVERY, F_CRASHES, F_RUN_AT = 2, 4, 6, 7, 9, 10, 11
+local F_LEASE_UNTIL, F_LEASE_S, F_WORKER, F_PROGRESS, F_STARTED_AT, F_KEY = 12, 13, 15, 16, 21, 23
+local F_BATCH, F_OWNER = 24, 25
 local EPOCH = 1577836800 -- 2020-01-01: keeps ready scores within a double's exact range
 local PRIORITY_STEP = 4294967296
 -- how long a pipelined claim's note of the ids it took is kept (see unclaim.lua)
@@ -108,9 +109,13 @@ local function make_ready(queue, id, priority, run_at)
   redis.call('ZADD', qkey(queue, 'queued'), num(ready_score(priority, run_at)), id)
 end
 
--- Take a job out of whichever state index holds it.
+-- Take a job out of whichever state index holds it (every one, for a hash without a state).
 local function unindex(queue, id, state)
-  redis.call('ZREM', qkey(queue, INDEX[state]), id)
+  if INDEX[state] then
+    redis.call('ZREM', qkey(queue, INDEX[state]), id)
+  else
+    for _, index in pairs(INDEX) do redis.call('ZREM', qkey(queue, index), id) end
+  end
 end
 
 -- Due scheduled jobs join the ready set, so that claims respect priority across both.
@@ -139,12 +144,70 @@ local function forget(queue, id, state)
   if v[2] then redis.call('ZREM', batchkey(v[2]), id) end
   unindex(queue, id, state)
   redis.call('ZREM', qkey(queue, 'all'), id)
+  redis.call('ZREM', qkey(queue, 'created'), id)
   redis.call('HDEL', DIR, id)
   redis.call('DEL', j)
 end
 
 -- Optional strings travel as '' (None) or 's' .. text.
 local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
+
+-- Live events (redis_events.py): a script notes the events of the jobs it changed, then
+-- publish_events() sends them as one JSON array (event_wire's field names) after its last
+-- write: subscribers get a step whole, in order, and only if it was taken. The JSON is
+-- written here rather than by cjson.encode of a table, which keeps 14 digits of a number.
+local EVENTS = {}
+local function jtext(s)
+  if not s then return 'null' end
+  return cjson.encode(s)
+end
+local function event(kind, id, queue, state, task, owner, batch, attempt, progress, message,
+                     worker)
+  EVENTS[#EVENTS + 1] = '{"kind":"' .. kind .. '","id":' .. jtext(id) .. ',"queue":' ..
+    jtext(queue or '') .. ',"state":' .. jtext(state) .. ',"task":' .. jtext(task or '') ..
+    ',"owner":' .. jtext(owner) .. ',"batch":' .. jtext(batch) .. ',"attempt":' ..
+    num(finite(attempt, 0)) .. ',"progress":' .. num(finite(progress, 0)) .. ',"message":' ..
+    jtext(message) .. ',"worker":' .. jtext(worker) .. ',"at":' .. num(now) .. '}'
+end
+-- The event of a job read with read() (FIELDS order) after the step changed it.
+local function event_of(kind, rec, message)
+  event(kind, rec[1], rec[3], rec[F_STATE], rec[F_TASK], rec[F_OWNER], rec[F_BATCH],
+    rec[F_ATTEMPT], rec[F_PROGRESS], message, rec[F_WORKER])
+end
+local function publish_events()
+  if #EVENTS > 0 then
+    redis.call('PUBLISH', EVENTS_CHANNEL, '[' .. table.concat(EVENTS, ',') .. ']')
+  end
+end
+
+-- Attempt history (JobRecord.attempts): a JSON array in the job's hash, oldest first, kept
+-- to the newest MAX_ATTEMPTS. Appended as text, never decoded: its numbers stay exact.
+-- '{"number":' starts an entry and appears nowhere else (in a JSON string '"' is escaped).
+local ATTEMPT_START = '{"number":'
+local function with_attempt(list, number, worker, started_at, outcome, error_json)
+  local started = finite(started_at, nil)
+  local entry = ATTEMPT_START .. num(finite(number, 0)) .. ',"worker":' .. jtext(worker) ..
+    ',"started_at":' .. (started and num(started) or 'null') .. ',"ended_at":' .. num(now) ..
+    ',"outcome":"' .. outcome .. '","error":' ..
+    ((error_json and error_json ~= '') and error_json or 'null') .. '}'
+  if not list or string.sub(list, 1, 2) ~= '[{' or string.sub(list, -1) ~= ']' then
+    return '[' .. entry .. ']' -- the first (what was there, if anything, did not read)
+  end
+  list = string.sub(list, 1, -2) .. ',' .. entry .. ']'
+  if #list > MAX_ATTEMPTS * 80 then -- no entry is shorter: only then can there be too many
+    local starts, at = {}, 1
+    while true do
+      local s = string.find(list, ATTEMPT_START, at, true)
+      if not s then break end
+      starts[#starts + 1] = s
+      at = s + #ATTEMPT_START
+    end
+    if #starts > MAX_ATTEMPTS then
+      list = '[' .. string.sub(list, starts[#starts - MAX_ATTEMPTS + 1])
+    end
+  end
+  return list
+end
 
 -- One new job's values start at ARGV[b] (redis_codec.job_args): id, task, queue, payload,
 -- priority, max_attempts, delay_s, run_at, lease_s, timeout_s, key, batch, owner, meta,
@@ -195,6 +258,7 @@ local function put_job(b, run_at, key, woken)
   if key then redis.call('HSET', UNIQUE, key, id) end
   if batch then redis.call('ZADD', batchkey(batch), 0, id) end
   redis.call('ZADD', qkey(queue, 'all'), 0, id)
+  redis.call('ZADD', qkey(queue, 'created'), num(now), id)
   if state == 'queued' then
     make_ready(queue, id, priority, run_at)
   else
@@ -204,6 +268,16 @@ local function put_job(b, run_at, key, woken)
     woken[queue] = true
     redis.call('SADD', QUEUES, queue)
     wake(queue) -- for a scheduled job too: sleepers re-read the next due time
+  end
+  event('enqueued', id, queue, state, ARGV[b + 1], opt(ARGV[b + 12]), batch, 0, 0, nil, nil)
+end
+
+-- Workers that stopped beating (on the store's clock) leave the registry.
+local function expire_workers()
+  local gone = redis.call('ZRANGEBYSCORE', WORKER_UNTIL, '-inf', num(now), 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    redis.call('HDEL', WORKERS, unpack(gone))
+    redis.call('ZREM', WORKER_UNTIL, unpack(gone))
   end
 end
 

@@ -1,13 +1,15 @@
 -- Expired leases: the job goes back to queued, or to dead after ARGV[3] crashes.
--- ARGV[4] = the error recorded (JSON). Returns (id, new state) pairs.
-local max_crashes, error_json = tonumber(ARGV[3]), ARGV[4]
+-- ARGV[4] = the error recorded (JSON), ARGV[5] its message. Returns (id, new state) pairs.
+-- The attempt ends in the job's history as lost; each job pushes REQUEUED or DEAD.
+local max_crashes, error_json, message = tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local out = {}
 for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
   local running = qkey(queue, 'running')
   local expired = redis.call('ZRANGEBYSCORE', running, '-inf', '(' .. num(now), 'LIMIT', 0, 1000)
   local live = {}
   for _, id in ipairs(expired) do -- a key that is no hash: dead, and charged no crash
-    local v = fields(queue, id, 'crashes', 'priority', 'run_at')
+    local v = fields(queue, id, 'crashes', 'priority', 'run_at', 'attempt', 'worker',
+      'started_at', 'attempts', 'task', 'owner', 'batch', 'progress')
     if v then live[#live + 1] = {id, v} else quarantine(queue, id) end
   end
   for _, e in ipairs(live) do
@@ -16,20 +18,23 @@ for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
     local crashes = finite(v[1], 0) + 1
     redis.call('ZREM', running, id)
     redis.call('HDEL', j, 'lease_until', 'worker')
-    redis.call('HSET', j, 'crashes', tostring(crashes), 'error', error_json)
-    local state
+    redis.call('HSET', j, 'crashes', tostring(crashes), 'error', error_json,
+      'attempts', with_attempt(v[7], v[4], v[5], v[6], 'lost', error_json))
+    local state, kind
     if crashes >= max_crashes then
-      state = 'dead'
+      state, kind = 'dead', 'dead'
       redis.call('HSET', j, 'state', state, 'finished_at', num(now))
       redis.call('ZADD', qkey(queue, 'dead'), num(now), id)
     else
-      state = 'queued'
+      state, kind = 'queued', 'requeued'
       redis.call('HSET', j, 'state', state)
       make_ready(queue, id, v[2], v[3])
       wake(queue)
     end
+    event(kind, id, queue, state, v[8], v[9], v[10], v[4], v[11], message, nil)
     out[#out + 1] = id
     out[#out + 1] = state
   end
 end
+publish_events()
 return out

@@ -1,5 +1,6 @@
 -- Queue the dead or cancelled ids ARGV[3..] again, from attempt 0, unless another live job
--- now holds their unique key. Returns the records of all that exist.
+-- now holds their unique key. Returns the records of all that exist; each job queued again
+-- pushes ENQUEUED.
 local out = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
@@ -18,7 +19,8 @@ for i = 3, #ARGV do
       local hq = holder and holder ~= id and redis.call('HGET', DIR, holder)
       free = not (hq and holds_key(state_of(hq, holder)))
     end
-    if (state == 'dead' or state == 'cancelled') and free then
+    local requeued = (state == 'dead' or state == 'cancelled') and free
+    if requeued then
       unindex(queue, id, state)
       redis.call('HSET', j, 'state', 'queued', 'attempt', '0', 'crashes', '0', 'run_at', num(now))
       redis.call('HDEL', j, 'finished_at', 'worker')
@@ -26,7 +28,10 @@ for i = 3, #ARGV do
       make_ready(queue, id, v[3], now)
       wake(queue)
     end
-    out[#out + 1] = read(queue, id)
+    local rec = read(queue, id)
+    if requeued then event_of('enqueued', rec) end
+    out[#out + 1] = rec
   end
 end
+publish_events()
 return out
