@@ -5,7 +5,12 @@ Every key starts with the prefix (``offload`` unless the URL says
 belong to one queue carry that queue as a hash tag, ``{queue}``, so that in
 Redis Cluster a queue's keys would live in one slot::
 
-    P:q:{Q}:j:<id>        hash    one job: the JobRecord fields as strings
+    P:q:{Q}:j:<id>        hash    one job: the JobRecord fields as strings, and its history's
+                                  'attempts' (how many its list keeps) and 'last' (how the
+                                  attempt that ended the job ended: its fields tell the rest)
+    P:q:{Q}:a:<id>        list    one job's earlier attempts, an Attempt's JSON each, oldest
+                                  first; written once a job has an attempt that did not end
+                                  it, deleted with the job (see prelude.lua's end_attempt)
     P:q:{Q}:queued        zset    ready jobs; score = -priority * 2**32 + (run_at - 2020):
                                   each priority's band starts with its oldest job
     P:q:{Q}:scheduled     zset    jobs waiting for run_at (score), retries included
@@ -67,6 +72,7 @@ local function batchkey(name) return P .. ':g:{' .. P .. '}:batch:' .. name end
 local function qkey(queue, name) return P .. ':q:{' .. queue .. '}:' .. name end
 local function turnskey(queue) return qkey(queue, 'turns') end
 local function jkey(queue, id) return P .. ':q:{' .. queue .. '}:j:' .. id end
+local function historykey(queue, id) return P .. ':q:{' .. queue .. '}:a:' .. id end
 local function lockkey(name) return P .. ':g:{' .. P .. '}:lock:' .. name end
 local function claimkey(token) return P .. ':g:{' .. P .. '}:claim:' .. token end
 """
@@ -95,6 +101,9 @@ class Keyspace:
 
     def wake(self, queue: str) -> str:
         return self.queue_key(queue, "wake")
+
+    def history(self, queue: str, job_id: str) -> str:
+        return self.queue_key(queue, "a:" + job_id)
 
     def turns(self, queue: str) -> str:
         return self.queue_key(queue, "turns")

@@ -4,7 +4,7 @@
 -- all stopped is gone even if nothing prunes.
 expire_workers()
 local ttl_s = tonumber(ARGV[5])
-redis.call('HSET', WORKERS, ARGV[3], '[' .. num(now) .. ',' .. ARGV[4] .. ']')
+redis.call('HSET', WORKERS, ARGV[3], '[' .. NOW .. ',' .. ARGV[4] .. ']')
 redis.call('ZADD', WORKER_UNTIL, num(now + ttl_s), ARGV[3])
 local ttl_ms = math.ceil(ttl_s * 1000)
 if ttl_ms > 0 then

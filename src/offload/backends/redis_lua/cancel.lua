@@ -11,12 +11,13 @@ for i = 3, #ARGV do
     local state = v and v[1]
     if holds_key(state) then
       unindex(queue, id, state)
-      redis.call('HSET', j, 'state', 'cancelled', 'finished_at', num(now))
-      redis.call('HDEL', j, 'lease_until')
+      local set, unset = {'state', 'cancelled', 'finished_at', NOW}, {'lease_until'}
       if state == 'running' then
-        redis.call('HSET', j, 'attempts', with_attempt(v[5], v[2], v[3], v[4], 'cancelled', nil))
+        end_attempt(queue, id, v[5], set, unset, v[2], v[3], v[4], 'cancelled', nil, true)
       end
-      redis.call('ZADD', qkey(queue, 'cancelled'), num(now), id)
+      redis.call('HSET', j, unpack(set))
+      redis.call('HDEL', j, unpack(unset))
+      redis.call('ZADD', qkey(queue, 'cancelled'), NOW, id)
     end
     local rec = read(queue, id)
     if holds_key(state) then event_of('cancelled', rec) end

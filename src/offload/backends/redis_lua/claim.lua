@@ -57,7 +57,7 @@ for _, p in ipairs(good) do
   rec[F_DELIVERY] = tostring(finite(rec[F_DELIVERY], 0) + 1)
   rec[F_WORKER] = worker
   rec[F_LEASE_UNTIL] = num(lease_until)
-  rec[F_STARTED_AT] = num(now)
+  rec[F_STARTED_AT] = NOW
   redis.call('HSET', jkey(queue, id), 'state', 'running', 'attempt', rec[F_ATTEMPT],
     'delivery', rec[F_DELIVERY], 'worker', worker, 'lease_until', rec[F_LEASE_UNTIL],
     'started_at', rec[F_STARTED_AT])
@@ -81,7 +81,7 @@ if #picked < limit then
       next_at = tonumber(head[2])
     end
   end
-  out[#out + 1] = {'idle', num(now), next_at and num(next_at) or ''}
+  out[#out + 1] = {'idle', NOW, next_at and num(next_at) or ''}
 end
 publish_events()
 return out

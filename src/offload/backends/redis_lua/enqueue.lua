@@ -18,7 +18,7 @@ for i = 0, n - 1 do
   end
   if ARGV[b + 14] ~= '' then any_fair = true end
 end
-local out = {num(now)}
+local out = {NOW}
 local woken = {}
 
 -- Fair jobs (NewJob.fair) due now take their owner's turn as run_at:

@@ -21,8 +21,9 @@ for i = 3, #ARGV do
     end
     local requeued = (state == 'dead' or state == 'cancelled') and free
     if requeued then
+      settle_history(queue, id) -- its last attempt, told by the fields this changes
       unindex(queue, id, state)
-      redis.call('HSET', j, 'state', 'queued', 'attempt', '0', 'crashes', '0', 'run_at', num(now))
+      redis.call('HSET', j, 'state', 'queued', 'attempt', '0', 'crashes', '0', 'run_at', NOW)
       redis.call('HDEL', j, 'finished_at', 'worker')
       if key then redis.call('HSET', UNIQUE, key, id) end
       make_ready(queue, id, v[3], now)
