@@ -2,12 +2,14 @@
 --   'q' the ids of queue ARGV[4] below cursor ARGV[5] ('' = top), down to ARGV[8] ('' = all)
 --   'b' the ids of batch ARGV[4] (its own index), below the cursor, down to ARGV[8]
 --   'i' the ids ARGV[17..] of queue ARGV[4], in the order given (redis_query sorts them)
+--   'r' the ids ranked ARGV[5] to ARGV[8] in queue ARGV[4]'s index ARGV[17] (a count's walk)
 -- looking at most ARGV[7] ids and stopping at ARGV[6] matches (0: count them all instead).
 -- The filter: states ARGV[9] (comma-separated, '' = any); task, owner, queue, batch and
 -- text ARGV[10..14] (optional strings); created_after and created_before ARGV[15..16]
 -- ('' = none). Text is a substring of the id, task, owner or payload, case-insensitive
 -- for ASCII letters (Lua's string.lower), taken literally (string.find's plain mode).
--- Returns {the last id looked at or '' (nothing further), matches, their records...}.
+-- Returns {the last id looked at or '' (nothing further), matches, their records...}; for
+-- 'r' the next rank to look at, not an id.
 local source, name, cursor = ARGV[3], ARGV[4], ARGV[5]
 local want, budget, floor = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local states = nil
@@ -57,6 +59,15 @@ if source == 'i' then
     if look(name, ARGV[k]) then return out end
   end
   out[1] = ''
+  return out
+elseif source == 'r' then
+  local first, last = tonumber(cursor), tonumber(floor)
+  local stop = math.min(last, first + budget - 1)
+  local ids = redis.call('ZRANGE', qkey(name, ARGV[17]), first, stop)
+  for _, id in ipairs(ids) do
+    if look(name, id) then return out end
+  end
+  out[1] = (stop < last and #ids == stop - first + 1) and tostring(stop + 1) or ''
   return out
 end
 local index = source == 'b' and batchkey(name) or qkey(name, 'all')
