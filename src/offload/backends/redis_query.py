@@ -38,6 +38,7 @@ Found = tuple[int, list[JobRecord]]
 
 
 def plan_query(ks: Keyspace, params: QueryParams) -> Plan[Page]:
+    _filter_args(params.filter)  # the values checked, even where no queue is looked at
     _, found = yield from _search(ks, params.filter, params.cursor or "", params.limit + 1)
     found.sort(key=lambda j: j.id, reverse=True)
     jobs = found[: params.limit]
