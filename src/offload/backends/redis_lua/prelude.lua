@@ -165,11 +165,9 @@ end
 -- A count (attempt) as JSON: the hash's own text when it is a whole number (this store
 -- wrote it with tostring), else tostring, exact for integers and cheaper than num.
 local function jcount(x)
-  local n = tonumber(x)
-  if n and n == math.floor(n) and n == n and n ~= math.huge and n ~= -math.huge then
-    return type(x) == 'string' and string.find(x, '^%-?%d+$') and x or tostring(n)
-  end
-  return '0'
+  local n = finite(x, nil)
+  if not n or n ~= math.floor(n) then return '0' end
+  return type(x) == 'string' and string.find(x, '^%-?%d+$') and x or tostring(n)
 end
 local function jprogress(x)
   x = finite(x, 0)
@@ -270,9 +268,10 @@ local function settle_history(queue, id)
   local rec = fields(queue, id, unpack(FIELDS))
   local last = rec and rec[RECORD + 1]
   if not last then return end
-  local room = tonumber(rec[RECORD] or '0') and MAX_ATTEMPTS or 1
-  if room == 1 then redis.call('DEL', historykey(queue, id)) end
-  local n = push_history(queue, id, {last_json(rec, last)}, room)
+  if not tonumber(rec[RECORD] or '0') then -- not a count (written by hand): afresh
+    redis.call('DEL', historykey(queue, id))
+  end
+  local n = push_history(queue, id, {last_json(rec, last)}, MAX_ATTEMPTS)
   redis.call('HSET', jkey(queue, id), 'attempts', tostring(n))
   redis.call('HDEL', jkey(queue, id), 'last')
 end
