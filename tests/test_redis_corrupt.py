@@ -291,7 +291,7 @@ def test_an_id_whose_key_holds_a_string_is_refused_before_anything_is_stored(
     store.run(body)
 
 
-@pytest.mark.parametrize("how", ["prune", "purge"])
+@pytest.mark.parametrize("how", ["prune", "purge", "delete"])
 def test_prune_and_purge_delete_a_wrong_type_key_with_its_job(store: Store, how: str) -> None:
     async def body(backend: RedisBackend) -> None:
         jobs = _jobs(3, batch="b")
@@ -303,12 +303,33 @@ def test_prune_and_purge_delete_a_wrong_type_key_with_its_job(store: Store, how:
             deleted = await backend.prune(
                 PruneParams(finished_before=store.now, states=[JobState.DEAD])
             )
-        else:
+        elif how == "purge":
             deleted = await backend.purge(PurgeParams(states=[JobState.DEAD]))
+        else:  # the running ones stay
+            deleted = len(await backend.delete(IdsParams(ids=[j.id for j in jobs])))
         assert deleted == 1
         assert store.raw.exists(store.key(jobs[0].id)) == 0
         assert await backend.get(IdsParams(ids=[jobs[0].id])) == []
         assert len(await backend.get(IdsParams(ids=[j.id for j in jobs]))) == 2
+
+    store.run(body)
+
+
+def test_a_history_that_does_not_decode_still_reads_and_the_next_attempt_starts_it_afresh(
+    store: Store,
+) -> None:
+    async def body(backend: RedisBackend) -> None:
+        (job,) = _jobs(1)
+        await backend.enqueue(EnqueueParams(jobs=[job]))
+        store.raw.hset(store.key(job.id), "attempts", "written by hand")
+        (stored,) = await backend.get(IdsParams(ids=[job.id]))
+        assert stored.attempts == [] and stored.state is JobState.QUEUED
+        assert stored.unreadable is not None and stored.unreadable.startswith("attempts:")
+        (claimed,) = await backend.claim(_claim(1))
+        done = Outcome(id=job.id, delivery=claimed.delivery, kind=OutcomeKind.SUCCEEDED)
+        await backend.finish(FinishParams(outcomes=[done]))
+        (stored,) = await backend.get(IdsParams(ids=[job.id]))
+        assert [a.number for a in stored.attempts] == [1] and stored.unreadable is None
 
     store.run(body)
 

@@ -1,6 +1,7 @@
 """Everything the Redis store writes has a lifetime, and a batch is listed from its own
 index: marks expire on the store's clock, prune deletes old fair turns and forgets empty
-queues, and a batch's index ends with its jobs."""
+queues, a batch's index ends with its jobs, the worker registry empties as workers stop,
+and a deleted job leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import redis
 
 from offload.backends.base import (
     ClaimParams,
+    CountParams,
     EnqueueParams,
     FinishParams,
+    IdsParams,
     JobFilter,
     MarkNamesParams,
     MarkParams,
@@ -21,9 +24,11 @@ from offload.backends.base import (
     OutcomeKind,
     PruneParams,
     QueryParams,
+    WorkerBeatParams,
 )
 from offload.backends.redis import RedisBackend, redis_backend
-from offload.records import NewJob
+from offload.backends.redis_keys import LAYOUT_VERSION
+from offload.records import NewJob, WorkerInfo
 from servers import RedisServer
 from test_redis_values import QUEUE, _job
 
@@ -152,7 +157,7 @@ def test_a_batch_index_ends_with_its_jobs_and_an_older_layout_is_indexed_on_upgr
         await backend.prune(PruneParams(finished_before=clock.now))
 
     _run(url, clock, upgraded)
-    assert raw.get("upgrade:g:{upgrade}:version") == "2"
+    assert raw.get("upgrade:g:{upgrade}:version") == str(LAYOUT_VERSION)
     assert not raw.exists("upgrade:g:{upgrade}:batch:b-2")
 
 
@@ -172,3 +177,72 @@ def test_prune_deletes_old_turns_of_many_owners_in_short_steps(
     _run(scratch_server.url(prefix="turns"), clock, body)
     assert raw.hlen("turns:q:{q}:turns") == 0
     assert raw.smembers("turns:g:{turns}:queues") == {"q"}  # its jobs wait: the queue stays
+
+
+def test_the_worker_registry_empties_on_the_stores_clock_and_expires_on_the_servers(
+    scratch_server: RedisServer,
+) -> None:
+    clock = Clock()
+    raw = _raw(scratch_server)
+    registry = ("reg:g:{reg}:workers", "reg:g:{reg}:worker_until")
+
+    def worker(worker_id: str) -> WorkerInfo:
+        return WorkerInfo(id=worker_id, host="h", pid=1, queues=[QUEUE], concurrency=1,
+                          started_at=START)  # fmt: skip
+
+    async def beat(backend: RedisBackend) -> None:
+        await backend.beat_worker(WorkerBeatParams(worker=worker("w1"), ttl_s=30))
+        await backend.beat_worker(WorkerBeatParams(worker=worker("w2"), ttl_s=10))
+
+    _run(scratch_server.url(prefix="reg"), clock, beat)
+    for key in registry:  # a lifetime on the server's clock: the longest ttl of the beats
+        assert 10_000 < raw.pttl(key) <= 30_000, key
+
+    async def prune(backend: RedisBackend) -> None:
+        clock.now += 31
+        assert await backend.workers() == []
+        await backend.prune(PruneParams(finished_before=clock.now))
+
+    _run(scratch_server.url(prefix="reg"), clock, prune)
+    assert not any(raw.exists(key) for key in registry)
+
+
+def test_a_deleted_job_leaves_nothing_behind(scratch_server: RedisServer) -> None:
+    clock = Clock()
+    raw = _raw(scratch_server)
+    job = _job(key="k-1", batch="b-1", owner="o")
+
+    async def body(backend: RedisBackend) -> None:
+        await backend.enqueue(EnqueueParams(jobs=[job]))
+        assert await backend.delete(IdsParams(ids=[job.id, job.id])) == [job.id]
+        assert raw.keys("gone:q:{q}:j:*") == []
+        await backend.prune(PruneParams(finished_before=clock.now))  # the queue, now empty
+
+    _run(scratch_server.url(prefix="gone"), clock, body)
+    assert raw.keys("gone:*") == ["gone:g:{gone}:version"]
+
+
+def test_a_layout_2_keyspace_gets_its_created_index_on_upgrade(
+    scratch_server: RedisServer,
+) -> None:
+    clock = Clock()
+    raw = _raw(scratch_server)
+    url = scratch_server.url(prefix="layout2")
+    job = _job()
+
+    async def store(backend: RedisBackend) -> None:
+        await backend.enqueue(EnqueueParams(jobs=[job]))
+
+    _run(url, clock, store)
+    raw.delete("layout2:q:{q}:created")  # as a layout 2 store left it
+    raw.set("layout2:g:{layout2}:version", "2")
+
+    async def upgraded(backend: RedisBackend) -> None:
+        window = JobFilter(created_after=START, created_before=START + 1)
+        page = await backend.query(QueryParams(filter=window))
+        assert [j.id for j in page.jobs] == [job.id]
+        assert await backend.count(CountParams(filter=window)) == 1
+
+    _run(url, clock, upgraded)
+    assert raw.get("layout2:g:{layout2}:version") == str(LAYOUT_VERSION)
+    assert raw.zrange("layout2:q:{q}:created", 0, -1, withscores=True) == [(job.id, START)]

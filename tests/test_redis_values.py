@@ -22,6 +22,7 @@ import redis
 from offload.backends.base import (
     BackendError,
     ClaimParams,
+    CountParams,
     DuplicateJob,
     EnqueueParams,
     FinishParams,
@@ -34,9 +35,10 @@ from offload.backends.base import (
     ProgressUpdate,
     QueryParams,
     ValueRejected,
+    WorkerBeatParams,
 )
 from offload.backends.redis import RedisBackend, redis_backend
-from offload.records import ErrorInfo, JobRecord, NewJob
+from offload.records import ErrorInfo, JobRecord, NewJob, WorkerInfo
 from offload.states import JobState
 from servers import RedisServer
 
@@ -190,8 +192,22 @@ def test_other_calls_refuse_text_they_cannot_hold(redis_url: str) -> None:
             await backend.query(QueryParams(filter=JobFilter(task="t-\udcff")))
         with pytest.raises(ValueRejected):
             await backend.claim(ClaimParams(queues=["q-\udcff"], limit=1, worker="w", lease_s=1))
+        with pytest.raises(ValueRejected):
+            await backend.count(CountParams(filter=JobFilter(text="t-\udcff")))
+        with pytest.raises(ValueRejected):
+            await backend.delete(IdsParams(ids=["x-\udcff"]))
+        worker = WorkerInfo(id="w-\udcff", host="h", pid=1, queues=[], concurrency=1,
+                            started_at=0.0)  # fmt: skip
+        with pytest.raises(ValueRejected):
+            await backend.beat_worker(WorkerBeatParams(worker=worker, ttl_s=10))
+        with pytest.raises(ValueRejected):  # a lifetime is a span: finite, at most 1e10 s
+            await backend.beat_worker(WorkerBeatParams(worker=_worker(), ttl_s=math.inf))
 
     _run(redis_url, body)
+
+
+def _worker() -> WorkerInfo:
+    return WorkerInfo(id="w", host="h", pid=1, queues=[], concurrency=1, started_at=0.0)
 
 
 def test_an_outage_is_a_backend_error(redis_server: RedisServer) -> None:

@@ -5,7 +5,8 @@ operation is written once as a *plan* (``redis_plans``), a generator of Redis
 commands, driven by a blocking client (``redis_sync``: Flask, Django, scripts) or an
 asyncio client (``redis_wait``: the worker, FastAPI), as for PostgreSQL. Leases are
 scored by the server's ``TIME``, so workers on machines with skewed clocks agree. Idle
-workers block in ``BLPOP`` on a per-queue wake-up list rather than polling.
+workers block in ``BLPOP`` on a per-queue wake-up list rather than polling. Each script
+publishes its step's events on the prefix's pub/sub channel (``redis_events``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Callable
 from offload.backends.base import (
     Capabilities,
     ClaimParams,
+    CountParams,
     EnqueueParams,
+    EventStream,
     FinishParams,
     FinishResult,
     HeartbeatParams,
@@ -28,13 +31,23 @@ from offload.backends.base import (
     Page,
     ProgressParams,
     PruneParams,
+    PublishParams,
     PurgeParams,
     QueryParams,
     QueueStats,
     ReapedJob,
     ReapParams,
+    WorkerBeatParams,
+)
+from offload.backends.redis_admin import (
+    plan_beat_worker,
+    plan_delete,
+    plan_publish,
+    plan_remove_worker,
+    plan_workers,
 )
 from offload.backends.redis_config import RedisConfig, parse_redis_url
+from offload.backends.redis_events import RedisEventStream
 from offload.backends.redis_keys import LAYOUT_VERSION
 from offload.backends.redis_plans import (
     Scripts,
@@ -55,10 +68,10 @@ from offload.backends.redis_plans import (
     plan_stats,
     plan_unlock,
 )
-from offload.backends.redis_query import plan_query
+from offload.backends.redis_query import plan_count, plan_query
 from offload.backends.redis_sync import RedisSync
 from offload.backends.redis_wait import UNCLAIM_TRY_S, AsyncRunner
-from offload.records import JobRecord
+from offload.records import JobRecord, WorkerInfo
 
 
 class RedisBackend(AsyncRunner):
@@ -122,6 +135,27 @@ class RedisBackend(AsyncRunner):
 
     async def purge(self, params: PurgeParams) -> int:
         return await self.run(plan_purge(params))
+
+    async def count(self, params: CountParams) -> int:
+        return await self.run(plan_count(self.keys, params))
+
+    async def delete(self, params: IdsParams) -> list[str]:
+        return await self.run(plan_delete(params))
+
+    def subscribe(self) -> EventStream:
+        return RedisEventStream(self.config, self.keys.events)
+
+    async def publish(self, params: PublishParams) -> None:
+        await self.run(plan_publish(self.keys, params))
+
+    async def beat_worker(self, params: WorkerBeatParams) -> None:
+        await self.run(plan_beat_worker(params))
+
+    async def remove_worker(self, params: IdsParams) -> None:
+        await self.run(plan_remove_worker(params))
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self.run(plan_workers())
 
     async def lock(self, params: LockParams) -> bool:
         return await self.run(plan_lock(params))

@@ -11,12 +11,13 @@ import msgspec
 
 from offload.backends.base import ValueRejected
 from offload.backends.values import MAX_INT
-from offload.records import FAIR_STEP_S, ErrorInfo, JobRecord, NewJob
+from offload.records import FAIR_STEP_S, Attempt, ErrorInfo, JobRecord, NewJob
 from offload.states import JobState
 
 encode = msgspec.json.encode
 _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_attempts = msgspec.json.Decoder(list[Attempt]).decode
 #: 9999-12-31T23:59:59Z: the latest time every store (and ``datetime``) can hold.
 MAX_TIME_S = 253402300799.0
 #: About 317 years: a delay, lease or timeout beyond it is a mistake, and ``now`` plus it
@@ -97,7 +98,7 @@ def _state(raw: bytes) -> JobState:
 
 #: How many fields prelude.lua's read() returns for a job hash; one more says why the key
 #: holds no hash (a string another tool wrote there): a dead job, every other field unset.
-_FIELDS = 26
+_FIELDS = 27
 
 
 def record(v: Sequence[Any]) -> JobRecord:
@@ -146,6 +147,7 @@ def record(v: Sequence[Any]) -> JobRecord:
         started_at=f(20, "started_at", opt_f, None), finished_at=f(21, "finished_at", opt_f, None),
         key=f(22, "key", opt_s, None), batch=f(23, "batch", opt_s, None),
         owner=f(24, "owner", opt_s, None), meta=f(25, "meta", _decode_meta, {}),
+        attempts=f(26, "attempts", _decode_attempts, []),  # absent from older hashes
     )  # fmt: skip
     if problems:
         rec.unreadable = "; ".join(problems)

@@ -5,13 +5,19 @@ Every key starts with the prefix (``offload`` unless the URL says
 belong to one queue carry that queue as a hash tag, ``{queue}``, so that in
 Redis Cluster a queue's keys would live in one slot::
 
-    P:q:{Q}:j:<id>        hash    one job: the JobRecord fields as strings
+    P:q:{Q}:j:<id>        hash    one job: the JobRecord fields as strings, and its history's
+                                  'attempts' (how many its list keeps) and 'last' (how the
+                                  attempt that ended the job ended: its fields tell the rest)
+    P:q:{Q}:a:<id>        list    one job's earlier attempts, an Attempt's JSON each, oldest
+                                  first; written once a job has an attempt that did not end
+                                  it, deleted with the job (see prelude.lua's end_attempt)
     P:q:{Q}:queued        zset    ready jobs; score = -priority * 2**32 + (run_at - 2020):
                                   each priority's band starts with its oldest job
     P:q:{Q}:scheduled     zset    jobs waiting for run_at (score), retries included
     P:q:{Q}:running       zset    leased jobs; score = lease_until on the server's clock
     P:q:{Q}:succeeded     zset    finished jobs by finished_at (and :dead, :cancelled)
     P:q:{Q}:all           zset    every id of the queue, score 0: newest-first listing by id
+    P:q:{Q}:created       zset    every id of the queue by created_at: time-range filters
     P:q:{Q}:wake          list    at most one token; idle workers BLPOP it
     P:q:{Q}:turns         hash    owner ('' for none) -> its last turn in the fair order;
                                   turns older than prune's cutoff are deleted
@@ -24,9 +30,16 @@ Redis Cluster a queue's keys would live in one slot::
                                   written with a lifetime; gone once read or pruned after
     P:g:{P}:batch:<name>  zset    ids of one batch's jobs, score 0 (listing by id); shrinks
                                   as they are pruned, so it ends with them
+    P:g:{P}:workers       hash    worker id -> '[last_seen, WorkerInfo JSON]': the registry
+    P:g:{P}:worker_until  zset    worker id -> when it drops out (store's clock); beats and
+                                  prune delete the expired, and both keys expire on the
+                                  server's clock after the longest ttl of the last beats
     P:g:{P}:version       string  keyspace layout version
     P:g:{P}:claim:<token> hash    job id -> delivery: what one claim pipelined behind a
                                   wait took ('!' once abandoned); expires after 2 minutes
+
+Live events are no key: each script PUBLISHes its step's events on the channel
+``P:g:{P}:events`` (one JSON array per step; nothing is stored).
 
 A job is in exactly one state index at a time. Scripts find a job's queue in
 ``dir``; today they run on one Redis server (or a primary with replicas). For
@@ -42,7 +55,7 @@ reads return it with ``unreadable`` saying so.
 from __future__ import annotations
 
 #: Bumped when the layout changes; a newer layout on the server stops an older offload.
-LAYOUT_VERSION = 2  # 2: per-batch indexes (layout 1 stores are indexed on upgrade)
+LAYOUT_VERSION = 3  # 2: per-batch indexes; 3: the created index (older are indexed on upgrade)
 _FORBIDDEN_IN_PREFIX = set("{}* \t\r\n")
 
 #: The same layout for the scripts (prepended to every one); ``P`` is the prefix argument.
@@ -52,10 +65,14 @@ local UNIQUE = P .. ':g:{' .. P .. '}:keys'
 local QUEUES = P .. ':g:{' .. P .. '}:queues'
 local MARKS = P .. ':g:{' .. P .. '}:marks'
 local MARK_UNTIL = P .. ':g:{' .. P .. '}:mark_until'
+local WORKERS = P .. ':g:{' .. P .. '}:workers'
+local WORKER_UNTIL = P .. ':g:{' .. P .. '}:worker_until'
+local EVENTS_CHANNEL = P .. ':g:{' .. P .. '}:events'
 local function batchkey(name) return P .. ':g:{' .. P .. '}:batch:' .. name end
 local function qkey(queue, name) return P .. ':q:{' .. queue .. '}:' .. name end
 local function turnskey(queue) return qkey(queue, 'turns') end
 local function jkey(queue, id) return P .. ':q:{' .. queue .. '}:j:' .. id end
+local function historykey(queue, id) return P .. ':q:{' .. queue .. '}:a:' .. id end
 local function lockkey(name) return P .. ':g:{' .. P .. '}:lock:' .. name end
 local function claimkey(token) return P .. ':g:{' .. P .. '}:claim:' .. token end
 """
@@ -85,6 +102,9 @@ class Keyspace:
     def wake(self, queue: str) -> str:
         return self.queue_key(queue, "wake")
 
+    def history(self, queue: str, job_id: str) -> str:
+        return self.queue_key(queue, "a:" + job_id)
+
     def turns(self, queue: str) -> str:
         return self.queue_key(queue, "turns")
 
@@ -104,5 +124,13 @@ class Keyspace:
     def version(self) -> str:
         return self._global + "version"
 
+    @property
+    def events(self) -> str:
+        """The pub/sub channel of this prefix's live events (a channel, not a key)."""
+        return self._global + "events"
+
     def lock(self, name: str) -> str:
         return self._global + "lock:" + name
+
+    def batch(self, name: str) -> str:
+        return self._global + "batch:" + name

@@ -48,7 +48,7 @@ from offload.backends.redis_codec import (
     when,
 )
 from offload.backends.redis_keys import LAYOUT_VERSION, LUA_KEYS, Keyspace
-from offload.records import WORKER_LOST, JobRecord
+from offload.records import MAX_ATTEMPTS_KEPT, WORKER_LOST, JobRecord
 from offload.states import JobState
 
 log = logging.getLogger("offload.redis")
@@ -67,8 +67,8 @@ QUERY_SCAN = 2000
 _SCRIPTS = (
     "enqueue", "claim", "heartbeat", "finish", "progress", "get", "cancel", "retry",
     "stats", "promote", "reap", "prune", "purge", "query", "lock", "unlock", "peek",
-    "set_mark", "unclaim", "get_marks", "prune_turns", "prune_rest", "query_batch",
-    "index_batches",
+    "set_mark", "unclaim", "get_marks", "prune_turns", "prune_rest", "index_batches",
+    "index_created", "delete", "beat_worker", "remove_worker", "workers",
 )  # fmt: skip
 
 
@@ -78,10 +78,12 @@ class Scripts:
     def __init__(self) -> None:
         folder = resources.files("offload.backends") / "redis_lua"
         prelude = (folder / "prelude.lua").read_text()
+        constants = f"local MAX_ATTEMPTS = {MAX_ATTEMPTS_KEPT}\n"
         self.source: dict[str, str] = {}
         self.sha: dict[str, str] = {}
         for name in _SCRIPTS:
-            text = "local P = ARGV[1]\n" + LUA_KEYS + prelude + (folder / f"{name}.lua").read_text()
+            script = (folder / f"{name}.lua").read_text()
+            text = "local P = ARGV[1]\n" + LUA_KEYS + constants + prelude + script
             self.source[name] = text
             self.sha[name] = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
@@ -130,18 +132,21 @@ def plan_preflight(ks: Keyspace) -> Plan[None]:
             f"this offload's ({LAYOUT_VERSION}); upgrade offload"
         )
     if stored is not None and int(stored) < LAYOUT_VERSION:
-        yield from _upgrade(ks)
+        yield from _upgrade(ks, int(stored))
     return None
 
 
-def _upgrade(ks: Keyspace) -> Plan[None]:
-    """Layout 1 to 2: index the batches' jobs, queue by queue, in short scripts."""
+def _upgrade(ks: Keyspace, layout: int) -> Plan[None]:
+    """Index what older layouts did not, queue by queue, in short scripts: the batches'
+    jobs (layout 1 to 2), the jobs' creation times (to 3). Repeating one is harmless."""
+    scripts = (["index_batches"] if layout < 2 else []) + ["index_created"]
     for queue in (yield Raw(("SMEMBERS", ks.queues))):
-        after = ""
-        while True:
-            after = (yield Script("index_batches", [queue, after, DELETE_BATCH])).decode()
-            if not after:
-                break
+        for script in scripts:
+            after = ""
+            while True:
+                after = (yield Script(script, [queue, after, DELETE_BATCH])).decode()
+                if not after:
+                    break
     yield Raw(("SET", ks.version, str(LAYOUT_VERSION)))
     log.info("upgraded the Redis keyspace under prefix %r to layout %d", ks.prefix, LAYOUT_VERSION)
 
@@ -284,7 +289,8 @@ def plan_stats() -> Plan[list[QueueStats]]:
 
 
 def plan_reap(params: ReapParams) -> Plan[list[ReapedJob]]:
-    reply = yield Script("reap", [params.max_crashes, encode(WORKER_LOST)])
+    lost = [encode(WORKER_LOST), WORKER_LOST.message]
+    reply = yield Script("reap", [params.max_crashes, *lost])
     return [
         ReapedJob(id=reply[i].decode(), state=JobState(reply[i + 1].decode()))
         for i in range(0, len(reply), 2)

@@ -13,15 +13,18 @@ from redis.retry import Retry
 
 from offload.backends.base import (
     Capabilities,
+    CountParams,
     EnqueueParams,
     IdsParams,
     MarkNamesParams,
     MarkParams,
     Page,
+    PublishParams,
     PurgeParams,
     QueryParams,
     QueueStats,
 )
+from offload.backends.redis_admin import plan_delete, plan_publish, plan_workers
 from offload.backends.redis_config import RedisConfig, client_options
 from offload.backends.redis_errors import TRANSIENT, translate, unreachable
 from offload.backends.redis_keys import LAYOUT_VERSION, Keyspace
@@ -40,8 +43,8 @@ from offload.backends.redis_plans import (
     plan_set_mark,
     plan_stats,
 )
-from offload.backends.redis_query import plan_query
-from offload.records import JobRecord
+from offload.backends.redis_query import plan_count, plan_query
+from offload.records import JobRecord, WorkerInfo
 
 T = TypeVar("T")
 
@@ -148,6 +151,18 @@ class RedisSync(Runner):
 
     def purge(self, params: PurgeParams) -> int:
         return self.run(plan_purge(params))
+
+    def count(self, params: CountParams) -> int:
+        return self.run(plan_count(self.keys, params))
+
+    def delete(self, params: IdsParams) -> list[str]:
+        return self.run(plan_delete(params))
+
+    def publish(self, params: PublishParams) -> None:
+        self.run(plan_publish(self.keys, params))
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.run(plan_workers())
 
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
         return self.run(plan_get_marks(params))

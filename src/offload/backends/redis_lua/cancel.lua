@@ -1,20 +1,28 @@
 -- Cancel the ids ARGV[3..] that have not ended; returns the records of all that exist.
+-- A running job's attempt ends in its history (cancelled); each job changed pushes CANCELLED.
 local out = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
   local queue = redis.call('HGET', DIR, id)
   if queue then
     local j = jkey(queue, id)
-    local v = fields(queue, id, 'state')
+    local v = fields(queue, id, 'state', 'attempt', 'worker', 'started_at', 'attempts')
     if not v then quarantine(queue, id) end -- its key holds no hash: dead, as it reads
     local state = v and v[1]
     if holds_key(state) then
       unindex(queue, id, state)
-      redis.call('HSET', j, 'state', 'cancelled', 'finished_at', num(now))
-      redis.call('HDEL', j, 'lease_until')
-      redis.call('ZADD', qkey(queue, 'cancelled'), num(now), id)
+      local set, unset = {'state', 'cancelled', 'finished_at', NOW}, {'lease_until'}
+      if state == 'running' then
+        end_attempt(queue, id, v[5], set, unset, v[2], v[3], v[4], 'cancelled', nil, true)
+      end
+      redis.call('HSET', j, unpack(set))
+      redis.call('HDEL', j, unpack(unset))
+      redis.call('ZADD', qkey(queue, 'cancelled'), NOW, id)
     end
-    out[#out + 1] = read(queue, id)
+    local rec = read(queue, id)
+    if holds_key(state) then event_of('cancelled', rec) end
+    out[#out + 1] = rec
   end
 end
+publish_events()
 return out

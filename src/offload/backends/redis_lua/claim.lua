@@ -3,7 +3,7 @@
 -- the token of a claim pipelined behind a wait: the ids it takes are noted under it, and
 -- a token unclaim.lua abandoned first claims nothing.
 -- Returns the claimed records, then, if there were fewer than ARGV[5], {'idle', now, the
--- next scheduled due time or ''} (three fields, where a record has many).
+-- next scheduled due time or ''} (three fields, where a record has many). Pushes STARTED.
 local worker, default_lease, limit = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local token = ARGV[6] ~= '' and claimkey(ARGV[6])
 local Q0 = 7
@@ -57,12 +57,13 @@ for _, p in ipairs(good) do
   rec[F_DELIVERY] = tostring(finite(rec[F_DELIVERY], 0) + 1)
   rec[F_WORKER] = worker
   rec[F_LEASE_UNTIL] = num(lease_until)
-  rec[F_STARTED_AT] = num(now)
+  rec[F_STARTED_AT] = NOW
   redis.call('HSET', jkey(queue, id), 'state', 'running', 'attempt', rec[F_ATTEMPT],
     'delivery', rec[F_DELIVERY], 'worker', worker, 'lease_until', rec[F_LEASE_UNTIL],
     'started_at', rec[F_STARTED_AT])
   redis.call('ZADD', qkey(queue, 'running'), rec[F_LEASE_UNTIL], id)
   if token then redis.call('HSET', token, id, rec[F_DELIVERY]) end
+  event_of('started', rec)
   out[#out + 1] = rec
 end
 if token and #out > 0 then redis.call('PEXPIRE', token, CLAIM_NOTE_MS) end
@@ -80,6 +81,7 @@ if #picked < limit then
       next_at = tonumber(head[2])
     end
   end
-  out[#out + 1] = {'idle', num(now), next_at and num(next_at) or ''}
+  out[#out + 1] = {'idle', NOW, next_at and num(next_at) or ''}
 end
+publish_events()
 return out

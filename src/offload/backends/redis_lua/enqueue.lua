@@ -1,6 +1,6 @@
 -- Store jobs. ARGV[3] = count, then 15 values per job (see redis_codec.job_args).
 -- Returns {now, then per job '' (stored as given), its run_at (a fair job given its turn)
--- or the record holding its unique key}.
+-- or the record holding its unique key}. Pushes ENQUEUED for each job stored.
 local n = tonumber(ARGV[3])
 local STRIDE = 15
 local any_fair = false
@@ -18,7 +18,7 @@ for i = 0, n - 1 do
   end
   if ARGV[b + 14] ~= '' then any_fair = true end
 end
-local out = {num(now)}
+local out = {NOW}
 local woken = {}
 
 -- Fair jobs (NewJob.fair) due now take their owner's turn as run_at:
@@ -86,4 +86,5 @@ end
 for queue, per_queue in pairs(lasts) do
   for owner, turn in pairs(per_queue) do redis.call('HSET', turnskey(queue), owner, num(turn)) end
 end
+publish_events()
 return out

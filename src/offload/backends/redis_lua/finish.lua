@@ -6,6 +6,8 @@
 -- is taken; one whose id exists, or whose unique key a live job holds, is skipped.
 -- Follow-ups do not take fair turns. Returns the ids refused because the lease was no
 -- longer held (a job whose key no longer holds a hash is dead: prelude's quarantine).
+-- A taken outcome ends the job's attempt in its history and pushes its event, then
+-- ENQUEUED for each follow-up stored; a refused one changes nothing and pushes nothing.
 local STRIDE = 15
 local groups = {} -- ARGV index of each outcome group
 local i = 3
@@ -33,47 +35,79 @@ local function follow_up(b)
   end
   put_job(b, job_run_at(b), key, woken)
 end
+-- outcome -> (how the attempt ended, the event subscribers get), as memory_views.OUTCOME_ENDINGS
+local ENDINGS = {succeeded = {'succeeded', 'succeeded'}, retry = {'failed', 'retrying'},
+  dead = {'failed', 'dead'}, cancelled = {'cancelled', 'cancelled'},
+  release = {'released', 'requeued'}, defer = {'deferred', 'requeued'}}
+local function error_message(error_json)
+  if error_json == '' then return nil end
+  local ok, decoded = pcall(cjson.decode, error_json)
+  return ok and type(decoded) == 'table' and type(decoded.message) == 'string' and decoded.message
+    or nil
+end
+-- what the step needs of a job (1..8), then what only its event does
+local WANTED = {'state', 'delivery', 'priority', 'run_at', 'attempt', 'worker', 'started_at',
+  'attempts'}
+if listened() then
+  for _, name in ipairs({'task', 'owner', 'batch', 'progress'}) do WANTED[#WANTED + 1] = name end
+end
+local function put(set, name, value)
+  set[#set + 1] = name
+  set[#set + 1] = value
+end
 for _, i in ipairs(groups) do
   local id, delivery, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local queue = redis.call('HGET', DIR, id)
   local j = queue and jkey(queue, id)
-  local v = queue and fields(queue, id, 'state', 'delivery', 'priority', 'run_at', 'attempt')
+  local v = queue and fields(queue, id, unpack(WANTED))
   if queue and not v then quarantine(queue, id) end
   if not (v and v[1] == 'running' and v[2] == delivery) then
     rejected[#rejected + 1] = id
   else
-    redis.call('ZREM', qkey(queue, 'running'), id)
-    redis.call('HDEL', j, 'lease_until')
+    local ending = ENDINGS[kind]
+    local attempt, progress, error_json = finite(v[5], 1), v[12], ARGV[i + 4]
+    -- one HSET and one HDEL for the job's hash: a call costs about what the rest does
+    local set, unset = {}, {'lease_until'}
+    end_attempt(queue, id, v[8], set, unset, attempt, v[6], v[7], ending[1], error_json,
+      kind == 'succeeded' or kind == 'dead' or kind == 'cancelled')
     local meta = opt(ARGV[i + 6])
-    if meta == '{}' then redis.call('HDEL', j, 'meta')
-    elseif meta then redis.call('HSET', j, 'meta', meta) end
-    if kind == 'defer' then
+    if meta == '{}' then unset[#unset + 1] = 'meta' elseif meta then put(set, 'meta', meta) end
+    redis.call('ZREM', qkey(queue, 'running'), id)
+    local state = kind
+    if kind == 'defer' or kind == 'release' then -- not counted: the attempt is given back
+      attempt = math.max(attempt - 1, 0)
+      state = kind == 'defer' and 'scheduled' or 'queued'
+      put(set, 'attempt', tostring(attempt))
+      unset[#unset + 1] = 'worker'
+    end
+    if kind == 'defer' or kind == 'retry' then
       local run_at = num(now + tonumber(ARGV[i + 5]))
-      redis.call('HSET', j, 'state', 'scheduled', 'run_at', run_at,
-        'attempt', tostring(math.max(finite(v[5], 1) - 1, 0)))
-      redis.call('HDEL', j, 'worker')
+      state = 'scheduled'
+      put(set, 'run_at', run_at)
+      if kind == 'retry' then put(set, 'error', error_json) end
       redis.call('ZADD', qkey(queue, 'scheduled'), run_at, id)
       wake(queue)
     elseif kind == 'release' then
-      redis.call('HSET', j, 'state', 'queued', 'attempt', tostring(math.max(finite(v[5], 1) - 1, 0)))
-      redis.call('HDEL', j, 'worker')
       make_ready(queue, id, v[3], v[4])
       wake(queue)
-    elseif kind == 'retry' then
-      local run_at = num(now + tonumber(ARGV[i + 5]))
-      redis.call('HSET', j, 'state', 'scheduled', 'run_at', run_at, 'error', ARGV[i + 4])
-      redis.call('ZADD', qkey(queue, 'scheduled'), run_at, id)
-      wake(queue)
     else -- succeeded, dead, cancelled
-      redis.call('HSET', j, 'state', kind, 'finished_at', num(now))
-      if ARGV[i + 3] ~= '' then redis.call('HSET', j, 'result', ARGV[i + 3])
-      else redis.call('HDEL', j, 'result') end
-      if ARGV[i + 4] ~= '' then redis.call('HSET', j, 'error', ARGV[i + 4])
-      else redis.call('HDEL', j, 'error') end
-      if kind == 'succeeded' then redis.call('HSET', j, 'progress', '1') end
-      redis.call('ZADD', qkey(queue, kind), num(now), id)
+      put(set, 'finished_at', NOW)
+      if ARGV[i + 3] ~= '' then put(set, 'result', ARGV[i + 3]) else unset[#unset + 1] = 'result' end
+      if error_json ~= '' then put(set, 'error', error_json) else unset[#unset + 1] = 'error' end
+      if kind == 'succeeded' then
+        progress = 1
+        put(set, 'progress', '1')
+      end
+      redis.call('ZADD', qkey(queue, kind), NOW, id)
     end
+    put(set, 'state', state)
+    redis.call('HSET', j, unpack(set))
+    redis.call('HDEL', j, unpack(unset))
+    local failed = ending[1] == 'failed' and listened()
+    event(ending[2], id, queue, state, v[9], v[10], v[11], attempt, progress,
+      failed and error_message(error_json) or nil, v[6])
     for k = 0, tonumber(ARGV[i + 7]) - 1 do follow_up(i + 8 + k * STRIDE) end
   end
 end
+publish_events()
 return rejected

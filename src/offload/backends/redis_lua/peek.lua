@@ -11,4 +11,4 @@ for q = 3, #ARGV do
     if next_at == nil or at < next_at then next_at = at end
   end
 end
-return {num(now), ready, next_at and num(next_at) or ''}
+return {NOW, ready, next_at and num(next_at) or ''}

@@ -1,5 +1,5 @@
 -- After a prune (prune_turns.lua has run): forget the queues left with no job at all,
--- with their wake-up list and turns, and delete marks past their lifetime.
+-- with their wake-up list and turns, and delete marks and workers past their lifetime.
 -- Returns how many queues were forgotten.
 local forgotten = 0
 for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
@@ -9,9 +9,10 @@ for _, queue in ipairs(redis.call('SMEMBERS', QUEUES)) do
   end
   if empty then
     redis.call('SREM', QUEUES, queue)
-    redis.call('DEL', qkey(queue, 'wake'), turnskey(queue))
+    redis.call('DEL', qkey(queue, 'wake'), turnskey(queue), qkey(queue, 'created'))
     forgotten = forgotten + 1
   end
 end
 expire_marks()
+expire_workers()
 return forgotten

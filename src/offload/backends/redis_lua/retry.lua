@@ -1,5 +1,6 @@
 -- Queue the dead or cancelled ids ARGV[3..] again, from attempt 0, unless another live job
--- now holds their unique key. Returns the records of all that exist.
+-- now holds their unique key. Returns the records of all that exist; each job queued again
+-- pushes ENQUEUED.
 local out = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
@@ -18,15 +19,20 @@ for i = 3, #ARGV do
       local hq = holder and holder ~= id and redis.call('HGET', DIR, holder)
       free = not (hq and holds_key(state_of(hq, holder)))
     end
-    if (state == 'dead' or state == 'cancelled') and free then
+    local requeued = (state == 'dead' or state == 'cancelled') and free
+    if requeued then
+      settle_history(queue, id) -- its last attempt, told by the fields this changes
       unindex(queue, id, state)
-      redis.call('HSET', j, 'state', 'queued', 'attempt', '0', 'crashes', '0', 'run_at', num(now))
+      redis.call('HSET', j, 'state', 'queued', 'attempt', '0', 'crashes', '0', 'run_at', NOW)
       redis.call('HDEL', j, 'finished_at', 'worker')
       if key then redis.call('HSET', UNIQUE, key, id) end
       make_ready(queue, id, v[3], now)
       wake(queue)
     end
-    out[#out + 1] = read(queue, id)
+    local rec = read(queue, id)
+    if requeued then event_of('enqueued', rec) end
+    out[#out + 1] = rec
   end
 end
+publish_events()
 return out

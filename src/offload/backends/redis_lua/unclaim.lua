@@ -11,13 +11,17 @@ for i = 1, #taken, 2 do
   if id ~= '!' then
     local queue = redis.call('HGET', DIR, id)
     local j = queue and jkey(queue, id)
-    local v = queue and redis.call('HMGET', j, 'state', 'delivery', 'priority', 'run_at', 'attempt')
+    local v = queue and redis.call('HMGET', j, 'state', 'delivery', 'priority', 'run_at', 'attempt',
+      'task', 'owner', 'batch', 'progress')
     if v and v[1] == 'running' and v[2] == delivery then
+      local attempt = math.max(finite(v[5], 1) - 1, 0)
       redis.call('ZREM', qkey(queue, 'running'), id)
-      redis.call('HSET', j, 'state', 'queued', 'attempt', tostring(math.max(finite(v[5], 1) - 1, 0)))
+      redis.call('HSET', j, 'state', 'queued', 'attempt', tostring(attempt))
       redis.call('HDEL', j, 'worker', 'lease_until', 'started_at')
       make_ready(queue, id, v[3], v[4])
       wake(queue)
+      -- subscribers saw it start: they see it back in its queue (it never ran: no attempt)
+      event('requeued', id, queue, 'queued', v[6], v[7], v[8], attempt, v[9], nil, nil)
       back = back + 1
     end
   end
@@ -25,4 +29,5 @@ end
 redis.call('DEL', token)
 redis.call('HSET', token, '!', '1')
 redis.call('PEXPIRE', token, CLAIM_NOTE_MS)
+publish_events()
 return back
