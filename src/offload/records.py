@@ -209,6 +209,13 @@ class EventKind(enum.StrEnum):
     QUEUE_RESUMED = "queue_resumed"
 
 
+#: What a worker needs to hear: a person stopped a job, or a queue's claims changed. Rare,
+#: so a store may send them always, where the full stream costs only while listened to.
+CONTROL_KINDS: frozenset[EventKind] = frozenset(
+    {EventKind.CANCELLED, EventKind.DELETED, EventKind.QUEUE_PAUSED, EventKind.QUEUE_RESUMED}
+)
+
+
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
     """One change, pushed by the store to every subscriber (best effort).
 

@@ -19,6 +19,7 @@ from offload.records import (
     BatchOpen,
     BatchRecord,
     ErrorInfo,
+    EventKind,
     JobEvent,
     JobRecord,
     MinuteCounts,
@@ -229,6 +230,16 @@ class CountsQuery(msgspec.Struct, frozen=True, kw_only=True):
     task: str | None = None
 
 
+class SubscribeParams(msgspec.Struct, frozen=True, kw_only=True):
+    #: Only these kinds (empty: every kind). A store may serve ``CONTROL_KINDS`` alone from a
+    #: cheaper stream (workers listen for those only).
+    kinds: frozenset[EventKind] = frozenset()
+
+
+#: Every event.
+ALL_EVENTS = SubscribeParams()
+
+
 class PublishParams(msgspec.Struct, frozen=True, kw_only=True):
     """Events no job transition carries (a queue paused or resumed), pushed as-is."""
 
@@ -366,8 +377,9 @@ class Backend(Protocol):
         """Forget the given jobs unless running (cancel those first); returns the ids gone."""
         ...
 
-    def subscribe(self) -> EventStream:
-        """Every store step's events, pushed by the engine (see ``EventStream``)."""
+    def subscribe(self, params: SubscribeParams = ALL_EVENTS) -> EventStream:
+        """Every store step's events of ``params.kinds``, pushed by the engine (see
+        ``EventStream``); a step with none of them yields nothing."""
         ...
 
     async def publish(self, params: PublishParams) -> None: ...

@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from offload.backends.filewatch import watch_file
-from offload.records import JobEvent
+from offload.records import EventKind, JobEvent
 
 if TYPE_CHECKING:
     from offload.backends.store import ThreadedBackend
@@ -30,8 +30,9 @@ POLL_S = 0.05
 class TailStream:
     """``EventStream`` over a blocking store's event log."""
 
-    def __init__(self, backend: ThreadedBackend) -> None:
+    def __init__(self, backend: ThreadedBackend, kinds: frozenset[EventKind] = frozenset()) -> None:
         self._backend = backend
+        self._kinds = kinds
         self._store = backend.store
         self._seq = 0
         self._changed = asyncio.Event()
@@ -74,10 +75,11 @@ class TailStream:
         while True:
             self._changed.clear()
             steps = await self._backend.run_blocking(self._store.read_events, self._seq, READ_LIMIT)
-            for seq, events in steps:
+            for seq, step in steps:
                 self._seq = seq
-                if events:
-                    yield events
+                wanted = [e for e in step if e.kind in self._kinds] if self._kinds else step
+                if wanted:
+                    yield wanted
             if len(steps) == READ_LIMIT:
                 continue
             if polling:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 
 from offload.backends.base import (
+    ALL_EVENTS,
     Capabilities,
     ClaimParams,
     CountParams,
@@ -37,6 +38,7 @@ from offload.backends.base import (
     QueueStats,
     ReapedJob,
     ReapParams,
+    SubscribeParams,
     WorkerBeatParams,
 )
 from offload.backends.redis_admin import (
@@ -142,8 +144,8 @@ class RedisBackend(AsyncRunner):
     async def delete(self, params: IdsParams) -> list[str]:
         return await self.run(plan_delete(params))
 
-    def subscribe(self) -> EventStream:
-        return RedisEventStream(self.config, self.keys.events)
+    def subscribe(self, params: SubscribeParams = ALL_EVENTS) -> EventStream:
+        return RedisEventStream(self.config, self.keys.events, params.kinds)
 
     async def publish(self, params: PublishParams) -> None:
         await self.run(plan_publish(self.keys, params))

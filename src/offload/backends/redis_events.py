@@ -24,7 +24,7 @@ from offload.backends.base import BackendError
 from offload.backends.event_wire import decode_events
 from offload.backends.redis_config import COMMAND_TIMEOUT_S, RedisConfig, async_client
 from offload.backends.redis_errors import detail, translate, unreachable
-from offload.records import JobEvent
+from offload.records import EventKind, JobEvent
 
 #: A subscription that heard nothing this long asks the server whether it is still there.
 PING_IDLE_S = 5.0
@@ -37,9 +37,12 @@ CLOSE_S = 2.0
 class RedisEventStream:
     """``EventStream`` over a pub/sub connection of its own (see the module's docstring)."""
 
-    def __init__(self, config: RedisConfig, channel: str) -> None:
+    def __init__(
+        self, config: RedisConfig, channel: str, kinds: frozenset[EventKind] = frozenset()
+    ) -> None:
         self._config = config
         self._channel = channel
+        self._kinds = kinds
         self._client: redis.asyncio.Redis | None = None
         self._conn: Any = None  # redis.asyncio.Connection, subscribed
 
@@ -97,6 +100,8 @@ class RedisEventStream:
             pinged = False
             if _kind(reply) == b"message":
                 events = decode_events(reply[2])
+                if self._kinds:
+                    events = [e for e in events if e.kind in self._kinds]
                 if events:
                     yield events
 

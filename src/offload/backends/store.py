@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
 from offload.backends.base import (
+    ALL_EVENTS,
     BatchQueryParams,
     Capabilities,
     ClaimParams,
@@ -42,6 +43,7 @@ from offload.backends.base import (
     QueueStats,
     ReapedJob,
     ReapParams,
+    SubscribeParams,
     SyncBackend,
     WaitParams,
     WorkerBeatParams,
@@ -202,8 +204,8 @@ class ThreadedBackend:
     async def delete(self, params: IdsParams) -> list[str]:
         return await self._run(self.store.delete, params)
 
-    def subscribe(self) -> EventStream:
-        return TailStream(self)
+    def subscribe(self, params: SubscribeParams = ALL_EVENTS) -> EventStream:
+        return TailStream(self, params.kinds)
 
     async def publish(self, params: PublishParams) -> None:
         await self._run(self.store.publish, params)

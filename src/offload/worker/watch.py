@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 
-from offload.backends.base import BackendError
+from offload.backends.base import BackendError, SubscribeParams
 from offload.ops import run_async
 from offload.pausing import paused_queues
-from offload.records import EventKind, JobEvent
+from offload.records import CONTROL_KINDS, EventKind, JobEvent
 from offload.worker.state import WorkerState
 
 log = logging.getLogger("offload.worker")
@@ -23,6 +23,8 @@ log = logging.getLogger("offload.worker")
 RESUBSCRIBE_MIN_S = 0.5
 RESUBSCRIBE_MAX_S = 10.0
 _ENDED = (EventKind.CANCELLED, EventKind.DELETED)
+#: All a worker listens for: rare, so a store can send them cheaply even under load.
+WORKER_EVENTS = SubscribeParams(kinds=CONTROL_KINDS)
 _QUEUE = (EventKind.QUEUE_PAUSED, EventKind.QUEUE_RESUMED)
 
 
@@ -35,7 +37,7 @@ class Watch(WorkerState):
         pause_s = RESUBSCRIBE_MIN_S
         while True:
             try:
-                async with self.app.backend.subscribe() as stream:
+                async with self.app.backend.subscribe(WORKER_EVENTS) as stream:
                     self._set_paused(await run_async(self.app.backend, paused_queues(self.queues)))
                     pause_s = RESUBSCRIBE_MIN_S
                     async for events in stream:
