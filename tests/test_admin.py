@@ -187,3 +187,20 @@ def test_per_minute_counts_sum_the_store_and_every_worker(app: Offload) -> None:
     assert (failed.enqueued, failed.started, failed.dead) == (1, 1, 1)
     with pytest.raises(InvalidQuery, match="a week"):
         app.admin.counts(since=0)
+
+
+def test_a_subscription_block_ends_its_store_subscription(app: Offload) -> None:
+    convert, _ = _tasks(app)
+    job = convert.enqueue("a")  # type: ignore[attr-defined]
+
+    async def scenario() -> list[bool]:
+        seen = []
+        async with asyncio.timeout(30):
+            async with app.admin.aio.subscribe(owner=None, queue="docs") as events:
+                async for event in events:
+                    seen.append(event.current and event.id == job.id)
+                    break  # a consumer that goes away early
+        await app.backend.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [True]

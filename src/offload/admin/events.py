@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from offload.admin.filters import job_filter
 from offload.admin.operations import batch, get
@@ -98,9 +98,25 @@ class Subscription:
         self.batch = batch
         self.queue = queue
         self._reconnect = reconnect
+        self._stream: AsyncGenerator[JobEvent, None] | None = None
 
     def __aiter__(self) -> AsyncIterator[JobEvent]:
-        return self._events()
+        if self._stream is None:
+            self._stream = self._events()
+        return self._stream
+
+    async def __aenter__(self) -> AsyncIterator[JobEvent]:
+        """``async with ... as events``: the store's subscription ends with the block, even
+        when the consumer stops early (a browser that went away)."""
+        return aiter(self)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+            self._stream = None
 
     def wants(self, event: JobEvent) -> bool:
         return (
@@ -110,7 +126,7 @@ class Subscription:
             and (self.queue is None or event.queue == self.queue)
         )
 
-    async def _events(self) -> AsyncIterator[JobEvent]:
+    async def _events(self) -> AsyncGenerator[JobEvent, None]:
         pause_s = RECONNECT_MIN_S
         while True:
             try:
