@@ -13,11 +13,20 @@ from typing import Any
 
 import msgspec
 
-from offload.records import ErrorInfo, JobRecord
+from offload.records import Attempt, ErrorInfo, JobRecord
 from offload.states import JobState
 
 _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_attempts = msgspec.json.Decoder(list[Attempt]).decode
+#: Where the attempt history is, when the store selects it (after every other column).
+_ATTEMPTS = 26
+
+
+def _attempts(row: tuple[Any, ...]) -> list[Attempt]:
+    if len(row) <= _ATTEMPTS or row[_ATTEMPTS] is None:
+        return []
+    return _decode_attempts(row[_ATTEMPTS])
 
 
 #: Columns by the type they must hold. SQLite keeps whatever was written (its columns are
@@ -81,6 +90,7 @@ def job_from_row(row: tuple[Any, ...]) -> JobRecord:
             batch=row[23],
             owner=row[24],
             meta={} if row[25] is None else _decode_meta(row[25]),
+            attempts=_attempts(row),
         )
     except Exception:  # the rare row that does not decode: salvage what does
         return _salvage(row)
@@ -96,6 +106,7 @@ def _salvage(row: tuple[Any, ...]) -> JobRecord:
     if error is None and row[18] is not None:
         error = ErrorInfo(type="UnreadableError", message=_text(row[18])[:2000])
     meta = _field(notes, "meta", lambda: {} if row[25] is None else _decode_meta(row[25]), {})
+    attempts = _field(notes, "attempts", lambda: _attempts(row), [])
     return JobRecord(
         id=str(row[0]),
         task=_text(row[1]),
@@ -123,6 +134,7 @@ def _salvage(row: tuple[Any, ...]) -> JobRecord:
         batch=None if row[23] is None else _text(row[23]),
         owner=None if row[24] is None else _text(row[24]),
         meta=meta,
+        attempts=attempts,
         unreadable="; ".join(notes) or None,  # None: it only needed a lenient reading
     )
 

@@ -1,0 +1,130 @@
+"""The SQLite writes that change jobs a worker or a person holds, each inside the
+caller's transaction: they end the jobs' attempts in SQL (``{push_attempt}``) and
+return the events the caller logs with them, in the order the step made them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from offload.backends.base import Outcome, OutcomeKind, ProgressUpdate, ReapedJob
+from offload.backends.event_wire import job_event
+from offload.backends.sqlite_events import ENDINGS, event_of_row, in_given_order, json_time
+from offload.backends.sqlite_schema import Q, _in
+from offload.backends.sqlite_turns import store_new
+from offload.backends.values import (
+    escape_text,
+    finite_progress,
+    storable_error,
+    storable_meta,
+)
+from offload.records import WORKER_LOST, AttemptOutcome, EventKind, JobEvent, JobRecord
+from offload.states import JobState
+
+_LOST = msgspec.json.encode(WORKER_LOST)
+#: Events whose message is the job's error.
+_FAILED = (EventKind.RETRYING, EventKind.DEAD)
+
+
+def finish_outcomes(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+) -> tuple[list[str], list[JobEvent]]:
+    """Apply each outcome whose lease still holds; returns (ids refused, events)."""
+    rejected = []
+    events: list[JobEvent] = []
+    ended_at = json_time(now)
+    for o in outcomes:
+        fence = (o.id, o.delivery)
+        error = None if o.error is None else storable_error(o.error)
+        ending, kind = ENDINGS[o.kind]
+        attempt = (ended_at, ending.value, None if error is None else error.decode())
+        if o.kind is OutcomeKind.SUCCEEDED:
+            args: tuple[Any, ...] = (o.result, now, *attempt, *fence)
+            row = conn.execute(Q["finish_succeeded"], args).fetchone()
+        elif o.kind is OutcomeKind.RETRY:
+            args = (now + o.retry_delay_s, error, *attempt, *fence)
+            row = conn.execute(Q["finish_retry"], args).fetchone()
+        elif o.kind is OutcomeKind.RELEASE:
+            row = conn.execute(Q["finish_release"], (*attempt, *fence)).fetchone()
+        elif o.kind is OutcomeKind.DEFER:
+            args = (now + o.retry_delay_s, *attempt, *fence)
+            row = conn.execute(Q["finish_defer"], args).fetchone()
+        else:
+            args = (o.kind.value, o.result, error, now, *attempt, *fence)
+            row = conn.execute(Q["finish_ended"], args).fetchone()
+        if row is None:
+            rejected.append(o.id)
+            continue
+        message = escape_text(o.error.message) if o.error and kind in _FAILED else None
+        events.append(event_of_row(kind, row, now, message))
+        if o.meta is not None:
+            conn.execute(Q["set_meta"], (storable_meta(o.meta) if o.meta else None, o.id))
+        if o.follow_ups:  # in this transaction, and only because the finish was taken
+            stored: list[JobRecord] = []
+            store_new(conn, o.follow_ups, now, skip_stored=True, stored=stored)
+            events += [job_event(EventKind.ENQUEUED, r, now) for r in stored]
+    return rejected, events
+
+
+def cancel_jobs(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[JobEvent]:
+    ending = (json_time(now), AttemptOutcome.CANCELLED.value, None)
+    rows = conn.execute(_in(Q["cancel"], ids), [now, *ending, *ids]).fetchall()
+    return [event_of_row(EventKind.CANCELLED, r, now) for r in in_given_order(rows, ids)]
+
+
+def retry_jobs(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[JobEvent]:
+    events = []
+    for job_id in ids:
+        with contextlib.suppress(sqlite3.IntegrityError):
+            # its unique key may be held by a newer live job: then it stays as it is
+            row = conn.execute(Q["retry"], (now, job_id)).fetchone()
+            if row is not None:
+                events.append(event_of_row(EventKind.ENQUEUED, row, now))
+    return events
+
+
+def report_progress(
+    conn: sqlite3.Connection, updates: Sequence[ProgressUpdate], now: float
+) -> list[JobEvent]:
+    events = []
+    for u in updates:  # one by one: only a lease still held makes an event
+        if not finite_progress(u.progress):
+            continue
+        message = None if u.message is None else escape_text(u.message)
+        row = conn.execute(Q["progress"], (u.progress, message, u.id, u.delivery)).fetchone()
+        if row is not None:
+            events.append(event_of_row(EventKind.PROGRESS, row, now))
+    return events
+
+
+def reap_expired(
+    conn: sqlite3.Connection, max_crashes: int, now: float
+) -> tuple[list[ReapedJob], list[JobEvent]]:
+    """Hand back (or bury) the jobs whose lease ran out: their worker is lost."""
+    ending = (json_time(now), AttemptOutcome.LOST.value, _LOST.decode())
+    args = (_LOST, max_crashes, max_crashes, now, *ending, now)
+    rows = conn.execute(Q["reap_expired"], args).fetchall()
+    reaped = [ReapedJob(id=r[0], state=JobState(r[2])) for r in rows]
+    events = [
+        event_of_row(
+            EventKind.DEAD if job.state is JobState.DEAD else EventKind.REQUEUED,
+            row,
+            now,
+            WORKER_LOST.message,
+        )
+        for job, row in zip(reaped, rows, strict=True)
+    ]
+    return reaped, events
+
+
+def delete_jobs(
+    conn: sqlite3.Connection, ids: Sequence[str], now: float
+) -> tuple[list[str], list[JobEvent]]:
+    """Forget the jobs not running; returns (their ids in the given order, events)."""
+    rows = in_given_order(conn.execute(_in(Q["delete"], ids), ids).fetchall(), ids)
+    return [r[0] for r in rows], [event_of_row(EventKind.DELETED, r, now) for r in rows]
