@@ -12,8 +12,12 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import pytest
+
+from offload.backends import sqlite_reads
 from offload.backends.base import (
     ClaimParams,
+    CountParams,
     EnqueueParams,
     EventStream,
     FinishParams,
@@ -124,7 +128,9 @@ def test_a_subscriber_gets_the_steps_of_another_process(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_prune_drops_old_events_yet_numbers_are_never_reused(tmp_path: Path) -> None:
+def test_prune_drops_old_events_but_the_newest_so_numbers_are_never_reused(
+    tmp_path: Path,
+) -> None:
     clock = Clock()
     store = SqliteStore(str(tmp_path / "offload.db"), clock=clock.time)
     try:
@@ -134,13 +140,13 @@ def test_prune_drops_old_events_yet_numbers_are_never_reused(tmp_path: Path) -> 
         assert seen == 5
         clock.now += EVENT_RETENTION_S + 1
         store.prune(PruneParams(finished_before=0))
-        assert store.read_events(0, 100) == []  # the log is empty now
+        assert [s for s, _ in store.read_events(0, 100)] == [seen]
         fresh = _job()
         store.enqueue(EnqueueParams(jobs=[fresh]))
         ((seq, (event,)),) = store.read_events(seen, 100)
         assert seq > seen and event.id == fresh.id
         clock.now += 1
-        store.prune(PruneParams(finished_before=0))  # young events stay
+        store.prune(PruneParams(finished_before=0))  # the old one goes, the young one stays
         assert [s for s, _ in store.read_events(0, 100)] == [seq]
     finally:
         store.close()
@@ -270,5 +276,61 @@ def test_the_created_range_is_served_by_its_index(tmp_path: Path) -> None:
         ).fetchall()
         conn.close()
         assert "offload_jobs_created" in " ".join(str(step[-1]) for step in plan)
+    finally:
+        store.close()
+
+
+def test_a_created_range_pages_alike_from_its_index_or_in_id_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_reads, "SORT_MAX", 3)  # ranges of more than 3 go in id order
+    clock = Clock()
+    store = SqliteStore(str(tmp_path / "offload.db"), clock=clock.time)
+    try:
+        ids = []
+        for _ in range(10):
+            ids += [j.id for j in store.enqueue(EnqueueParams(jobs=[_job()]))]
+            clock.now += 1
+        for low, high in ((2, 4), (1, 8), (0, 10)):  # 2 jobs: the index; 7 and 10: id order
+            window = JobFilter(created_after=START + low, created_before=START + high)
+            got, cursor = [], None
+            while True:
+                page = store.query(QueryParams(filter=window, limit=2, cursor=cursor))
+                got += [j.id for j in page.jobs]
+                if (cursor := page.next_cursor) is None:
+                    break
+            assert got == sorted(ids[low:high], reverse=True)
+            assert store.count(CountParams(filter=window)) == high - low
+    finally:
+        store.close()
+
+
+def test_a_first_attempt_success_stores_no_history_yet_reads_one(tmp_path: Path) -> None:
+    path = tmp_path / "offload.db"
+    store = SqliteStore(str(path))
+    try:
+        first, second = (
+            _job(),
+            NewJob(id=new_id(), task="t", queue="q", payload=b"[]", max_attempts=2),
+        )
+        store.enqueue(EnqueueParams(jobs=[first, second]))
+        claimed = store.claim(ClaimParams(queues=["q"], limit=2, worker="w", lease_s=30))
+        kinds = {first.id: OutcomeKind.SUCCEEDED, second.id: OutcomeKind.RETRY}
+        outcomes = [Outcome(id=j.id, delivery=j.delivery, kind=kinds[j.id]) for j in claimed]
+        store.finish(FinishParams(outcomes=outcomes))
+        (again,) = store.claim(ClaimParams(queues=["q"], limit=1, worker="w2", lease_s=30))
+        done = Outcome(id=again.id, delivery=again.delivery, kind=OutcomeKind.SUCCEEDED)
+        store.finish(FinishParams(outcomes=[done]))
+        conn = sqlite3.connect(path, isolation_level=None)
+        stored = dict(conn.execute("SELECT id, attempts FROM offload_jobs").fetchall())
+        conn.close()
+        assert stored[first.id] is None and stored[second.id] is not None
+        one, two = store.get(IdsParams(ids=[first.id, second.id]))
+        assert [(a.number, a.worker, a.outcome) for a in one.attempts] == [
+            (1, "w", AttemptOutcome.SUCCEEDED)]  # fmt: skip
+        assert (one.attempts[0].started_at, one.attempts[0].ended_at) == (
+            one.started_at, one.finished_at)  # fmt: skip
+        assert [(a.number, a.worker, a.outcome) for a in two.attempts] == [
+            (1, "w", AttemptOutcome.FAILED), (2, "w2", AttemptOutcome.SUCCEEDED)]  # fmt: skip
     finally:
         store.close()

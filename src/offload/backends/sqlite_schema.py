@@ -18,8 +18,6 @@ COLUMNS = (
 )
 #: What a job's event carries, in the order ``sqlite_events.event_of_row`` reads.
 EVENT_COLUMNS = "id, queue, state, task, owner, batch, attempt, progress, progress_message, worker"
-#: The same after a step that cleared ``worker``: the worker of the attempt it just ended.
-EVENT_RAN_COLUMNS = EVENT_COLUMNS.replace("worker", "json_extract(attempts, '$[#-1].worker')")
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -37,7 +35,6 @@ def _load() -> dict[str, str]:
     fragments = {
         "{cols}": COLUMNS,
         "{event}": EVENT_COLUMNS,
-        "{event_ran}": EVENT_RAN_COLUMNS,
         "{push_attempt}": push,
     }
     for name in queries:

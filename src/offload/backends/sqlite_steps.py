@@ -36,7 +36,8 @@ def finish_outcomes(
 ) -> tuple[list[str], list[JobEvent]]:
     """Apply each outcome whose lease still holds; returns (ids refused, events)."""
     rejected = []
-    events: list[JobEvent] = []
+    #: per outcome taken: its job's id, its event's kind and message, its follow-ups stored
+    taken: list[tuple[str, EventKind, str | None, list[JobRecord]]] = []
     ended_at = json_time(now)
     for o in outcomes:
         fence = (o.id, o.delivery)
@@ -44,31 +45,48 @@ def finish_outcomes(
         ending, kind = ENDINGS[o.kind]
         attempt = (ended_at, ending.value, None if error is None else error.decode())
         if o.kind is OutcomeKind.SUCCEEDED:
-            args: tuple[Any, ...] = (o.result, now, *attempt, *fence)
-            row = conn.execute(Q["finish_succeeded"], args).fetchone()
+            args: tuple[Any, ...] = (o.result, now, attempt[2], *attempt, *fence)
+            cursor = conn.execute(Q["finish_succeeded"], args)
         elif o.kind is OutcomeKind.RETRY:
             args = (now + o.retry_delay_s, error, *attempt, *fence)
-            row = conn.execute(Q["finish_retry"], args).fetchone()
+            cursor = conn.execute(Q["finish_retry"], args)
         elif o.kind is OutcomeKind.RELEASE:
-            row = conn.execute(Q["finish_release"], (*attempt, *fence)).fetchone()
+            cursor = conn.execute(Q["finish_release"], (*attempt, *fence))
         elif o.kind is OutcomeKind.DEFER:
             args = (now + o.retry_delay_s, *attempt, *fence)
-            row = conn.execute(Q["finish_defer"], args).fetchone()
+            cursor = conn.execute(Q["finish_defer"], args)
         else:
             args = (o.kind.value, o.result, error, now, *attempt, *fence)
-            row = conn.execute(Q["finish_ended"], args).fetchone()
-        if row is None:
+            cursor = conn.execute(Q["finish_ended"], args)
+        if not cursor.rowcount:
             rejected.append(o.id)
             continue
         message = escape_text(o.error.message) if o.error and kind in _FAILED else None
-        events.append(event_of_row(kind, row, now, message))
+        stored: list[JobRecord] = []
         if o.meta is not None:
             conn.execute(Q["set_meta"], (storable_meta(o.meta) if o.meta else None, o.id))
         if o.follow_ups:  # in this transaction, and only because the finish was taken
-            stored: list[JobRecord] = []
             store_new(conn, o.follow_ups, now, skip_stored=True, stored=stored)
-            events += [job_event(EventKind.ENQUEUED, r, now) for r in stored]
-    return rejected, events
+        taken.append((o.id, kind, message, stored))
+    return rejected, _finished_events(conn, taken, now)
+
+
+def _finished_events(
+    conn: sqlite3.Connection,
+    taken: list[tuple[str, EventKind, str | None, list[JobRecord]]],
+    now: float,
+) -> list[JobEvent]:
+    """Each taken outcome's event, then its follow-ups' (a job is taken once per finish:
+    its lease is gone after)."""
+    if not taken:
+        return []
+    ids = [job_id for job_id, _, _, _ in taken]
+    rows = {r[0]: r for r in conn.execute(_in(Q["finished_events"], ids), ids)}
+    events: list[JobEvent] = []
+    for job_id, kind, message, stored in taken:
+        events.append(event_of_row(kind, rows[job_id], now, message))
+        events += [job_event(EventKind.ENQUEUED, r, now) for r in stored]
+    return events
 
 
 def cancel_jobs(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[JobEvent]:

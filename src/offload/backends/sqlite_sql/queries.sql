@@ -75,6 +75,12 @@ WHERE state IN ('queued', 'scheduled') AND run_at <= ? GROUP BY queue
 -- name: stats_recent
 SELECT queue, count(*) FROM offload_jobs WHERE finished_at >= ? GROUP BY queue
 
+-- name: created_range
+SELECT count(*) FROM (
+    SELECT 1 FROM offload_jobs INDEXED BY offload_jobs_created
+    WHERE created_at >= ? AND created_at < ? LIMIT ?
+)
+
 -- name: delete
 DELETE FROM offload_jobs WHERE id IN ({marks}) AND state <> 'running'
 RETURNING {event}
@@ -103,29 +109,28 @@ UPDATE offload_jobs SET lease_until = ? + CASE WHEN typeof(lease_s) IN ('integer
 WHERE id = ? AND delivery = ? AND state = 'running'
 
 -- name: finish_succeeded
+-- A success with no history before it (and no error noted) writes none: its attempt is the
+-- row's own attempt, worker, started_at and finished_at (rows.py), and rows stay their size.
+-- The error parameter comes twice: once for that test, once for the attempt.
 UPDATE offload_jobs SET state = 'succeeded', result = ?, error = NULL, finished_at = ?,
-    lease_until = NULL, progress = 1.0, attempts = {push_attempt}
+    lease_until = NULL, progress = 1.0,
+    attempts = CASE WHEN attempts IS NULL AND ? IS NULL THEN NULL ELSE {push_attempt} END
 WHERE id = ? AND delivery = ? AND state = 'running'
-RETURNING {event}
 
 -- name: finish_retry
 UPDATE offload_jobs SET state = 'scheduled', run_at = ?, error = ?, lease_until = NULL,
     attempts = {push_attempt}
 WHERE id = ? AND delivery = ? AND state = 'running'
-RETURNING {event}
 
 -- name: finish_release
--- RETURNING sees the row after the SET: the worker that ran it is the new attempt's
 UPDATE offload_jobs SET state = 'queued', attempt = attempt - 1, worker = NULL,
     lease_until = NULL, attempts = {push_attempt}
 WHERE id = ? AND delivery = ? AND state = 'running'
-RETURNING {event_ran}
 
 -- name: finish_defer
 UPDATE offload_jobs SET state = 'scheduled', run_at = ?, attempt = attempt - 1, worker = NULL,
     lease_until = NULL, attempts = {push_attempt}
 WHERE id = ? AND delivery = ? AND state = 'running'
-RETURNING {event_ran}
 
 -- name: set_meta
 UPDATE offload_jobs SET meta = ? WHERE id = ?
@@ -134,7 +139,14 @@ UPDATE offload_jobs SET meta = ? WHERE id = ?
 UPDATE offload_jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_until = NULL,
     attempts = {push_attempt}
 WHERE id = ? AND delivery = ? AND state = 'running'
-RETURNING {event}
+
+-- name: finished_events
+-- the events of the jobs a finish took, read once for the whole finish (a RETURNING on
+-- each outcome's UPDATE costs as much as the UPDATE); release and defer cleared the
+-- worker, so it is the one of the attempt just ended
+SELECT id, queue, state, task, owner, batch, attempt, progress, progress_message,
+    coalesce(worker, json_extract(attempts, '$[#-1].worker'))
+FROM offload_jobs WHERE id IN ({marks})
 
 -- name: progress
 UPDATE offload_jobs SET progress = ?, progress_message = ?
@@ -201,9 +213,11 @@ SELECT seq, body FROM offload_events WHERE seq > ? ORDER BY seq LIMIT ?
 
 -- name: prune_events
 -- one bounded step over the oldest numbers (a range of the primary key, never a scan of
--- the whole log); the log is in time order but for clocks that differ between processes
+-- the whole log; it is in time order but for clocks that differ between processes); the
+-- newest row stays, so the next step's number is never one a subscriber has seen
 DELETE FROM offload_events
 WHERE seq < (SELECT min(seq) FROM offload_events) + ? AND at < ?
+    AND seq < (SELECT max(seq) FROM offload_events)
 
 -- name: beat_worker
 INSERT INTO offload_workers (id, info, expires_at) VALUES (?, ?, ?)

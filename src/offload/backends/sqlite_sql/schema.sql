@@ -61,9 +61,10 @@ CREATE TABLE offload_turns (
 ) WITHOUT ROWID;
 
 -- Every step's events (a JSON array each), tailed by live subscribers; prune drops old ones.
--- AUTOINCREMENT: a number is never reused, even once prune has emptied the log.
+-- prune keeps the newest row, so a number is never reused (no AUTOINCREMENT: its counter
+-- is one more page to write in every step).
 CREATE TABLE offload_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     at REAL NOT NULL,
     body BLOB NOT NULL
 );

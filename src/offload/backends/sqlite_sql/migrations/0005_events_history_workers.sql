@@ -3,10 +3,11 @@
 ALTER TABLE offload_jobs ADD COLUMN attempts TEXT;
 CREATE INDEX offload_jobs_created ON offload_jobs (created_at);
 
--- AUTOINCREMENT: a sequence number is never reused, even once prune has emptied the log,
--- so a subscriber's last number stays behind every later step's.
+-- prune keeps the newest row, so a number is never reused and a subscriber's last number
+-- stays behind every later step's (no AUTOINCREMENT: its counter is one more page to write
+-- in every step).
 CREATE TABLE offload_events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     at REAL NOT NULL,
     body BLOB NOT NULL
 );
