@@ -6,7 +6,7 @@ notice new work through the WAL file, which every commit writes: an inotify watc
 on Linux (``filewatch``), elsewhere a cheap ``stat`` polled with a backoff capped
 at 50 ms. This process's own steps wake its workers and subscribers at once. Each
 step logs its events and ends its jobs' attempts in its own transaction
-(``sqlite_events``).
+(``sqlite_steps``, ``sqlite_events``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from offload.backends import sqlite_steps as steps
 from offload.backends.base import (
@@ -43,7 +43,6 @@ from offload.backends.base import (
     ReapParams,
     WorkerBeatParams,
 )
-from offload.backends.event_wire import job_event
 from offload.backends.filewatch import CAN_WATCH_FILES
 from offload.backends.rows import job_from_row
 from offload.backends.sqlite_connect import Connections, translated
@@ -64,15 +63,15 @@ from offload.backends.sqlite_schema import (
     migrations,
     parse_sqlite_url,
 )
-from offload.backends.sqlite_turns import store_new
 from offload.backends.store import Notifier, ThreadedBackend
 from offload.backends.values import (
     check_new_jobs,
     check_outcomes,
     check_span,
 )
-from offload.records import EventKind, JobEvent, JobRecord, WorkerInfo
+from offload.records import JobEvent, JobRecord, WorkerInfo
 
+T = TypeVar("T")
 #: Rows one prune step deletes in its own transaction.
 PRUNE_STEP = 1000
 
@@ -122,13 +121,18 @@ class SqliteStore:
     @translated
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         check_new_jobs(params.jobs)
-        stored: list[JobRecord] = []
+        return self._step(steps.enqueue_jobs, params.jobs)
+
+    def _step(self, step: Callable[..., tuple[T, Sequence[JobEvent]]], *args: Any) -> T:
+        """``step(conn, *args, now)`` in one write transaction that logs the events it
+        returns; then this process's workers and subscribers are woken if there were any."""
         with self._write() as conn:
             now = self._clock()
-            out = store_new(conn, params.jobs, now, stored=stored)
-            log_events(conn, [job_event(EventKind.ENQUEUED, r, now) for r in stored], now)
-        self._notifier.notify()
-        return out
+            result, events = step(conn, *args, now)
+            logged = log_events(conn, events, now)
+        if logged:
+            self._notifier.notify()
+        return result
 
     @translated
     def get(self, params: IdsParams) -> list[JobRecord]:
@@ -147,19 +151,12 @@ class SqliteStore:
     def cancel(self, params: IdsParams) -> list[JobRecord]:
         ids = list(params.ids)
         if ids:
-            with self._write() as conn:
-                now = self._clock()
-                logged = log_events(conn, steps.cancel_jobs(conn, ids, now), now)
-            if logged:
-                self._notifier.notify()
+            self._step(steps.cancel_jobs, ids)
         return self.get(params)
 
     @translated
     def retry(self, params: IdsParams) -> list[JobRecord]:
-        with self._write() as conn:
-            now = self._clock()
-            log_events(conn, steps.retry_jobs(conn, params.ids, now), now)
-        self._notifier.notify()
+        self._step(steps.retry_jobs, params.ids)
         return self.get(params)
 
     @translated
@@ -185,20 +182,11 @@ class SqliteStore:
         ids = list(dict.fromkeys(params.ids))
         if not ids:
             return []
-        with self._write() as conn:
-            now = self._clock()
-            gone, events = steps.delete_jobs(conn, ids, now)
-            logged = log_events(conn, events, now)
-        if logged:
-            self._notifier.notify()
-        return gone
+        return self._step(steps.delete_jobs, ids)
 
     @translated
     def publish(self, params: PublishParams) -> None:
-        with self._write() as conn:
-            logged = log_events(conn, list(params.events), self._clock())
-        if logged:
-            self._notifier.notify()
+        self._step(lambda conn, now: (None, params.events))
 
     @translated
     def beat_worker(self, params: WorkerBeatParams) -> None:
@@ -223,18 +211,7 @@ class SqliteStore:
         probe = self._conn().execute(_in(Q["any_ready"], queues), [*queues, self._clock()])
         if not probe.fetchall():  # fetchall ends the statement, so no read snapshot lingers
             return []
-        with self._write() as conn:
-            now = self._clock()
-            rows = conn.execute(
-                _in(Q["claim"], queues),
-                [params.worker, now, now, params.lease_s, *queues, now, params.limit],
-            ).fetchall()
-            jobs = [job_from_row(r) for r in rows]
-            jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
-            logged = log_events(conn, [job_event(EventKind.STARTED, j, now) for j in jobs], now)
-        if logged:
-            self._notifier.notify()
-        return jobs
+        return self._step(steps.claim_jobs, params)
 
     @translated
     def heartbeat(self, params: HeartbeatParams) -> HeartbeatResult:
@@ -252,20 +229,11 @@ class SqliteStore:
     @translated
     def finish(self, params: FinishParams) -> FinishResult:
         check_outcomes(params.outcomes)
-        with self._write() as conn:
-            now = self._clock()
-            rejected, events = steps.finish_outcomes(conn, params.outcomes, now)
-            log_events(conn, events, now)
-        self._notifier.notify()
-        return FinishResult(rejected=rejected)
+        return FinishResult(rejected=self._step(steps.finish_outcomes, params.outcomes))
 
     @translated
     def report_progress(self, params: ProgressParams) -> None:
-        with self._write() as conn:
-            now = self._clock()
-            logged = log_events(conn, steps.report_progress(conn, params.updates, now), now)
-        if logged:
-            self._notifier.notify()
+        self._step(steps.report_progress, params.updates)
 
     # -- maintenance -------------------------------------------------------
     @translated
@@ -275,13 +243,7 @@ class SqliteStore:
 
     @translated
     def reap_expired(self, params: ReapParams) -> list[ReapedJob]:
-        with self._write() as conn:
-            now = self._clock()
-            reaped, events = steps.reap_expired(conn, params.max_crashes, now)
-            log_events(conn, events, now)
-        if reaped:
-            self._notifier.notify()
-        return reaped
+        return self._step(steps.reap_expired, params.max_crashes)
 
     @translated
     def prune(self, params: PruneParams) -> int:

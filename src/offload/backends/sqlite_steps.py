@@ -1,6 +1,6 @@
-"""The SQLite writes that change jobs a worker or a person holds, each inside the
-caller's transaction: they end the jobs' attempts in SQL (``{push_attempt}``) and
-return the events the caller logs with them, in the order the step made them.
+"""The SQLite steps that change jobs, each inside the caller's write transaction: they
+end the jobs' attempts in SQL (``{push_attempt}``) and return (what the call returns,
+the events the caller logs with the step, in the order the step made them).
 """
 
 from __future__ import annotations
@@ -12,8 +12,15 @@ from typing import Any
 
 import msgspec
 
-from offload.backends.base import Outcome, OutcomeKind, ProgressUpdate, ReapedJob
+from offload.backends.base import (
+    ClaimParams,
+    Outcome,
+    OutcomeKind,
+    ProgressUpdate,
+    ReapedJob,
+)
 from offload.backends.event_wire import job_event
+from offload.backends.rows import job_from_row
 from offload.backends.sqlite_events import ENDINGS, event_of_row, in_given_order, json_time
 from offload.backends.sqlite_schema import Q, _in
 from offload.backends.sqlite_turns import store_new
@@ -23,12 +30,34 @@ from offload.backends.values import (
     storable_error,
     storable_meta,
 )
-from offload.records import WORKER_LOST, AttemptOutcome, EventKind, JobEvent, JobRecord
+from offload.records import WORKER_LOST, AttemptOutcome, EventKind, JobEvent, JobRecord, NewJob
 from offload.states import JobState
 
 _LOST = msgspec.json.encode(WORKER_LOST)
 #: Events whose message is the job's error.
 _FAILED = (EventKind.RETRYING, EventKind.DEAD)
+
+
+def enqueue_jobs(
+    conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float
+) -> tuple[list[JobRecord], list[JobEvent]]:
+    """Store new jobs; a job whose unique key is held returns the holder, and no event."""
+    stored: list[JobRecord] = []
+    out = store_new(conn, jobs, now, stored=stored)
+    return out, [job_event(EventKind.ENQUEUED, r, now) for r in stored]
+
+
+def claim_jobs(
+    conn: sqlite3.Connection, params: ClaimParams, now: float
+) -> tuple[list[JobRecord], list[JobEvent]]:
+    queues = list(params.queues)
+    rows = conn.execute(
+        _in(Q["claim"], queues),
+        [params.worker, now, now, params.lease_s, *queues, now, params.limit],
+    ).fetchall()
+    jobs = [job_from_row(r) for r in rows]
+    jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+    return jobs, [job_event(EventKind.STARTED, j, now) for j in jobs]
 
 
 def finish_outcomes(
@@ -89,13 +118,17 @@ def _finished_events(
     return events
 
 
-def cancel_jobs(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[JobEvent]:
+def cancel_jobs(
+    conn: sqlite3.Connection, ids: Sequence[str], now: float
+) -> tuple[None, list[JobEvent]]:
     ending = (json_time(now), AttemptOutcome.CANCELLED.value, None)
     rows = conn.execute(_in(Q["cancel"], ids), [now, *ending, *ids]).fetchall()
-    return [event_of_row(EventKind.CANCELLED, r, now) for r in in_given_order(rows, ids)]
+    return None, [event_of_row(EventKind.CANCELLED, r, now) for r in in_given_order(rows, ids)]
 
 
-def retry_jobs(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[JobEvent]:
+def retry_jobs(
+    conn: sqlite3.Connection, ids: Sequence[str], now: float
+) -> tuple[None, list[JobEvent]]:
     events = []
     for job_id in ids:
         with contextlib.suppress(sqlite3.IntegrityError):
@@ -103,12 +136,12 @@ def retry_jobs(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list
             row = conn.execute(Q["retry"], (now, job_id)).fetchone()
             if row is not None:
                 events.append(event_of_row(EventKind.ENQUEUED, row, now))
-    return events
+    return None, events
 
 
 def report_progress(
     conn: sqlite3.Connection, updates: Sequence[ProgressUpdate], now: float
-) -> list[JobEvent]:
+) -> tuple[None, list[JobEvent]]:
     events = []
     for u in updates:  # one by one: only a lease still held makes an event
         if not finite_progress(u.progress):
@@ -117,7 +150,7 @@ def report_progress(
         row = conn.execute(Q["progress"], (u.progress, message, u.id, u.delivery)).fetchone()
         if row is not None:
             events.append(event_of_row(EventKind.PROGRESS, row, now))
-    return events
+    return None, events
 
 
 def reap_expired(
