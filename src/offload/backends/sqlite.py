@@ -47,6 +47,7 @@ from offload.backends.filewatch import CAN_WATCH_FILES
 from offload.backends.rows import job_from_row
 from offload.backends.sqlite_connect import Connections, translated
 from offload.backends.sqlite_events import (
+    HeldJobs,
     beat_worker,
     last_event_seq,
     live_workers,
@@ -96,6 +97,7 @@ class SqliteStore:
         self._conn = self._db.get
         self._write = self._db.write
         self._notifier = Notifier()
+        self._held = HeldJobs()
         self._wal_path = path + "-wal"
         try:
             apply_schema(self._conn())
@@ -211,7 +213,9 @@ class SqliteStore:
         probe = self._conn().execute(_in(Q["any_ready"], queues), [*queues, self._clock()])
         if not probe.fetchall():  # fetchall ends the statement, so no read snapshot lingers
             return []
-        return self._step(steps.claim_jobs, params)
+        jobs = self._step(steps.claim_jobs, params)
+        self._held.claimed(jobs)  # once committed
+        return jobs
 
     @translated
     def heartbeat(self, params: HeartbeatParams) -> HeartbeatResult:
@@ -229,11 +233,13 @@ class SqliteStore:
     @translated
     def finish(self, params: FinishParams) -> FinishResult:
         check_outcomes(params.outcomes)
-        return FinishResult(rejected=self._step(steps.finish_outcomes, params.outcomes))
+        rejected = self._step(steps.finish_outcomes, params.outcomes, self._held)
+        return FinishResult(rejected=rejected)
 
     @translated
     def report_progress(self, params: ProgressParams) -> None:
-        self._step(steps.report_progress, params.updates)
+        for u in self._step(steps.report_progress, params.updates):
+            self._held.progressed(u.id, u.delivery, u.progress)
 
     # -- maintenance -------------------------------------------------------
     @translated

@@ -19,9 +19,15 @@ from offload.backends.base import (
     ProgressUpdate,
     ReapedJob,
 )
-from offload.backends.event_wire import job_event
 from offload.backends.rows import job_from_row
-from offload.backends.sqlite_events import ENDINGS, event_of_row, in_given_order, json_time
+from offload.backends.sqlite_events import (
+    ENDINGS,
+    HeldJobs,
+    event_of_row,
+    in_given_order,
+    json_time,
+    record_event,
+)
 from offload.backends.sqlite_schema import Q, _in
 from offload.backends.sqlite_turns import store_new
 from offload.backends.values import (
@@ -44,7 +50,7 @@ def enqueue_jobs(
     """Store new jobs; a job whose unique key is held returns the holder, and no event."""
     stored: list[JobRecord] = []
     out = store_new(conn, jobs, now, stored=stored)
-    return out, [job_event(EventKind.ENQUEUED, r, now) for r in stored]
+    return out, [record_event(EventKind.ENQUEUED, r, now) for r in stored]
 
 
 def claim_jobs(
@@ -57,21 +63,22 @@ def claim_jobs(
     ).fetchall()
     jobs = [job_from_row(r) for r in rows]
     jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
-    return jobs, [job_event(EventKind.STARTED, j, now) for j in jobs]
+    return jobs, [record_event(EventKind.STARTED, j, now) for j in jobs]
 
 
 def finish_outcomes(
-    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], held: HeldJobs, now: float
 ) -> tuple[list[str], list[JobEvent]]:
     """Apply each outcome whose lease still holds; returns (ids refused, events)."""
     rejected = []
-    #: per outcome taken: its job's id, its event's kind and message, its follow-ups stored
-    taken: list[tuple[str, EventKind, str | None, list[JobRecord]]] = []
+    #: per outcome taken: its event if known here, else (its job's id, its event's kind and
+    #: message) to read; then its follow-ups stored
+    taken: list[tuple[JobEvent | tuple[str, EventKind, str | None], list[JobRecord]]] = []
     ended_at = json_time(now)
     for o in outcomes:
         fence = (o.id, o.delivery)
         error = None if o.error is None else storable_error(o.error)
-        ending, kind = ENDINGS[o.kind]
+        ending, kind, _ = ENDINGS[o.kind]
         attempt = (ended_at, ending.value, None if error is None else error.decode())
         if o.kind is OutcomeKind.SUCCEEDED:
             args: tuple[Any, ...] = (o.result, now, attempt[2], *attempt, *fence)
@@ -88,6 +95,7 @@ def finish_outcomes(
             args = (o.kind.value, o.result, error, now, *attempt, *fence)
             cursor = conn.execute(Q["finish_ended"], args)
         if not cursor.rowcount:
+            held.forget(o.id)
             rejected.append(o.id)
             continue
         message = escape_text(o.error.message) if o.error and kind in _FAILED else None
@@ -96,25 +104,27 @@ def finish_outcomes(
             conn.execute(Q["set_meta"], (storable_meta(o.meta) if o.meta else None, o.id))
         if o.follow_ups:  # in this transaction, and only because the finish was taken
             store_new(conn, o.follow_ups, now, skip_stored=True, stored=stored)
-        taken.append((o.id, kind, message, stored))
+        taken.append((held.finished(o, now, message) or (o.id, kind, message), stored))
     return rejected, _finished_events(conn, taken, now)
 
 
 def _finished_events(
     conn: sqlite3.Connection,
-    taken: list[tuple[str, EventKind, str | None, list[JobRecord]]],
+    taken: list[tuple[JobEvent | tuple[str, EventKind, str | None], list[JobRecord]]],
     now: float,
 ) -> list[JobEvent]:
     """Each taken outcome's event, then its follow-ups' (a job is taken once per finish:
-    its lease is gone after)."""
-    if not taken:
-        return []
-    ids = [job_id for job_id, _, _, _ in taken]
-    rows = {r[0]: r for r in conn.execute(_in(Q["finished_events"], ids), ids)}
+    its lease is gone after); those not known here are read from their rows."""
+    ids = [event[0] for event, _ in taken if isinstance(event, tuple)]
+    rows = {r[0]: r for r in conn.execute(_in(Q["finished_events"], ids), ids)} if ids else {}
     events: list[JobEvent] = []
-    for job_id, kind, message, stored in taken:
-        events.append(event_of_row(kind, rows[job_id], now, message))
-        events += [job_event(EventKind.ENQUEUED, r, now) for r in stored]
+    for known, stored in taken:
+        if isinstance(known, tuple):
+            job_id, kind, message = known
+            events.append(event_of_row(kind, rows[job_id], now, message))
+        else:
+            events.append(known)
+        events += [record_event(EventKind.ENQUEUED, r, now) for r in stored]
     return events
 
 
@@ -141,7 +151,9 @@ def retry_jobs(
 
 def report_progress(
     conn: sqlite3.Connection, updates: Sequence[ProgressUpdate], now: float
-) -> tuple[None, list[JobEvent]]:
+) -> tuple[list[ProgressUpdate], list[JobEvent]]:
+    """Store each update whose lease still holds; returns (those updates, events)."""
+    applied = []
     events = []
     for u in updates:  # one by one: only a lease still held makes an event
         if not finite_progress(u.progress):
@@ -149,8 +161,9 @@ def report_progress(
         message = None if u.message is None else escape_text(u.message)
         row = conn.execute(Q["progress"], (u.progress, message, u.id, u.delivery)).fetchone()
         if row is not None:
+            applied.append(u)
             events.append(event_of_row(EventKind.PROGRESS, row, now))
-    return None, events
+    return applied, events
 
 
 def reap_expired(
