@@ -12,6 +12,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from offload.backends import sqlite_reads
@@ -25,6 +26,8 @@ from offload.backends.base import (
     JobFilter,
     Outcome,
     OutcomeKind,
+    ProgressParams,
+    ProgressUpdate,
     PruneParams,
     PublishParams,
     QueryParams,
@@ -34,7 +37,7 @@ from offload.backends.event_wire import EVENT_RETENTION_S
 from offload.backends.sqlite import SqliteStore, migrations, sqlite_backend
 from offload.backends.sqlite_schema import _statements
 from offload.ids import IdGenerator
-from offload.records import AttemptOutcome, EventKind, JobEvent, NewJob, WorkerInfo
+from offload.records import AttemptOutcome, ErrorInfo, EventKind, JobEvent, NewJob, WorkerInfo
 from offload.states import JobState
 
 #: Guards against a hung child or a subscriber never woken; never a timing assertion.
@@ -42,6 +45,7 @@ WAIT_S = 30.0
 START = 1_700_000_000.0
 
 new_id = IdGenerator()
+BOOM = ErrorInfo(type="ValueError", message="boom")
 
 #: argv: database path, job id. Enqueues, waits for a line on stdin, then runs the job.
 CHILD = """
@@ -334,3 +338,32 @@ def test_a_first_attempt_success_stores_no_history_yet_reads_one(tmp_path: Path)
             (1, "w", AttemptOutcome.FAILED), (2, "w2", AttemptOutcome.SUCCEEDED)]  # fmt: skip
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind", list(OutcomeKind))
+def test_a_finish_pushes_the_same_event_whichever_process_claimed_the_job(
+    tmp_path: Path, kind: OutcomeKind
+) -> None:
+    """The claiming process builds the event from what it kept; another reads the row."""
+    clock = Clock()
+    path = str(tmp_path / "offload.db")
+    claimer, other = SqliteStore(path, clock=clock.time), SqliteStore(path, clock=clock.time)
+    try:
+        events = []
+        for queue, finisher in (("q1", claimer), ("q2", other)):
+            job = NewJob(id=new_id(), task="t", queue=queue, payload=b"[]", owner="o", batch="b")
+            claimer.enqueue(EnqueueParams(jobs=[job]))
+            claim = ClaimParams(queues=[queue], limit=1, worker="w", lease_s=30)
+            (held,) = claimer.claim(claim)
+            update = ProgressUpdate(id=held.id, delivery=held.delivery, progress=0.25)
+            claimer.report_progress(ProgressParams(updates=[update]))
+            seen = claimer.last_event_seq()
+            outcome = Outcome(id=held.id, delivery=held.delivery, kind=kind, error=BOOM)
+            assert finisher.finish(FinishParams(outcomes=[outcome])).rejected == []
+            ((_, (event,)),) = claimer.read_events(seen, 10)
+            events.append(msgspec.structs.replace(event, id="", queue=""))
+        assert events[0] == events[1]
+        assert (events[0].worker, events[0].owner, events[0].batch) == ("w", "o", "b")
+    finally:
+        claimer.close()
+        other.close()

@@ -67,8 +67,8 @@ class HeldJobs:
     While a lease (id, delivery) holds, only its holder changes what a job's event
     carries (its progress, through ``report_progress``), so this process's finish
     builds its events from here rather than reading the rows back (a SELECT per finish
-    cost a tenth of a drain). A finish that finds no entry (a claim made by another
-    process, an entry dropped past ``MAX_JOBS``) reads the rows instead.
+    cost a tenth of the store's time in a drain). A finish that finds no entry (a claim
+    made by another process, an entry dropped past ``MAX_JOBS``) reads the rows instead.
     """
 
     #: Entries kept at most: a job claimed here but never finished here must not leak.

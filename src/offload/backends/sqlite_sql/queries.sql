@@ -4,11 +4,12 @@
 -- fragment below, the ending attempt appended to the row's history.
 
 -- name: push_attempt
--- Takes three parameters: ended_at and error as JSON text, and the outcome. A history
--- that does not decode (written by hand) starts again rather than failing the step; the
--- oldest attempt makes room past {max_attempts_kept}. Times go through printf and json()
--- because json_object would round them to 15 digits. The SET's other columns still read
--- the attempt's own values here (attempt, worker, started_at), whatever the SET assigns.
+-- Takes three parameters, in order: ended_at (JSON text), the outcome, the error (JSON
+-- text or NULL). A history that does not decode (written by hand) starts again rather
+-- than failing the step; the oldest attempt makes room past {max_attempts_kept}. Times
+-- go through printf and json() because json_object would round them to 15 digits. The
+-- SET's other columns still read the attempt's own values here (attempt, worker,
+-- started_at), whatever the SET assigns.
 json_insert(
     CASE WHEN typeof(attempts) <> 'text' OR NOT json_valid(attempts) THEN '[]'
          WHEN json_type(attempts) <> 'array' THEN '[]'
