@@ -45,6 +45,8 @@ CORRUPTIONS = [
     ("meta", "UPDATE offload_jobs SET meta = 'garbage' WHERE id = ?"),
     ("error", "UPDATE offload_jobs SET error = '{\"msg\": 1}' WHERE id = ?"),
     ("error", "UPDATE offload_jobs SET error = 'not json' WHERE id = ?"),
+    ("attempts", "UPDATE offload_jobs SET attempts = 'garbage' WHERE id = ?"),
+    ("attempts", 'UPDATE offload_jobs SET attempts = \'[{"number": "x"}]\' WHERE id = ?'),
 ]
 
 

@@ -4,13 +4,20 @@ Each step appends its events to a log in the same transaction as the step, under
 an increasing sequence number. A subscriber remembers the last number it read and
 reads on whenever the store says it changed: an in-process listener for this
 process's steps, an inotify watch on SQLite's WAL for other processes' commits (a
-poll of the file's marker where the OS has no watch).
+poll where the OS has no watch).
+
+The watch fires when another process writes its commit to the WAL, which is before
+readers can see that commit (SQLite syncs the file, then publishes the commit in its
+shared index, and neither wakes a watch). A read on that wake-up may find nothing
+yet, and no later write may come to wake the stream again: so after each wake-up the
+stream reads again, from 2 ms backing off to 50 ms, until ``SETTLE_S`` passes quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -23,8 +30,11 @@ if TYPE_CHECKING:
 
 #: Steps read per call, so one subscriber far behind cannot hold the store's thread long.
 READ_LIMIT = 500
-#: Where the OS cannot watch the file, how often the marker is compared.
+#: Where the OS cannot watch the file, how often the log is read.
 POLL_S = 0.05
+#: After a wake-up, the first look again and how long the stream keeps looking.
+SETTLE_FIRST_S = 0.002
+SETTLE_S = 1.0
 
 
 class TailStream:
@@ -71,7 +81,10 @@ class TailStream:
         return self._steps()
 
     async def _steps(self) -> AsyncIterator[list[JobEvent]]:
-        polling = self._store.change_marker() is not None and self._end_watch is None
+        shared = self._store.changed_file() is not None  # other processes write the log too
+        polling = shared and self._end_watch is None
+        settle_until = 0.0
+        interval_s = SETTLE_FIRST_S
         while True:
             self._changed.clear()
             steps = await self._backend.run_blocking(self._store.read_events, self._seq, READ_LIMIT)
@@ -82,9 +95,15 @@ class TailStream:
                     yield wanted
             if len(steps) == READ_LIMIT:
                 continue
+            timeout_s: float | None = None
             if polling:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(POLL_S):
-                        await self._changed.wait()
-            else:
-                await self._changed.wait()
+                timeout_s = POLL_S
+            elif time.monotonic() < settle_until:
+                timeout_s = interval_s
+                interval_s = min(interval_s * 2, POLL_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._changed.wait()
+            if shared and self._changed.is_set():  # a commit may not be visible yet
+                settle_until = time.monotonic() + SETTLE_S
+                interval_s = SETTLE_FIRST_S

@@ -13,11 +13,14 @@ from typing import Any
 
 import msgspec
 
-from offload.records import ErrorInfo, JobRecord
+from offload.records import Attempt, AttemptOutcome, ErrorInfo, JobRecord
 from offload.states import JobState
 
 _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_attempts = msgspec.json.Decoder(list[Attempt]).decode
+#: Where the attempt history is, when the store selects it (after every other column).
+_ATTEMPTS = 26
 
 
 #: Columns by the type they must hold. SQLite keeps whatever was written (its columns are
@@ -48,6 +51,37 @@ def _well_typed(row: tuple[Any, ...]) -> bool:
         if value is not None and (type(value) not in _NUMBER or not math.isfinite(value)):
             return False
     return True
+
+
+def _attempts(row: tuple[Any, ...]) -> list[Attempt]:
+    """The stored history; or, where none is stored, a success's one attempt from the row.
+
+    A job that succeeds at the first attempt to end (most jobs) may keep no history
+    (SQLite writes none, so its drain never grows each row by a JSON array): that
+    attempt is the row's own number, worker, start and finish.
+    """
+    if len(row) <= _ATTEMPTS:
+        return []
+    if row[_ATTEMPTS] is not None:
+        return _decode_attempts(row[_ATTEMPTS])
+    number, worker, started_at, ended_at = row[6], row[14], row[20], row[21]
+    if (
+        row[3] == "succeeded"
+        and type(number) is int
+        and (worker is None or type(worker) is str)
+        and type(started_at) in _NUMBER
+        and type(ended_at) in _NUMBER
+    ):
+        return [
+            Attempt(
+                number=number,
+                worker=worker,
+                started_at=started_at,
+                ended_at=ended_at,
+                outcome=AttemptOutcome.SUCCEEDED,
+            )
+        ]
+    return []
 
 
 def job_from_row(row: tuple[Any, ...]) -> JobRecord:
@@ -81,6 +115,7 @@ def job_from_row(row: tuple[Any, ...]) -> JobRecord:
             batch=row[23],
             owner=row[24],
             meta={} if row[25] is None else _decode_meta(row[25]),
+            attempts=_attempts(row),
         )
     except Exception:  # the rare row that does not decode: salvage what does
         return _salvage(row)
@@ -96,6 +131,7 @@ def _salvage(row: tuple[Any, ...]) -> JobRecord:
     if error is None and row[18] is not None:
         error = ErrorInfo(type="UnreadableError", message=_text(row[18])[:2000])
     meta = _field(notes, "meta", lambda: {} if row[25] is None else _decode_meta(row[25]), {})
+    attempts = _field(notes, "attempts", lambda: _attempts(row), [])
     return JobRecord(
         id=str(row[0]),
         task=_text(row[1]),
@@ -123,6 +159,7 @@ def _salvage(row: tuple[Any, ...]) -> JobRecord:
         batch=None if row[23] is None else _text(row[23]),
         owner=None if row[24] is None else _text(row[24]),
         meta=meta,
+        attempts=attempts,
         unreadable="; ".join(notes) or None,  # None: it only needed a lenient reading
     )
 

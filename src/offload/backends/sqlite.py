@@ -4,24 +4,25 @@ Every write is one ``BEGIN IMMEDIATE`` transaction, so claims never race; each
 thread has its own connection. SQLite has no notification, so other processes
 notice new work through the WAL file, which every commit writes: an inotify watch
 on Linux (``filewatch``), elsewhere a cheap ``stat`` polled with a backoff capped
-at 50 ms. This process's own enqueues wake its workers at once.
+at 50 ms. This process's own steps wake its workers and subscribers at once. Each
+step logs its events and ends its jobs' attempts in its own transaction
+(``sqlite_steps``, ``sqlite_events``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-import msgspec
-
+from offload.backends import sqlite_steps as steps
 from offload.backends.base import (
     BackendError,
     Capabilities,
     ClaimParams,
+    CountParams,
     EnqueueParams,
     FinishParams,
     FinishResult,
@@ -31,20 +32,30 @@ from offload.backends.base import (
     LockParams,
     MarkNamesParams,
     MarkParams,
-    OutcomeKind,
     Page,
     ProgressParams,
     PruneParams,
+    PublishParams,
     PurgeParams,
     QueryParams,
     QueueStats,
     ReapedJob,
     ReapParams,
+    WorkerBeatParams,
 )
 from offload.backends.filewatch import CAN_WATCH_FILES
 from offload.backends.rows import job_from_row
 from offload.backends.sqlite_connect import Connections, translated
-from offload.backends.sqlite_reads import query_page, queue_stats
+from offload.backends.sqlite_events import (
+    HeldJobs,
+    beat_worker,
+    last_event_seq,
+    live_workers,
+    log_events,
+    prune_events,
+    read_events,
+)
+from offload.backends.sqlite_reads import count_jobs, query_page, queue_stats
 from offload.backends.sqlite_schema import (
     Q,
     _in,
@@ -53,21 +64,15 @@ from offload.backends.sqlite_schema import (
     migrations,
     parse_sqlite_url,
 )
-from offload.backends.sqlite_turns import store_new
 from offload.backends.store import Notifier, ThreadedBackend
 from offload.backends.values import (
     check_new_jobs,
     check_outcomes,
     check_span,
-    escape_text,
-    finite_progress,
-    storable_error,
-    storable_meta,
 )
-from offload.records import WORKER_LOST, JobRecord
-from offload.states import JobState
+from offload.records import JobEvent, JobRecord, WorkerInfo
 
-_encode = msgspec.json.encode
+T = TypeVar("T")
 #: Rows one prune step deletes in its own transaction.
 PRUNE_STEP = 1000
 
@@ -92,6 +97,7 @@ class SqliteStore:
         self._conn = self._db.get
         self._write = self._db.write
         self._notifier = Notifier()
+        self._held = HeldJobs()
         self._wal_path = path + "-wal"
         try:
             apply_schema(self._conn())
@@ -117,10 +123,18 @@ class SqliteStore:
     @translated
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         check_new_jobs(params.jobs)
+        return self._step(steps.enqueue_jobs, params.jobs)
+
+    def _step(self, step: Callable[..., tuple[T, Sequence[JobEvent]]], *args: Any) -> T:
+        """``step(conn, *args, now)`` in one write transaction that logs the events it
+        returns; then this process's workers and subscribers are woken if there were any."""
         with self._write() as conn:
-            out = store_new(conn, params.jobs, self._clock())
-        self._notifier.notify()
-        return out
+            now = self._clock()
+            result, events = step(conn, *args, now)
+            logged = log_events(conn, events, now)
+        if logged:
+            self._notifier.notify()
+        return result
 
     @translated
     def get(self, params: IdsParams) -> list[JobRecord]:
@@ -139,22 +153,12 @@ class SqliteStore:
     def cancel(self, params: IdsParams) -> list[JobRecord]:
         ids = list(params.ids)
         if ids:
-            with self._write() as conn:
-                conn.execute(
-                    _in(Q["cancel"], ids),
-                    [self._clock(), *ids],
-                )
+            self._step(steps.cancel_jobs, ids)
         return self.get(params)
 
     @translated
     def retry(self, params: IdsParams) -> list[JobRecord]:
-        with self._write() as conn:
-            now = self._clock()
-            for job_id in params.ids:
-                with contextlib.suppress(sqlite3.IntegrityError):
-                    # its unique key may be held by a newer live job: then it stays as it is
-                    conn.execute(Q["retry"], (now, job_id))
-        self._notifier.notify()
+        self._step(steps.retry_jobs, params.ids)
         return self.get(params)
 
     @translated
@@ -171,6 +175,36 @@ class SqliteStore:
                 _in(Q["purge"], states), [*states, params.queue, params.queue]
             ).rowcount
 
+    @translated
+    def count(self, params: CountParams) -> int:
+        return count_jobs(self._conn(), params.filter)
+
+    @translated
+    def delete(self, params: IdsParams) -> list[str]:
+        ids = list(dict.fromkeys(params.ids))
+        if not ids:
+            return []
+        return self._step(steps.delete_jobs, ids)
+
+    @translated
+    def publish(self, params: PublishParams) -> None:
+        self._step(lambda conn, now: (None, params.events))
+
+    @translated
+    def beat_worker(self, params: WorkerBeatParams) -> None:
+        check_span(params.worker.id, "worker ttl_s", params.ttl_s)
+        with self._write() as conn:
+            beat_worker(conn, params.worker, params.ttl_s, self._clock())
+
+    @translated
+    def remove_worker(self, params: IdsParams) -> None:
+        with self._write() as conn:
+            conn.executemany(Q["remove_worker"], [(i,) for i in params.ids])
+
+    @translated
+    def workers(self) -> list[WorkerInfo]:
+        return live_workers(self._conn(), self._clock())
+
     # -- worker operations -------------------------------------------------
     @translated
     def claim(self, params: ClaimParams) -> list[JobRecord]:
@@ -179,14 +213,8 @@ class SqliteStore:
         probe = self._conn().execute(_in(Q["any_ready"], queues), [*queues, self._clock()])
         if not probe.fetchall():  # fetchall ends the statement, so no read snapshot lingers
             return []
-        with self._write() as conn:
-            now = self._clock()
-            rows = conn.execute(
-                _in(Q["claim"], queues),
-                [params.worker, now, now, params.lease_s, *queues, now, params.limit],
-            ).fetchall()
-        jobs = [job_from_row(r) for r in rows]
-        jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
+        jobs = self._step(steps.claim_jobs, params)
+        self._held.claimed(jobs)  # once committed
         return jobs
 
     @translated
@@ -205,43 +233,13 @@ class SqliteStore:
     @translated
     def finish(self, params: FinishParams) -> FinishResult:
         check_outcomes(params.outcomes)
-        rejected = []
-        with self._write() as conn:
-            now = self._clock()
-            for o in params.outcomes:
-                fence = (o.id, o.delivery)
-                error = None if o.error is None else storable_error(o.error)
-                if o.kind is OutcomeKind.SUCCEEDED:
-                    cursor = conn.execute(Q["finish_succeeded"], (o.result, now, *fence))
-                elif o.kind is OutcomeKind.RETRY:
-                    cursor = conn.execute(Q["finish_retry"], (now + o.retry_delay_s, error, *fence))
-                elif o.kind is OutcomeKind.RELEASE:
-                    cursor = conn.execute(Q["finish_release"], fence)
-                elif o.kind is OutcomeKind.DEFER:
-                    cursor = conn.execute(Q["finish_defer"], (now + o.retry_delay_s, *fence))
-                else:
-                    cursor = conn.execute(
-                        Q["finish_ended"], (o.kind.value, o.result, error, now, *fence)
-                    )
-                if not cursor.rowcount:
-                    rejected.append(o.id)
-                    continue
-                if o.meta is not None:
-                    conn.execute(Q["set_meta"], (storable_meta(o.meta) if o.meta else None, o.id))
-                if o.follow_ups:  # in this transaction, and only because the finish was taken
-                    store_new(conn, o.follow_ups, now, skip_stored=True)
-        self._notifier.notify()
+        rejected = self._step(steps.finish_outcomes, params.outcomes, self._held)
         return FinishResult(rejected=rejected)
 
     @translated
     def report_progress(self, params: ProgressParams) -> None:
-        rows = [
-            (u.progress, None if u.message is None else escape_text(u.message), u.id, u.delivery)
-            for u in params.updates
-            if finite_progress(u.progress)
-        ]
-        with self._write() as conn:
-            conn.executemany(Q["progress"], rows)
+        for u in self._step(steps.report_progress, params.updates):
+            self._held.progressed(u.id, u.delivery, u.progress)
 
     # -- maintenance -------------------------------------------------------
     @translated
@@ -251,24 +249,19 @@ class SqliteStore:
 
     @translated
     def reap_expired(self, params: ReapParams) -> list[ReapedJob]:
-        with self._write() as conn:
-            now = self._clock()
-            rows = conn.execute(
-                Q["reap_expired"],
-                (_encode(WORKER_LOST), params.max_crashes, params.max_crashes, now, now),
-            ).fetchall()
-        if rows:
-            self._notifier.notify()
-        return [ReapedJob(id=r[0], state=JobState(r[1])) for r in rows]
+        return self._step(steps.reap_expired, params.max_crashes)
 
     @translated
     def prune(self, params: PruneParams) -> int:
         """Delete in steps of ``PRUNE_STEP`` rows, each its own short transaction: one
         long DELETE would hold the write lock until concurrent enqueues time out."""
         states = [s.value for s in params.states]
+        now = self._clock()
         with self._write() as conn:
             conn.execute(Q["prune_turns"], (params.finished_before,))
-            conn.execute(Q["prune_marks"], (self._clock(),))
+            conn.execute(Q["prune_marks"], (now,))
+            conn.execute(Q["prune_workers"], (now,))
+        prune_events(self._db, now, PRUNE_STEP)
         deleted = 0
         while states:
             with self._write() as conn:
@@ -342,6 +335,14 @@ class SqliteStore:
 
     def changed_file(self) -> str | None:
         return self._wal_path
+
+    @translated
+    def last_event_seq(self) -> int:
+        return last_event_seq(self._conn())
+
+    @translated
+    def read_events(self, after_seq: int, limit: int) -> list[tuple[int, list[JobEvent]]]:
+        return read_events(self._conn(), after_seq, limit)
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         self._notifier.add(callback)

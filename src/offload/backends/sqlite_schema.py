@@ -9,12 +9,15 @@ from urllib.parse import parse_qs
 
 from offload.backends.base import BackendError
 from offload.backends.sqlfile import load_migrations, load_queries, read_sql
+from offload.records import MAX_ATTEMPTS_KEPT
 
 COLUMNS = (
     "id, task, queue, state, payload, priority, attempt, max_attempts, delivery, crashes, "
     "run_at, lease_until, lease_s, timeout_s, worker, progress, progress_message, result, "
-    "error, created_at, started_at, finished_at, key, batch, owner, meta"
+    "error, created_at, started_at, finished_at, key, batch, owner, meta, attempts"
 )
+#: What a job's event carries, in the order ``sqlite_events.event_of_row`` reads.
+EVENT_COLUMNS = "id, queue, state, task, owner, batch, attempt, progress, progress_message, worker"
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -26,10 +29,21 @@ def _in(sql: str, values: Sequence[object]) -> str:
     return sql.replace("{marks}", _marks(values))
 
 
-Q = {
-    name: sql.replace("{cols}", COLUMNS)
-    for name, sql in load_queries("offload.backends", "sqlite_sql/queries.sql").items()
-}
+def _load() -> dict[str, str]:
+    queries = load_queries("offload.backends", "sqlite_sql/queries.sql")
+    push = queries.pop("push_attempt").replace("{max_attempts_kept}", str(MAX_ATTEMPTS_KEPT))
+    fragments = {
+        "{cols}": COLUMNS,
+        "{event}": EVENT_COLUMNS,
+        "{push_attempt}": push,
+    }
+    for name in queries:
+        for fragment, text in fragments.items():
+            queries[name] = queries[name].replace(fragment, text)
+    return queries
+
+
+Q = _load()
 
 
 def migrations() -> list[tuple[int, str]]:

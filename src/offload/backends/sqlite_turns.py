@@ -74,17 +74,23 @@ def record_of_new(new: NewJob, now: float) -> JobRecord:
 
 
 def store_new(
-    conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float, *, skip_stored: bool = False
+    conn: sqlite3.Connection,
+    jobs: Sequence[NewJob],
+    now: float,
+    *,
+    skip_stored: bool = False,
+    stored: list[JobRecord] | None = None,
 ) -> list[JobRecord]:
     """Insert ``jobs`` in the caller's transaction; a held unique key returns its holder.
 
     ``skip_stored`` (a finish's follow-ups) skips a job whose id is already stored
-    instead of failing the transaction.
+    instead of failing the transaction. ``stored`` collects the jobs really inserted
+    (not the holders), whose events the step logs.
     """
     if skip_stored:
         ids = list(dict.fromkeys(new.id for new in jobs))
-        stored = {r[0] for r in conn.execute(_in(Q["stored_ids"], ids), ids)}
-        fresh = {new.id: new for new in jobs if new.id not in stored}
+        known = {r[0] for r in conn.execute(_in(Q["stored_ids"], ids), ids)}
+        fresh = {new.id: new for new in jobs if new.id not in known}
         jobs = list(fresh.values())
     out: list[JobRecord] = []
     rows: list[tuple[Any, ...]] = []
@@ -104,6 +110,8 @@ def store_new(
             else:
                 turns.saw(new.queue, new.priority, record.run_at)
         out.append(record)
+        if stored is not None:
+            stored.append(record)
         rows.append(
             (
                 record.id, record.task, record.queue, record.state.value, record.payload,

@@ -1,5 +1,30 @@
 -- Every statement the SQLite store runs. {cols} is the job columns in the
--- order job_from_row expects; {marks} is "?, ?, ..." for an IN list.
+-- order job_from_row expects; {marks} is "?, ?, ..." for an IN list; {event} is the
+-- columns an event carries (sqlite_events.event_of_row); {push_attempt} is the
+-- fragment below, the ending attempt appended to the row's history.
+
+-- name: push_attempt
+-- Takes three parameters, in order: ended_at (JSON text), the outcome, the error (JSON
+-- text or NULL). A history that does not decode (written by hand) starts again rather
+-- than failing the step; the oldest attempt makes room past {max_attempts_kept}. Times
+-- go through printf and json() because json_object would round them to 15 digits. The
+-- SET's other columns still read the attempt's own values here (attempt, worker,
+-- started_at), whatever the SET assigns.
+json_insert(
+    CASE WHEN typeof(attempts) <> 'text' OR NOT json_valid(attempts) THEN '[]'
+         WHEN json_type(attempts) <> 'array' THEN '[]'
+         WHEN json_array_length(attempts) >= {max_attempts_kept}
+             THEN json_remove(attempts, '$[0]')
+         ELSE attempts END,
+    '$[#]',
+    json_object(
+        'number', attempt,
+        'worker', worker,
+        'started_at', CASE WHEN typeof(started_at) IN ('integer', 'real')
+                           THEN json(printf('%!.17g', started_at)) END,
+        'ended_at', json(?),
+        'outcome', ?,
+        'error', json(?)))
 
 -- name: live_key
 SELECT {cols} FROM offload_jobs WHERE key = ? AND state IN ('scheduled', 'queued', 'running')
@@ -29,13 +54,17 @@ SELECT {cols} FROM offload_jobs WHERE id IN ({marks})
 SELECT id FROM offload_jobs WHERE id IN ({marks})
 
 -- name: cancel
-UPDATE offload_jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL
+-- a running job's attempt ends here; a waiting one had none
+UPDATE offload_jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL,
+    attempts = CASE WHEN state = 'running' THEN {push_attempt} ELSE attempts END
 WHERE state IN ('scheduled', 'queued', 'running') AND id IN ({marks})
+RETURNING {event}
 
 -- name: retry
 UPDATE offload_jobs SET state = 'queued', attempt = 0, crashes = 0, run_at = ?,
     finished_at = NULL, worker = NULL
 WHERE id = ? AND state IN ('dead', 'cancelled')
+RETURNING {event}
 
 -- name: stats_counts
 SELECT queue, state, count(*) FROM offload_jobs GROUP BY queue, state
@@ -46,6 +75,16 @@ WHERE state IN ('queued', 'scheduled') AND run_at <= ? GROUP BY queue
 
 -- name: stats_recent
 SELECT queue, count(*) FROM offload_jobs WHERE finished_at >= ? GROUP BY queue
+
+-- name: created_range
+SELECT count(*) FROM (
+    SELECT 1 FROM offload_jobs INDEXED BY offload_jobs_created
+    WHERE created_at >= ? AND created_at < ? LIMIT ?
+)
+
+-- name: delete
+DELETE FROM offload_jobs WHERE id IN ({marks}) AND state <> 'running'
+RETURNING {event}
 
 -- name: purge
 DELETE FROM offload_jobs WHERE state IN ({marks}) AND (? IS NULL OR queue = ?)
@@ -71,34 +110,49 @@ UPDATE offload_jobs SET lease_until = ? + CASE WHEN typeof(lease_s) IN ('integer
 WHERE id = ? AND delivery = ? AND state = 'running'
 
 -- name: finish_succeeded
+-- A success with no history before it (and no error noted) writes none: its attempt is the
+-- row's own attempt, worker, started_at and finished_at (rows.py), and rows stay their size.
+-- The error parameter comes twice: once for that test, once for the attempt.
 UPDATE offload_jobs SET state = 'succeeded', result = ?, error = NULL, finished_at = ?,
-    lease_until = NULL, progress = 1.0
+    lease_until = NULL, progress = 1.0,
+    attempts = CASE WHEN attempts IS NULL AND ? IS NULL THEN NULL ELSE {push_attempt} END
 WHERE id = ? AND delivery = ? AND state = 'running'
 
 -- name: finish_retry
-UPDATE offload_jobs SET state = 'scheduled', run_at = ?, error = ?, lease_until = NULL
+UPDATE offload_jobs SET state = 'scheduled', run_at = ?, error = ?, lease_until = NULL,
+    attempts = {push_attempt}
 WHERE id = ? AND delivery = ? AND state = 'running'
 
 -- name: finish_release
 UPDATE offload_jobs SET state = 'queued', attempt = attempt - 1, worker = NULL,
-    lease_until = NULL
+    lease_until = NULL, attempts = {push_attempt}
 WHERE id = ? AND delivery = ? AND state = 'running'
 
 -- name: finish_defer
 UPDATE offload_jobs SET state = 'scheduled', run_at = ?, attempt = attempt - 1, worker = NULL,
-    lease_until = NULL
+    lease_until = NULL, attempts = {push_attempt}
 WHERE id = ? AND delivery = ? AND state = 'running'
 
 -- name: set_meta
 UPDATE offload_jobs SET meta = ? WHERE id = ?
 
 -- name: finish_ended
-UPDATE offload_jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_until = NULL
+UPDATE offload_jobs SET state = ?, result = ?, error = ?, finished_at = ?, lease_until = NULL,
+    attempts = {push_attempt}
 WHERE id = ? AND delivery = ? AND state = 'running'
+
+-- name: finished_events
+-- the events of the jobs a finish took, read once for the whole finish (a RETURNING on
+-- each outcome's UPDATE costs as much as the UPDATE); release and defer cleared the
+-- worker, so it is the one of the attempt just ended
+SELECT id, queue, state, task, owner, batch, attempt, progress, progress_message,
+    coalesce(worker, json_extract(attempts, '$[#-1].worker'))
+FROM offload_jobs WHERE id IN ({marks})
 
 -- name: progress
 UPDATE offload_jobs SET progress = ?, progress_message = ?
 WHERE id = ? AND delivery = ? AND state = 'running'
+RETURNING {event}
 
 -- name: promote_due
 UPDATE offload_jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= ?
@@ -106,9 +160,10 @@ UPDATE offload_jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <=
 -- name: reap_expired
 UPDATE offload_jobs SET crashes = crashes + 1, lease_until = NULL, worker = NULL, error = ?,
     state = CASE WHEN crashes + 1 >= ? THEN 'dead' ELSE 'queued' END,
-    finished_at = CASE WHEN crashes + 1 >= ? THEN ? ELSE NULL END
+    finished_at = CASE WHEN crashes + 1 >= ? THEN ? ELSE NULL END,
+    attempts = {push_attempt}
 WHERE state = 'running' AND lease_until < ?
-RETURNING id, state
+RETURNING {event}
 
 -- name: prune
 -- one bounded step: each step is its own short transaction, so enqueues never wait long
@@ -147,3 +202,33 @@ WHERE offload_marks.expires_at <= ?
 -- name: update_mark
 UPDATE offload_marks SET value = ?, expires_at = ?
 WHERE name = ? AND value = ? AND (expires_at IS NULL OR expires_at > ?)
+
+-- name: log_events
+INSERT INTO offload_events (at, body) VALUES (?, ?)
+
+-- name: last_event_seq
+SELECT coalesce(max(seq), 0) FROM offload_events
+
+-- name: read_events
+SELECT seq, body FROM offload_events WHERE seq > ? ORDER BY seq LIMIT ?
+
+-- name: prune_events
+-- one bounded step over the oldest numbers (a range of the primary key, never a scan of
+-- the whole log; it is in time order but for clocks that differ between processes); the
+-- newest row stays, so the next step's number is never one a subscriber has seen
+DELETE FROM offload_events
+WHERE seq < (SELECT min(seq) FROM offload_events) + ? AND at < ?
+    AND seq < (SELECT max(seq) FROM offload_events)
+
+-- name: beat_worker
+INSERT INTO offload_workers (id, info, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET info = excluded.info, expires_at = excluded.expires_at
+
+-- name: remove_worker
+DELETE FROM offload_workers WHERE id = ?
+
+-- name: live_workers
+SELECT info FROM offload_workers WHERE expires_at > ? ORDER BY id
+
+-- name: prune_workers
+DELETE FROM offload_workers WHERE expires_at <= ?

@@ -1,5 +1,6 @@
 -- The current schema, applied as a whole to a new database.
 -- Every change here needs a matching file in migrations/ (a test compares them).
+-- attempts (a JSON array of ended attempts) as migration 0005's ALTER TABLE leaves it
 CREATE TABLE offload_jobs (
     id TEXT PRIMARY KEY,
     task TEXT NOT NULL,
@@ -27,7 +28,7 @@ CREATE TABLE offload_jobs (
     batch TEXT,
     owner TEXT,
     meta BLOB
-) WITHOUT ROWID;
+, attempts TEXT) WITHOUT ROWID;
 
 CREATE INDEX offload_jobs_ready ON offload_jobs (queue, priority DESC, run_at, id)
     WHERE state IN ('queued', 'scheduled');
@@ -37,6 +38,7 @@ CREATE UNIQUE INDEX offload_jobs_live_key ON offload_jobs (key)
 CREATE INDEX offload_jobs_finished ON offload_jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX offload_jobs_state ON offload_jobs (state, id);
 CREATE INDEX offload_jobs_batch ON offload_jobs (batch, id) WHERE batch IS NOT NULL;
+CREATE INDEX offload_jobs_created ON offload_jobs (created_at);
 
 CREATE TABLE offload_locks (
     name TEXT PRIMARY KEY,
@@ -56,4 +58,20 @@ CREATE TABLE offload_turns (
     owner TEXT NOT NULL,
     turn REAL NOT NULL,
     PRIMARY KEY (queue, owner)
+) WITHOUT ROWID;
+
+-- Every step's events (a JSON array each), tailed by live subscribers; prune drops old ones.
+-- prune keeps the newest row, so a number is never reused (no AUTOINCREMENT: its counter
+-- is one more page to write in every step).
+CREATE TABLE offload_events (
+    seq INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    body BLOB NOT NULL
+);
+
+-- Live workers (a WorkerInfo as JSON each); prune drops those past expires_at.
+CREATE TABLE offload_workers (
+    id TEXT PRIMARY KEY,
+    info BLOB NOT NULL,
+    expires_at REAL NOT NULL
 ) WITHOUT ROWID;
