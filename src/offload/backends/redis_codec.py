@@ -11,7 +11,7 @@ import msgspec
 
 from offload.backends.base import ValueRejected
 from offload.backends.values import MAX_INT
-from offload.records import FAIR_STEP_S, Attempt, ErrorInfo, JobRecord, NewJob
+from offload.records import FAIR_STEP_S, Attempt, BatchOpen, ErrorInfo, FollowUp, JobRecord, NewJob
 from offload.states import JobState
 
 encode = msgspec.json.encode
@@ -161,12 +161,14 @@ def records(reply: Any) -> list[JobRecord]:
 # -- jobs to script arguments -----------------------------------------------------------
 
 _FAIR_STEP = num(FAIR_STEP_S)
-#: How many values one job takes in enqueue.lua's (and finish.lua's follow-ups') arguments.
-JOB_STRIDE = 15
+#: How many values one job takes in enqueue.lua's (and finish.lua's follow-ups') arguments,
+#: and in a job blob (endings.lua's JOB_ITEMS).
+JOB_STRIDE = 16
 
 
 def job_args(j: NewJob) -> list[Any]:
-    """The JOB_STRIDE values of one new job, every one checked before any script runs."""
+    """The JOB_STRIDE values of one new job, every one checked before any script runs; the
+    last is its follow-ups' blob ('' for none: a job without any costs nothing more)."""
     i = j.id
     for field, number in (("priority", j.priority), ("max_attempts", j.max_attempts)):
         if not -MAX_INT <= number <= MAX_INT:  # what every store holds (PostgreSQL's int)
@@ -178,11 +180,41 @@ def job_args(j: NewJob) -> list[Any]:
         span(j.lease_s, i, "lease_s"), span(j.timeout_s, i, "timeout_s"), opt(j.key, i, "key"),
         opt(j.batch, i, "batch"), opt(j.owner, i, "owner"),
         json_arg(j.meta, i, "meta") if j.meta else "", _FAIR_STEP if j.fair else "",
+        follow_ups_blob(j.follow_ups) if j.follow_ups else "",
     ]  # fmt: skip
 
 
-def enqueue_args(jobs: Sequence[NewJob]) -> list[Any]:
+def enqueue_args(jobs: Sequence[NewJob], batch: BatchOpen | None = None) -> list[Any]:
+    """enqueue.lua's arguments: the jobs, then the batch opened with them (or '')."""
     args: list[Any] = [len(jobs)]
     for j in jobs:
         args += job_args(j)
-    return args
+    if batch is None:
+        return [*args, "", "", ""]
+    callback = batch.callback
+    blob = b"" if callback is None else job_blob(callback)
+    return [*args, opt(batch.id, batch.id, "batch id"), blob,
+            opt(None if callback is None else callback.id)]  # fmt: skip
+
+
+# -- jobs kept for later: '<length>:<bytes>' items that a script reads with endings.lua's
+# items(), any bytes (a payload) included, nothing to decode when a job has none ----------
+
+
+def _item(value: bytes | str | int) -> bytes:
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    return b"%d:%s" % (len(raw), raw)
+
+
+def job_blob(new: NewJob) -> bytes:
+    """One job (a batch's callback) as JOB_STRIDE items, checked as job_args checks."""
+    return b"".join(_item(v) for v in job_args(new))
+
+
+def follow_ups_blob(follow_ups: Sequence[FollowUp]) -> bytes:
+    """A job's follow-ups: per follow-up, its states joined by commas, then its job's items."""
+    out = []
+    for f in follow_ups:
+        out.append(_item(",".join(JobState(s).value for s in f.on)))
+        out.append(job_blob(f.job))
+    return b"".join(out)
