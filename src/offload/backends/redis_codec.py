@@ -18,6 +18,8 @@ encode = msgspec.json.encode
 _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
 _decode_attempts = msgspec.json.Decoder(list[Attempt]).decode
+_decode_entries = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_decode_attempt = msgspec.json.Decoder(Attempt).decode
 #: 9999-12-31T23:59:59Z: the latest time every store (and ``datetime``) can hold.
 MAX_TIME_S = 253402300799.0
 #: About 317 years: a delay, lease or timeout beyond it is a mistake, and ``now`` plus it
@@ -147,11 +149,31 @@ def record(v: Sequence[Any]) -> JobRecord:
         started_at=f(20, "started_at", opt_f, None), finished_at=f(21, "finished_at", opt_f, None),
         key=f(22, "key", opt_s, None), batch=f(23, "batch", opt_s, None),
         owner=f(24, "owner", opt_s, None), meta=f(25, "meta", _decode_meta, {}),
-        attempts=f(26, "attempts", _decode_attempts, []),  # absent from older hashes
+        attempts=[] if v[26] is None else attempts(v[26]),  # absent from older hashes
     )  # fmt: skip
     if problems:
         rec.unreadable = "; ".join(problems)
     return rec
+
+
+def attempts(raw: bytes) -> list[Attempt]:
+    """A job's history, what of it decodes: it is for people, and a job whose history was
+    edited by hand (or written by another version) must still run, not be dead-lettered."""
+    try:
+        return _decode_attempts(raw)
+    except msgspec.DecodeError:
+        pass
+    try:
+        entries = _decode_entries(raw)
+    except msgspec.DecodeError:  # no JSON list at all: a count or an error read() passed on
+        return []
+    kept = []
+    for entry in entries:
+        try:
+            kept.append(_decode_attempt(entry))
+        except msgspec.DecodeError:
+            continue
+    return kept
 
 
 def records(reply: Any) -> list[JobRecord]:

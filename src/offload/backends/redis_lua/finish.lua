@@ -75,7 +75,9 @@ for _, i in ipairs(groups) do
       local run_at = num(now + tonumber(ARGV[i + 5]))
       state = 'scheduled'
       put(set, 'run_at', run_at)
-      if kind == 'retry' then put(set, 'error', error_json) end
+      if kind == 'retry' then -- none given: none kept ('' would not decode)
+        if error_json ~= '' then put(set, 'error', error_json) else unset[#unset + 1] = 'error' end
+      end
       redis.call('ZADD', qkey(queue, 'scheduled'), run_at, id)
       wake(queue)
     elseif kind == 'release' then

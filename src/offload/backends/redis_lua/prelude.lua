@@ -288,7 +288,7 @@ end
 -- A hash missing its id or queue (written by hand, half deleted) still says which job it is.
 -- A damaged key reads as a dead job with one more field saying why (redis_codec.record's
 -- unreadable), and true as the second value. The history reads as one JSON array (or, not
--- being one, makes the record unreadable).
+-- being one, as no attempts: redis_codec.attempts keeps what decodes).
 local function read(queue, id)
   local rec = fields(queue, id, unpack(FIELDS))
   if not rec then
@@ -303,7 +303,7 @@ local function read(queue, id)
   local count, last = rec[RECORD], rec[RECORD + 1]
   rec[RECORD + 1] = nil
   local kept = tonumber(count or '0')
-  if not kept then return rec, false end -- not a count: unreadable, as the record will say
+  if not kept then return rec, false end -- not a count: no history
   local items = {}
   if kept > 0 then
     items = REDIS.pcall('LRANGE', historykey(queue, id), 0, -1)
