@@ -115,6 +115,8 @@ end
 if next(tally) then
   local minute = math.floor(now / 60)
   local counts = countkey(string.format('%d', minute))
+  local ms = ((minute + 1) * 60 + ENQUEUE_COUNTS_TTL - now) * 1000
+  local left = redis.call('PTTL', counts)
   for queue, tasks in pairs(tally) do
     for task, stored in pairs(tasks) do
       local ok = REDIS.pcall('HINCRBY', counts, cjson.encode({queue, task}), stored)
@@ -123,10 +125,11 @@ if next(tally) then
       end
     end
   end
-  redis.call('ZADD', COUNT_MINUTES, minute, minute)
-  local ms = ((minute + 1) * 60 + ENQUEUE_COUNTS_TTL - now) * 1000
-  keep_for(counts, ms)
-  keep_for(COUNT_MINUTES, ms)
+  if left < ms then -- the minute's first count (or a worker's shorter-lived row): index it
+    redis.call('ZADD', COUNT_MINUTES, minute, minute)
+    keep_for(counts, ms)
+    keep_for(COUNT_MINUTES, ms)
+  end
 end
 publish_events()
 return out
