@@ -323,13 +323,36 @@ def test_a_history_that_does_not_decode_still_reads_and_the_next_attempt_starts_
         await backend.enqueue(EnqueueParams(jobs=[job]))
         store.raw.hset(store.key(job.id), "attempts", "written by hand")
         (stored,) = await backend.get(IdsParams(ids=[job.id]))
+        # history is for people: the job reads, and runs, without it (no dead-lettering)
         assert stored.attempts == [] and stored.state is JobState.QUEUED
-        assert stored.unreadable is not None and stored.unreadable.startswith("attempts:")
+        assert stored.unreadable is None
         (claimed,) = await backend.claim(_claim(1))
+        assert claimed.unreadable is None
         done = Outcome(id=job.id, delivery=claimed.delivery, kind=OutcomeKind.SUCCEEDED)
         await backend.finish(FinishParams(outcomes=[done]))
         (stored,) = await backend.get(IdsParams(ids=[job.id]))
         assert [a.number for a in stored.attempts] == [1] and stored.unreadable is None
+
+    store.run(body)
+
+
+def test_a_history_keeps_the_attempts_that_decode_and_the_job_is_no_less_readable(
+    store: Store,
+) -> None:
+    async def body(backend: RedisBackend) -> None:
+        (job,) = _jobs(1, max_attempts=3)
+        await backend.enqueue(EnqueueParams(jobs=[job]))
+        for _ in range(2):  # two failed attempts, kept in the job's list
+            (claimed,) = await backend.claim(_claim(1))
+            retry = Outcome(id=job.id, delivery=claimed.delivery, kind=OutcomeKind.RETRY)
+            await backend.finish(FinishParams(outcomes=[retry]))
+        history = f"{store.prefix}:q:{{{QUEUE}}}:a:{job.id}"
+        store.raw.lset(history, 0, '{"number": "one", "outcome": "exploded"}')
+        (stored,) = await backend.get(IdsParams(ids=[job.id]))
+        assert [a.number for a in stored.attempts] == [2] and stored.unreadable is None
+        store.raw.hset(store.key(job.id), "last", "no:such:outcome")  # a told attempt too
+        (stored,) = await backend.get(IdsParams(ids=[job.id]))
+        assert [a.number for a in stored.attempts] == [2] and stored.unreadable is None
 
     store.run(body)
 

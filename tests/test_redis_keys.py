@@ -13,6 +13,7 @@ import redis
 
 from offload.backends.base import (
     ClaimParams,
+    CountsParams,
     EnqueueParams,
     FinishParams,
     IdsParams,
@@ -24,7 +25,7 @@ from offload.backends.base import (
 from offload.backends.redis import parse_redis_url, redis_backend
 from offload.backends.redis_keys import LUA_KEYS, Keyspace, check_prefix
 from offload.ids import IdGenerator
-from offload.records import NewJob
+from offload.records import BatchOpen, MinuteCounts, NewJob
 
 new_id = IdGenerator()
 
@@ -34,7 +35,8 @@ def test_python_and_lua_name_keys_alike(redis_url: str) -> None:
     keys = Keyspace(config.prefix)
     script = (
         "local P = ARGV[1]\n" + LUA_KEYS + "return {DIR, UNIQUE, QUEUES, qkey('mail', 'wake'), "
-        "jkey('mail', 'abc'), lockkey('leader'), turnskey('mail')}"
+        "jkey('mail', 'abc'), lockkey('leader'), turnskey('mail'), CONTROL_CHANNEL, "
+        "batchrec('b-1'), countkey('28333333'), COUNT_MINUTES}"
     )
     client = redis.Redis.from_url(config.url)
     try:
@@ -47,6 +49,8 @@ def test_python_and_lua_name_keys_alike(redis_url: str) -> None:
     assert names[4] == keys.job("mail", "abc")
     assert names[5] == keys.lock("leader")
     assert names[6] == keys.turns("mail")
+    assert names[7:] == [keys.control, keys.batch_record("b-1"), keys.counts(28333333),
+                         keys.count_minutes]  # fmt: skip
     assert names[1] == keys.directory.removesuffix("dir") + "keys"
 
 
@@ -73,6 +77,13 @@ def test_every_key_has_the_prefix_and_queue_keys_their_hash_tag(redis_url: str) 
             await backend.cancel(IdsParams(ids=[jobs[-1].id]))
             await backend.reap_expired(ReapParams())
             await backend.lock(LockParams(name="leader", owner="w", ttl_s=5))
+            member = NewJob(id=new_id(), task="t", queue="mail", payload=b"[]", batch="b")
+            callback = NewJob(id=new_id(), task="t", queue="pdf", payload=b"[]")
+            opened = BatchOpen(id="b", callback=callback)
+            await backend.enqueue(EnqueueParams(jobs=[member], batch=opened))
+            await backend.cancel(IdsParams(ids=[member.id]))
+            row = MinuteCounts(minute=1, queue="mail", task="t", source="w")
+            await backend.record_counts(CountsParams(rows=[row], ttl_s=60))
         finally:
             await backend.close()
 

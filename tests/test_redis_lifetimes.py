@@ -219,7 +219,11 @@ def test_a_deleted_job_leaves_nothing_behind(scratch_server: RedisServer) -> Non
         await backend.prune(PruneParams(finished_before=clock.now))  # the queue, now empty
 
     _run(scratch_server.url(prefix="gone"), clock, body)
-    assert raw.keys("gone:*") == ["gone:g:{gone}:version"]
+    left = sorted(raw.keys("gone:*"))
+    minute = int(START // 60)  # the enqueue's count stays, with a lifetime of its own
+    counts = ["gone:g:{gone}:count_minutes", f"gone:g:{{gone}}:counts:{minute}"]
+    assert left == [*counts, "gone:g:{gone}:version"]
+    assert all(raw.pttl(key) > 0 for key in counts)
 
 
 def test_a_layout_2_keyspace_gets_its_created_index_on_upgrade(

@@ -6,7 +6,7 @@ commands, driven by a blocking client (``redis_sync``: Flask, Django, scripts) o
 asyncio client (``redis_wait``: the worker, FastAPI), as for PostgreSQL. Leases are
 scored by the server's ``TIME``, so workers on machines with skewed clocks agree. Idle
 workers block in ``BLPOP`` on a per-queue wake-up list rather than polling. Each script
-publishes its step's events on the prefix's pub/sub channel (``redis_events``).
+publishes its step's events on the prefix's pub/sub channels (``redis_events``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from collections.abc import Callable
 
 from offload.backends.base import (
     ALL_EVENTS,
+    BatchQueryParams,
     Capabilities,
     ClaimParams,
     CountParams,
+    CountsParams,
+    CountsQuery,
     EnqueueParams,
     EventStream,
     FinishParams,
@@ -49,6 +52,7 @@ from offload.backends.redis_admin import (
     plan_workers,
 )
 from offload.backends.redis_config import RedisConfig, parse_redis_url
+from offload.backends.redis_counts import plan_batches, plan_read_counts, plan_record_counts
 from offload.backends.redis_events import RedisEventStream
 from offload.backends.redis_keys import LAYOUT_VERSION
 from offload.backends.redis_plans import (
@@ -73,7 +77,7 @@ from offload.backends.redis_plans import (
 from offload.backends.redis_query import plan_count, plan_query
 from offload.backends.redis_sync import RedisSync
 from offload.backends.redis_wait import UNCLAIM_TRY_S, AsyncRunner
-from offload.records import JobRecord, WorkerInfo
+from offload.records import CONTROL_KINDS, BatchRecord, JobRecord, MinuteCounts, WorkerInfo
 
 
 class RedisBackend(AsyncRunner):
@@ -145,7 +149,11 @@ class RedisBackend(AsyncRunner):
         return await self.run(plan_delete(params))
 
     def subscribe(self, params: SubscribeParams = ALL_EVENTS) -> EventStream:
-        return RedisEventStream(self.config, self.keys.events, params.kinds)
+        """Control kinds alone (a worker's subscription) come from their own channel, which
+        the scripts always send on: the full channel's events are built only while heard."""
+        control = bool(params.kinds) and params.kinds <= CONTROL_KINDS
+        channel = self.keys.control if control else self.keys.events
+        return RedisEventStream(self.config, channel, params.kinds)
 
     async def publish(self, params: PublishParams) -> None:
         await self.run(plan_publish(self.keys, params))
@@ -158,6 +166,15 @@ class RedisBackend(AsyncRunner):
 
     async def workers(self) -> list[WorkerInfo]:
         return await self.run(plan_workers())
+
+    async def batches(self, params: BatchQueryParams) -> list[BatchRecord]:
+        return await self.run(plan_batches(params))
+
+    async def record_counts(self, params: CountsParams) -> None:
+        await self.run(plan_record_counts(params))
+
+    async def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
+        return await self.run(plan_read_counts(params))
 
     async def lock(self, params: LockParams) -> bool:
         return await self.run(plan_lock(params))

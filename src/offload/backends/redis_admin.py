@@ -13,7 +13,7 @@ from offload.backends.redis_codec import json_arg, num, text
 from offload.backends.redis_keys import Keyspace
 from offload.backends.redis_plans import Plan, Raw, Script
 from offload.backends.values import check_span
-from offload.records import WorkerInfo
+from offload.records import CONTROL_KINDS, WorkerInfo
 
 log = logging.getLogger("offload.redis")
 #: A registry entry: the store's last_seen, then the worker's own description.
@@ -29,8 +29,13 @@ def plan_delete(params: IdsParams) -> Plan[list[str]]:
 
 
 def plan_publish(ks: Keyspace, params: PublishParams) -> Plan[None]:
+    """Every event on the full channel, and the control kinds on theirs as well (as the
+    scripts send them): a worker hears a queue paused on the control channel alone."""
     if params.events:
         yield Raw(("PUBLISH", ks.events, encode_events(params.events)))
+        control = [e for e in params.events if e.kind in CONTROL_KINDS]
+        if control:
+            yield Raw(("PUBLISH", ks.control, encode_events(control)))
     return None
 
 

@@ -11,13 +11,15 @@ import msgspec
 
 from offload.backends.base import ValueRejected
 from offload.backends.values import MAX_INT
-from offload.records import FAIR_STEP_S, Attempt, ErrorInfo, JobRecord, NewJob
+from offload.records import FAIR_STEP_S, Attempt, BatchOpen, ErrorInfo, FollowUp, JobRecord, NewJob
 from offload.states import JobState
 
 encode = msgspec.json.encode
 _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
 _decode_attempts = msgspec.json.Decoder(list[Attempt]).decode
+_decode_entries = msgspec.json.Decoder(list[msgspec.Raw]).decode
+_decode_attempt = msgspec.json.Decoder(Attempt).decode
 #: 9999-12-31T23:59:59Z: the latest time every store (and ``datetime``) can hold.
 MAX_TIME_S = 253402300799.0
 #: About 317 years: a delay, lease or timeout beyond it is a mistake, and ``now`` plus it
@@ -147,11 +149,31 @@ def record(v: Sequence[Any]) -> JobRecord:
         started_at=f(20, "started_at", opt_f, None), finished_at=f(21, "finished_at", opt_f, None),
         key=f(22, "key", opt_s, None), batch=f(23, "batch", opt_s, None),
         owner=f(24, "owner", opt_s, None), meta=f(25, "meta", _decode_meta, {}),
-        attempts=f(26, "attempts", _decode_attempts, []),  # absent from older hashes
+        attempts=[] if v[26] is None else attempts(v[26]),  # absent from older hashes
     )  # fmt: skip
     if problems:
         rec.unreadable = "; ".join(problems)
     return rec
+
+
+def attempts(raw: bytes) -> list[Attempt]:
+    """A job's history, what of it decodes: it is for people, and a job whose history was
+    edited by hand (or written by another version) must still run, not be dead-lettered."""
+    try:
+        return _decode_attempts(raw)
+    except msgspec.DecodeError:
+        pass
+    try:
+        entries = _decode_entries(raw)
+    except msgspec.DecodeError:  # no JSON list at all: a count or an error read() passed on
+        return []
+    kept = []
+    for entry in entries:
+        try:
+            kept.append(_decode_attempt(entry))
+        except msgspec.DecodeError:
+            continue
+    return kept
 
 
 def records(reply: Any) -> list[JobRecord]:
@@ -161,12 +183,14 @@ def records(reply: Any) -> list[JobRecord]:
 # -- jobs to script arguments -----------------------------------------------------------
 
 _FAIR_STEP = num(FAIR_STEP_S)
-#: How many values one job takes in enqueue.lua's (and finish.lua's follow-ups') arguments.
-JOB_STRIDE = 15
+#: How many values one job takes in enqueue.lua's (and finish.lua's follow-ups') arguments,
+#: and in a job blob (endings.lua's JOB_ITEMS).
+JOB_STRIDE = 16
 
 
 def job_args(j: NewJob) -> list[Any]:
-    """The JOB_STRIDE values of one new job, every one checked before any script runs."""
+    """The JOB_STRIDE values of one new job, every one checked before any script runs; the
+    last is its follow-ups' blob ('' for none: a job without any costs nothing more)."""
     i = j.id
     for field, number in (("priority", j.priority), ("max_attempts", j.max_attempts)):
         if not -MAX_INT <= number <= MAX_INT:  # what every store holds (PostgreSQL's int)
@@ -178,11 +202,41 @@ def job_args(j: NewJob) -> list[Any]:
         span(j.lease_s, i, "lease_s"), span(j.timeout_s, i, "timeout_s"), opt(j.key, i, "key"),
         opt(j.batch, i, "batch"), opt(j.owner, i, "owner"),
         json_arg(j.meta, i, "meta") if j.meta else "", _FAIR_STEP if j.fair else "",
+        follow_ups_blob(j.follow_ups) if j.follow_ups else "",
     ]  # fmt: skip
 
 
-def enqueue_args(jobs: Sequence[NewJob]) -> list[Any]:
+def enqueue_args(jobs: Sequence[NewJob], batch: BatchOpen | None = None) -> list[Any]:
+    """enqueue.lua's arguments: the jobs, then the batch opened with them (or '')."""
     args: list[Any] = [len(jobs)]
     for j in jobs:
         args += job_args(j)
-    return args
+    if batch is None:
+        return [*args, "", "", ""]
+    callback = batch.callback
+    blob = b"" if callback is None else job_blob(callback)
+    return [*args, opt(batch.id, batch.id, "batch id"), blob,
+            opt(None if callback is None else callback.id)]  # fmt: skip
+
+
+# -- jobs kept for later: '<length>:<bytes>' items that a script reads with endings.lua's
+# items(), any bytes (a payload) included, nothing to decode when a job has none ----------
+
+
+def _item(value: bytes | str | int) -> bytes:
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    return b"%d:%s" % (len(raw), raw)
+
+
+def job_blob(new: NewJob) -> bytes:
+    """One job (a batch's callback) as JOB_STRIDE items, checked as job_args checks."""
+    return b"".join(_item(v) for v in job_args(new))
+
+
+def follow_ups_blob(follow_ups: Sequence[FollowUp]) -> bytes:
+    """A job's follow-ups: per follow-up, its states joined by commas, then its job's items."""
+    out = []
+    for f in follow_ups:
+        out.append(_item(",".join(JobState(s).value for s in f.on)))
+        out.append(job_blob(f.job))
+    return b"".join(out)

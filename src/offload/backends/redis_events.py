@@ -1,5 +1,6 @@
 """Live events on Redis: every script PUBLISHes its step's events (one JSON array) on the
-prefix's channel; a subscriber reads them on a connection of its own.
+prefix's channel, and the control kinds on the control channel too; a subscriber reads
+one of them on a connection of its own.
 
 Pub/sub keeps nothing: a subscriber hears the steps taken while it is subscribed, and a
 lost connection loses what was published meanwhile, so the stream ends (BackendError)

@@ -30,6 +30,21 @@ Redis Cluster a queue's keys would live in one slot::
                                   written with a lifetime; gone once read or pruned after
     P:g:{P}:batch:<name>  zset    ids of one batch's jobs, score 0 (listing by id); shrinks
                                   as they are pruned, so it ends with them
+    P:g:{P}:batchrec:<id> hash    a batch opened with its members (EnqueueParams.batch):
+                                  total, remaining, created_at, completed_at, callback_id,
+                                  and 'callback' (the job to store, as job_blob) until stored
+    P:g:{P}:batches       zset    every batch record's id, score 0 (newest first by id)
+    P:g:{P}:open_batches  zset    the ids of batches not completed, score 0
+    P:g:{P}:done_batches  zset    completed batches by completed_at: prune deletes the old
+                                  ones, records and index entries alike
+    P:g:{P}:counts:<min>  hash    one minute's counts: '["queue","task","source"]' ->
+                                  '[until, MinuteCounts JSON]' (a worker's row, replaced
+                                  whole; until on the store's clock), '["queue","task"]' ->
+                                  the jobs enqueued (HINCRBY; until = the minute's end +
+                                  ENQUEUE_COUNTS_TTL_S); expires on the server's clock after
+                                  its longest-lived row, and prune deletes old minutes
+    P:g:{P}:count_minutes zset    the minutes that have a counts hash (score = minute), for
+                                  range reads; expires after its longest-lived minute
     P:g:{P}:workers       hash    worker id -> '[last_seen, WorkerInfo JSON]': the registry
     P:g:{P}:worker_until  zset    worker id -> when it drops out (store's clock); beats and
                                   prune delete the expired, and both keys expire on the
@@ -39,7 +54,11 @@ Redis Cluster a queue's keys would live in one slot::
                                   wait took ('!' once abandoned); expires after 2 minutes
 
 Live events are no key: each script PUBLISHes its step's events on the channel
-``P:g:{P}:events`` (one JSON array per step; nothing is stored).
+``P:g:{P}:events`` (one JSON array per step; nothing is stored) while it has subscribers,
+and the control kinds (records.CONTROL_KINDS: rare) always on ``P:g:{P}:control`` too.
+
+A job hash may hold 'follow_ups' (its NewJob.follow_ups as job_blob items, absent when it
+has none): the step that ends the job stores those whose states hold its final state.
 
 A job is in exactly one state index at a time. Scripts find a job's queue in
 ``dir``; today they run on one Redis server (or a primary with replicas). For
@@ -68,6 +87,13 @@ local MARK_UNTIL = P .. ':g:{' .. P .. '}:mark_until'
 local WORKERS = P .. ':g:{' .. P .. '}:workers'
 local WORKER_UNTIL = P .. ':g:{' .. P .. '}:worker_until'
 local EVENTS_CHANNEL = P .. ':g:{' .. P .. '}:events'
+local CONTROL_CHANNEL = P .. ':g:{' .. P .. '}:control'
+local BATCHES = P .. ':g:{' .. P .. '}:batches'
+local OPEN_BATCHES = P .. ':g:{' .. P .. '}:open_batches'
+local DONE_BATCHES = P .. ':g:{' .. P .. '}:done_batches'
+local COUNT_MINUTES = P .. ':g:{' .. P .. '}:count_minutes'
+local function batchrec(id) return P .. ':g:{' .. P .. '}:batchrec:' .. id end
+local function countkey(minute) return P .. ':g:{' .. P .. '}:counts:' .. minute end
 local function batchkey(name) return P .. ':g:{' .. P .. '}:batch:' .. name end
 local function qkey(queue, name) return P .. ':q:{' .. queue .. '}:' .. name end
 local function turnskey(queue) return qkey(queue, 'turns') end
@@ -129,8 +155,23 @@ class Keyspace:
         """The pub/sub channel of this prefix's live events (a channel, not a key)."""
         return self._global + "events"
 
+    @property
+    def control(self) -> str:
+        """The channel of the control kinds alone (records.CONTROL_KINDS), always sent."""
+        return self._global + "control"
+
     def lock(self, name: str) -> str:
         return self._global + "lock:" + name
 
     def batch(self, name: str) -> str:
         return self._global + "batch:" + name
+
+    def batch_record(self, batch_id: str) -> str:
+        return self._global + "batchrec:" + batch_id
+
+    def counts(self, minute: int) -> str:
+        return self._global + f"counts:{minute}"
+
+    @property
+    def count_minutes(self) -> str:
+        return self._global + "count_minutes"

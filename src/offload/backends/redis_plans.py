@@ -48,7 +48,7 @@ from offload.backends.redis_codec import (
     when,
 )
 from offload.backends.redis_keys import LAYOUT_VERSION, LUA_KEYS, Keyspace
-from offload.records import MAX_ATTEMPTS_KEPT, WORKER_LOST, JobRecord
+from offload.records import ENQUEUE_COUNTS_TTL_S, MAX_ATTEMPTS_KEPT, WORKER_LOST, JobRecord
 from offload.states import JobState
 
 log = logging.getLogger("offload.redis")
@@ -68,8 +68,11 @@ _SCRIPTS = (
     "enqueue", "claim", "heartbeat", "finish", "progress", "get", "cancel", "retry",
     "stats", "promote", "reap", "prune", "purge", "query", "lock", "unlock", "peek",
     "set_mark", "unclaim", "get_marks", "prune_turns", "prune_rest", "index_batches",
-    "index_created", "delete", "beat_worker", "remove_worker", "workers",
+    "index_created", "delete", "beat_worker", "remove_worker", "workers", "batches",
+    "record_counts", "read_counts", "prune_batches", "prune_counts",
 )  # fmt: skip
+#: The scripts that store new jobs or end jobs: endings.lua comes after their prelude.
+ENDING_SCRIPTS = frozenset({"enqueue", "finish", "reap", "cancel", "retry", "delete"})
 
 
 class Scripts:
@@ -78,11 +81,17 @@ class Scripts:
     def __init__(self) -> None:
         folder = resources.files("offload.backends") / "redis_lua"
         prelude = (folder / "prelude.lua").read_text()
-        constants = f"local MAX_ATTEMPTS = {MAX_ATTEMPTS_KEPT}\n"
+        endings = (folder / "endings.lua").read_text()
+        constants = (
+            f"local MAX_ATTEMPTS = {MAX_ATTEMPTS_KEPT}\n"
+            f"local ENQUEUE_COUNTS_TTL = {ENQUEUE_COUNTS_TTL_S!r}\n"
+        )
         self.source: dict[str, str] = {}
         self.sha: dict[str, str] = {}
         for name in _SCRIPTS:
             script = (folder / f"{name}.lua").read_text()
+            if name in ENDING_SCRIPTS:
+                script = endings + script
             text = "local P = ARGV[1]\n" + LUA_KEYS + constants + prelude + script
             self.source[name] = text
             self.sha[name] = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
@@ -167,7 +176,7 @@ def plan_enqueue(params: EnqueueParams) -> Plan[list[JobRecord]]:
         return []
     if len({j.id for j in jobs}) != len(jobs):
         raise DuplicateJob()
-    reply = yield Script("enqueue", enqueue_args(jobs))
+    reply = yield Script("enqueue", enqueue_args(jobs, params.batch))
     now = float(reply[0])
     out: list[JobRecord] = []
     for new, stored in zip(jobs, reply[1:], strict=True):
@@ -309,10 +318,14 @@ def plan_delete_in_batches(script: str, args: Sequence[Any]) -> Plan[int]:
 
 def plan_prune(ks: Keyspace, params: PruneParams) -> Plan[int]:
     states = [JobState(s).value for s in params.states if JobState(s).is_terminal]
-    if not states:
-        return 0
     before = when(params.finished_before, "", "finished_before")
-    deleted = yield from plan_delete_in_batches("prune", [before, *states])
+    when(params.counts_before, "", "counts_before")
+    deleted = (yield from plan_delete_in_batches("prune", [before, *states])) if states else 0
+    # Completed batches go with their jobs; counts of old minutes, and the minutes whose
+    # hash expired, leave the index (hashes expire on their own).
+    yield from plan_delete_in_batches("prune_batches", [before])
+    oldest = "" if params.counts_before is None else str(int(params.counts_before // 60))
+    yield from plan_delete_in_batches("prune_counts", [oldest])
     # What outlives jobs, not counted with them: old fair turns, empty queues, marks.
     for queue in (yield Raw(("SMEMBERS", ks.queues))):
         cursor = b"0"

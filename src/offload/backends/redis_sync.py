@@ -12,8 +12,10 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from offload.backends.base import (
+    BatchQueryParams,
     Capabilities,
     CountParams,
+    CountsQuery,
     EnqueueParams,
     IdsParams,
     MarkNamesParams,
@@ -26,6 +28,7 @@ from offload.backends.base import (
 )
 from offload.backends.redis_admin import plan_delete, plan_publish, plan_workers
 from offload.backends.redis_config import RedisConfig, client_options
+from offload.backends.redis_counts import plan_batches, plan_read_counts
 from offload.backends.redis_errors import TRANSIENT, translate, unreachable
 from offload.backends.redis_keys import LAYOUT_VERSION, Keyspace
 from offload.backends.redis_plans import (
@@ -44,7 +47,7 @@ from offload.backends.redis_plans import (
     plan_stats,
 )
 from offload.backends.redis_query import plan_count, plan_query
-from offload.records import JobRecord, WorkerInfo
+from offload.records import BatchRecord, JobRecord, MinuteCounts, WorkerInfo
 
 T = TypeVar("T")
 
@@ -163,6 +166,12 @@ class RedisSync(Runner):
 
     def workers(self) -> list[WorkerInfo]:
         return self.run(plan_workers())
+
+    def batches(self, params: BatchQueryParams) -> list[BatchRecord]:
+        return self.run(plan_batches(params))
+
+    def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
+        return self.run(plan_read_counts(params))
 
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
         return self.run(plan_get_marks(params))

@@ -197,6 +197,11 @@ class AsyncRunner(Runner):
         pipe.execute_command(*self._command(command))
         try:
             _, reply = await pipe.execute()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py can hold a cancellation until the BLPOP answers, then drop it:
+                # the caller has gone (a paused queue, a stop), so the claim is handed back.
+                raise asyncio.CancelledError
         except redis.exceptions.NoScriptError:  # a restarted server forgot the scripts
             jobs, hint = await self.run(plan_claim_with_hint(claim))
         except BaseException as exc:

@@ -1,12 +1,15 @@
 -- Cancel the ids ARGV[3..] that have not ended; returns the records of all that exist.
--- A running job's attempt ends in its history (cancelled); each job changed pushes CANCELLED.
+-- A running job's attempt ends in its history (cancelled); each job changed pushes CANCELLED
+-- and sets off what its end does (endings.lua).
 local out = {}
+local woken = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
   local queue = redis.call('HGET', DIR, id)
   if queue then
     local j = jkey(queue, id)
-    local v = fields(queue, id, 'state', 'attempt', 'worker', 'started_at', 'attempts')
+    local v = fields(queue, id, 'state', 'attempt', 'worker', 'started_at', 'attempts',
+      'batch', 'follow_ups')
     if not v then quarantine(queue, id) end -- its key holds no hash: dead, as it reads
     local state = v and v[1]
     if holds_key(state) then
@@ -20,7 +23,10 @@ for i = 3, #ARGV do
       redis.call('ZADD', qkey(queue, 'cancelled'), NOW, id)
     end
     local rec = read(queue, id)
-    if holds_key(state) then event_of('cancelled', rec) end
+    if holds_key(state) then
+      event_of('cancelled', rec)
+      ended(id, 'cancelled', v[6], v[7], woken)
+    end
     out[#out + 1] = rec
   end
 end

@@ -1,40 +1,31 @@
 -- Record outcomes, fenced by the delivery token. ARGV[3..] = groups of
 -- (id, delivery, kind, result or '', error JSON or '', retry delay seconds,
 -- '' or 'm' .. the meta JSON that replaces the job's, the number of follow-ups, then
--- 15 values per follow-up job as in enqueue.lua).
+-- 16 values per follow-up job as in enqueue.lua).
 -- A follow-up (a chain's next step) is stored with its outcome, and only if the outcome
 -- is taken; one whose id exists, or whose unique key a live job holds, is skipped.
 -- Follow-ups do not take fair turns. Returns the ids refused because the lease was no
 -- longer held (a job whose key no longer holds a hash is dead: prelude's quarantine).
 -- A taken outcome ends the job's attempt in its history and pushes its event, then
--- ENQUEUED for each follow-up stored; a refused one changes nothing and pushes nothing.
-local STRIDE = 15
+-- ENQUEUED for each follow-up stored; a final one then sets off what its end does
+-- (endings.lua: its batch's count, the follow-ups it was stored with, the batch's callback).
+-- A refused one changes nothing and pushes nothing.
+local STRIDE = JOB_ITEMS
 local groups = {} -- ARGV index of each outcome group
+local cancels = false -- a cancelled outcome: its event goes to the control channel
 local i = 3
 while i <= #ARGV do
   groups[#groups + 1] = i
+  if ARGV[i + 2] == 'cancelled' then cancels = true end
   local nf = tonumber(ARGV[i + 7])
   for k = 0, nf - 1 do -- checked before the first write: a failed script keeps its writes
-    local problem = check_job(i + 8 + k * STRIDE)
+    local problem = check_job(ARGV, i + 8 + k * STRIDE)
     if problem then return redis.error_reply('OFFLOAD_REJECTED follow-up ' .. problem) end
   end
   i = i + 8 + nf * STRIDE
 end
 local rejected = {}
 local woken = {}
-local function follow_up(b)
-  if redis.call('HSETNX', DIR, ARGV[b], ARGV[b + 2]) == 0 then return end -- stored already
-  local key = opt(ARGV[b + 10])
-  if key then
-    local holder = redis.call('HGET', UNIQUE, key)
-    local hq = holder and redis.call('HGET', DIR, holder)
-    if hq and holds_key(state_of(hq, holder)) then
-      redis.call('HDEL', DIR, ARGV[b])
-      return
-    end
-  end
-  put_job(b, job_run_at(b), key, woken)
-end
 -- outcome -> (how the attempt ended, the event subscribers get), as memory_views.OUTCOME_ENDINGS
 local ENDINGS = {succeeded = {'succeeded', 'succeeded'}, retry = {'failed', 'retrying'},
   dead = {'failed', 'dead'}, cancelled = {'cancelled', 'cancelled'},
@@ -45,11 +36,11 @@ local function error_message(error_json)
   return ok and type(decoded) == 'table' and type(decoded.message) == 'string' and decoded.message
     or nil
 end
--- what the step needs of a job (1..8), then what only its event does
+-- what the step needs of a job (1..10), then what only its event does
 local WANTED = {'state', 'delivery', 'priority', 'run_at', 'attempt', 'worker', 'started_at',
-  'attempts'}
-if listened() then
-  for _, name in ipairs({'task', 'owner', 'batch', 'progress'}) do WANTED[#WANTED + 1] = name end
+  'attempts', 'batch', 'follow_ups'}
+if listened() or cancels then
+  for _, name in ipairs({'task', 'owner', 'progress'}) do WANTED[#WANTED + 1] = name end
 end
 local function put(set, name, value)
   set[#set + 1] = name
@@ -65,7 +56,7 @@ for _, i in ipairs(groups) do
     rejected[#rejected + 1] = id
   else
     local ending = ENDINGS[kind]
-    local attempt, progress, error_json = finite(v[5], 1), v[12], ARGV[i + 4]
+    local attempt, progress, error_json = finite(v[5], 1), v[13], ARGV[i + 4]
     -- one HSET and one HDEL for the job's hash: a call costs about what the rest does
     local set, unset = {}, {'lease_until'}
     end_attempt(queue, id, v[8], set, unset, attempt, v[6], v[7], ending[1], error_json,
@@ -84,7 +75,9 @@ for _, i in ipairs(groups) do
       local run_at = num(now + tonumber(ARGV[i + 5]))
       state = 'scheduled'
       put(set, 'run_at', run_at)
-      if kind == 'retry' then put(set, 'error', error_json) end
+      if kind == 'retry' then -- none given: none kept ('' would not decode)
+        if error_json ~= '' then put(set, 'error', error_json) else unset[#unset + 1] = 'error' end
+      end
       redis.call('ZADD', qkey(queue, 'scheduled'), run_at, id)
       wake(queue)
     elseif kind == 'release' then
@@ -104,9 +97,12 @@ for _, i in ipairs(groups) do
     redis.call('HSET', j, unpack(set))
     redis.call('HDEL', j, unpack(unset))
     local failed = ending[1] == 'failed' and listened()
-    event(ending[2], id, queue, state, v[9], v[10], v[11], attempt, progress,
+    event(ending[2], id, queue, state, v[11], v[12], v[9], attempt, progress,
       failed and error_message(error_json) or nil, v[6])
-    for k = 0, tonumber(ARGV[i + 7]) - 1 do follow_up(i + 8 + k * STRIDE) end
+    for k = 0, tonumber(ARGV[i + 7]) - 1 do insert_job(ARGV, i + 8 + k * STRIDE, woken) end
+    if kind == 'succeeded' or kind == 'dead' or kind == 'cancelled' then
+      ended(id, state, v[9], v[10], woken)
+    end
   end
 end
 publish_events()

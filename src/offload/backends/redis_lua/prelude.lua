@@ -150,7 +150,11 @@ local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
 -- Nothing is built while nobody listens: PUBSUB NUMSUB, asked once per script, counts every
 -- subscription Redis confirmed before the script began (a script runs whole). It counts
 -- this server's subscribers only: subscribe() connects to the server the scripts run on.
+-- The control kinds (records.CONTROL_KINDS: a person's cancel or delete) are rare and
+-- every worker listens for them: they go on CONTROL_CHANNEL always, whoever listens.
 local EVENTS = {}
+local CONTROLS = {}
+local CONTROL = {cancelled = true, deleted = true, queue_paused = true, queue_resumed = true}
 local LISTENED = nil
 local function listened()
   if LISTENED == nil then
@@ -176,7 +180,8 @@ local function jprogress(x)
 end
 local function event(kind, id, queue, state, task, owner, batch, attempt, progress, message,
                      worker)
-  if not listened() then return end
+  local control = CONTROL[kind]
+  if not (control or listened()) then return end
   local e = '{"kind":"' .. kind .. '","id":' .. jtext(id) .. ',"queue":' .. jtext(queue or '') ..
     ',"state":' .. jtext(state) .. ',"task":' .. jtext(task or '') .. ',"attempt":' ..
     jcount(attempt) .. ',"progress":' .. jprogress(progress) .. ',"at":' .. NOW
@@ -185,7 +190,9 @@ local function event(kind, id, queue, state, task, owner, batch, attempt, progre
   if owner then e = e .. ',"owner":' .. jtext(owner) end
   if batch then e = e .. ',"batch":' .. jtext(batch) end
   if message then e = e .. ',"message":' .. jtext(message) end
-  EVENTS[#EVENTS + 1] = e .. '}'
+  e = e .. '}'
+  if listened() then EVENTS[#EVENTS + 1] = e end
+  if control then CONTROLS[#CONTROLS + 1] = e end
 end
 -- The event of a job read with read() (FIELDS order) after the step changed it.
 local function event_of(kind, rec, message)
@@ -195,6 +202,9 @@ end
 local function publish_events()
   if #EVENTS > 0 then
     redis.call('PUBLISH', EVENTS_CHANNEL, '[' .. table.concat(EVENTS, ',') .. ']')
+  end
+  if #CONTROLS > 0 then
+    redis.call('PUBLISH', CONTROL_CHANNEL, '[' .. table.concat(CONTROLS, ',') .. ']')
   end
 end
 
@@ -278,7 +288,7 @@ end
 -- A hash missing its id or queue (written by hand, half deleted) still says which job it is.
 -- A damaged key reads as a dead job with one more field saying why (redis_codec.record's
 -- unreadable), and true as the second value. The history reads as one JSON array (or, not
--- being one, makes the record unreadable).
+-- being one, as no attempts: redis_codec.attempts keeps what decodes).
 local function read(queue, id)
   local rec = fields(queue, id, unpack(FIELDS))
   if not rec then
@@ -293,7 +303,7 @@ local function read(queue, id)
   local count, last = rec[RECORD], rec[RECORD + 1]
   rec[RECORD + 1] = nil
   local kept = tonumber(count or '0')
-  if not kept then return rec, false end -- not a count: unreadable, as the record will say
+  if not kept then return rec, false end -- not a count: no history
   local items = {}
   if kept > 0 then
     items = REDIS.pcall('LRANGE', historykey(queue, id), 0, -1)
@@ -307,67 +317,12 @@ local function read(queue, id)
   return rec, false
 end
 
--- One new job's values start at ARGV[b] (redis_codec.job_args): id, task, queue, payload,
--- priority, max_attempts, delay_s, run_at, lease_s, timeout_s, key, batch, owner, meta,
--- fair step. The first problem found, or nil: checked before a script's first write (its
--- key holding a string, say, left by another tool where the job's hash would go).
-local JOB_NUMBERS = {[4] = 'priority', [5] = 'max_attempts', [6] = 'delay_s', [7] = 'run_at',
-  [8] = 'lease_s', [9] = 'timeout_s'}
-local function check_job(b)
-  for k, name in pairs(JOB_NUMBERS) do
-    local s = ARGV[b + k]
-    if not (s == '' and k >= 7) and not finite(s, nil) then
-      return 'job ' .. ARGV[b] .. ': ' .. name .. ' is ' .. s .. ', not a finite number'
-    end
+-- Give a key (a count's, which no prune need reach) a lifetime on the server's clock of
+-- at least ms from now; renewed only when it would end sooner, a minute past what is asked.
+local function keep_for(key, ms)
+  if redis.call('PTTL', key) < ms then
+    redis.call('PEXPIRE', key, math.ceil(ms) + 60000)
   end
-  if ARGV[b] == '' or ARGV[b + 2] == '' then return 'job ' .. ARGV[b] .. ': no id or queue' end
-  local t = redis.call('TYPE', jkey(ARGV[b + 2], ARGV[b])).ok
-  if t ~= 'none' and t ~= 'hash' and redis.call('HEXISTS', DIR, ARGV[b]) == 0 then
-    return 'job ' .. ARGV[b] .. ': ' .. damage(ARGV[b + 2], ARGV[b]) .. ' (delete it to use the id)'
-  end
-  return nil
-end
-
-local function job_run_at(b)
-  if ARGV[b + 7] ~= '' then return tonumber(ARGV[b + 7]) end
-  return now + tonumber(ARGV[b + 6])
-end
-
--- Write the checked new job at ARGV[b] (its id already in DIR) to run at run_at; woken
--- lists the queues already woken by this script.
-local function put_job(b, run_at, key, woken)
-  local id, queue, priority = ARGV[b], ARGV[b + 2], ARGV[b + 4]
-  local state = run_at > now and 'scheduled' or 'queued'
-  local fields = {'id', id, 'task', ARGV[b + 1], 'queue', queue, 'state', state,
-    'payload', ARGV[b + 3], 'priority', priority, 'attempt', '0',
-    'max_attempts', ARGV[b + 5], 'delivery', '0', 'crashes', '0', 'run_at', num(run_at),
-    'progress', '0', 'created_at', NOW}
-  local function add(name, value)
-    if value and value ~= '' then fields[#fields + 1] = name; fields[#fields + 1] = value end
-  end
-  local batch = opt(ARGV[b + 11])
-  add('lease_s', ARGV[b + 8])
-  add('timeout_s', ARGV[b + 9])
-  add('key', key)
-  add('batch', batch)
-  add('owner', opt(ARGV[b + 12]))
-  add('meta', ARGV[b + 13])
-  redis.call('HSET', jkey(queue, id), unpack(fields))
-  if key then redis.call('HSET', UNIQUE, key, id) end
-  if batch then redis.call('ZADD', batchkey(batch), 0, id) end
-  redis.call('ZADD', qkey(queue, 'all'), 0, id)
-  redis.call('ZADD', qkey(queue, 'created'), NOW, id)
-  if state == 'queued' then
-    make_ready(queue, id, priority, run_at)
-  else
-    redis.call('ZADD', qkey(queue, 'scheduled'), num(run_at), id)
-  end
-  if not woken[queue] then
-    woken[queue] = true
-    redis.call('SADD', QUEUES, queue)
-    wake(queue) -- for a scheduled job too: sleepers re-read the next due time
-  end
-  event('enqueued', id, queue, state, ARGV[b + 1], opt(ARGV[b + 12]), batch, 0, 0, nil, nil)
 end
 
 -- Workers that stopped beating (on the store's clock) leave the registry.

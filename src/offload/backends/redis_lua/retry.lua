@@ -1,13 +1,13 @@
 -- Queue the dead or cancelled ids ARGV[3..] again, from attempt 0, unless another live job
 -- now holds their unique key. Returns the records of all that exist; each job queued again
--- pushes ENQUEUED.
+-- pushes ENQUEUED, and its batch, if not completed, waits for it again (endings.lua).
 local out = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
   local queue = redis.call('HGET', DIR, id)
   if queue then
     local j = jkey(queue, id)
-    local v = fields(queue, id, 'state', 'key', 'priority')
+    local v = fields(queue, id, 'state', 'key', 'priority', 'batch')
     if not v then -- a damaged key: dead, never run again
       quarantine(queue, id)
       v = {}
@@ -22,6 +22,7 @@ for i = 3, #ARGV do
     local requeued = (state == 'dead' or state == 'cancelled') and free
     if requeued then
       settle_history(queue, id) -- its last attempt, told by the fields this changes
+      if v[4] then reopen(v[4]) end
       unindex(queue, id, state)
       redis.call('HSET', j, 'state', 'queued', 'attempt', '0', 'crashes', '0', 'run_at', NOW)
       redis.call('HDEL', j, 'finished_at', 'worker')
