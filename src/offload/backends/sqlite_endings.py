@@ -91,7 +91,8 @@ def _decoded(owner: str, what: str, value: Any, decode: Any) -> list[Any]:
     try:
         decoded = decode(value)
     except (msgspec.DecodeError, TypeError, ValueError) as exc:
-        log.error("%s of %r do not decode, not stored: %s", what, owner, exc)
+        log.error("the %s of %r not stored: the stored value does not decode (%s)", what,
+                  owner, exc)  # fmt: skip
         return []
     return decoded if isinstance(decoded, list) else [decoded]
 
