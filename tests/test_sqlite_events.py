@@ -246,7 +246,7 @@ def test_a_history_that_does_not_decode_starts_again_at_the_next_attempt(
         conn.execute('UPDATE offload_jobs SET attempts = \'{"not": "a list"}\'')
         conn.close()
         (job,) = store.claim(ClaimParams(queues=["q"], limit=1, worker="w", lease_s=30))
-        assert job.unreadable is not None and "attempts" in job.unreadable
+        assert job.unreadable is None and job.attempts == []  # the job runs: history is for people
         done = Outcome(id=job.id, delivery=job.delivery, kind=OutcomeKind.DEAD)
         assert store.finish(FinishParams(outcomes=[done])).rejected == []
         (stored,) = store.get(IdsParams(ids=[job.id]))

@@ -45,8 +45,6 @@ CORRUPTIONS = [
     ("meta", "UPDATE offload_jobs SET meta = 'garbage' WHERE id = ?"),
     ("error", "UPDATE offload_jobs SET error = '{\"msg\": 1}' WHERE id = ?"),
     ("error", "UPDATE offload_jobs SET error = 'not json' WHERE id = ?"),
-    ("attempts", "UPDATE offload_jobs SET attempts = 'garbage' WHERE id = ?"),
-    ("attempts", 'UPDATE offload_jobs SET attempts = \'[{"number": "x"}]\' WHERE id = ?'),
 ]
 
 
@@ -66,6 +64,36 @@ def test_a_row_that_does_not_decode_is_returned_with_a_note(
     by_id = {j.id: j for j in claimed}
     assert by_id[good.id].unreadable is None
     assert by_id[bad.id].unreadable is not None and by_id[bad.id].delivery == 1
+
+
+HISTORIES = [
+    "UPDATE offload_jobs SET attempts = 'garbage' WHERE id = ?",
+    'UPDATE offload_jobs SET attempts = \'[{"number": "x"}]\' WHERE id = ?',
+    "UPDATE offload_jobs SET attempts = 42 WHERE id = ?",
+    "UPDATE offload_jobs SET attempts = 'garbage', meta = 'null' WHERE id = ?",
+]
+
+
+@pytest.mark.parametrize("corrupt", HISTORIES)
+def test_a_history_that_does_not_decode_reads_as_none_and_the_job_still_runs(
+    store: SqliteStore, db_path: str, corrupt: str
+) -> None:
+    """History is for people: it never makes a job unreadable (a worker would dead-letter
+    it); a field the job needs (meta, here with it) still does."""
+    job = new_job()
+    store.enqueue(EnqueueParams(jobs=[job]))
+    _raw(db_path, corrupt, job.id)
+    needs = "meta" in corrupt
+    for got in (
+        store.get(IdsParams(ids=[job.id]))[0],
+        store.query(QueryParams(limit=10)).jobs[0],
+        store.claim(ClaimParams(queues=[QUEUE], limit=1, worker="w", lease_s=30))[0],
+    ):
+        assert got.id == job.id and got.attempts == []
+        if needs:
+            assert got.unreadable is not None and "attempts" not in got.unreadable
+        else:
+            assert got.unreadable is None
 
 
 def test_a_payload_stored_as_text_is_read_as_its_bytes(store: SqliteStore, db_path: str) -> None:

@@ -3,7 +3,8 @@
 A row written by another version or by hand may not decode. Such a row must never
 stop a claim, a listing or a ``get``: it comes back with safe defaults for the
 broken columns and ``unreadable`` saying which and why, so a worker dead-letters
-that one job and the others it claimed with it run.
+that one job and the others it claimed with it run. A history that does not decode
+is no reason to: it is for people, so it reads as none.
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def _attempts(row: tuple[Any, ...]) -> list[Attempt]:
     if len(row) <= _ATTEMPTS:
         return []
     if row[_ATTEMPTS] is not None:
-        return _decode_attempts(row[_ATTEMPTS])
+        try:
+            return _decode_attempts(row[_ATTEMPTS])
+        except (msgspec.DecodeError, TypeError, ValueError):
+            return []  # the next ended attempt starts it again (SQL's {push_attempt})
     number, worker, started_at, ended_at = row[6], row[14], row[20], row[21]
     if (
         row[3] == "succeeded"
@@ -131,7 +135,6 @@ def _salvage(row: tuple[Any, ...]) -> JobRecord:
     if error is None and row[18] is not None:
         error = ErrorInfo(type="UnreadableError", message=_text(row[18])[:2000])
     meta = _field(notes, "meta", lambda: {} if row[25] is None else _decode_meta(row[25]), {})
-    attempts = _field(notes, "attempts", lambda: _attempts(row), [])
     return JobRecord(
         id=str(row[0]),
         task=_text(row[1]),
@@ -159,7 +162,7 @@ def _salvage(row: tuple[Any, ...]) -> JobRecord:
         batch=None if row[23] is None else _text(row[23]),
         owner=None if row[24] is None else _text(row[24]),
         meta=meta,
-        attempts=attempts,
+        attempts=_attempts(row),
         unreadable="; ".join(notes) or None,  # None: it only needed a lenient reading
     )
 

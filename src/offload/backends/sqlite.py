@@ -5,8 +5,9 @@ thread has its own connection. SQLite has no notification, so other processes
 notice new work through the WAL file, which every commit writes: an inotify watch
 on Linux (``filewatch``), elsewhere a cheap ``stat`` polled with a backoff capped
 at 50 ms. This process's own steps wake its workers and subscribers at once. Each
-step logs its events and ends its jobs' attempts in its own transaction
-(``sqlite_steps``, ``sqlite_events``).
+step logs its events, ends its jobs' attempts and stores what their ends set off
+(follow-ups, a batch's count) in its own transaction (``sqlite_steps``, ``sqlite_events``,
+``sqlite_endings``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from typing import Any, TypeVar
 from offload.backends import sqlite_steps as steps
 from offload.backends.base import (
     BackendError,
+    BatchQueryParams,
     Capabilities,
     ClaimParams,
     CountParams,
+    CountsParams,
+    CountsQuery,
     EnqueueParams,
     FinishParams,
     FinishResult,
@@ -46,6 +50,8 @@ from offload.backends.base import (
 from offload.backends.filewatch import CAN_WATCH_FILES
 from offload.backends.rows import job_from_row
 from offload.backends.sqlite_connect import Connections, translated
+from offload.backends.sqlite_counts import prune_counts, read_counts, record_counts
+from offload.backends.sqlite_endings import list_batches, prune_batches
 from offload.backends.sqlite_events import (
     HeldJobs,
     beat_worker,
@@ -70,7 +76,7 @@ from offload.backends.values import (
     check_outcomes,
     check_span,
 )
-from offload.records import JobEvent, JobRecord, WorkerInfo
+from offload.records import BatchRecord, JobEvent, JobRecord, MinuteCounts, WorkerInfo
 
 T = TypeVar("T")
 #: Rows one prune step deletes in its own transaction.
@@ -123,7 +129,7 @@ class SqliteStore:
     @translated
     def enqueue(self, params: EnqueueParams) -> list[JobRecord]:
         check_new_jobs(params.jobs)
-        return self._step(steps.enqueue_jobs, params.jobs)
+        return self._step(steps.enqueue_jobs, params)
 
     def _step(self, step: Callable[..., tuple[T, Sequence[JobEvent]]], *args: Any) -> T:
         """``step(conn, *args, now)`` in one write transaction that logs the events it
@@ -205,6 +211,20 @@ class SqliteStore:
     def workers(self) -> list[WorkerInfo]:
         return live_workers(self._conn(), self._clock())
 
+    @translated
+    def batches(self, params: BatchQueryParams) -> list[BatchRecord]:
+        return list_batches(self._conn(), params)
+
+    @translated
+    def record_counts(self, params: CountsParams) -> None:
+        check_span("counts", "counts ttl_s", params.ttl_s)
+        with self._write() as conn:
+            record_counts(conn, params.rows, params.ttl_s, self._clock())
+
+    @translated
+    def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
+        return read_counts(self._conn(), params, self._clock())
+
     # -- worker operations -------------------------------------------------
     @translated
     def claim(self, params: ClaimParams) -> list[JobRecord]:
@@ -213,8 +233,8 @@ class SqliteStore:
         probe = self._conn().execute(_in(Q["any_ready"], queues), [*queues, self._clock()])
         if not probe.fetchall():  # fetchall ends the statement, so no read snapshot lingers
             return []
-        jobs = self._step(steps.claim_jobs, params)
-        self._held.claimed(jobs)  # once committed
+        jobs, with_follow_ups = self._step(steps.claim_jobs, params)
+        self._held.claimed(jobs, with_follow_ups)  # once committed
         return jobs
 
     @translated
@@ -254,7 +274,8 @@ class SqliteStore:
     @translated
     def prune(self, params: PruneParams) -> int:
         """Delete in steps of ``PRUNE_STEP`` rows, each its own short transaction: one
-        long DELETE would hold the write lock until concurrent enqueues time out."""
+        long DELETE would hold the write lock until concurrent enqueues time out. Batches
+        completed before ``finished_before`` go with the jobs."""
         states = [s.value for s in params.states]
         now = self._clock()
         with self._write() as conn:
@@ -262,6 +283,8 @@ class SqliteStore:
             conn.execute(Q["prune_marks"], (now,))
             conn.execute(Q["prune_workers"], (now,))
         prune_events(self._db, now, PRUNE_STEP)
+        prune_batches(self._db, params.finished_before, PRUNE_STEP)
+        prune_counts(self._db, now, params.counts_before, PRUNE_STEP)
         deleted = 0
         while states:
             with self._write() as conn:
@@ -316,14 +339,7 @@ class SqliteStore:
     @translated
     def next_ready_at(self, queues: Sequence[str]) -> float | None:
         queues = list(queues)
-        row = (
-            self._conn()
-            .execute(
-                _in(Q["next_ready"], queues),
-                queues,
-            )
-            .fetchone()
-        )
+        row = self._conn().execute(_in(Q["next_ready"], queues), queues).fetchone()
         return None if row is None else row[0]
 
     def change_marker(self) -> object:

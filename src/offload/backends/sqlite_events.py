@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -67,8 +67,9 @@ class HeldJobs:
     While a lease (id, delivery) holds, only its holder changes what a job's event
     carries (its progress, through ``report_progress``), so this process's finish
     builds its events from here rather than reading the rows back (a SELECT per finish
-    cost a tenth of the store's time in a drain). A finish that finds no entry (a claim
-    made by another process, an entry dropped past ``MAX_JOBS``) reads the rows instead.
+    cost a tenth of the store's time in a drain), and reads a job's follow-ups only if
+    it has some. A finish that finds no entry (a claim made by another process, an entry
+    dropped past ``MAX_JOBS``) reads the rows instead.
     """
 
     #: Entries kept at most: a job claimed here but never finished here must not leak.
@@ -76,14 +77,15 @@ class HeldJobs:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        #: id -> [delivery, queue, task, owner, batch, attempt, progress, worker]
+        #: id -> [delivery, queue, task, owner, batch, attempt, progress, worker, has follow-ups]
         self._jobs: dict[str, list[Any]] = {}
 
-    def claimed(self, jobs: Iterable[JobRecord]) -> None:
+    def claimed(self, jobs: Iterable[JobRecord], with_follow_ups: Container[str]) -> None:
         with self._lock:
             for j in jobs:
                 self._jobs[j.id] = [
-                    j.delivery, j.queue, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker
+                    j.delivery, j.queue, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker,
+                    j.id in with_follow_ups,
                 ]  # fmt: skip
             while len(self._jobs) > self.MAX_JOBS:
                 del self._jobs[next(iter(self._jobs))]
@@ -94,14 +96,17 @@ class HeldJobs:
             if held is not None and held[0] == delivery:
                 held[6] = progress
 
-    def finished(self, outcome: Outcome, at: float, message: str | None) -> JobEvent | None:
-        """The event of a taken outcome on a job claimed here (None if not known here)."""
+    def finished(
+        self, outcome: Outcome, at: float, message: str | None
+    ) -> tuple[JobEvent, bool] | None:
+        """The event of a taken outcome on a job claimed here, and whether the job has
+        follow-ups (None if not known here)."""
         with self._lock:
             held = self._jobs.pop(outcome.id, None)
         if held is None or held[0] != outcome.delivery:
             return None
         _, kind, state = ENDINGS[outcome.kind]
-        return LoggedEvent(
+        event = LoggedEvent(
             kind=kind,
             id=outcome.id,
             queue=held[1],
@@ -115,6 +120,7 @@ class HeldJobs:
             worker=held[7],
             at=at,
         )
+        return event, held[8]
 
     def forget(self, job_id: str) -> None:
         with self._lock:

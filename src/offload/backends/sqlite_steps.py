@@ -1,6 +1,7 @@
 """The SQLite steps that change jobs, each inside the caller's write transaction: they
-end the jobs' attempts in SQL (``{push_attempt}``) and return (what the call returns,
-the events the caller logs with the step, in the order the step made them).
+end the jobs' attempts in SQL (``{push_attempt}``), store what a job's end sets off
+(``sqlite_endings``) and return (what the call returns, the events the caller logs with
+the step, in the order the step made them).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import msgspec
 
 from offload.backends.base import (
     ClaimParams,
+    EnqueueParams,
     Outcome,
     OutcomeKind,
     ProgressUpdate,
     ReapedJob,
 )
 from offload.backends.rows import job_from_row
+from offload.backends.sqlite_counts import add_enqueued
+from offload.backends.sqlite_endings import job_ended, open_batch, reopened
 from offload.backends.sqlite_events import (
     ENDINGS,
     HeldJobs,
@@ -36,34 +40,44 @@ from offload.backends.values import (
     storable_error,
     storable_meta,
 )
-from offload.records import WORKER_LOST, AttemptOutcome, EventKind, JobEvent, JobRecord, NewJob
+from offload.records import WORKER_LOST, AttemptOutcome, EventKind, JobEvent, JobRecord
 from offload.states import JobState
 
 _LOST = msgspec.json.encode(WORKER_LOST)
 #: Events whose message is the job's error.
 _FAILED = (EventKind.RETRYING, EventKind.DEAD)
+#: The outcomes that make a job final: its end sets off its follow-ups and batch's count.
+_FINAL = (OutcomeKind.SUCCEEDED, OutcomeKind.DEAD, OutcomeKind.CANCELLED)
+#: The states a deleted job had not ended in (running jobs are never deleted).
+_WAITING = (JobState.SCHEDULED.value, JobState.QUEUED.value)
 
 
 def enqueue_jobs(
-    conn: sqlite3.Connection, jobs: Sequence[NewJob], now: float
+    conn: sqlite3.Connection, params: EnqueueParams, now: float
 ) -> tuple[list[JobRecord], list[JobEvent]]:
-    """Store new jobs; a job whose unique key is held returns the holder, and no event."""
+    """Store new jobs (a job whose unique key is held returns the holder, and no event),
+    open their batch, and count them."""
     stored: list[JobRecord] = []
-    out = store_new(conn, jobs, now, stored=stored)
+    out = store_new(conn, params.jobs, now, stored=stored)
+    if params.batch is not None:
+        open_batch(conn, params.batch, stored, now)
+    add_enqueued(conn, stored, now)
     return out, [record_event(EventKind.ENQUEUED, r, now) for r in stored]
 
 
 def claim_jobs(
     conn: sqlite3.Connection, params: ClaimParams, now: float
-) -> tuple[list[JobRecord], list[JobEvent]]:
+) -> tuple[tuple[list[JobRecord], set[str]], list[JobEvent]]:
+    """Lease ready jobs; returns (the jobs, the ids of those with follow-ups), events."""
     queues = list(params.queues)
     rows = conn.execute(
         _in(Q["claim"], queues),
         [params.worker, now, now, params.lease_s, *queues, now, params.limit],
     ).fetchall()
     jobs = [job_from_row(r) for r in rows]
+    with_follow_ups = {j.id for j, r in zip(jobs, rows, strict=True) if r[-1]}
     jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
-    return jobs, [record_event(EventKind.STARTED, j, now) for j in jobs]
+    return (jobs, with_follow_ups), [record_event(EventKind.STARTED, j, now) for j in jobs]
 
 
 def finish_outcomes(
@@ -71,9 +85,7 @@ def finish_outcomes(
 ) -> tuple[list[str], list[JobEvent]]:
     """Apply each outcome whose lease still holds; returns (ids refused, events)."""
     rejected = []
-    #: per outcome taken: its event if known here, else (its job's id, its event's kind and
-    #: message) to read; then its follow-ups stored
-    taken: list[tuple[JobEvent | tuple[str, EventKind, str | None], list[JobRecord]]] = []
+    taken: list[_Taken] = []
     ended_at = json_time(now)
     for o in outcomes:
         fence = (o.id, o.delivery)
@@ -104,27 +116,42 @@ def finish_outcomes(
             conn.execute(Q["set_meta"], (storable_meta(o.meta) if o.meta else None, o.id))
         if o.follow_ups:  # in this transaction, and only because the finish was taken
             store_new(conn, o.follow_ups, now, skip_stored=True, stored=stored)
-        taken.append((held.finished(o, now, message) or (o.id, kind, message), stored))
+        final = o.kind in _FINAL
+        known = held.finished(o, now, message)
+        if known is None:
+            taken.append(((o.id, kind, message), stored, final, True))
+        else:
+            taken.append((known[0], stored, final, known[1]))
     return rejected, _finished_events(conn, taken, now)
 
 
-def _finished_events(
-    conn: sqlite3.Connection,
-    taken: list[tuple[JobEvent | tuple[str, EventKind, str | None], list[JobRecord]]],
-    now: float,
-) -> list[JobEvent]:
-    """Each taken outcome's event, then its follow-ups' (a job is taken once per finish:
-    its lease is gone after); those not known here are read from their rows."""
-    ids = [event[0] for event, _ in taken if isinstance(event, tuple)]
+#: per outcome taken: its event if known here, else (its job's id, its event's kind and
+#: message) to read; the follow-ups it stored; whether the job is final now; whether the
+#: job may have follow-ups of its own (to read)
+_Taken = tuple[JobEvent | tuple[str, EventKind, str | None], list[JobRecord], bool, bool]
+
+
+def _finished_events(conn: sqlite3.Connection, taken: list[_Taken], now: float) -> list[JobEvent]:
+    """Each taken outcome's event, then its follow-ups', then what its end set off (a job
+    is taken once per finish: its lease is gone after); those not known here are read
+    from their rows, and a job's own follow-ups only if it has some."""
+    ids = [event[0] for event, *_ in taken if isinstance(event, tuple)]
     rows = {r[0]: r for r in conn.execute(_in(Q["finished_events"], ids), ids)} if ids else {}
+    wanted = [e.id for e, _, final, has in taken if final and has and isinstance(e, JobEvent)]
+    follow_ups = dict(conn.execute(_in(Q["follow_ups"], wanted), wanted)) if wanted else {}
     events: list[JobEvent] = []
-    for known, stored in taken:
+    for known, stored, final, _ in taken:
         if isinstance(known, tuple):
             job_id, kind, message = known
-            events.append(event_of_row(kind, rows[job_id], now, message))
+            row = rows[job_id]
+            event = event_of_row(kind, row, now, message)
+            own = row[10]
         else:
-            events.append(known)
+            event, own = known, follow_ups.get(known.id)
+        events.append(event)
         events += [record_event(EventKind.ENQUEUED, r, now) for r in stored]
+        if final and (own is not None or event.batch is not None):
+            events += job_ended(conn, event.id, event.state, event.batch, own, now)
     return events
 
 
@@ -133,7 +160,11 @@ def cancel_jobs(
 ) -> tuple[None, list[JobEvent]]:
     ending = (json_time(now), AttemptOutcome.CANCELLED.value, None)
     rows = conn.execute(_in(Q["cancel"], ids), [now, *ending, *ids]).fetchall()
-    return None, [event_of_row(EventKind.CANCELLED, r, now) for r in in_given_order(rows, ids)]
+    events = []
+    for r in in_given_order(rows, ids):  # each one ended here
+        events.append(event_of_row(EventKind.CANCELLED, r, now))
+        events += job_ended(conn, r[0], JobState.CANCELLED, r[5], r[10], now)
+    return None, events
 
 
 def retry_jobs(
@@ -146,6 +177,7 @@ def retry_jobs(
             row = conn.execute(Q["retry"], (now, job_id)).fetchone()
             if row is not None:
                 events.append(event_of_row(EventKind.ENQUEUED, row, now))
+    reopened(conn, [e.batch for e in events if e.batch is not None])
     return None, events
 
 
@@ -174,21 +206,25 @@ def reap_expired(
     args = (_LOST, max_crashes, max_crashes, now, *ending, now)
     rows = conn.execute(Q["reap_expired"], args).fetchall()
     reaped = [ReapedJob(id=r[0], state=JobState(r[2])) for r in rows]
-    events = [
-        event_of_row(
-            EventKind.DEAD if job.state is JobState.DEAD else EventKind.REQUEUED,
-            row,
-            now,
-            WORKER_LOST.message,
-        )
-        for job, row in zip(reaped, rows, strict=True)
-    ]
+    events = []
+    for job, row in zip(reaped, rows, strict=True):
+        dead = job.state is JobState.DEAD
+        kind = EventKind.DEAD if dead else EventKind.REQUEUED
+        events.append(event_of_row(kind, row, now, WORKER_LOST.message))
+        if dead:
+            events += job_ended(conn, job.id, job.state, row[5], row[10], now)
     return reaped, events
 
 
 def delete_jobs(
     conn: sqlite3.Connection, ids: Sequence[str], now: float
 ) -> tuple[list[str], list[JobEvent]]:
-    """Forget the jobs not running; returns (their ids in the given order, events)."""
+    """Forget the jobs not running; returns (their ids in the given order, events). A job
+    that had not ended never will: its batch stops waiting for it."""
     rows = in_given_order(conn.execute(_in(Q["delete"], ids), ids).fetchall(), ids)
-    return [r[0] for r in rows], [event_of_row(EventKind.DELETED, r, now) for r in rows]
+    events = []
+    for r in rows:
+        events.append(event_of_row(EventKind.DELETED, r, now))
+        if r[5] is not None and r[2] in _WAITING:
+            events += job_ended(conn, r[0], None, r[5], None, now)
+    return [r[0] for r in rows], events

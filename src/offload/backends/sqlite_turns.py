@@ -1,4 +1,5 @@
-"""What one SQLite enqueue writes inside its transaction: new rows and fair turns."""
+"""What one SQLite enqueue writes inside its transaction: new rows (with the follow-ups
+they carry, stored when they end) and fair turns."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import msgspec
 
 from offload.backends.rows import job_from_row
 from offload.backends.sqlite_schema import Q, _in
-from offload.records import FAIR_STEP_S, JobRecord, NewJob
+from offload.backends.values import check_new_jobs
+from offload.records import FAIR_STEP_S, FollowUp, JobRecord, NewJob
 from offload.states import JobState
 
 
@@ -118,6 +120,7 @@ def store_new(
                 record.priority, record.max_attempts, record.run_at, record.lease_s,
                 record.timeout_s, record.created_at, record.key, record.batch,
                 record.owner, _encode(record.meta) if record.meta else None,
+                None if not new.follow_ups else follow_ups_column(new),
             )
         )  # fmt: skip
         if new.key is not None and rows:  # a later job in this batch may carry the same key
@@ -128,6 +131,19 @@ def store_new(
     if turns is not None:
         turns.save()
     return out
+
+
+def follow_ups_column(new: NewJob) -> bytes:
+    """``new``'s follow-ups as its row keeps them. Each is checked now, at any depth
+    (``ValueRejected``): the step that ends ``new`` stores them and must not fail then."""
+    checked(new.follow_ups)
+    return _encode(new.follow_ups)
+
+
+def checked(follow_ups: Sequence[FollowUp]) -> None:
+    check_new_jobs([f.job for f in follow_ups])
+    for f in follow_ups:
+        checked(f.job.follow_ups)
 
 
 _encode = msgspec.json.encode

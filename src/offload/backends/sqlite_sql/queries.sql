@@ -31,8 +31,8 @@ SELECT {cols} FROM offload_jobs WHERE key = ? AND state IN ('scheduled', 'queued
 
 -- name: insert
 INSERT INTO offload_jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
-                          lease_s, timeout_s, created_at, key, batch, owner, meta)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                          lease_s, timeout_s, created_at, key, batch, owner, meta, follow_ups)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 -- name: fair_head
 -- the run_at of the job a claim would take first at this priority (fair enqueues only)
@@ -58,7 +58,7 @@ SELECT id FROM offload_jobs WHERE id IN ({marks})
 UPDATE offload_jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL,
     attempts = CASE WHEN state = 'running' THEN {push_attempt} ELSE attempts END
 WHERE state IN ('scheduled', 'queued', 'running') AND id IN ({marks})
-RETURNING {event}
+RETURNING {event}, follow_ups
 
 -- name: retry
 UPDATE offload_jobs SET state = 'queued', attempt = 0, crashes = 0, run_at = ?,
@@ -94,6 +94,8 @@ SELECT 1 FROM offload_jobs
 WHERE queue IN ({marks}) AND state IN ('queued', 'scheduled') AND run_at <= ? LIMIT 1
 
 -- name: claim
+-- and whether the job has follow-ups, so that its finish here reads them only if it has
+-- (typeof: SQLite 3.40's RETURNING answers IS NOT NULL wrongly on a WITHOUT ROWID table)
 UPDATE offload_jobs SET state = 'running', attempt = attempt + 1, delivery = delivery + 1,
     worker = ?, started_at = ?, lease_until = ? + CASE WHEN typeof(lease_s) IN ('integer', 'real') AND lease_s > 0
     AND lease_s <= 1e9 THEN lease_s ELSE ? END
@@ -102,7 +104,7 @@ WHERE id IN (
     WHERE queue IN ({marks}) AND state IN ('queued', 'scheduled') AND run_at <= ?
     ORDER BY priority DESC, run_at, id LIMIT ?
 )
-RETURNING {cols}
+RETURNING {cols}, typeof(follow_ups) <> 'null'
 
 -- name: heartbeat
 UPDATE offload_jobs SET lease_until = ? + CASE WHEN typeof(lease_s) IN ('integer', 'real') AND lease_s > 0
@@ -144,10 +146,13 @@ WHERE id = ? AND delivery = ? AND state = 'running'
 -- name: finished_events
 -- the events of the jobs a finish took, read once for the whole finish (a RETURNING on
 -- each outcome's UPDATE costs as much as the UPDATE); release and defer cleared the
--- worker, so it is the one of the attempt just ended
+-- worker, so it is the one of the attempt just ended; then the job's follow-ups
 SELECT id, queue, state, task, owner, batch, attempt, progress, progress_message,
-    coalesce(worker, json_extract(attempts, '$[#-1].worker'))
+    coalesce(worker, json_extract(attempts, '$[#-1].worker')), follow_ups
 FROM offload_jobs WHERE id IN ({marks})
+
+-- name: follow_ups
+SELECT id, follow_ups FROM offload_jobs WHERE id IN ({marks})
 
 -- name: progress
 UPDATE offload_jobs SET progress = ?, progress_message = ?
@@ -163,7 +168,7 @@ UPDATE offload_jobs SET crashes = crashes + 1, lease_until = NULL, worker = NULL
     finished_at = CASE WHEN crashes + 1 >= ? THEN ? ELSE NULL END,
     attempts = {push_attempt}
 WHERE state = 'running' AND lease_until < ?
-RETURNING {event}
+RETURNING {event}, follow_ups
 
 -- name: prune
 -- one bounded step: each step is its own short transaction, so enqueues never wait long
@@ -232,3 +237,69 @@ SELECT info FROM offload_workers WHERE expires_at > ? ORDER BY id
 
 -- name: prune_workers
 DELETE FROM offload_workers WHERE expires_at <= ?
+
+-- name: open_batch
+-- a batch id opened again starts again, as in the in-memory store
+INSERT OR REPLACE INTO offload_batches (id, total, remaining, created_at, callback, callback_id)
+VALUES (?, ?, ?, ?, ?, ?)
+
+-- name: batch_member_ended
+-- SET reads the old remaining, RETURNING the new one; the callback only with the last end
+UPDATE offload_batches SET remaining = remaining - 1,
+    completed_at = CASE WHEN remaining <= 1 THEN ? END
+WHERE id = ? AND completed_at IS NULL
+RETURNING total, remaining, CASE WHEN remaining <= 0 THEN callback END
+
+-- name: batch_member_reopened
+UPDATE offload_batches SET remaining = remaining + 1 WHERE id = ? AND completed_at IS NULL
+
+-- name: batches_by_id
+SELECT id, total, remaining, created_at, completed_at, callback_id FROM offload_batches
+WHERE id IN ({marks})
+
+-- name: batches_newest
+SELECT id, total, remaining, created_at, completed_at, callback_id FROM offload_batches
+ORDER BY id DESC LIMIT ?
+
+-- name: batches_open
+SELECT id, total, remaining, created_at, completed_at, callback_id
+FROM offload_batches INDEXED BY offload_batches_open
+WHERE completed_at IS NULL ORDER BY id DESC LIMIT ?
+
+-- name: prune_batches
+-- one bounded step, like prune
+DELETE FROM offload_batches WHERE id IN (
+    SELECT id FROM offload_batches WHERE completed_at < ? LIMIT ?
+)
+
+-- name: add_enqueued
+-- the store's own row of a minute adds up; it lives ENQUEUE_COUNTS_TTL_S from its first
+-- enqueue (no index write on later ones)
+INSERT INTO offload_counts (minute, queue, task, source, enqueued, expires_at)
+VALUES (?, ?, ?, 'enqueue', ?, ?)
+ON CONFLICT (minute, queue, task, source) DO UPDATE SET enqueued = enqueued + excluded.enqueued
+
+-- name: record_counts
+-- a source owns its rows: each write replaces the earlier one
+INSERT OR REPLACE INTO offload_counts (minute, queue, task, source, enqueued, started,
+    succeeded, retried, dead, wait_ms, run_ms, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+
+-- name: read_counts
+SELECT minute, queue, task, source, enqueued, started, succeeded, retried, dead, wait_ms,
+    run_ms
+FROM offload_counts
+WHERE minute >= ? AND minute <= ? AND expires_at > ? AND (? IS NULL OR queue = ?)
+    AND (? IS NULL OR task = ?)
+ORDER BY minute, queue, task, source
+
+-- name: prune_counts_expired
+-- one bounded step: the rows past their lifetime up to the step-th soonest to end (a range
+-- of its index; a row-value IN would scan the table)
+DELETE FROM offload_counts WHERE expires_at <= ? AND expires_at <= coalesce(
+    (SELECT expires_at FROM offload_counts ORDER BY expires_at LIMIT 1 OFFSET ?), ?)
+
+-- name: prune_counts_before
+-- one bounded step: the rows of minutes before the given one, up to the step-th oldest
+DELETE FROM offload_counts WHERE minute < ? AND minute <= coalesce(
+    (SELECT minute FROM offload_counts ORDER BY minute LIMIT 1 OFFSET ?), ?)

@@ -1,6 +1,7 @@
 -- The current schema, applied as a whole to a new database.
 -- Every change here needs a matching file in migrations/ (a test compares them).
--- attempts (a JSON array of ended attempts) as migration 0005's ALTER TABLE leaves it
+-- attempts (a JSON array of ended attempts) and follow_ups (a JSON array of FollowUp, NULL
+-- for most jobs) as migrations 0005's and 0006's ALTER TABLEs leave them
 CREATE TABLE offload_jobs (
     id TEXT PRIMARY KEY,
     task TEXT NOT NULL,
@@ -28,7 +29,7 @@ CREATE TABLE offload_jobs (
     batch TEXT,
     owner TEXT,
     meta BLOB
-, attempts TEXT) WITHOUT ROWID;
+, attempts TEXT, follow_ups BLOB) WITHOUT ROWID;
 
 CREATE INDEX offload_jobs_ready ON offload_jobs (queue, priority DESC, run_at, id)
     WHERE state IN ('queued', 'scheduled');
@@ -75,3 +76,37 @@ CREATE TABLE offload_workers (
     info BLOB NOT NULL,
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
+
+-- Batches counted down by their members' ends (callback: the NewJob as JSON, stored in the
+-- step that ends the last member); prune drops completed ones.
+CREATE TABLE offload_batches (
+    id TEXT PRIMARY KEY,
+    total INTEGER NOT NULL,
+    remaining INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    completed_at REAL,
+    callback BLOB,
+    callback_id TEXT
+) WITHOUT ROWID;
+CREATE INDEX offload_batches_open ON offload_batches (id) WHERE completed_at IS NULL;
+CREATE INDEX offload_batches_completed ON offload_batches (completed_at)
+    WHERE completed_at IS NOT NULL;
+
+-- Per-minute counts: each source's row per (minute, queue, task), histograms as JSON lists
+-- (NULL: none); prune drops rows past expires_at.
+CREATE TABLE offload_counts (
+    minute INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    task TEXT NOT NULL,
+    source TEXT NOT NULL,
+    enqueued INTEGER NOT NULL DEFAULT 0,
+    started INTEGER NOT NULL DEFAULT 0,
+    succeeded INTEGER NOT NULL DEFAULT 0,
+    retried INTEGER NOT NULL DEFAULT 0,
+    dead INTEGER NOT NULL DEFAULT 0,
+    wait_ms TEXT,
+    run_ms TEXT,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (minute, queue, task, source)
+) WITHOUT ROWID;
+CREATE INDEX offload_counts_expiry ON offload_counts (expires_at);
