@@ -74,7 +74,10 @@ reads return it with ``unreadable`` saying so.
 from __future__ import annotations
 
 #: Bumped when the layout changes; a newer layout on the server stops an older offload.
-LAYOUT_VERSION = 3  # 2: per-batch indexes; 3: the created index (older are indexed on upgrade)
+#: 2: per-batch indexes; 3: the created index (older are indexed on upgrade); 4: follow-ups,
+#: batches counted down by the store and per-minute counts: an older offload would end jobs
+#: without them, so it must refuse the keyspace rather than share it.
+LAYOUT_VERSION = 4
 _FORBIDDEN_IN_PREFIX = set("{}* \t\r\n")
 
 #: The same layout for the scripts (prepended to every one); ``P`` is the prefix argument.

@@ -147,8 +147,9 @@ def plan_preflight(ks: Keyspace) -> Plan[None]:
 
 def _upgrade(ks: Keyspace, layout: int) -> Plan[None]:
     """Index what older layouts did not, queue by queue, in short scripts: the batches'
-    jobs (layout 1 to 2), the jobs' creation times (to 3). Repeating one is harmless."""
-    scripts = (["index_batches"] if layout < 2 else []) + ["index_created"]
+    jobs (layout 1 to 2), the jobs' creation times (to 3); layout 4 only adds keys. Repeating
+    one is harmless."""
+    scripts = (["index_batches"] if layout < 2 else []) + (["index_created"] if layout < 3 else [])
     for queue in (yield Raw(("SMEMBERS", ks.queues))):
         for script in scripts:
             after = ""
