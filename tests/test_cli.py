@@ -507,3 +507,39 @@ def test_jobs_table_shows_whole_ids_when_piped(cli: Cli) -> None:
     table = cli.ok("jobs", env=base_env(COLUMNS="80"))
     row = next(line for line in table.splitlines() if job_id in line)
     assert "add" in row and "queued" in row
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["jobs", "--limit", "0"],
+        ["jobs", "--state", "bogus"],
+        ["job"],
+        ["pause"],
+        ["cancel", "--state", "queued", "--expect", "-1"],
+    ],
+)
+def test_usage_mistakes_are_one_line_too(cli: Cli, args: list[str]) -> None:
+    line = assert_one_line_error(cli.run(*args), "--help")
+    assert "Usage:" not in line
+
+
+def test_control_characters_from_a_job_never_reach_the_terminal(cli: Cli) -> None:
+    doomed = cli.enqueue("explode", '["\\u001b[2J\\u001b]0;pwned\\u0007"]')
+    assert cli.run("worker", APP, "--burst").returncode == 0
+    for args in (["job", doomed], ["jobs"], ["jobs", "--state", "dead"]):
+        shown = cli.ok(*args)
+        assert "\x1b" not in shown and "\x07" not in shown, args
+    assert "\\x1b[2J" in cli.ok("job", doomed)
+
+
+def test_bulk_actions_count_first_then_act_on_the_count_given(cli: Cli) -> None:
+    for _ in range(3):
+        cli.enqueue("add", "[1, 2]")
+    assert "3 job(s) match; run again with --expect 3" in cli.ok("cancel", "--state", "queued")
+    refused = cli.run("cancel", "--state", "queued", "--expect", "2")
+    assert_one_line_error(refused, "matches 3 job(s), more than the 2")
+    assert cli.ok("cancel", "--state", "queued", "--expect", "3") == "cancel: 3 job(s)\n"
+    assert json.loads(cli.ok("pause", "default", "--json")) == {
+        "queue": "default", "paused": True, "changed": True}  # fmt: skip
+    assert "paused" in cli.ok("stats")

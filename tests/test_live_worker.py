@@ -125,3 +125,22 @@ def test_cancel_kills_a_process_pool_job_long_before_its_heartbeat(proc: Offload
         assert proc.admin.cancel(job.id).state is JobState.CANCELLED
         # one slot: this runs only once the cancelled job's child was killed
         assert proc_app.square.enqueue(4).result(timeout=SOON_S) == 16
+
+
+def test_a_worker_started_while_a_queue_is_paused_leaves_it_alone(app: Offload) -> None:
+    @app.task(queue="docs")
+    def convert(name: str) -> str:
+        return name
+
+    @app.task
+    def other() -> str:
+        return "ok"
+
+    assert app.admin.pause("docs")
+    held = convert.enqueue("a.docx")
+    with WorkerThread(app, queues=["default", "docs"], concurrency=2):
+        assert other.enqueue().result(timeout=SOON_S) == "ok"
+        assert held.refresh().state is JobState.QUEUED
+    burst = WorkerThread(app, queues=["docs"], burst=True).__enter__()
+    assert burst.join(timeout_s=SOON_S).started == 0  # nothing ready: a burst run ends
+    assert held.refresh().state is JobState.QUEUED

@@ -31,7 +31,6 @@ from offload.ids import derived_id, id_time_ms
 from offload.job import Job
 from offload.records import BatchOpen, JobRecord, NewJob
 from offload.states import JobState
-from offload.task import ChainStep, chain_step
 
 if TYPE_CHECKING:
     from offload.app import Offload
@@ -56,17 +55,24 @@ class MemberOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 @dataclass(frozen=True)
 class BatchStatus:
+    """A batch's members by state; ``remaining`` and ``completed_at`` are the store's own
+    count (a member deleted before it ended no longer counts, but is never waited for)."""
+
     id: str
     total: int
     counts: dict[str, int]
+    remaining: int | None = None
+    completed_at: float | None = None
 
     @property
     def done(self) -> int:
+        if self.remaining is not None:
+            return self.total - self.remaining
         return sum(self.counts.get(s.value, 0) for s in JobState if s.is_terminal)
 
     @property
     def finished(self) -> bool:
-        return self.done >= self.total
+        return self.completed_at is not None or self.done >= self.total
 
 
 def members(backend: SyncBackend, batch_id: str) -> list[JobRecord]:
@@ -115,14 +121,12 @@ def batch_enqueue(
 
 
 def callback_job(batch_id: str, on_complete: Signature[Any]) -> NewJob:
-    """The callback as stored: its own arguments, under an id derived from the batch's."""
-    spec = msgspec.convert(chain_step(on_complete), ChainStep)
-    return NewJob(
-        id=derived_id(id_time_ms(batch_id), f"{batch_id}\0callback"), task=spec.task,
-        queue=spec.queue, payload=spec.payload.encode(), priority=spec.priority,
-        max_attempts=spec.max_attempts, lease_s=spec.lease_s, timeout_s=spec.timeout_s,
-        meta={CALLBACK_META_KEY: batch_id},
-    )  # fmt: skip
+    """The callback as stored, under an id derived from the batch's: its own arguments and
+    options, checked now, with an empty list where the members' outcomes will go."""
+    job_id = derived_id(id_time_ms(batch_id), f"{batch_id}\0callback")
+    task, call = on_complete.task, on_complete.call
+    new = task.new_job(([], *on_complete.args), on_complete.kwargs, call, job_id=job_id)
+    return msgspec.structs.replace(new, meta={**new.meta, CALLBACK_META_KEY: batch_id})
 
 
 def outcome_of(job: JobRecord) -> MemberOutcome:
@@ -139,7 +143,8 @@ def outcome_of(job: JobRecord) -> MemberOutcome:
 
 
 async def with_member_outcomes(app: Offload, job: JobRecord) -> JobRecord:
-    """Before-run hook: a batch's callback gets its members' outcomes as first argument.
+    """Before-run hook: a batch's callback gets its members' outcomes as first argument
+    (in the place its stored payload keeps for them).
 
     A payload that is not the ``[args, kwargs]`` a callback is stored with is left as it
     is: decoding it fails the job with the reason, as for any unreadable payload."""
@@ -150,9 +155,11 @@ async def with_member_outcomes(app: Offload, job: JobRecord) -> JobRecord:
         args, kwargs = msgspec.json.decode(job.payload, type=tuple[list[Any], dict[str, Any]])
     except msgspec.DecodeError:
         return job
+    if not args:
+        return job
     members = sorted(await members_async(app.backend, batch_id), key=lambda j: j.id)
     outcomes = [msgspec.to_builtins(outcome_of(j)) for j in members]
-    payload = msgspec.json.encode(([outcomes, *args], kwargs))
+    payload = msgspec.json.encode(([outcomes, *args[1:]], kwargs))
     return msgspec.structs.replace(job, payload=payload)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from typing import Any
 
 import click
 
@@ -18,13 +20,36 @@ from offload.cli_common import (
     parse_json,
     url_option,
 )
-from offload.cli_manage import COMMANDS
+from offload.cli_manage import COMMANDS as JOB_COMMANDS
+from offload.cli_queues import COMMANDS as QUEUE_COMMANDS
 from offload.errors import OffloadError
 from offload.present import job_dict
 from offload.states import JobState
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineGroup(click.Group):
+    """Usage mistakes too are one line (what is wrong, and where the help is), not Click's
+    usage block: a script's log shows the reason, a person sees what to type."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"offload: error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("offload: aborted", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="offload")
 def main() -> None:
     """offload: background jobs that are never lost."""
@@ -158,7 +183,7 @@ def demo(job_count: int, workers: int, url: str | None) -> None:
     run_demo(job_count=job_count, worker_count=workers, url=url or os.environ.get("OFFLOAD_URL"))
 
 
-for command in COMMANDS:
+for command in [*JOB_COMMANDS, *QUEUE_COMMANDS]:
     main.add_command(command)
 
 

@@ -83,4 +83,17 @@ def parse_json(text: str, what: str, expected: type) -> Any:
 
 
 def error_line(record: JobRecord) -> str:
-    return f"{record.error.type}: {record.error.message}" if record.error else "no error recorded"
+    if record.error is None:
+        return "no error recorded"
+    return printable(f"{record.error.type}: {record.error.message}")
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` with control characters written as escapes: a job's error or argument
+    must not move the cursor, clear the screen or retitle the terminal it is shown in."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or c in keep else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )

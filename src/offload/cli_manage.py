@@ -1,10 +1,9 @@
-"""The ``offload`` commands that manage jobs, queues and workers: all through ``app.admin``."""
+"""The ``offload`` commands that find and act on jobs: all through ``app.admin``."""
 
 from __future__ import annotations
 
 import sys
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import click
 import msgspec
@@ -23,10 +22,12 @@ from offload.cli_common import (
     friendly,
     json_option,
     open_app,
+    printable,
     url_option,
 )
 from offload.errors import JobNotFound
 from offload.present import iso, job_dict
+from offload.records import JobRecord
 from offload.states import JobState
 
 filter_options = [
@@ -88,13 +89,15 @@ def job_command(job_id: str, url: str | None, app_spec: str | None, as_json: boo
         if value in (None, {}, []) and name not in ("args", "kwargs"):
             continue
         if name == "error":
-            out.print(f"[bold]error[/]: {escape(value['type'])}: {escape(value['message'])}")
+            line = printable(f"{value['type']}: {value['message']}")
+            out.print(f"[bold]error[/]: {escape(line)}", highlight=False)
             if value.get("traceback"):
-                out.print(value["traceback"], markup=False, highlight=False)
+                trace = printable(value["traceback"], keep="\n")
+                out.print(trace, markup=False, highlight=False)
             continue
         if name == "attempts":
             for attempt in value:
-                why = attempt["error"]["message"] if attempt["error"] else ""
+                why = printable(attempt["error"]["message"]) if attempt["error"] else ""
                 out.print(
                     f"[bold]attempt {attempt['number']}[/]: {attempt['outcome']} on "
                     f"{escape(str(attempt['worker']))}, {attempt['started_at']} to "
@@ -138,7 +141,7 @@ def jobs(
     table.add_column("id", no_wrap=True, min_width=36)
     for record in page.jobs:
         table.add_row(
-            Text(record.task), Text(record.queue), record.state.value,
+            Text(printable(record.task)), Text(printable(record.queue)), record.state.value,
             f"{record.attempt}/{record.max_attempts}", f"{record.progress:.0%}",
             (iso(record.created_at) or "")[11:19],
             Text(error_line(record) if record.error else ""),
@@ -147,67 +150,6 @@ def jobs(
     console().print(table)
     if page.next_cursor:
         click.echo(f"more: --cursor {page.next_cursor}")
-
-
-@click.command()
-@click.argument("app_spec", metavar="APP")
-@url_option
-@json_option
-@friendly
-def schedules(app_spec: str, url: str | None, as_json: bool) -> None:
-    """The app's cron schedules, with their last and next run."""
-    app = open_app(app_spec, url)
-    rows = []
-    for entry in app.admin.schedules():
-        zone = ZoneInfo(entry.tz)
-        rows.append({
-            "name": entry.name, "task": entry.task, "cron": entry.cron, "tz": entry.tz,
-            "when": entry.when, "missed": entry.missed,
-            "last_due": None if entry.last_due_s is None else _local(entry.last_due_s, zone),
-            "next_run": None if entry.next_run_s is None else _local(entry.next_run_s, zone),
-        })  # fmt: skip
-    if as_json:
-        emit_json(rows)
-        return
-    if not rows:
-        click.echo(f"{app_spec} has no schedules (see @app.periodic and app.schedule)")
-        return
-    table = Table("name", "task", "cron", "when", "tz", "missed", "last due", "next run", box=None)
-    for row in rows:
-        table.add_row(*(Text(str(row[c] or "")) for c in (
-            "name", "task", "cron", "when", "tz", "missed", "last_due", "next_run")))  # fmt: skip
-    console().print(table)
-
-
-def _local(seconds: float, zone: ZoneInfo) -> str:
-    return datetime.fromtimestamp(seconds, zone).isoformat(timespec="seconds")
-
-
-@click.command()
-@url_option
-@app_option
-@json_option
-@friendly
-def stats(url: str | None, app_spec: str | None, as_json: bool) -> None:
-    """Jobs per queue and state, how far behind the workers are, and paused queues."""
-    app = open_app(app_spec, url)
-    rows = [q for q in app.admin.queues() if any(q.counts.values()) or q.paused]
-    if as_json:
-        emit_json([
-            {"queue": r.name, "counts": r.counts, "paused": r.paused,
-             "oldest_ready_age_s": r.oldest_ready_age_s,
-             "finished_last_minute": r.finished_last_minute}
-            for r in rows
-        ])  # fmt: skip
-        return
-    table = Table("queue", *STATE_NAMES, "oldest ready", "ended/min", "paused", box=None)
-    for row in rows:
-        age = "" if row.oldest_ready_age_s is None else f"{row.oldest_ready_age_s:.1f}s"
-        table.add_row(
-            Text(row.name), *(str(row.counts.get(s, 0)) for s in STATE_NAMES), age,
-            str(row.finished_last_minute), "paused" if row.paused else "",
-        )  # fmt: skip
-    console().print(table)
 
 
 def _act(action: Action, job_ids: tuple[str, ...], url: str | None, app_spec: str | None,
@@ -334,66 +276,33 @@ def purge(
             f"purging {', '.join(live)} jobs deletes work not yet done; add --yes to confirm"
         )
     app = open_app(app_spec, url)
-    if JobState.RUNNING in chosen:
-        running = app.admin.count(state="running", queue=queue)
-        app.admin.cancel_matching(expected=running, state="running", queue=queue)
-        chosen.append(JobState.CANCELLED) if JobState.CANCELLED not in chosen else None
-    found = app.admin.count(action=Action.DELETE, state=chosen, queue=queue)
-    deleted = app.admin.delete_matching(expected=found, state=chosen, queue=queue)
+    deleted = 0
+    if JobState.RUNNING in chosen:  # cancel exactly the running ones, then delete them
+        chosen.remove(JobState.RUNNING)
+        running = [j.id for j in _every(app, state="running", queue=queue)]
+        for job_id in running:
+            app.admin.cancel(job_id)
+            app.admin.delete(job_id)
+        deleted += len(running)
+    if chosen:
+        found = app.admin.count(action=Action.DELETE, state=chosen, queue=queue)
+        deleted += app.admin.delete_matching(expected=found, state=chosen, queue=queue)
     if as_json:
         emit_json({"deleted": deleted})
     else:
         click.echo(f"deleted {deleted} job(s)")
 
 
-def _pause_command(paused: bool) -> click.Command:
-    verb = "pause" if paused else "resume"
-
-    @click.command(verb)
-    @click.argument("queue")
-    @url_option
-    @app_option
-    @friendly
-    def command(queue: str, url: str | None, app_spec: str | None) -> None:
-        app = open_app(app_spec, url)
-        changed = app.admin.pause(queue) if paused else app.admin.resume(queue)
-        state = "paused" if paused else "resumed"
-        click.echo(f"queue {queue}: {state}" if changed else f"queue {queue} was already {state}")
-
-    command.help = (
-        "Stop workers claiming from QUEUE (within about a second); running jobs go on."
-        if paused else "Let workers claim from QUEUE again."
-    )  # fmt: skip
-    return command
+def _every(app: Any, **filters: Any) -> list[JobRecord]:
+    """Every matching job, page by page."""
+    found: list[JobRecord] = []
+    cursor = None
+    while True:
+        page = app.admin.jobs(cursor=cursor, limit=1000, **filters)
+        found += page.jobs
+        if page.next_cursor is None:
+            return found
+        cursor = page.next_cursor
 
 
-pause = _pause_command(True)
-resume = _pause_command(False)
-
-
-@click.command()
-@url_option
-@app_option
-@json_option
-@friendly
-def workers(url: str | None, app_spec: str | None, as_json: bool) -> None:
-    """Live workers: host, pid, queues, slots and the jobs each runs."""
-    app = open_app(app_spec, url)
-    found = app.admin.workers()
-    if as_json:
-        emit_json([msgspec.to_builtins(w) for w in found])
-        return
-    if not found:
-        click.echo("no live workers")
-        return
-    table = Table("id", "host", "pid", "queues", "slots", "running", "last seen", box=None)
-    for w in found:
-        table.add_row(
-            Text(w.id), Text(w.host), str(w.pid), Text(",".join(w.queues)), str(w.concurrency),
-            str(len(w.running)), (iso(w.last_seen) or "")[11:19],
-        )  # fmt: skip
-    console().print(table)
-
-
-COMMANDS = [job_command, jobs, schedules, stats, cancel, retry, delete, purge, pause, resume,
-            workers]  # fmt: skip
+COMMANDS = [job_command, jobs, cancel, retry, delete, purge]

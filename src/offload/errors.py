@@ -23,6 +23,14 @@ class JobNotFound(OffloadError, LookupError):
         self.job_id = job_id
 
 
+class BatchNotFound(OffloadError, LookupError):
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(
+            f"no batch with id {batch_id!r} (it may have been pruned after its retention)"
+        )
+        self.batch_id = batch_id
+
+
 class JobFailed(OffloadError):
     """The job ended in ``dead``: its last error is attached."""
 

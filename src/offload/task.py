@@ -105,10 +105,22 @@ def make_call_options(
             raise ConfigurationError("key must be a non-empty string")
         changes["key"] = key
     if owner is not None:
-        changes["owner"] = owner
+        changes["owner"] = check_owner(owner)
     if meta is not None:
         changes["meta"] = dict(meta)
     return replace(base, **changes)
+
+
+def check_owner(owner: str) -> str:
+    """An owner every store can keep and every filter can name again."""
+    if (
+        not isinstance(owner, str) or not owner or len(owner) > 200 or not owner.isprintable()
+    ):  # fmt: skip
+        raise ConfigurationError(
+            f"owner must be a short printable non-empty string (a user or tenant id), got "
+            f"{owner!r:.80}"
+        )
+    return owner
 
 
 def check_queue_name(queue: str) -> str:
@@ -180,9 +192,9 @@ END_OPTIONS: dict[str, tuple[JobState, ...]] = {
 def follow_up(parent: NewJob, option: str, then: Signature[Any]) -> FollowUp:
     """``then`` as a follow-up of ``parent``: the parent's id first among its arguments,
     under an id derived from the parent's (stored once however often the parent ends)."""
-    new = then.task.new_job((parent.id, *then.args), then.kwargs, then.call)
     job_id = derived_id(id_time_ms(parent.id), f"{parent.id}\0{option}")
-    job = replace_struct(new, id=job_id, owner=new.owner or parent.owner, fair=False)
+    new = then.task.new_job((parent.id, *then.args), then.kwargs, then.call, job_id=job_id)
+    job = replace_struct(new, owner=new.owner or parent.owner, fair=False)
     return FollowUp(on=END_OPTIONS[option], job=job)
 
 
@@ -325,7 +337,8 @@ class _Enqueuer(Generic[P, R]):
             if then.task.app is not self._task.app:
                 raise ConfigurationError(f"{option}: {then.task!r} belongs to another app")
             then.task.codec.encode_args(("job-id", *then.args), then.kwargs)  # checked now
-            call = replace(call, on_end=(*call.on_end, (option, then)))
+            kept = tuple(end for end in call.on_end if end[0] != option)  # the last one given wins
+            call = replace(call, on_end=(*kept, (option, then)))
         return BoundTask(self._task, call)
 
 
@@ -356,7 +369,11 @@ class Task(_Enqueuer[P, R]):
         return f"<Task {self.name} queue={self.defaults.queue}>"
 
     def new_job(
-        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], call: CallOptions
+        self,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        call: CallOptions,
+        job_id: str | None = None,
     ) -> NewJob:
         payload = self.codec.encode_args(tuple(args), dict(kwargs))
         d = self.defaults
@@ -370,7 +387,7 @@ class Task(_Enqueuer[P, R]):
             meta[WINDOW_META_KEY] = str(window)
         queue = call.queue or d.queue
         new = NewJob(
-            id=self.app.new_id(),
+            id=job_id or self.app.new_id(),
             task=self.name,
             queue=queue,
             fair=queue in self.app.fair_queues,

@@ -29,7 +29,6 @@ CURRENT_LIMIT = 1000
 RECONNECT_MIN_S = 0.2
 RECONNECT_MAX_S = 5.0
 _LIVE = (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING)
-_FINAL_KINDS = (EventKind.SUCCEEDED, EventKind.DEAD, EventKind.CANCELLED, EventKind.DELETED)
 _KIND_OF_STATE = {
     JobState.SCHEDULED: EventKind.ENQUEUED,
     JobState.QUEUED: EventKind.ENQUEUED,
@@ -135,13 +134,9 @@ class Subscription:
                         yield event
                     pause_s = RECONNECT_MIN_S
                     async for step in stream:
-                        batch_done = False
-                        for event in step:
+                        for event in step:  # the store pushes batch_progress itself
                             if self.wants(event):
                                 yield event
-                                batch_done |= event.kind in _FINAL_KINDS
-                        if batch_done and self.batch is not None:
-                            yield batch_event(await self._batch_status(), step[-1].at)
             except BackendError as exc:
                 if not self._reconnect:
                     raise

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from collections.abc import Iterable
 from datetime import datetime
 
+from offload import bounds
 from offload.backends.base import JobFilter
-from offload.errors import InvalidQuery
+from offload.errors import ConfigurationError, InvalidQuery
 from offload.states import JobState
 
 MAX_TEXT_CHARS = 200
@@ -22,11 +22,16 @@ STATE_NAMES = ", ".join(s.value for s in JobState)
 def states(value: str | JobState | Iterable[str | JobState] | None) -> list[JobState]:
     if value is None:
         return []
-    items = [value] if isinstance(value, (str, JobState)) else list(value)
+    if isinstance(value, (str, JobState)):
+        items: list[object] = [value]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    else:
+        raise InvalidQuery(f"state must be a state name or a list of them: {STATE_NAMES}")
     out = []
     for item in items:
         try:
-            out.append(JobState(item))
+            out.append(JobState(item))  # type: ignore[arg-type]
         except ValueError:
             raise InvalidQuery(f"unknown state {item!r}: use one of {STATE_NAMES}") from None
     return out
@@ -35,10 +40,17 @@ def states(value: str | JobState | Iterable[str | JobState] | None) -> list[JobS
 def _name(field: str, value: str | None) -> str | None:
     if value is None:
         return None
+    return checked_name(field, value)
+
+
+def checked_name(field: str, value: object) -> str:
+    """An id or name as offload stores them: short printable text."""
     if not isinstance(value, str):
         raise InvalidQuery(f"{field} must be text, got {type(value).__name__}")
-    if "\x00" in value or len(value) > MAX_NAME_CHARS:
-        raise InvalidQuery(f"{field} must be at most {MAX_NAME_CHARS} characters, without NUL")
+    if not value or len(value) > MAX_NAME_CHARS or not value.isprintable():
+        raise InvalidQuery(
+            f"{field} must be 1 to {MAX_NAME_CHARS} printable characters, got {value!r:.80}"
+        )
     return value
 
 
@@ -48,8 +60,8 @@ def _text(value: str | None) -> str | None:
     if not isinstance(value, str):
         raise InvalidQuery(f"search text must be text, got {type(value).__name__}")
     value = value.strip()
-    if "\x00" in value:
-        raise InvalidQuery("search text cannot hold a NUL character")
+    if not value.isprintable():
+        raise InvalidQuery("search text must be printable (no NUL or control characters)")
     if len(value) > MAX_TEXT_CHARS:
         raise InvalidQuery(f"search text is limited to {MAX_TEXT_CHARS} characters")
     return value or None
@@ -62,9 +74,15 @@ def _time(field: str, value: float | datetime | None) -> float | None:
         if value.tzinfo is None:
             raise InvalidQuery(f"{field}: give a timezone-aware datetime (e.g. with tzinfo=UTC)")
         return value.timestamp()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidQuery(f"{field} must be a time in seconds since the epoch or a datetime")
-    return float(value)
+    return time_s(field, value)
+
+
+def time_s(field: str, value: object) -> float:
+    """A time in seconds since the epoch that every store can compare."""
+    try:
+        return bounds.timestamp_s(value, field)
+    except ConfigurationError as exc:
+        raise InvalidQuery(f"{exc} (seconds since the epoch, or a datetime)") from None
 
 
 def job_filter(
@@ -118,6 +136,8 @@ def decode_cursor(cursor: str | None) -> str | None:
     """The job id a page ended on; a cursor not made by ``encode_cursor`` is refused."""
     if cursor is None:
         return None
+    if not isinstance(cursor, str):
+        raise InvalidQuery("cursor must be the text of a next_cursor, passed back unchanged")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         raw = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from offload.admin.filters import checked_name, time_s
 from offload.backends.base import CountsQuery
 from offload.errors import InvalidQuery
 from offload.ops import Op
@@ -95,15 +96,14 @@ def summarize(rows: Iterable[MinuteCounts]) -> list[MinuteStats]:
 def counts(since_s: float, until_s: float | None, queue: str | None,
            task: str | None) -> Op[list[MinuteStats]]:  # fmt: skip
     """Minutes from ``since_s`` to ``until_s`` (default: now), summed over sources."""
+    since_s = time_s("since", since_s)
     if until_s is None:
         until_s = yield ("now", None)
-    for name, value in (("since", since_s), ("until", until_s)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise InvalidQuery(f"{name} must be a time in seconds since the epoch")
+    until_s = time_s("until", until_s)
+    if queue is not None:
+        checked_name("queue", queue)
+    if task is not None:
+        checked_name("task", task)
     first, last = int(since_s // 60), int(until_s // 60)
     if last < first:
         raise InvalidQuery("since must come before until")

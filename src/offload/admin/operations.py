@@ -7,11 +7,18 @@ that owner's jobs, and another owner's job id is "not found", never "forbidden".
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from offload.admin.filters import decode_cursor, encode_cursor, is_everything, page_limit
+from offload.admin.filters import (
+    checked_name,
+    decode_cursor,
+    encode_cursor,
+    is_everything,
+    page_limit,
+)
 from offload.backends.base import (
     BatchQueryParams,
     CountParams,
@@ -23,7 +30,7 @@ from offload.backends.base import (
     QueueStats,
 )
 from offload.batches import BatchStatus
-from offload.errors import CountChanged, InvalidQuery, JobNotFound
+from offload.errors import BatchNotFound, CountChanged, InvalidQuery, JobNotFound
 from offload.ops import Op
 from offload.pausing import paused_queues
 from offload.records import BatchRecord, JobRecord, WorkerInfo
@@ -83,6 +90,9 @@ def scoped(f: JobFilter, owner: str | None) -> JobFilter:
 
 
 def get(job_id: str, owner: str | None) -> Op[JobRecord]:
+    checked_name("job id", job_id)
+    if owner is not None:
+        checked_name("owner", owner)
     found: list[JobRecord] = yield ("get", IdsParams(ids=[job_id]))
     if not found or (owner is not None and found[0].owner != owner):
         raise JobNotFound(job_id)
@@ -139,11 +149,17 @@ def act_on_matching(action: Action, f: JobFilter, expected: int, everything: boo
     target = _for_action(f, action)
     if target is None:
         return 0
+    # Only jobs stored before the count are the caller's: a job stored meanwhile could
+    # otherwise take a counted job's place (pages run newest first).
+    now_s: float = yield ("now", None)
+    cutoff_s = math.nextafter(now_s, math.inf)  # up to now, now included (a frozen clock)
+    if target.created_before is None or target.created_before > cutoff_s:
+        target = msgspec.structs.replace(target, created_before=cutoff_s)
     found: int = yield ("count", CountParams(filter=target))
     if found > expected:
         raise CountChanged(expected, found)
     touched = 0
-    budget = found  # jobs stored after the count are not the caller's to touch
+    budget = found  # never more than were counted
     cursor: str | None = None
     while budget > 0:
         page: Page = yield ("query", QueryParams(filter=target, cursor=cursor, limit=BULK_STEP))
@@ -225,6 +241,7 @@ def _float_or_none(raw: str | None) -> float | None:
 
 def batch(batch_id: str, owner: str | None) -> Op[BatchStatus]:
     """A batch's members counted by state (one indexed count each, no member read)."""
+    checked_name("batch id", batch_id)
     records: list[BatchRecord] = yield ("batches", BatchQueryParams(ids=[batch_id]))
     counts: dict[str, int] = {}
     for state in JobState:
@@ -234,10 +251,14 @@ def batch(batch_id: str, owner: str | None) -> Op[BatchStatus]:
             counts[state.value] = found
     total = sum(counts.values())
     if total == 0 and (not records or owner is not None):
-        raise JobNotFound(batch_id)
-    if records and owner is None:
-        total = max(total, records[0].total)
-    return BatchStatus(id=batch_id, total=total, counts=counts)
+        raise BatchNotFound(batch_id)
+    if not records or owner is not None:  # an owner sees its own members only
+        return BatchStatus(id=batch_id, total=total, counts=counts)
+    record = records[0]
+    return BatchStatus(
+        id=batch_id, total=record.total, counts=counts, remaining=record.remaining,
+        completed_at=record.completed_at,
+    )  # fmt: skip
 
 
 def open_batches() -> Op[list[str]]:

@@ -7,6 +7,7 @@ lease, the same time after which its jobs return to their queues.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -17,9 +18,23 @@ from offload.records import WorkerInfo
 from offload.worker.state import WorkerState
 
 log = logging.getLogger("offload.worker")
+#: How soon a change in the jobs a worker runs shows in the registry.
+REFRESH_S = 1.0
 
 
 class Presence(WorkerState):
+    async def _presence_loop(self) -> None:
+        """Beat again within a second when the jobs this worker runs changed, so the
+        registry a person looks at is not a third of a lease behind (a quiet worker
+        costs nothing: the heartbeat keeps its entry alive)."""
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            if sorted(self._running) != self._beat_running:
+                try:
+                    await self._beat_presence()
+                except Exception:  # the registry is for people: never the end of the worker
+                    log.exception("updating the worker registry failed")
+
     def _presence(self) -> WorkerInfo:
         return WorkerInfo(
             id=self.name,
@@ -35,10 +50,10 @@ class Presence(WorkerState):
         """Refresh the registry entry; an outage is the heartbeat's to report, not this."""
         if self._started_at == 0.0:
             self._started_at = time.time()
+        info = self._presence()
+        self._beat_running = info.running
         try:
-            await self.app.backend.beat_worker(
-                WorkerBeatParams(worker=self._presence(), ttl_s=self.lease_s)
-            )
+            await self.app.backend.beat_worker(WorkerBeatParams(worker=info, ttl_s=self.lease_s))
         except BackendError as exc:
             log.debug("cannot update the worker registry (%s)", exc)
 

@@ -143,6 +143,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
         self._paused: set[str] = set()
         self._work_maybe = asyncio.Event()
         self._started_at = 0.0
+        self._beat_running: list[str] = []
 
     @property
     def lease_s(self) -> float:
@@ -168,8 +169,12 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             asyncio.create_task(self.maintenance.run(self._stopping), name="offload-maint"),
             asyncio.create_task(self._watch_loop(), name="offload-watch"),
             asyncio.create_task(self._tally_loop(), name="offload-tally"),
+            asyncio.create_task(self._presence_loop(), name="offload-presence"),
         ]
         await self._beat_presence()
+        await (
+            self._load_paused()
+        )  # a pause set before this worker started holds from its first claim
         try:
             await self._fetch_loop()
             await self._drain_running()
@@ -204,6 +209,8 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             else:
                 maybe_params = self._claim_params()
                 if maybe_params is None:
+                    if self.burst and not self._serving() and not self._running:
+                        return  # every queue is paused: nothing is ready for this run
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
                     continue

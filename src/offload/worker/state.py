@@ -103,6 +103,7 @@ class WorkerState:
     #: Set when an idle worker should look for work again without the store saying so.
     _work_maybe: asyncio.Event
     _started_at: float  # wall clock, for the worker registry
+    _beat_running: list[str]  # the running jobs the registry was last told of
     tally: Tally  # per-minute counts by queue and task
 
     if TYPE_CHECKING:
@@ -139,3 +140,5 @@ class WorkerState:
         def _serving(self) -> list[str]: ...
 
         async def _beat_presence(self) -> None: ...
+
+        async def _load_paused(self) -> None: ...

@@ -33,6 +33,13 @@ class Watch(WorkerState):
         """The worker's queues less the paused ones, in the worker's order."""
         return [q for q in self.queues if q not in self._paused]
 
+    async def _load_paused(self) -> None:
+        """Read the pause marks now; an outage leaves them to the watch (claims fail too)."""
+        try:
+            self._set_paused(await run_async(self.app.backend, paused_queues(self.queues)))
+        except BackendError as exc:
+            log.debug("cannot read paused queues yet (%s)", exc)
+
     async def _watch_loop(self) -> None:
         pause_s = RESUBSCRIBE_MIN_S
         while True:
