@@ -18,15 +18,12 @@ from offload.backends.base import (
     HeartbeatParams,
     HeartbeatResult,
     IdsParams,
-    JobFilter,
     LockParams,
     MarkNamesParams,
     MarkParams,
-    Page,
     ProgressParams,
     PruneParams,
     PurgeParams,
-    QueryParams,
     QueueStats,
     ReapedJob,
     ReapParams,
@@ -39,7 +36,7 @@ from offload.backends.values import (
     escape_text,
     finite_progress,
 )
-from offload.records import WORKER_LOST, JobRecord
+from offload.records import MAX_ATTEMPTS_KEPT, WORKER_LOST, JobRecord
 from offload.states import JobState
 
 T = TypeVar("T")
@@ -47,12 +44,17 @@ Rows = list[tuple[Any, ...]]
 Statement = tuple[str, dict[str, Any]]
 Plan = Generator[Statement, Rows, T]
 
+#: The job columns as ``job_from_row`` reads them, each named (a step's events read them
+#: by name from the rows it changed).
 COLUMNS = (
     "id, task, queue, state, payload, priority, attempt, max_attempts, delivery, crashes, "
-    "extract(epoch FROM run_at)::float8, extract(epoch FROM lease_until)::float8, lease_s, "
-    "timeout_s, worker, progress, progress_message, result, error::text, "
-    "extract(epoch FROM created_at)::float8, extract(epoch FROM started_at)::float8, "
-    "extract(epoch FROM finished_at)::float8, key, batch, owner, meta::text"
+    "extract(epoch FROM run_at)::float8 AS run_at_s, "
+    "extract(epoch FROM lease_until)::float8 AS lease_until_s, lease_s, timeout_s, worker, "
+    "progress, progress_message, result, error::text AS error, "
+    "extract(epoch FROM created_at)::float8 AS created_at_s, "
+    "extract(epoch FROM started_at)::float8 AS started_at_s, "
+    "extract(epoch FROM finished_at)::float8 AS finished_at_s, key, batch, owner, "
+    "meta::text AS meta, attempts::text AS attempts"
 )
 _encode = msgspec.json.encode
 _KEY_CONFLICT = (
@@ -70,7 +72,10 @@ class Statements:
     def __init__(self, schema: str, injected_clock: bool) -> None:
         quoted = pgsql.Identifier(schema).as_string(None)
         self.schema = quoted
+        #: Idle workers' wake-ups: the queue of each job made ready.
         self.channel = f"offload_{schema}"
+        #: Live events (``:`` is never in a schema name, so no schema's channels meet).
+        self.events = f"offload_events:{schema}"
         now = "to_timestamp(%(now_s)s::float8)" if injected_clock else "now()"
         self.queries = {
             name: text.replace("{schema}", quoted).replace("{cols}", COLUMNS).replace("{now}", now)
@@ -135,41 +140,15 @@ def plan_get(st: Statements, ids: Sequence[str]) -> Plan[list[JobRecord]]:
 def plan_cancel(st: Statements, params: IdsParams) -> Plan[list[JobRecord]]:
     ids = list(params.ids)
     if ids:
-        yield (st["cancel"], {"ids": ids})
+        yield (st["cancel"], {"ids": ids, "events": st.events, "kept": MAX_ATTEMPTS_KEPT})
     return (yield from plan_get(st, params.ids))
 
 
 def plan_retry(st: Statements, params: IdsParams) -> Plan[list[JobRecord]]:
     ids = list(params.ids)
     if ids:
-        yield (st["retry"], {"ids": ids, "channel": st.channel})
+        yield (st["retry"], {"ids": ids, "channel": st.channel, "events": st.events})
     return (yield from plan_get(st, params.ids))
-
-
-def plan_query(st: Statements, params: QueryParams) -> Plan[Page]:
-    f: JobFilter = params.filter
-    where = ["TRUE"]
-    args: dict[str, Any] = {"limit": params.limit + 1}
-    if f.states:
-        where.append("state = ANY(%(states)s::text[])")
-        args["states"] = [JobState(s).value for s in f.states]
-    for column in ("queue", "task", "owner", "batch"):
-        value = getattr(f, column)
-        if value is not None:
-            where.append(f"{column} = %({column})s")
-            args[column] = value
-    if params.cursor is not None:
-        where.append("id < %(cursor)s")
-        args["cursor"] = params.cursor
-    rows = yield (
-        f"SELECT {COLUMNS} FROM {st.schema}.jobs WHERE {' AND '.join(where)} "
-        "ORDER BY id DESC LIMIT %(limit)s",
-        args,
-    )
-    jobs = [job_from_row(r) for r in rows]
-    more = len(jobs) > params.limit
-    jobs = jobs[: params.limit]
-    return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
 
 
 def plan_stats(st: Statements) -> Plan[list[QueueStats]]:
@@ -202,7 +181,7 @@ def plan_claim(st: Statements, params: ClaimParams) -> Plan[list[JobRecord]]:
     rows = yield (
         st["claim"] if len(queues) == 1 else st["claim_many_queues"],
         {"worker": params.worker, "lease_s": params.lease_s, "queues": queues,
-         "queue": queues[0] if queues else None, "limit": params.limit},
+         "queue": queues[0] if queues else None, "limit": params.limit, "events": st.events},
     )  # fmt: skip
     jobs = [job_from_row(r) for r in rows]
     jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
@@ -227,7 +206,7 @@ def plan_progress(st: Statements, params: ProgressParams) -> Plan[None]:
         {"ids": [u.id for u in updates], "deliveries": [u.delivery for u in updates],
          "progress": [u.progress for u in updates],
          "messages": [None if u.message is None else escape_text(u.message, nul_ok=False)
-                      for u in updates]},
+                      for u in updates], "events": st.events},
     )  # fmt: skip
     return None
 
@@ -239,6 +218,8 @@ def plan_reap(st: Statements, params: ReapParams) -> Plan[list[ReapedJob]]:
             "error": _encode(WORKER_LOST).decode(),
             "max_crashes": params.max_crashes,
             "channel": st.channel,
+            "events": st.events,
+            "kept": MAX_ATTEMPTS_KEPT,
         },
     )
     return [ReapedJob(id=r[0], state=JobState(r[1])) for r in rows]
@@ -251,9 +232,10 @@ def plan_rowcount(st: Statements, name: str, args: dict[str, Any]) -> Plan[int]:
 
 def plan_prune(st: Statements, params: PruneParams) -> Plan[int]:
     """Delete jobs that ended before the horizon in bounded steps (each statement its
-    own transaction), the turns handed out before it, and the marks whose time is up."""
+    own transaction), the turns handed out before it, and the marks and registered
+    workers whose time is up."""
     yield (st["prune_turns"], {"before": params.finished_before})
-    yield (st["prune_marks"], {})
+    yield (st["prune_expired"], {})
     states = [JobState(s).value for s in params.states]
     args = {"states": states, "before": params.finished_before, "batch": PRUNE_STEP}
     deleted = 0

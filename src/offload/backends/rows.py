@@ -13,17 +13,20 @@ from typing import Any
 
 import msgspec
 
-from offload.records import ErrorInfo, JobRecord
+from offload.records import Attempt, ErrorInfo, JobRecord
 from offload.states import JobState
 
 _decode_error = msgspec.json.Decoder(ErrorInfo).decode
 _decode_meta = msgspec.json.Decoder(dict[str, Any]).decode
+_decode_attempts = msgspec.json.Decoder(list[Attempt]).decode
 
 
 #: Columns by the type they must hold. SQLite keeps whatever was written (its columns are
 #: only affinities) and a struct does not check types, so the fast path checks them.
 _TEXTS = (0, 1, 2, 3)
 _OPTIONAL_TEXTS = (14, 16, 22, 23, 24)
+#: The attempt history (a JSON array) is the 27th column, where a store keeps one.
+ATTEMPTS = 26
 _INTS = (5, 6, 7, 8, 9)
 _REALS = (10, 15, 19)
 _OPTIONAL_REALS = (11, 12, 13, 20, 21)
@@ -81,6 +84,7 @@ def job_from_row(row: tuple[Any, ...]) -> JobRecord:
             batch=row[23],
             owner=row[24],
             meta={} if row[25] is None else _decode_meta(row[25]),
+            attempts=_attempts(row),
         )
     except Exception:  # the rare row that does not decode: salvage what does
         return _salvage(row)
@@ -96,6 +100,7 @@ def _salvage(row: tuple[Any, ...]) -> JobRecord:
     if error is None and row[18] is not None:
         error = ErrorInfo(type="UnreadableError", message=_text(row[18])[:2000])
     meta = _field(notes, "meta", lambda: {} if row[25] is None else _decode_meta(row[25]), {})
+    attempts = _field(notes, "attempts", lambda: _attempts(row), [])
     return JobRecord(
         id=str(row[0]),
         task=_text(row[1]),
@@ -123,6 +128,7 @@ def _salvage(row: tuple[Any, ...]) -> JobRecord:
         batch=None if row[23] is None else _text(row[23]),
         owner=None if row[24] is None else _text(row[24]),
         meta=meta,
+        attempts=attempts,
         unreadable="; ".join(notes) or None,  # None: it only needed a lenient reading
     )
 
@@ -133,6 +139,11 @@ def _field(notes: list[str], name: str, decode: Any, default: Any) -> Any:
     except Exception as exc:
         notes.append(f"{name}: {type(exc).__name__}: {exc}")
         return default
+
+
+def _attempts(row: tuple[Any, ...]) -> list[Attempt]:
+    value = row[ATTEMPTS] if len(row) > ATTEMPTS else None
+    return [] if value is None else _decode_attempts(value)
 
 
 def _bytes(value: Any) -> bytes:

@@ -1,39 +1,67 @@
 -- Every statement the PostgreSQL backend runs. {schema} is the quoted schema,
 -- {cols} the job columns as JobRecord wants them, {now} the clock expression
 -- (the database's now() unless a test injects a clock). Parameters are %(name)s.
+--
+-- A step that changes jobs pushes their events in the same statement, so in the same
+-- transaction and only if it commits: the rows it changed (a data-modifying CTE) become
+-- JobEvent objects (event_wire.py's field names), handed in order to push_events, which
+-- NOTIFYs them on %(events)s as one JSON array (schema.sql). %(channel)s is the wake-up
+-- channel: the queue of each job made ready, for idle workers.
 
 -- name: enqueue
-INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
-                           lease_s, timeout_s, created_at, key, batch, owner, meta)
-SELECT j.id, j.task, j.queue,
-       CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
-       j.payload, j.priority, j.max_attempts, j.run_at, j.lease_s, j.timeout_s, {now},
-       j.key, j.batch, j.owner, j.meta::jsonb
-FROM (
-    SELECT u.id, u.task, u.queue, u.payload, u.priority, u.max_attempts,
-           coalesce(to_timestamp(u.run_at_s), {now} + make_interval(secs => u.delay_s)) AS run_at,
-           u.lease_s, u.timeout_s, u.key, u.batch, u.owner, u.meta
-    FROM unnest(%(ids)s::text[], %(tasks)s::text[], %(queues)s::text[], %(payloads)s::bytea[],
-                %(priorities)s::int[], %(max_attempts)s::int[], %(run_ats)s::float8[],
-                %(delays)s::float8[], %(lease_ss)s::float8[], %(timeout_ss)s::float8[],
-                %(keys)s::text[], %(batches)s::text[], %(owners)s::text[], %(metas)s::text[])
-         AS u(id, task, queue, payload, priority, max_attempts, run_at_s, delay_s, lease_s,
-              timeout_s, key, batch, owner, meta)
-) AS j
-ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
-RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
+WITH stored AS (
+    INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
+                               lease_s, timeout_s, created_at, key, batch, owner, meta)
+    SELECT j.id, j.task, j.queue,
+           CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
+           j.payload, j.priority, j.max_attempts, j.run_at, j.lease_s, j.timeout_s, {now},
+           j.key, j.batch, j.owner, j.meta::jsonb
+    FROM (
+        SELECT u.id, u.task, u.queue, u.payload, u.priority, u.max_attempts,
+               coalesce(to_timestamp(u.run_at_s), {now} + make_interval(secs => u.delay_s)) AS run_at,
+               u.lease_s, u.timeout_s, u.key, u.batch, u.owner, u.meta
+        FROM unnest(%(ids)s::text[], %(tasks)s::text[], %(queues)s::text[], %(payloads)s::bytea[],
+                    %(priorities)s::int[], %(max_attempts)s::int[], %(run_ats)s::float8[],
+                    %(delays)s::float8[], %(lease_ss)s::float8[], %(timeout_ss)s::float8[],
+                    %(keys)s::text[], %(batches)s::text[], %(owners)s::text[], %(metas)s::text[])
+             AS u(id, task, queue, payload, priority, max_attempts, run_at_s, delay_s, lease_s,
+                  timeout_s, key, batch, owner, meta)
+    ) AS j
+    ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
+    RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
+),
+pushed AS (
+    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', 'enqueued', 'id', s.id, 'queue', s.queue, 'state', s.state,
+        'task', s.task, 'owner', s.owner, 'batch', s.batch,
+        'attempt', s.attempt, 'progress', s.progress, 'message', NULL,
+        'worker', NULL, 'at', s.created_at_s)::text)) AS sent
+    FROM stored AS s
+)
+SELECT stored.* FROM stored, pushed
 
 -- name: enqueue_one
-INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
-                           lease_s, timeout_s, created_at, key, batch, owner, meta)
-SELECT %(id)s, %(task)s, %(queue)s,
-       CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
-       %(payload)s, %(priority)s, %(max_attempts)s, j.run_at, %(lease_s)s, %(timeout_s)s, {now},
-       %(key)s, %(batch)s, %(owner)s, %(meta)s::jsonb
-FROM (SELECT coalesce(to_timestamp(%(run_at_s)s::float8),
-                      {now} + make_interval(secs => %(delay_s)s::float8)) AS run_at) AS j
-ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
-RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
+WITH stored AS (
+    INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
+                               lease_s, timeout_s, created_at, key, batch, owner, meta)
+    SELECT %(id)s, %(task)s, %(queue)s,
+           CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
+           %(payload)s, %(priority)s, %(max_attempts)s, j.run_at, %(lease_s)s, %(timeout_s)s, {now},
+           %(key)s, %(batch)s, %(owner)s, %(meta)s::jsonb
+    FROM (SELECT coalesce(to_timestamp(%(run_at_s)s::float8),
+                          {now} + make_interval(secs => %(delay_s)s::float8)) AS run_at) AS j
+    ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
+    RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
+),
+pushed AS (
+    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', 'enqueued', 'id', s.id, 'queue', s.queue, 'state', s.state,
+        'task', s.task, 'owner', s.owner, 'batch', s.batch,
+        'attempt', s.attempt, 'progress', s.progress, 'message', NULL,
+        'worker', NULL, 'at', s.created_at_s)::text)) AS sent
+    FROM stored AS s
+)
+SELECT stored.* FROM stored, pushed
 
 -- name: enqueue_fair
 -- enqueue when some job of the batch is fair (NewJob.fair): a fair job due now gets its
@@ -95,8 +123,16 @@ kept AS (
     WHERE j.tenant IS NOT NULL
     GROUP BY j.queue, j.tenant
     ON CONFLICT (queue, owner) DO UPDATE SET turn = greatest(t.turn, excluded.turn)
+),
+pushed AS (
+    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', 'enqueued', 'id', s.id, 'queue', s.queue, 'state', s.state,
+        'task', s.task, 'owner', s.owner, 'batch', s.batch,
+        'attempt', s.attempt, 'progress', s.progress, 'message', NULL,
+        'worker', NULL, 'at', s.created_at_s)::text)) AS sent
+    FROM stored AS s
 )
-SELECT * FROM stored
+SELECT stored.* FROM stored, pushed
 
 -- name: live_keys
 SELECT {cols} FROM {schema}.jobs
@@ -106,17 +142,46 @@ WHERE key = ANY(%(keys)s::text[]) AND state IN ('scheduled', 'queued', 'running'
 SELECT {cols} FROM {schema}.jobs WHERE id = ANY(%(ids)s::text[])
 
 -- name: cancel
-UPDATE {schema}.jobs SET state = 'cancelled', finished_at = {now}, lease_until = NULL
-WHERE id = ANY(%(ids)s::text[]) AND state IN ('scheduled', 'queued', 'running')
+-- a running job's attempt ends here (its worker learns it at its next heartbeat)
+WITH cancelled AS (
+    UPDATE {schema}.jobs AS j SET state = 'cancelled', finished_at = {now}, lease_until = NULL,
+        attempts = CASE WHEN j.state = 'running' THEN {schema}.with_attempt(j.attempts,
+            jsonb_build_object('number', j.attempt, 'worker', j.worker,
+                'started_at', extract(epoch FROM j.started_at)::float8,
+                'ended_at', extract(epoch FROM {now})::float8, 'outcome', 'cancelled',
+                'error', NULL), %(kept)s) ELSE j.attempts END
+    FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS u(id, ord)
+    WHERE j.id = u.id AND j.state IN ('scheduled', 'queued', 'running')
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker,
+              u.ord
+)
+SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', 'cancelled', 'id', c.id, 'queue', c.queue, 'state', c.state,
+        'task', c.task, 'owner', c.owner, 'batch', c.batch,
+        'attempt', c.attempt, 'progress', c.progress, 'message', NULL,
+        'worker', c.worker, 'at', extract(epoch FROM {now})::float8)::text
+    ORDER BY c.ord))
+FROM cancelled AS c
 
 -- name: retry
-UPDATE {schema}.jobs AS j SET state = 'queued', attempt = 0, crashes = 0, run_at = {now},
-    finished_at = NULL, worker = NULL
-WHERE j.id = ANY(%(ids)s::text[]) AND j.state IN ('dead', 'cancelled')
-  AND (j.key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM {schema}.jobs AS o
-      WHERE o.key = j.key AND o.id <> j.id AND o.state IN ('scheduled', 'queued', 'running')))
-RETURNING j.queue, pg_notify(%(channel)s, j.queue)
+WITH retried AS (
+    UPDATE {schema}.jobs AS j SET state = 'queued', attempt = 0, crashes = 0, run_at = {now},
+        finished_at = NULL, worker = NULL
+    FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS u(id, ord)
+    WHERE j.id = u.id AND j.state IN ('dead', 'cancelled')
+      AND (j.key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {schema}.jobs AS o
+          WHERE o.key = j.key AND o.id <> j.id AND o.state IN ('scheduled', 'queued', 'running')))
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, u.ord,
+              pg_notify(%(channel)s, j.queue) AS woken
+)
+SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', 'enqueued', 'id', r.id, 'queue', r.queue, 'state', r.state,
+        'task', r.task, 'owner', r.owner, 'batch', r.batch,
+        'attempt', r.attempt, 'progress', r.progress, 'message', NULL,
+        'worker', NULL, 'at', extract(epoch FROM {now})::float8)::text
+    ORDER BY r.ord))
+FROM retried AS r
 
 -- name: stats_counts
 SELECT queue, state, count(*) FROM {schema}.jobs GROUP BY queue, state
@@ -132,41 +197,65 @@ WHERE finished_at >= {now} - interval '60 seconds' GROUP BY queue
 -- name: claim
 -- A job's lease_s outside (0, 1e9] (NaN, infinity, written by hand or another version) reads
 -- as the worker's: one bad row must not fail the statement for every job it would claim.
-UPDATE {schema}.jobs AS j
-SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
-    worker = %(worker)s, started_at = {now},
-    lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
-        THEN j.lease_s ELSE %(lease_s)s END)
-WHERE j.id IN (
-    -- queue = one value (not ANY) so the ready index is read in order: no sort of the backlog
-    SELECT id FROM {schema}.jobs
-    WHERE queue = %(queue)s AND state IN ('queued', 'scheduled') AND run_at <= {now}
-    ORDER BY priority DESC, run_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING {cols}
-
--- name: claim_many_queues
-UPDATE {schema}.jobs AS j
-SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
-    worker = %(worker)s, started_at = {now},
-    lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
-        THEN j.lease_s ELSE %(lease_s)s END)
-WHERE j.id IN (
-    -- an ordered LIMIT per queue (each an index range), then the best of them
-    SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
-    CROSS JOIN LATERAL (
-        SELECT id, priority, run_at FROM {schema}.jobs
-        WHERE queue = q.name AND state IN ('queued', 'scheduled') AND run_at <= {now}
+WITH claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
+        worker = %(worker)s, started_at = {now},
+        lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
+            THEN j.lease_s ELSE %(lease_s)s END)
+    WHERE j.id IN (
+        -- queue = one value (not ANY) so the ready index is read in order: no sort of the backlog
+        SELECT id FROM {schema}.jobs
+        WHERE queue = %(queue)s AND state IN ('queued', 'scheduled') AND run_at <= {now}
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
-    ) AS c
-    ORDER BY c.priority DESC, c.run_at, c.id
-    LIMIT %(limit)s
+    )
+    RETURNING {cols}
+),
+pushed AS (
+    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', 'started', 'id', c.id, 'queue', c.queue, 'state', c.state,
+        'task', c.task, 'owner', c.owner, 'batch', c.batch,
+        'attempt', c.attempt, 'progress', c.progress, 'message', NULL,
+        'worker', c.worker, 'at', c.started_at_s)::text
+        ORDER BY c.priority DESC, c.run_at_s, c.id)) AS sent
+    FROM claimed AS c
 )
-RETURNING {cols}
+SELECT claimed.* FROM claimed, pushed
+
+-- name: claim_many_queues
+WITH claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
+        worker = %(worker)s, started_at = {now},
+        lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
+            THEN j.lease_s ELSE %(lease_s)s END)
+    WHERE j.id IN (
+        -- an ordered LIMIT per queue (each an index range), then the best of them
+        SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
+        CROSS JOIN LATERAL (
+            SELECT id, priority, run_at FROM {schema}.jobs
+            WHERE queue = q.name AND state IN ('queued', 'scheduled') AND run_at <= {now}
+            ORDER BY priority DESC, run_at, id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+        ORDER BY c.priority DESC, c.run_at, c.id
+        LIMIT %(limit)s
+    )
+    RETURNING {cols}
+),
+pushed AS (
+    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', 'started', 'id', c.id, 'queue', c.queue, 'state', c.state,
+        'task', c.task, 'owner', c.owner, 'batch', c.batch,
+        'attempt', c.attempt, 'progress', c.progress, 'message', NULL,
+        'worker', c.worker, 'at', c.started_at_s)::text
+        ORDER BY c.priority DESC, c.run_at_s, c.id)) AS sent
+    FROM claimed AS c
+)
+SELECT claimed.* FROM claimed, pushed
 
 -- name: heartbeat
 UPDATE {schema}.jobs AS j
@@ -177,43 +266,104 @@ WHERE j.id = l.id AND j.delivery = l.delivery AND j.state = 'running'
 RETURNING j.id
 
 -- name: finish
-UPDATE {schema}.jobs AS j SET
-    state = CASE o.kind WHEN 'retry' THEN 'scheduled' WHEN 'defer' THEN 'scheduled'
-                        WHEN 'release' THEN 'queued' ELSE o.kind END,
-    result = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN o.result ELSE j.result END,
-    error = CASE WHEN o.kind IN ('release', 'defer') THEN j.error WHEN o.kind = 'succeeded' THEN NULL
-                 ELSE o.error::jsonb END,
-    run_at = CASE WHEN o.kind IN ('retry', 'defer') THEN {now} + make_interval(secs => o.delay_s)
-                  ELSE j.run_at END,
-    attempt = CASE WHEN o.kind IN ('release', 'defer') THEN j.attempt - 1 ELSE j.attempt END,
-    worker = CASE WHEN o.kind IN ('release', 'defer') THEN NULL ELSE j.worker END,
-    finished_at = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN {now}
-                       ELSE j.finished_at END,
-    progress = CASE o.kind WHEN 'succeeded' THEN 1.0 ELSE j.progress END,
-    meta = CASE WHEN o.meta IS NULL THEN j.meta ELSE o.meta::jsonb END,
-    lease_until = NULL
-FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(kinds)s::text[], %(results)s::bytea[],
-            %(errors)s::text[], %(delays)s::float8[], %(metas)s::text[])
-     AS o(id, delivery, kind, result, error, delay_s, meta)
-WHERE j.id = o.id AND j.delivery = o.delivery AND j.state = 'running'
-RETURNING j.id, CASE WHEN o.kind IN ('retry', 'release', 'defer') THEN pg_notify(%(channel)s, j.queue) END
+-- the attempt ends with the values it ran with (SET reads the row as it was); the event's
+-- worker is the one that ran it, which a release or a deferral clears from the job
+WITH done AS (
+    UPDATE {schema}.jobs AS j SET
+        state = CASE o.kind WHEN 'retry' THEN 'scheduled' WHEN 'defer' THEN 'scheduled'
+                            WHEN 'release' THEN 'queued' ELSE o.kind END,
+        result = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN o.result
+                      ELSE j.result END,
+        error = CASE WHEN o.kind IN ('release', 'defer') THEN j.error
+                     WHEN o.kind = 'succeeded' THEN NULL ELSE o.error::jsonb END,
+        run_at = CASE WHEN o.kind IN ('retry', 'defer')
+                      THEN {now} + make_interval(secs => o.delay_s) ELSE j.run_at END,
+        attempt = CASE WHEN o.kind IN ('release', 'defer') THEN j.attempt - 1 ELSE j.attempt END,
+        worker = CASE WHEN o.kind IN ('release', 'defer') THEN NULL ELSE j.worker END,
+        finished_at = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN {now}
+                           ELSE j.finished_at END,
+        progress = CASE o.kind WHEN 'succeeded' THEN 1.0 ELSE j.progress END,
+        meta = CASE WHEN o.meta IS NULL THEN j.meta ELSE o.meta::jsonb END,
+        attempts = {schema}.with_attempt(j.attempts, jsonb_build_object(
+            'number', j.attempt, 'worker', j.worker,
+            'started_at', extract(epoch FROM j.started_at)::float8,
+            'ended_at', extract(epoch FROM {now})::float8,
+            'outcome', CASE o.kind WHEN 'retry' THEN 'failed' WHEN 'dead' THEN 'failed'
+                                   WHEN 'release' THEN 'released' WHEN 'defer' THEN 'deferred'
+                                   ELSE o.kind END,
+            'error', o.error::jsonb), %(kept)s),
+        lease_until = NULL
+    FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(kinds)s::text[], %(results)s::bytea[],
+                %(errors)s::text[], %(delays)s::float8[], %(metas)s::text[]) WITH ORDINALITY
+         AS o(id, delivery, kind, result, error, delay_s, meta, ord)
+    WHERE j.id = o.id AND j.delivery = o.delivery AND j.state = 'running'
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, o.ord,
+              o.kind, o.error, coalesce(j.worker, j.attempts -> -1 ->> 'worker') AS ran_on,
+              CASE WHEN o.kind IN ('retry', 'release', 'defer')
+                   THEN pg_notify(%(channel)s, j.queue) END AS woken
+),
+pushed AS (
+    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', CASE d.kind WHEN 'retry' THEN 'retrying' WHEN 'release' THEN 'requeued'
+                            WHEN 'defer' THEN 'requeued' ELSE d.kind END,
+        'id', d.id, 'queue', d.queue, 'state', d.state,
+        'task', d.task, 'owner', d.owner, 'batch', d.batch,
+        'attempt', d.attempt, 'progress', d.progress,
+        'message', CASE WHEN d.kind IN ('retry', 'dead')
+                        THEN left(d.error::jsonb ->> 'message', 1000) END,
+        'worker', d.ran_on, 'at', extract(epoch FROM {now})::float8)::text
+        ORDER BY d.ord)) AS sent
+    FROM done AS d
+)
+SELECT done.id FROM done, pushed
 
 -- name: progress
-UPDATE {schema}.jobs AS j SET progress = u.progress, progress_message = u.message
-FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(progress)s::float8[], %(messages)s::text[])
-     AS u(id, delivery, progress, message)
-WHERE j.id = u.id AND j.delivery = u.delivery AND j.state = 'running'
+WITH moved AS (
+    UPDATE {schema}.jobs AS j SET progress = u.progress, progress_message = u.message
+    FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(progress)s::float8[],
+                %(messages)s::text[]) WITH ORDINALITY AS u(id, delivery, progress, message, ord)
+    WHERE j.id = u.id AND j.delivery = u.delivery AND j.state = 'running'
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress,
+              j.progress_message, j.worker, u.ord
+)
+SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', 'progress', 'id', m.id, 'queue', m.queue, 'state', m.state,
+        'task', m.task, 'owner', m.owner, 'batch', m.batch,
+        'attempt', m.attempt, 'progress', m.progress, 'message', left(m.progress_message, 1000),
+        'worker', m.worker, 'at', extract(epoch FROM {now})::float8)::text
+    ORDER BY m.ord))
+FROM moved AS m
 
 -- name: promote_due
 UPDATE {schema}.jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= {now}
 
 -- name: reap_expired
-UPDATE {schema}.jobs SET crashes = crashes + 1, lease_until = NULL, worker = NULL,
-    error = %(error)s::jsonb,
-    state = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'dead' ELSE 'queued' END,
-    finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN {now} ELSE NULL END
-WHERE state = 'running' AND lease_until < {now}
-RETURNING id, state, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
+WITH reaped AS (
+    UPDATE {schema}.jobs SET crashes = crashes + 1, lease_until = NULL, worker = NULL,
+        error = %(error)s::jsonb,
+        state = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'dead' ELSE 'queued' END,
+        finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN {now} ELSE NULL END,
+        attempts = {schema}.with_attempt(attempts, jsonb_build_object(
+            'number', attempt, 'worker', worker,
+            'started_at', extract(epoch FROM started_at)::float8,
+            'ended_at', extract(epoch FROM {now})::float8, 'outcome', 'lost',
+            'error', %(error)s::jsonb), %(kept)s)
+    WHERE state = 'running' AND lease_until < {now}
+    RETURNING id, queue, state, task, owner, batch, attempt, progress,
+              CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
+),
+pushed AS (
+    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', CASE r.state WHEN 'dead' THEN 'dead' ELSE 'requeued' END,
+        'id', r.id, 'queue', r.queue, 'state', r.state,
+        'task', r.task, 'owner', r.owner, 'batch', r.batch,
+        'attempt', r.attempt, 'progress', r.progress,
+        'message', %(error)s::jsonb ->> 'message',
+        'worker', NULL, 'at', extract(epoch FROM {now})::float8)::text
+        ORDER BY r.id)) AS sent
+    FROM reaped AS r
+)
+SELECT reaped.id, reaped.state FROM reaped, pushed
 
 -- name: prune
 -- one bounded step, so no statement holds many row locks for long
@@ -223,7 +373,9 @@ DELETE FROM {schema}.jobs WHERE id IN (
     LIMIT %(batch)s
 )
 
--- name: prune_marks
+-- name: prune_expired
+-- the marks and the registry's workers whose lifetime has ended
+WITH workers AS (DELETE FROM {schema}.workers WHERE expires_at <= {now})
 DELETE FROM {schema}.marks WHERE expires_at <= {now}
 
 -- name: prune_turns
@@ -232,6 +384,41 @@ DELETE FROM {schema}.turns WHERE turn < %(before)s::float8
 -- name: purge
 DELETE FROM {schema}.jobs
 WHERE state = ANY(%(states)s::text[]) AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+
+-- name: delete
+-- a running job stays (cancel it first); a duplicate id joins once
+WITH gone AS (
+    DELETE FROM {schema}.jobs AS j USING unnest(%(ids)s::text[]) WITH ORDINALITY AS u(id, ord)
+    WHERE j.id = u.id AND j.state <> 'running'
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker,
+              u.ord
+),
+pushed AS (
+    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
+        'kind', 'deleted', 'id', g.id, 'queue', g.queue, 'state', g.state,
+        'task', g.task, 'owner', g.owner, 'batch', g.batch,
+        'attempt', g.attempt, 'progress', g.progress, 'message', NULL,
+        'worker', g.worker, 'at', extract(epoch FROM {now})::float8)::text
+        ORDER BY g.ord)) AS sent
+    FROM gone AS g
+)
+SELECT gone.id FROM gone, pushed
+
+-- name: publish
+SELECT {schema}.push_events(%(events)s, %(bodies)s::text[])
+
+-- name: beat_worker
+INSERT INTO {schema}.workers AS w (id, info, last_seen, expires_at)
+VALUES (%(id)s, %(info)s, {now}, {now} + make_interval(secs => %(ttl_s)s::float8))
+ON CONFLICT (id) DO UPDATE
+SET info = excluded.info, last_seen = excluded.last_seen, expires_at = excluded.expires_at
+
+-- name: remove_workers
+DELETE FROM {schema}.workers WHERE id = ANY(%(ids)s::text[])
+
+-- name: workers
+SELECT info, extract(epoch FROM last_seen)::float8 FROM {schema}.workers
+WHERE expires_at > {now}
 
 -- name: lock
 INSERT INTO {schema}.locks (name, owner, expires_at)
