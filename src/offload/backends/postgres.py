@@ -258,7 +258,7 @@ class PostgresBackend(_Runner):
         return await self.run(plan_delete(self.st, params))
 
     def subscribe(self) -> EventStream:
-        return PgEventStream(self.config, self.st.events)
+        return PgEventStream(self.config, self.st.events, self.st.listened)
 
     async def publish(self, params: PublishParams) -> None:
         await self.run(plan_publish(self.st, params))

@@ -1,13 +1,14 @@
 """PostgreSQL steps for the tools people use: find jobs (a page, a count) by filter, forget
 them by id, publish events, and the worker registry.
 
-``JobFilter.text`` is matched against ``job_text`` (schema.sql): the id, task, owner and
-payload, case-insensitively, through a pg_trgm index where the extension exists. The
-payload is bytes, held there in bytea's escape format, so the needle is matched twice
-when that format writes it differently (non-ASCII, a backslash). The needle only ever
-travels as a parameter, with LIKE's ``%``, ``_`` and ``\\`` escaped: it is taken literally.
-Without pg_trgm, a page reads the jobs newest first until it is full, and a count reads
-them all.
+``JobFilter.text`` and the ``created_at`` range are matched against each job's
+``job_search`` row (schema.sql), by index: its creation time, and its id, task, owner and
+payload case-insensitively through a pg_trgm index where the extension exists (without
+it, every row is read). The payload is bytes, held there in bytea's
+escape format, so the needle is matched twice when that format writes it differently
+(non-ASCII, a backslash); non-ASCII letters in a payload match in their own case only.
+The needle only ever travels as a parameter, with LIKE's ``%``, ``_`` and ``\\`` escaped:
+it is taken literally.
 """
 
 from __future__ import annotations
@@ -68,20 +69,24 @@ def filter_sql(st: Statements, f: JobFilter, args: dict[str, Any]) -> list[str]:
         if value is not None:
             where.append(f"{column} = %({column})s")
             args[column] = value
+    found = []
     if f.created_after is not None:
-        where.append("created_at >= to_timestamp(%(created_after)s::float8)")
+        found.append("s.created_at >= to_timestamp(%(created_after)s::float8)")
         args["created_after"] = f.created_after
     if f.created_before is not None:
-        where.append("created_at < to_timestamp(%(created_before)s::float8)")
+        found.append("s.created_at < to_timestamp(%(created_before)s::float8)")
         args["created_before"] = f.created_before
     if f.text is not None:
-        searched = f"{st.schema}.job_text(id, task, owner, payload)"
         args["text"] = like_pattern(escape_text(f.text, nul_ok=False))
         args["text_bytes"] = like_pattern(escape_format(f.text.encode("utf-8", "surrogatepass")))
         if args["text"] == args["text_bytes"]:
-            where.append(f"{searched} ILIKE %(text)s")
+            found.append("s.body ILIKE %(text)s")
         else:
-            where.append(f"({searched} ILIKE %(text)s OR {searched} ILIKE %(text_bytes)s)")
+            found.append("(s.body ILIKE %(text)s OR s.body ILIKE %(text_bytes)s)")
+    if found:
+        where.append(
+            f"id IN (SELECT s.id FROM {st.schema}.job_search AS s WHERE {' AND '.join(found)})"
+        )
     return where
 
 
@@ -115,15 +120,17 @@ def plan_delete(st: Statements, params: IdsParams) -> Plan[list[str]]:
     ids = list(dict.fromkeys(params.ids))
     if not ids:
         return []
-    rows = yield (st["delete"], {"ids": ids, "events": st.events})
+    rows = yield (st["delete"], {"ids": ids, **st.pushing})
     gone = {r[0] for r in rows}
     return [i for i in ids if i in gone]
 
 
 def plan_publish(st: Statements, params: PublishParams) -> Plan[None]:
-    bodies = [_encode(event).decode() for event in params.events]
-    if bodies:
-        yield (st["publish"], {"events": st.events, "bodies": bodies})
+    """The events as given, each object's keys in JobEvent's order (``kind`` first, which
+    ``push_events_split`` relies on to cut a long step between two events)."""
+    if params.events:
+        body = _encode(list(params.events)).decode()[1:-1]
+        yield (st["publish"], {**st.pushing, "body": body})
     return None
 
 

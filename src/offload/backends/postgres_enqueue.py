@@ -44,10 +44,10 @@ def _insert(st: Statements, jobs: Sequence[NewJob]) -> Statement:
                 "delay_s": j.delay_s, "lease_s": j.lease_s, "timeout_s": j.timeout_s,
                 "key": j.key, "batch": j.batch, "owner": j.owner,
                 "meta": _encode(j.meta).decode() if j.meta else None, "channel": st.channel,
-                "events": st.events,
+                **st.pushing,
             },
         )  # fmt: skip
-    args = {"channel": st.channel, "events": st.events, **_job_arrays(jobs)}
+    args = {"channel": st.channel, **st.pushing, **_job_arrays(jobs)}
     if any(j.fair for j in jobs):  # only then the statement that hands out turns
         args |= {"fairs": [j.fair for j in jobs], "step": FAIR_STEP_S}
         return (st["enqueue_fair"], args)
@@ -105,7 +105,7 @@ def plan_finish(st: Statements, params: FinishParams) -> Plan[FinishResult]:
             "errors": [None if o.error is None else storable_error(o.error, nul_ok=False).decode()
                        for o in outcomes],
             "delays": [o.retry_delay_s for o in outcomes], "channel": st.channel,
-            "events": st.events, "kept": MAX_ATTEMPTS_KEPT,
+            **st.pushing, "kept": MAX_ATTEMPTS_KEPT,
             "metas": [None if o.meta is None else storable_meta(o.meta, nul_ok=False).decode()
                       for o in outcomes],
         },
@@ -113,6 +113,6 @@ def plan_finish(st: Statements, params: FinishParams) -> Plan[FinishResult]:
     accepted = {r[0] for r in rows}
     follow_ups = [new for o in outcomes if o.id in accepted for new in o.follow_ups]
     if follow_ups:  # only for the outcomes taken; an id already stored is skipped
-        args = {"channel": st.channel, "events": st.events, **_job_arrays(follow_ups)}
+        args = {"channel": st.channel, **st.pushing, **_job_arrays(follow_ups)}
         yield (st["enqueue_follow_ups"], args)
     return FinishResult(rejected=[o.id for o in outcomes if o.id not in accepted])

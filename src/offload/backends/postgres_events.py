@@ -1,11 +1,12 @@
 """PostgreSQL's live events: LISTEN on a connection of the subscriber's own.
 
-Every step NOTIFYs its events in its own transaction (queries.sql, ``push_events`` in
-schema.sql), on a channel named after the schema, so two schemas sharing a database never
-see each other's events and a step that rolls back pushes nothing. A notification is
-delivered to the connections LISTENing when it commits, so a subscriber misses nothing
-from the moment ``LISTEN`` returns. A step too big for one notification (8000 bytes)
-arrives as a few consecutive lists.
+Every step NOTIFYs its events in its own transaction (queries.sql), on a channel named
+after the schema, so two schemas sharing a database never see each other's events and a
+step that rolls back pushes nothing. A notification is delivered to the connections
+LISTENing when it commits, so a subscriber misses nothing from the moment ``LISTEN``
+returns. A step too big for one notification (8000 bytes) arrives as a few consecutive
+lists. While no stream is subscribed, steps build and send no events at all: each stream
+holds a shared advisory lock that the steps look for (``LISTENED`` in postgres_plans.py).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ class PgEventStream:
     URL's ``timeout_s``) must answer a ping within ``LISTEN_PING_S``: a silent partition
     ends the iteration with ``BackendError`` like a closed connection, never a hang."""
 
-    def __init__(self, config: PgConfig, channel: str) -> None:
+    def __init__(self, config: PgConfig, channel: str, listened: int) -> None:
         self._config = config
         self._channel = channel
+        self._listened = listened
         self._conn: psycopg.AsyncConnection[Any] | None = None
         #: Steps received and not yet handed out: they outlive any one iterator.
         self._ready: collections.deque[list[JobEvent]] = collections.deque()
@@ -51,6 +53,10 @@ class PgEventStream:
             raise _unreachable(exc) from exc
         listen = pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self._channel))
         try:
+            # steps push only while a subscriber holds this (queries.sql, LISTENED); the
+            # connection keeps it until it closes, however it ends
+            lock = conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", (self._listened,))
+            await guarded(conn, lock, self._config.timeout_s)
             await guarded(conn, conn.execute(listen), self._config.timeout_s)
         except BaseException as exc:
             await conn.close()

@@ -4,8 +4,9 @@
 --
 -- A step that changes jobs pushes their events in the same statement, so in the same
 -- transaction and only if it commits: the rows it changed (a data-modifying CTE) become
--- JobEvent objects (event_wire.py's field names), handed in order to push_events, which
--- NOTIFYs them on %(events)s as one JSON array (schema.sql). %(channel)s is the wake-up
+-- rows ``e`` of JobEvent's fields, {event} writes each as JSON and {push} NOTIFYs them in
+-- order on %(events)s as one JSON array (postgres_plans.py). A step that changed nothing,
+-- or that no subscriber can hear ({listened}), pushes nothing. %(channel)s is the wake-up
 -- channel: the queue of each job made ready, for idle workers.
 
 -- name: enqueue
@@ -30,15 +31,21 @@ WITH stored AS (
     ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
     RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
 ),
+searched AS (
+    INSERT INTO {schema}.job_search AS t (id, created_at, body)
+    SELECT s.id, {now}, {search_text} FROM stored AS s
+    ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body
+),
 pushed AS (
-    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', 'enqueued', 'id', s.id, 'queue', s.queue, 'state', s.state,
-        'task', s.task, 'owner', s.owner, 'batch', s.batch,
-        'attempt', s.attempt, 'progress', s.progress, 'message', NULL,
-        'worker', NULL, 'at', s.created_at_s)::text)) AS sent
-    FROM stored AS s
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',') AS body
+        FROM (SELECT 'enqueued' AS kind, s.id, s.queue, s.state, s.task, s.owner, s.batch,
+                     s.attempt, s.progress, NULL::text AS message, NULL::text AS worker,
+                     s.created_at_s AS at
+              FROM stored AS s WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT stored.* FROM stored, pushed
+SELECT stored.* FROM stored LEFT JOIN pushed ON true
 
 -- name: enqueue_one
 WITH stored AS (
@@ -53,15 +60,21 @@ WITH stored AS (
     ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
     RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
 ),
+searched AS (
+    INSERT INTO {schema}.job_search AS t (id, created_at, body)
+    SELECT s.id, {now}, {search_text} FROM stored AS s
+    ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body
+),
 pushed AS (
-    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', 'enqueued', 'id', s.id, 'queue', s.queue, 'state', s.state,
-        'task', s.task, 'owner', s.owner, 'batch', s.batch,
-        'attempt', s.attempt, 'progress', s.progress, 'message', NULL,
-        'worker', NULL, 'at', s.created_at_s)::text)) AS sent
-    FROM stored AS s
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',') AS body
+        FROM (SELECT 'enqueued' AS kind, s.id, s.queue, s.state, s.task, s.owner, s.batch,
+                     s.attempt, s.progress, NULL::text AS message, NULL::text AS worker,
+                     s.created_at_s AS at
+              FROM stored AS s WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT stored.* FROM stored, pushed
+SELECT stored.* FROM stored LEFT JOIN pushed ON true
 
 -- name: enqueue_fair
 -- enqueue when some job of the batch is fair (NewJob.fair): a fair job due now gets its
@@ -124,15 +137,21 @@ kept AS (
     GROUP BY j.queue, j.tenant
     ON CONFLICT (queue, owner) DO UPDATE SET turn = greatest(t.turn, excluded.turn)
 ),
+searched AS (
+    INSERT INTO {schema}.job_search AS t (id, created_at, body)
+    SELECT s.id, {now}, {search_text} FROM stored AS s
+    ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body
+),
 pushed AS (
-    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', 'enqueued', 'id', s.id, 'queue', s.queue, 'state', s.state,
-        'task', s.task, 'owner', s.owner, 'batch', s.batch,
-        'attempt', s.attempt, 'progress', s.progress, 'message', NULL,
-        'worker', NULL, 'at', s.created_at_s)::text)) AS sent
-    FROM stored AS s
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',') AS body
+        FROM (SELECT 'enqueued' AS kind, s.id, s.queue, s.state, s.task, s.owner, s.batch,
+                     s.attempt, s.progress, NULL::text AS message, NULL::text AS worker,
+                     s.created_at_s AS at
+              FROM stored AS s WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT stored.* FROM stored, pushed
+SELECT stored.* FROM stored LEFT JOIN pushed ON true
 
 -- name: live_keys
 SELECT {cols} FROM {schema}.jobs
@@ -145,23 +164,21 @@ SELECT {cols} FROM {schema}.jobs WHERE id = ANY(%(ids)s::text[])
 -- a running job's attempt ends here (its worker learns it at its next heartbeat)
 WITH cancelled AS (
     UPDATE {schema}.jobs AS j SET state = 'cancelled', finished_at = {now}, lease_until = NULL,
-        attempts = CASE WHEN j.state = 'running' THEN {schema}.with_attempt(j.attempts,
-            jsonb_build_object('number', j.attempt, 'worker', j.worker,
-                'started_at', extract(epoch FROM j.started_at)::float8,
-                'ended_at', extract(epoch FROM {now})::float8, 'outcome', 'cancelled',
-                'error', NULL), %(kept)s) ELSE j.attempts END
+        attempts = CASE WHEN j.state = 'running'
+            THEN {with_attempt('cancelled'; NULL)}
+            ELSE j.attempts END
     FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS u(id, ord)
     WHERE j.id = u.id AND j.state IN ('scheduled', 'queued', 'running')
     RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker,
               u.ord
 )
-SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', 'cancelled', 'id', c.id, 'queue', c.queue, 'state', c.state,
-        'task', c.task, 'owner', c.owner, 'batch', c.batch,
-        'attempt', c.attempt, 'progress', c.progress, 'message', NULL,
-        'worker', c.worker, 'at', extract(epoch FROM {now})::float8)::text
-    ORDER BY c.ord))
-FROM cancelled AS c
+SELECT {push}
+FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+    FROM (SELECT 'cancelled' AS kind, c.id, c.queue, c.state, c.task, c.owner, c.batch,
+                 c.attempt, c.progress, NULL::text AS message, c.worker,
+                 date_part('epoch', {now}) AS at, c.ord
+          FROM cancelled AS c WHERE {listened}) AS e
+    HAVING count(*) > 0) AS p
 
 -- name: retry
 WITH retried AS (
@@ -175,13 +192,13 @@ WITH retried AS (
     RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, u.ord,
               pg_notify(%(channel)s, j.queue) AS woken
 )
-SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', 'enqueued', 'id', r.id, 'queue', r.queue, 'state', r.state,
-        'task', r.task, 'owner', r.owner, 'batch', r.batch,
-        'attempt', r.attempt, 'progress', r.progress, 'message', NULL,
-        'worker', NULL, 'at', extract(epoch FROM {now})::float8)::text
-    ORDER BY r.ord))
-FROM retried AS r
+SELECT {push}
+FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+    FROM (SELECT 'enqueued' AS kind, r.id, r.queue, r.state, r.task, r.owner, r.batch,
+                 r.attempt, r.progress, NULL::text AS message, NULL::text AS worker,
+                 date_part('epoch', {now}) AS at, r.ord
+          FROM retried AS r WHERE {listened}) AS e
+    HAVING count(*) > 0) AS p
 
 -- name: stats_counts
 SELECT queue, state, count(*) FROM {schema}.jobs GROUP BY queue, state
@@ -214,15 +231,16 @@ WITH claimed AS (
     RETURNING {cols}
 ),
 pushed AS (
-    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', 'started', 'id', c.id, 'queue', c.queue, 'state', c.state,
-        'task', c.task, 'owner', c.owner, 'batch', c.batch,
-        'attempt', c.attempt, 'progress', c.progress, 'message', NULL,
-        'worker', c.worker, 'at', c.started_at_s)::text
-        ORDER BY c.priority DESC, c.run_at_s, c.id)) AS sent
-    FROM claimed AS c
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ','
+        ORDER BY e.priority DESC, e.run_at_s, e.id) AS body
+        FROM (SELECT 'started' AS kind, c.id, c.queue, c.state, c.task, c.owner, c.batch,
+                     c.attempt, c.progress, NULL::text AS message, c.worker, c.started_at_s AS at,
+                     c.priority, c.run_at_s
+              FROM claimed AS c WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT claimed.* FROM claimed, pushed
+SELECT claimed.* FROM claimed LEFT JOIN pushed ON true
 
 -- name: claim_many_queues
 WITH claimed AS (
@@ -247,15 +265,16 @@ WITH claimed AS (
     RETURNING {cols}
 ),
 pushed AS (
-    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', 'started', 'id', c.id, 'queue', c.queue, 'state', c.state,
-        'task', c.task, 'owner', c.owner, 'batch', c.batch,
-        'attempt', c.attempt, 'progress', c.progress, 'message', NULL,
-        'worker', c.worker, 'at', c.started_at_s)::text
-        ORDER BY c.priority DESC, c.run_at_s, c.id)) AS sent
-    FROM claimed AS c
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ','
+        ORDER BY e.priority DESC, e.run_at_s, e.id) AS body
+        FROM (SELECT 'started' AS kind, c.id, c.queue, c.state, c.task, c.owner, c.batch,
+                     c.attempt, c.progress, NULL::text AS message, c.worker, c.started_at_s AS at,
+                     c.priority, c.run_at_s
+              FROM claimed AS c WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT claimed.* FROM claimed, pushed
+SELECT claimed.* FROM claimed LEFT JOIN pushed ON true
 
 -- name: heartbeat
 UPDATE {schema}.jobs AS j
@@ -284,14 +303,9 @@ WITH done AS (
                            ELSE j.finished_at END,
         progress = CASE o.kind WHEN 'succeeded' THEN 1.0 ELSE j.progress END,
         meta = CASE WHEN o.meta IS NULL THEN j.meta ELSE o.meta::jsonb END,
-        attempts = {schema}.with_attempt(j.attempts, jsonb_build_object(
-            'number', j.attempt, 'worker', j.worker,
-            'started_at', extract(epoch FROM j.started_at)::float8,
-            'ended_at', extract(epoch FROM {now})::float8,
-            'outcome', CASE o.kind WHEN 'retry' THEN 'failed' WHEN 'dead' THEN 'failed'
-                                   WHEN 'release' THEN 'released' WHEN 'defer' THEN 'deferred'
-                                   ELSE o.kind END,
-            'error', o.error::jsonb), %(kept)s),
+        attempts = {with_attempt(CASE o.kind WHEN 'retry' THEN 'failed' WHEN 'dead' THEN 'failed'
+                                        WHEN 'release' THEN 'released' WHEN 'defer' THEN 'deferred'
+                                        ELSE o.kind END; o.error)},
         lease_until = NULL
     FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(kinds)s::text[], %(results)s::bytea[],
                 %(errors)s::text[], %(delays)s::float8[], %(metas)s::text[]) WITH ORDINALITY
@@ -303,19 +317,18 @@ WITH done AS (
                    THEN pg_notify(%(channel)s, j.queue) END AS woken
 ),
 pushed AS (
-    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', CASE d.kind WHEN 'retry' THEN 'retrying' WHEN 'release' THEN 'requeued'
-                            WHEN 'defer' THEN 'requeued' ELSE d.kind END,
-        'id', d.id, 'queue', d.queue, 'state', d.state,
-        'task', d.task, 'owner', d.owner, 'batch', d.batch,
-        'attempt', d.attempt, 'progress', d.progress,
-        'message', CASE WHEN d.kind IN ('retry', 'dead')
-                        THEN left(d.error::jsonb ->> 'message', 1000) END,
-        'worker', d.ran_on, 'at', extract(epoch FROM {now})::float8)::text
-        ORDER BY d.ord)) AS sent
-    FROM done AS d
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+        FROM (SELECT CASE d.kind WHEN 'retry' THEN 'retrying' WHEN 'release' THEN 'requeued'
+                                 WHEN 'defer' THEN 'requeued' ELSE d.kind END AS kind,
+                     d.id, d.queue, d.state, d.task, d.owner, d.batch, d.attempt, d.progress,
+                     CASE WHEN d.kind IN ('retry', 'dead')
+                          THEN left(d.error::jsonb ->> 'message', 1000) END AS message,
+                     d.ran_on AS worker, date_part('epoch', {now}) AS at, d.ord
+              FROM done AS d WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT done.id FROM done, pushed
+SELECT done.id FROM done LEFT JOIN pushed ON true
 
 -- name: progress
 WITH moved AS (
@@ -326,52 +339,52 @@ WITH moved AS (
     RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress,
               j.progress_message, j.worker, u.ord
 )
-SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', 'progress', 'id', m.id, 'queue', m.queue, 'state', m.state,
-        'task', m.task, 'owner', m.owner, 'batch', m.batch,
-        'attempt', m.attempt, 'progress', m.progress, 'message', left(m.progress_message, 1000),
-        'worker', m.worker, 'at', extract(epoch FROM {now})::float8)::text
-    ORDER BY m.ord))
-FROM moved AS m
+SELECT {push}
+FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+    FROM (SELECT 'progress' AS kind, m.id, m.queue, m.state, m.task, m.owner, m.batch,
+                 m.attempt, m.progress, left(m.progress_message, 1000) AS message, m.worker,
+                 date_part('epoch', {now}) AS at, m.ord
+          FROM moved AS m WHERE {listened}) AS e
+    HAVING count(*) > 0) AS p
 
 -- name: promote_due
 UPDATE {schema}.jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= {now}
 
 -- name: reap_expired
 WITH reaped AS (
-    UPDATE {schema}.jobs SET crashes = crashes + 1, lease_until = NULL, worker = NULL,
+    UPDATE {schema}.jobs AS j SET crashes = j.crashes + 1, lease_until = NULL, worker = NULL,
         error = %(error)s::jsonb,
-        state = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'dead' ELSE 'queued' END,
-        finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN {now} ELSE NULL END,
-        attempts = {schema}.with_attempt(attempts, jsonb_build_object(
-            'number', attempt, 'worker', worker,
-            'started_at', extract(epoch FROM started_at)::float8,
-            'ended_at', extract(epoch FROM {now})::float8, 'outcome', 'lost',
-            'error', %(error)s::jsonb), %(kept)s)
-    WHERE state = 'running' AND lease_until < {now}
-    RETURNING id, queue, state, task, owner, batch, attempt, progress,
-              CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
+        state = CASE WHEN j.crashes + 1 >= %(max_crashes)s THEN 'dead' ELSE 'queued' END,
+        finished_at = CASE WHEN j.crashes + 1 >= %(max_crashes)s THEN {now} ELSE NULL END,
+        attempts = {with_attempt('lost'; %(error)s::text)}
+    WHERE j.state = 'running' AND j.lease_until < {now}
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress,
+              CASE WHEN j.state = 'queued' THEN pg_notify(%(channel)s, j.queue) END AS woken
 ),
 pushed AS (
-    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', CASE r.state WHEN 'dead' THEN 'dead' ELSE 'requeued' END,
-        'id', r.id, 'queue', r.queue, 'state', r.state,
-        'task', r.task, 'owner', r.owner, 'batch', r.batch,
-        'attempt', r.attempt, 'progress', r.progress,
-        'message', %(error)s::jsonb ->> 'message',
-        'worker', NULL, 'at', extract(epoch FROM {now})::float8)::text
-        ORDER BY r.id)) AS sent
-    FROM reaped AS r
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.id) AS body
+        FROM (SELECT CASE r.state WHEN 'dead' THEN 'dead' ELSE 'requeued' END AS kind, r.id,
+                     r.queue, r.state, r.task, r.owner, r.batch, r.attempt, r.progress,
+                     %(error)s::jsonb ->> 'message' AS message, NULL::text AS worker,
+                     date_part('epoch', {now}) AS at
+              FROM reaped AS r WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT reaped.id, reaped.state FROM reaped, pushed
+SELECT reaped.id, reaped.state FROM reaped LEFT JOIN pushed ON true
 
 -- name: prune
 -- one bounded step, so no statement holds many row locks for long
-DELETE FROM {schema}.jobs WHERE id IN (
-    SELECT id FROM {schema}.jobs
-    WHERE state = ANY(%(states)s::text[]) AND finished_at < to_timestamp(%(before)s)
-    LIMIT %(batch)s
-)
+WITH gone AS (
+    DELETE FROM {schema}.jobs WHERE id IN (
+        SELECT id FROM {schema}.jobs
+        WHERE state = ANY(%(states)s::text[]) AND finished_at < to_timestamp(%(before)s)
+        LIMIT %(batch)s
+    )
+    RETURNING id
+),
+searched AS (DELETE FROM {schema}.job_search WHERE id IN (SELECT id FROM gone))
+SELECT 1 FROM gone
 
 -- name: prune_expired
 -- the marks and the registry's workers whose lifetime has ended
@@ -382,8 +395,13 @@ DELETE FROM {schema}.marks WHERE expires_at <= {now}
 DELETE FROM {schema}.turns WHERE turn < %(before)s::float8
 
 -- name: purge
-DELETE FROM {schema}.jobs
-WHERE state = ANY(%(states)s::text[]) AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+WITH gone AS (
+    DELETE FROM {schema}.jobs
+    WHERE state = ANY(%(states)s::text[]) AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    RETURNING id
+),
+searched AS (DELETE FROM {schema}.job_search WHERE id IN (SELECT id FROM gone))
+SELECT 1 FROM gone
 
 -- name: delete
 -- a running job stays (cancel it first); a duplicate id joins once
@@ -393,19 +411,20 @@ WITH gone AS (
     RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker,
               u.ord
 ),
+searched AS (DELETE FROM {schema}.job_search WHERE id IN (SELECT id FROM gone)),
 pushed AS (
-    SELECT {schema}.push_events(%(events)s, array_agg(json_build_object(
-        'kind', 'deleted', 'id', g.id, 'queue', g.queue, 'state', g.state,
-        'task', g.task, 'owner', g.owner, 'batch', g.batch,
-        'attempt', g.attempt, 'progress', g.progress, 'message', NULL,
-        'worker', g.worker, 'at', extract(epoch FROM {now})::float8)::text
-        ORDER BY g.ord)) AS sent
-    FROM gone AS g
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+        FROM (SELECT 'deleted' AS kind, g.id, g.queue, g.state, g.task, g.owner, g.batch,
+                     g.attempt, g.progress, NULL::text AS message, g.worker,
+                     date_part('epoch', {now}) AS at, g.ord
+              FROM gone AS g WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT gone.id FROM gone, pushed
+SELECT gone.id FROM gone LEFT JOIN pushed ON true
 
 -- name: publish
-SELECT {schema}.push_events(%(events)s, %(bodies)s::text[])
+SELECT {push} FROM (SELECT %(body)s::text AS body) AS p
 
 -- name: beat_worker
 INSERT INTO {schema}.workers AS w (id, info, last_seen, expires_at)
@@ -417,7 +436,7 @@ SET info = excluded.info, last_seen = excluded.last_seen, expires_at = excluded.
 DELETE FROM {schema}.workers WHERE id = ANY(%(ids)s::text[])
 
 -- name: workers
-SELECT info, extract(epoch FROM last_seen)::float8 FROM {schema}.workers
+SELECT info, date_part('epoch', last_seen) FROM {schema}.workers
 WHERE expires_at > {now}
 
 -- name: lock

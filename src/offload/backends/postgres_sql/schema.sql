@@ -27,7 +27,7 @@ CREATE TABLE {schema}.jobs (
     batch text,
     owner text,
     meta jsonb,
-    attempts jsonb
+    attempts json
 );
 
 CREATE INDEX jobs_ready ON {schema}.jobs (queue, priority DESC, run_at, id)
@@ -38,7 +38,6 @@ CREATE UNIQUE INDEX jobs_live_key ON {schema}.jobs (key)
 CREATE INDEX jobs_finished ON {schema}.jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_state ON {schema}.jobs (state, id);
 CREATE INDEX jobs_batch ON {schema}.jobs (batch, id) WHERE batch IS NOT NULL;
-CREATE INDEX jobs_created ON {schema}.jobs (created_at);
 
 CREATE TABLE {schema}.locks (
     name text PRIMARY KEY,
@@ -68,58 +67,70 @@ CREATE TABLE {schema}.workers (
 );
 CREATE INDEX workers_expiry ON {schema}.workers (expires_at);
 
--- A job's history with one more ended attempt; the oldest goes past ``kept`` (attempts only
--- ever grow by one, so one removal keeps the cap). A value that is not an array (written by
--- hand) starts over. Inlined by the planner: no function call per row.
-CREATE FUNCTION {schema}.with_attempt(attempts jsonb, attempt jsonb, kept integer)
-RETURNS jsonb LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN jsonb_typeof(attempts) IS DISTINCT FROM 'array' THEN '[]'::jsonb
-                WHEN jsonb_array_length(attempts) >= kept THEN attempts - 0
-                ELSE attempts END || jsonb_build_array(attempt)
-$$;
-
--- One step's events (each a JSON object) pushed to ``channel`` as JSON arrays: one
--- notification, or several when they pass PostgreSQL's payload limit (8000 bytes), split
--- between events. An event that alone passes it is dropped: live events are best effort,
--- and the step they describe must not fail for them.
-CREATE FUNCTION {schema}.push_events(channel text, events text[])
-RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    body text := '';
-    piece text;
-    sent integer := 0;
+-- The newest ``kept`` - 1 attempts of a history at its cap, as the start of a JSON array
+-- ("[a,b,"): the attempt being appended makes ``kept`` again (queries.sql, {with_attempt}).
+-- PL/pgSQL, so the planner never parses it to try inlining; it only runs at the cap.
+CREATE FUNCTION {schema}.attempts_but_oldest(attempts json, kept integer)
+RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    FOREACH piece IN ARRAY coalesce(events, '{}'::text[]) LOOP
-        CONTINUE WHEN piece IS NULL OR octet_length(piece) > 7900;
-        IF body <> '' AND octet_length(body) + octet_length(piece) > 7900 THEN
-            PERFORM pg_notify(channel, '[' || body || ']');
-            sent := sent + 1;
-            body := '';
-        END IF;
-        body := CASE WHEN body = '' THEN piece ELSE body || ',' || piece END;
-    END LOOP;
-    IF body <> '' THEN
-        PERFORM pg_notify(channel, '[' || body || ']');
-        sent := sent + 1;
-    END IF;
-    RETURN sent;
+    RETURN (SELECT '[' || string_agg(a.e::text, ',' ORDER BY a.n) || ','
+            FROM json_array_elements(attempts) WITH ORDINALITY AS a(e, n)
+            WHERE a.n > json_array_length(attempts) - kept + 1);
 END
 $$;
 
--- What JobFilter.text searches: id, task, owner and the payload, one per line. The payload
--- is bytes that need not be UTF-8, so it is written in bytea's escape format (never an
--- error): ASCII as is, a backslash doubled, other bytes as \ooo. The search pattern is
--- written the same way (postgres_search.py).
-CREATE FUNCTION {schema}.job_text(id text, task text, owner text, payload bytea)
-RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT id || E'\n' || task || E'\n' || coalesce(owner, '') || E'\n'
-        || coalesce(encode(payload, 'escape'), '')
+-- A big step's events (``body``: event objects joined by commas) as several notifications,
+-- cut between two events (a step that fits goes straight to pg_notify: {push} in
+-- postgres_plans.py). Every event object starts with {"kind": and a quote inside a JSON
+-- string is escaped, so },{"kind": occurs only between two events. Each notification
+-- takes about as many events as 7000 bytes hold on average, halved while they do not fit;
+-- an event that alone passes the limit is dropped: live events are best effort, and the
+-- step they describe must not fail for them.
+CREATE FUNCTION {schema}.push_events_split(channel text, body text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    pieces text[] := string_to_array(body, '},{"kind":');
+    total integer := cardinality(pieces);
+    share integer := greatest(1, (total::bigint * 7000 / octet_length(body))::integer);
+    first integer := 1;
+    last integer;
+    chunk text;
+BEGIN
+    WHILE first <= total LOOP
+        last := least(total, first + share - 1);
+        LOOP
+            chunk := CASE WHEN first > 1 THEN '{"kind":' ELSE '' END
+                || array_to_string(pieces[first:last], '},{"kind":')
+                || CASE WHEN last < total THEN '}' ELSE '' END;
+            EXIT WHEN octet_length(chunk) <= 7997 OR last = first;
+            last := first + (last - first) / 2;
+        END LOOP;
+        IF octet_length(chunk) <= 7997 THEN
+            PERFORM pg_notify(channel, '[' || chunk || ']');
+        END IF;
+        first := last + 1;
+    END LOOP;
+END
 $$;
 
+-- What a job is found by (JobFilter.text and the created_at range), written once with the
+-- job and deleted with it. Apart from jobs, whose row every claim and finish rewrites, and
+-- with it an entry in each of its indexes: a trigram and a created_at index there would
+-- cost every step of every job, here they cost its enqueue only. ``body`` is the id, task,
+-- owner and payload, one per line; the payload is bytes that need not be UTF-8, so it is
+-- written in bytea's escape format (never an error): ASCII as is, a backslash doubled,
+-- other bytes as \ooo ({search_text} in postgres_plans.py; postgres_admin.py writes the
+-- search pattern the same way).
+CREATE TABLE {schema}.job_search (
+    id text PRIMARY KEY,
+    created_at timestamptz NOT NULL,
+    body text NOT NULL
+);
+CREATE INDEX job_search_created ON {schema}.job_search (created_at);
+
 -- Text search by trigram index where pg_trgm exists or may be created here (a trusted
--- extension: a database owner may). Elsewhere text search reads the jobs newest first,
--- as far as a page needs (counting reads them all); CREATE EXTENSION pg_trgm and then
--- the index below makes it fast.
+-- extension: a database owner may). Elsewhere text search reads every job_search row;
+-- CREATE EXTENSION pg_trgm and then the index below makes it fast.
 DO $$
 BEGIN
     CREATE EXTENSION IF NOT EXISTS pg_trgm;
@@ -134,9 +145,8 @@ BEGIN
     SELECT n.nspname INTO trgm FROM pg_extension AS e
     JOIN pg_namespace AS n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm';
     IF trgm IS NOT NULL THEN
-        EXECUTE 'CREATE INDEX jobs_text ON {schema}.jobs USING gin '
-            || '({schema}.job_text(id, task, owner, payload) '
-            || quote_ident(trgm) || '.gin_trgm_ops)';
+        EXECUTE 'CREATE INDEX job_search_trigrams ON {schema}.job_search USING gin '
+            || '(body ' || quote_ident(trgm) || '.gin_trgm_ops)';
     END IF;
 END
 $$;
