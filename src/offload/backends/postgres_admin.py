@@ -3,12 +3,11 @@ them by id, publish events, and the worker registry.
 
 ``JobFilter.text`` and the ``created_at`` range are matched against each job's
 ``job_search`` row (schema.sql), by index: its creation time, and its id, task, owner and
-payload case-insensitively through a pg_trgm index where the extension exists (without
-it, every row is read). The payload is bytes, held there in bytea's
-escape format, so the needle is matched twice when that format writes it differently
-(non-ASCII, a backslash); non-ASCII letters in a payload match in their own case only.
-The needle only ever travels as a parameter, with LIKE's ``%``, ``_`` and ``\\`` escaped:
-it is taken literally.
+payload, case-insensitively, through a pg_trgm index where the extension exists (without
+it, every row is read). The payload is bytes, held there in bytea's escape format, so the
+needle is matched twice when that format writes it differently (non-ASCII, a backslash);
+non-ASCII letters in a payload match in their own case only. The needle only ever travels
+as a parameter, with LIKE's ``%``, ``_`` and ``\\`` escaped: it is taken literally.
 """
 
 from __future__ import annotations

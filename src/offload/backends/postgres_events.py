@@ -5,8 +5,10 @@ after the schema, so two schemas sharing a database never see each other's event
 step that rolls back pushes nothing. A notification is delivered to the connections
 LISTENing when it commits, so a subscriber misses nothing from the moment ``LISTEN``
 returns. A step too big for one notification (8000 bytes) arrives as a few consecutive
-lists. While no stream is subscribed, steps build and send no events at all: each stream
-holds a shared advisory lock that the steps look for (``LISTENED`` in postgres_plans.py).
+lists, an event's message is cut at 1,000 characters, and an event that alone would not
+fit is left out. While no stream is subscribed, steps build and send no events at all:
+each stream holds a shared advisory lock that the steps look for (``LISTENED`` in
+postgres_plans.py).
 """
 
 from __future__ import annotations

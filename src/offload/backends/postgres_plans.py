@@ -7,6 +7,7 @@ cannot drift. Leases and due times use the database's clock.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
 from collections.abc import Generator, Sequence
@@ -153,8 +154,11 @@ class Statements:
         self.schema = quoted
         #: Idle workers' wake-ups: the queue of each job made ready.
         self.channel = f"offload_{schema}"
-        #: Live events (``:`` is never in a schema name, so no schema's channels meet).
+        #: Live events (``:`` is never in a schema name, so no schema's channels meet); a
+        #: name past PostgreSQL's 63 bytes (a long non-ASCII schema) is a digest of it.
         self.events = f"offload_events:{schema}"
+        if len(self.events.encode()) > 63:
+            self.events = f"offload_events:{hashlib.sha256(schema.encode()).hexdigest()[:40]}"
         #: The advisory lock key its subscribers hold (see LISTENED); another schema's
         #: key may collide, which only costs pushes nobody hears.
         self.listened = zlib.crc32(self.events.encode()) - 2**31

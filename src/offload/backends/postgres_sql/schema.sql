@@ -129,8 +129,9 @@ CREATE TABLE {schema}.job_search (
 CREATE INDEX job_search_created ON {schema}.job_search (created_at);
 
 -- Text search by trigram index where pg_trgm exists or may be created here (a trusted
--- extension: a database owner may). Elsewhere text search reads every job_search row;
--- CREATE EXTENSION pg_trgm and then the index below makes it fast.
+-- extension: a database owner may). Elsewhere text search reads every job_search row,
+-- until a database owner runs, once: CREATE EXTENSION pg_trgm; CREATE INDEX
+-- job_search_trigrams ON <schema>.job_search USING gin (body gin_trgm_ops);
 DO $$
 BEGIN
     CREATE EXTENSION IF NOT EXISTS pg_trgm;

@@ -75,8 +75,9 @@ SELECT id, created_at, id || E'\n' || task || E'\n' || coalesce(owner, '') || E'
 FROM {schema}.jobs;
 
 -- Text search by trigram index where pg_trgm exists or may be created here (a trusted
--- extension: a database owner may). Elsewhere text search reads every job_search row;
--- CREATE EXTENSION pg_trgm and then the index below makes it fast.
+-- extension: a database owner may). Elsewhere text search reads every job_search row,
+-- until a database owner runs, once: CREATE EXTENSION pg_trgm; CREATE INDEX
+-- job_search_trigrams ON <schema>.job_search USING gin (body gin_trgm_ops);
 DO $$
 BEGIN
     CREATE EXTENSION IF NOT EXISTS pg_trgm;
