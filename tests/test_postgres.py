@@ -15,7 +15,7 @@ import pytest
 
 import pg_app
 from offload import JobState, Offload
-from offload.backends.base import JobFilter, QueryParams
+from offload.backends.base import CountParams, IdsParams, JobFilter, QueryParams
 from offload.backends.postgres import (
     Statements,
     fresh_schema_sql,
@@ -44,7 +44,12 @@ def _catalog(url: str, schema: str) -> list[tuple[object, ...]]:
             "JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = %s ORDER BY 1",
             (schema,),
         ).fetchall()
-    return [*columns, *indexes, *checks]
+        functions = conn.execute(
+            "SELECT p.proname, replace(pg_get_functiondef(p.oid), %s, 'S') FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s ORDER BY 1",
+            (schema, schema),
+        ).fetchall()
+    return [*columns, *indexes, *checks, *functions]
 
 
 def test_migrations_in_order_equal_the_fresh_schema(postgres_database: str) -> None:
@@ -57,6 +62,33 @@ def test_migrations_in_order_equal_the_fresh_schema(postgres_database: str) -> N
     fresh = _catalog(postgres_database, "fresh")
     assert fresh, "the fresh schema created nothing"
     assert _catalog(postgres_database, "stepwise") == fresh
+
+
+def test_an_older_schema_upgrades_with_its_jobs(postgres_url: str) -> None:
+    """Jobs stored before version 5 read with no history and are found by text and time."""
+    config = parse_postgres_url(postgres_url)
+    schema = Statements(config.schema, injected_clock=False).schema
+    with psycopg.connect(config.conninfo, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        for version, script in migration_scripts():
+            if version <= 4:
+                conn.execute(script.replace("{schema}", schema))
+        conn.execute(f"CREATE TABLE {schema}.schema_version (version integer NOT NULL)")
+        conn.execute(f"INSERT INTO {schema}.schema_version VALUES (4)")
+        conn.execute(
+            f"INSERT INTO {schema}.jobs (id, task, queue, state, payload, run_at, created_at) "
+            "VALUES ('old-1', 'app.report', 'default', 'queued', '[[\"Quarterly\"], {}]', "
+            "now(), to_timestamp(1700000000))"
+        )
+    app = Offload(postgres_url)
+    blocking = app.backend.blocking
+    assert blocking.migrate() == migration_scripts()[-1][0]
+    (job,) = blocking.get(IdsParams(ids=["old-1"]))
+    assert job.attempts == [] and job.unreadable is None
+    assert blocking.count(CountParams(filter=JobFilter(text="quarterly"))) == 1
+    window = JobFilter(created_after=1_700_000_000, created_before=1_700_000_001)
+    assert [j.id for j in blocking.query(QueryParams(filter=window)).jobs] == ["old-1"]
+    app.close()
 
 
 def test_first_use_migrates_unless_disabled(postgres_url: str) -> None:

@@ -9,7 +9,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from offload.backends.base import ClaimParams, EnqueueParams, IdsParams, QueryParams
+from offload.backends.base import (
+    ClaimParams,
+    EnqueueParams,
+    FinishParams,
+    IdsParams,
+    Outcome,
+    OutcomeKind,
+    QueryParams,
+)
 from offload.backends.postgres import PostgresBackend, PostgresSync, postgres_backend
 from offload.ids import IdGenerator
 from offload.records import NewJob
@@ -58,6 +66,8 @@ CORRUPTIONS = [
     ("meta", "UPDATE {schema}.jobs SET meta = '[1, 2]'::jsonb WHERE id = %s"),
     ("error", "UPDATE {schema}.jobs SET error = '\"a string\"'::jsonb WHERE id = %s"),
     ("error", "UPDATE {schema}.jobs SET error = '{\"msg\": 1}'::jsonb WHERE id = %s"),
+    ("attempts", "UPDATE {schema}.jobs SET attempts = '[1, 2]'::json WHERE id = %s"),
+    ("attempts", 'UPDATE {schema}.jobs SET attempts = \'{"number": "x"}\'::json WHERE id = %s'),
 ]
 
 
@@ -91,3 +101,18 @@ def test_rows_of_another_schema_version_unknown_state_and_null_payload(
     assert "payload" in (got[no_payload.id].unreadable or "")
     (claimed,) = _claim(backend, runner)
     assert claimed.id == no_payload.id and claimed.payload == b"" and claimed.unreadable
+
+
+@pytest.mark.parametrize("written", ['{"a": 1}', "[]", "[ ]", '"text"', "null"])
+def test_a_history_that_is_not_a_list_of_attempts_starts_over(
+    backend: PostgresBackend, written: str, runner: asyncio.Runner
+) -> None:
+    """A value written by hand never stops a finish: the next ended attempt starts a list."""
+    job = _job()
+    _sync(backend).enqueue(EnqueueParams(jobs=[job]))
+    _sql(backend, "UPDATE {schema}.jobs SET attempts = %s::json WHERE id = %s", written, job.id)
+    (claimed,) = _claim(backend, runner)
+    done = Outcome(id=claimed.id, delivery=claimed.delivery, kind=OutcomeKind.SUCCEEDED)
+    assert runner.run(backend.finish(FinishParams(outcomes=[done]))).rejected == []
+    (got,) = _sync(backend).get(IdsParams(ids=[job.id]))
+    assert [(a.number, a.worker) for a in got.attempts] == [(1, "w")] and not got.unreadable

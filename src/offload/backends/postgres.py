@@ -22,7 +22,9 @@ from psycopg import sql as pgsql
 from offload.backends.base import (
     Capabilities,
     ClaimParams,
+    CountParams,
     EnqueueParams,
+    EventStream,
     FinishParams,
     FinishResult,
     HeartbeatParams,
@@ -34,16 +36,33 @@ from offload.backends.base import (
     Page,
     ProgressParams,
     PruneParams,
+    PublishParams,
     PurgeParams,
     QueryParams,
     QueueStats,
     ReapedJob,
     ReapParams,
     WaitParams,
+    WorkerBeatParams,
 )
-from offload.backends.postgres_deadline import SilentConnection, guarded
+from offload.backends.postgres_admin import (
+    plan_beat_worker,
+    plan_count,
+    plan_delete,
+    plan_publish,
+    plan_query,
+    plan_remove_workers,
+    plan_workers,
+)
+from offload.backends.postgres_deadline import (
+    LISTEN_CHECK_S,
+    LISTEN_PING_S,
+    SilentConnection,
+    guarded,
+)
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue, plan_finish
 from offload.backends.postgres_errors import _unreachable, reraise
+from offload.backends.postgres_events import PgEventStream
 from offload.backends.postgres_plans import (
     Plan,
     Statements,
@@ -61,7 +80,6 @@ from offload.backends.postgres_plans import (
     plan_progress,
     plan_prune,
     plan_purge,
-    plan_query,
     plan_reap,
     plan_retry,
     plan_rowcount,
@@ -78,14 +96,9 @@ from offload.backends.postgres_sync import (
     drive_async,
 )
 from offload.backends.postgres_url import PgConfig, parse_postgres_url
-from offload.records import JobRecord
+from offload.records import JobRecord, WorkerInfo
 
 log = logging.getLogger("offload.postgres")
-#: How often (at most; at least every ``timeout_s``) the LISTEN connection proves it still
-#: answers (a NOTIFY lost to a silent partition would leave idle workers asleep), and how
-#: long it has to answer.
-LISTEN_CHECK_S = 10.0
-LISTEN_PING_S = 5.0
 
 T = TypeVar("T")
 
@@ -237,6 +250,27 @@ class PostgresBackend(_Runner):
 
     async def purge(self, params: PurgeParams) -> int:
         return await self.run(plan_purge(self.st, params))
+
+    async def count(self, params: CountParams) -> int:
+        return await self.run(plan_count(self.st, params))
+
+    async def delete(self, params: IdsParams) -> list[str]:
+        return await self.run(plan_delete(self.st, params))
+
+    def subscribe(self) -> EventStream:
+        return PgEventStream(self.config, self.st.events, self.st.listened)
+
+    async def publish(self, params: PublishParams) -> None:
+        await self.run(plan_publish(self.st, params))
+
+    async def beat_worker(self, params: WorkerBeatParams) -> None:
+        await self.run(plan_beat_worker(self.st, params))
+
+    async def remove_worker(self, params: IdsParams) -> None:
+        await self.run(plan_remove_workers(self.st, params))
+
+    async def workers(self) -> list[WorkerInfo]:
+        return await self.run(plan_workers(self.st))
 
     async def lock(self, params: LockParams) -> bool:
         return await self.run(plan_lock(self.st, params))

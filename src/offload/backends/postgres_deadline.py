@@ -30,6 +30,11 @@ T = TypeVar("T")
 CUT_GRACE_S = 2.0
 #: How often the blocking client's watchdog looks at its calls while some are in flight.
 WATCH_EVERY_S = 0.5
+#: How often (at most; at least every ``timeout_s``) a LISTEN connection proves it still
+#: answers (a NOTIFY lost to a silent partition would leave idle workers asleep and a
+#: subscriber waiting for nothing), and how long it has to answer.
+LISTEN_CHECK_S = 10.0
+LISTEN_PING_S = 5.0
 
 
 class SilentConnection(BackendError):

@@ -11,7 +11,7 @@ from offload.backends.base import BackendError, EnqueueParams, FinishParams, Fin
 from offload.backends.postgres_plans import Plan, Statement, Statements
 from offload.backends.rows import job_from_row
 from offload.backends.values import check_new_jobs, check_outcomes, storable_error, storable_meta
-from offload.records import FAIR_STEP_S, JobRecord, NewJob
+from offload.records import FAIR_STEP_S, MAX_ATTEMPTS_KEPT, JobRecord, NewJob
 
 _encode = msgspec.json.encode
 #: Rounds an enqueue tries while its unique keys keep changing hands.
@@ -44,9 +44,10 @@ def _insert(st: Statements, jobs: Sequence[NewJob]) -> Statement:
                 "delay_s": j.delay_s, "lease_s": j.lease_s, "timeout_s": j.timeout_s,
                 "key": j.key, "batch": j.batch, "owner": j.owner,
                 "meta": _encode(j.meta).decode() if j.meta else None, "channel": st.channel,
+                **st.pushing,
             },
         )  # fmt: skip
-    args = {"channel": st.channel, **_job_arrays(jobs)}
+    args = {"channel": st.channel, **st.pushing, **_job_arrays(jobs)}
     if any(j.fair for j in jobs):  # only then the statement that hands out turns
         args |= {"fairs": [j.fair for j in jobs], "step": FAIR_STEP_S}
         return (st["enqueue_fair"], args)
@@ -92,7 +93,8 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
 
 
 def plan_finish(st: Statements, params: FinishParams) -> Plan[FinishResult]:
-    """Run it in one transaction when an outcome has follow-ups: they are stored with it."""
+    """Run it in one transaction when an outcome has follow-ups: they are stored with it,
+    their ENQUEUED events after the finish's own."""
     outcomes = list(params.outcomes)
     check_outcomes(outcomes, nul_ok=False)
     rows = yield (
@@ -103,6 +105,7 @@ def plan_finish(st: Statements, params: FinishParams) -> Plan[FinishResult]:
             "errors": [None if o.error is None else storable_error(o.error, nul_ok=False).decode()
                        for o in outcomes],
             "delays": [o.retry_delay_s for o in outcomes], "channel": st.channel,
+            **st.pushing, "kept": MAX_ATTEMPTS_KEPT,
             "metas": [None if o.meta is None else storable_meta(o.meta, nul_ok=False).decode()
                       for o in outcomes],
         },
@@ -110,5 +113,6 @@ def plan_finish(st: Statements, params: FinishParams) -> Plan[FinishResult]:
     accepted = {r[0] for r in rows}
     follow_ups = [new for o in outcomes if o.id in accepted for new in o.follow_ups]
     if follow_ups:  # only for the outcomes taken; an id already stored is skipped
-        yield (st["enqueue_follow_ups"], {"channel": st.channel, **_job_arrays(follow_ups)})
+        args = {"channel": st.channel, **st.pushing, **_job_arrays(follow_ups)}
+        yield (st["enqueue_follow_ups"], args)
     return FinishResult(rejected=[o.id for o in outcomes if o.id not in accepted])

@@ -7,6 +7,9 @@ cannot drift. Leases and due times use the database's clock.
 
 from __future__ import annotations
 
+import hashlib
+import re
+import zlib
 from collections.abc import Generator, Sequence
 from typing import Any, TypeVar
 
@@ -18,15 +21,12 @@ from offload.backends.base import (
     HeartbeatParams,
     HeartbeatResult,
     IdsParams,
-    JobFilter,
     LockParams,
     MarkNamesParams,
     MarkParams,
-    Page,
     ProgressParams,
     PruneParams,
     PurgeParams,
-    QueryParams,
     QueueStats,
     ReapedJob,
     ReapParams,
@@ -39,7 +39,7 @@ from offload.backends.values import (
     escape_text,
     finite_progress,
 )
-from offload.records import WORKER_LOST, JobRecord
+from offload.records import MAX_ATTEMPTS_KEPT, WORKER_LOST, JobRecord
 from offload.states import JobState
 
 T = TypeVar("T")
@@ -47,13 +47,95 @@ Rows = list[tuple[Any, ...]]
 Statement = tuple[str, dict[str, Any]]
 Plan = Generator[Statement, Rows, T]
 
+#: The job columns as ``job_from_row`` reads them, each named (a step's events read them
+#: by name from the rows it changed). date_part gives the same float8 as extract()::float8
+#: at a third of the cost (no numeric in between).
 COLUMNS = (
     "id, task, queue, state, payload, priority, attempt, max_attempts, delivery, crashes, "
-    "extract(epoch FROM run_at)::float8, extract(epoch FROM lease_until)::float8, lease_s, "
-    "timeout_s, worker, progress, progress_message, result, error::text, "
-    "extract(epoch FROM created_at)::float8, extract(epoch FROM started_at)::float8, "
-    "extract(epoch FROM finished_at)::float8, key, batch, owner, meta::text"
+    "date_part('epoch', run_at) AS run_at_s, "
+    "date_part('epoch', lease_until) AS lease_until_s, lease_s, timeout_s, worker, "
+    "progress, progress_message, result, error::text AS error, "
+    "date_part('epoch', created_at) AS created_at_s, "
+    "date_part('epoch', started_at) AS started_at_s, "
+    "date_part('epoch', finished_at) AS finished_at_s, key, batch, owner, "
+    "meta::text AS meta, attempts::text AS attempts"
 )
+# Expressions the statements share, written out into each (queries.sql names them in braces)
+# rather than kept as SQL functions: the planner would parse a function's body at every
+# planning to inline it, and claims and finishes are planned often.
+
+#: One JobEvent as compact JSON, from a row ``e`` of its fields: event_wire's field names
+#: with ``kind`` first (push_events_split cuts a step there), a NULL field left out (the
+#: decoder's default). Concatenation costs half of json_build_object and is a third
+#: shorter on the wire; to_json escapes the text. Every operand of || is text: text ||
+#: anything else is a SQL function (textanycat) that the planner parses at every planning.
+EVENT_JSON = (
+    """'{"kind":' || to_json(e.kind)::text || ',"id":' || to_json(e.id)::text"""
+    """ || ',"queue":' || to_json(e.queue)::text || ',"state":' || to_json(e.state)::text"""
+    """ || ',"task":' || to_json(e.task)::text"""
+    """ || coalesce(',"owner":' || to_json(e.owner)::text, '')"""
+    """ || coalesce(',"batch":' || to_json(e.batch)::text, '')"""
+    """ || ',"attempt":' || e.attempt::text || ',"progress":' || e.progress::text"""
+    """ || coalesce(',"message":' || to_json(e.message)::text, '')"""
+    """ || coalesce(',"worker":' || to_json(e.worker)::text, '') || ',"at":' || e.at::text || '}'"""
+)
+#: NOTIFY a step's events, ``p.body`` (event objects joined by commas, never empty), as
+#: one JSON array on the events channel; a step past PostgreSQL's payload limit (8000
+#: bytes) is cut into several by push_events_split (schema.sql).
+PUSH = (
+    "CASE WHEN octet_length(p.body) <= 7997 THEN pg_notify(%(events)s, '[' || p.body || ']')"
+    " ELSE {schema}.push_events_split(%(events)s, p.body) END"
+)
+#: True while some event stream is subscribed: each holds a shared advisory lock on the
+#: schema's key (PgEventStream, released with its connection however it ends). The step
+#: probes it with an exclusive lock taken and given back at once (never held into a
+#: caller's transaction); if that is refused, someone listens (or another step probes
+#: this very moment, and pushes for nothing). A step that runs after a subscriber entered
+#: sees its lock; without subscribers, no event is built and nothing is sent.
+LISTENED = (
+    "(SELECT CASE WHEN pg_try_advisory_lock(%(listened)s::int, 0)"
+    " THEN NOT pg_advisory_unlock(%(listened)s::int, 0) ELSE true END)"
+)
+#: What JobFilter.text searches, from a stored job ``s``: id, task, owner and payload, one
+#: per line, the payload in bytea's escape format (bytes that need not be UTF-8, never an
+#: error). The 0005 migration writes the same for the jobs it finds.
+SEARCH_TEXT = (
+    r"s.id || E'\n' || s.task || E'\n' || coalesce(s.owner, '') || E'\n'"
+    " || coalesce(encode(s.payload, 'escape'), '')"
+)
+#: ``j.attempts`` with the attempt ``j`` is ending appended (SET reads the row as it was),
+#: as compact JSON text: no parse into jsonb and back. A value that is not a non-empty
+#: array (written by hand) starts over; at ``kept`` attempts the oldest goes.
+WITH_ATTEMPT = (
+    "(CASE least(coalesce(CASE WHEN json_typeof(j.attempts) = 'array'"
+    " THEN json_array_length(j.attempts) END, 0), %(kept)s::int)"
+    " WHEN 0 THEN '['"
+    " WHEN %(kept)s::int THEN {schema}.attempts_but_oldest(j.attempts, %(kept)s::int)"
+    " ELSE left(rtrim(j.attempts::text), -1) || ',' END"
+    """ || '{"number":' || j.attempt::text"""
+    """ || coalesce(',"worker":' || to_json(j.worker)::text, '')"""
+    """ || coalesce(',"started_at":' || date_part('epoch', j.started_at)::text, '')"""
+    """ || ',"ended_at":' || date_part('epoch', {now})::text"""
+    """ || ',"outcome":' || to_json((OUTCOME)::text)::text"""
+    """ || coalesce(',"error":' || (ERROR)::text, '') || '}]')::json"""
+)
+_WITH_ATTEMPT_CALL = re.compile(r"\{with_attempt\((.*?);(.*?)\)\}", re.S)
+
+
+def _expand(text: str) -> str:
+    """The shared expressions written out (before {schema} and {now} are)."""
+    text = _WITH_ATTEMPT_CALL.sub(
+        lambda m: WITH_ATTEMPT.replace("OUTCOME", m[1].strip()).replace("ERROR", m[2].strip()),
+        text,
+    )
+    for name, expression in (
+        ("{event}", EVENT_JSON), ("{push}", PUSH), ("{listened}", LISTENED),
+        ("{search_text}", SEARCH_TEXT),
+    ):  # fmt: skip
+        text = text.replace(name, expression)
+    return text
+
+
 _encode = msgspec.json.encode
 _KEY_CONFLICT = (
     "ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') "
@@ -70,10 +152,24 @@ class Statements:
     def __init__(self, schema: str, injected_clock: bool) -> None:
         quoted = pgsql.Identifier(schema).as_string(None)
         self.schema = quoted
+        #: Idle workers' wake-ups: the queue of each job made ready.
         self.channel = f"offload_{schema}"
+        #: Live events (``:`` is never in a schema name, so no schema's channels meet); a
+        #: name past PostgreSQL's 63 bytes (a long non-ASCII schema) is a digest of it.
+        self.events = f"offload_events:{schema}"
+        if len(self.events.encode()) > 63:
+            self.events = f"offload_events:{hashlib.sha256(schema.encode()).hexdigest()[:40]}"
+        #: The advisory lock key its subscribers hold (see LISTENED); another schema's
+        #: key may collide, which only costs pushes nobody hears.
+        self.listened = zlib.crc32(self.events.encode()) - 2**31
+        #: The parameters of every statement that pushes events.
+        self.pushing = {"events": self.events, "listened": self.listened}
         now = "to_timestamp(%(now_s)s::float8)" if injected_clock else "now()"
         self.queries = {
-            name: text.replace("{schema}", quoted).replace("{cols}", COLUMNS).replace("{now}", now)
+            name: _expand(text)
+            .replace("{schema}", quoted)
+            .replace("{cols}", COLUMNS)
+            .replace("{now}", now)
             for name, text in load_queries("offload.backends", "postgres_sql/queries.sql").items()
         }
         # a finish's follow-ups: the plain enqueue, but an id already stored skips its job
@@ -135,41 +231,15 @@ def plan_get(st: Statements, ids: Sequence[str]) -> Plan[list[JobRecord]]:
 def plan_cancel(st: Statements, params: IdsParams) -> Plan[list[JobRecord]]:
     ids = list(params.ids)
     if ids:
-        yield (st["cancel"], {"ids": ids})
+        yield (st["cancel"], {"ids": ids, **st.pushing, "kept": MAX_ATTEMPTS_KEPT})
     return (yield from plan_get(st, params.ids))
 
 
 def plan_retry(st: Statements, params: IdsParams) -> Plan[list[JobRecord]]:
     ids = list(params.ids)
     if ids:
-        yield (st["retry"], {"ids": ids, "channel": st.channel})
+        yield (st["retry"], {"ids": ids, "channel": st.channel, **st.pushing})
     return (yield from plan_get(st, params.ids))
-
-
-def plan_query(st: Statements, params: QueryParams) -> Plan[Page]:
-    f: JobFilter = params.filter
-    where = ["TRUE"]
-    args: dict[str, Any] = {"limit": params.limit + 1}
-    if f.states:
-        where.append("state = ANY(%(states)s::text[])")
-        args["states"] = [JobState(s).value for s in f.states]
-    for column in ("queue", "task", "owner", "batch"):
-        value = getattr(f, column)
-        if value is not None:
-            where.append(f"{column} = %({column})s")
-            args[column] = value
-    if params.cursor is not None:
-        where.append("id < %(cursor)s")
-        args["cursor"] = params.cursor
-    rows = yield (
-        f"SELECT {COLUMNS} FROM {st.schema}.jobs WHERE {' AND '.join(where)} "
-        "ORDER BY id DESC LIMIT %(limit)s",
-        args,
-    )
-    jobs = [job_from_row(r) for r in rows]
-    more = len(jobs) > params.limit
-    jobs = jobs[: params.limit]
-    return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
 
 
 def plan_stats(st: Statements) -> Plan[list[QueueStats]]:
@@ -191,7 +261,7 @@ def plan_stats(st: Statements) -> Plan[list[QueueStats]]:
 
 def plan_purge(st: Statements, params: PurgeParams) -> Plan[int]:
     rows = yield (
-        st["purge"] + " RETURNING 1",
+        st["purge"],
         {"states": [JobState(s).value for s in params.states], "queue": params.queue},
     )
     return len(rows)
@@ -202,7 +272,7 @@ def plan_claim(st: Statements, params: ClaimParams) -> Plan[list[JobRecord]]:
     rows = yield (
         st["claim"] if len(queues) == 1 else st["claim_many_queues"],
         {"worker": params.worker, "lease_s": params.lease_s, "queues": queues,
-         "queue": queues[0] if queues else None, "limit": params.limit},
+         "queue": queues[0] if queues else None, "limit": params.limit, **st.pushing},
     )  # fmt: skip
     jobs = [job_from_row(r) for r in rows]
     jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
@@ -227,7 +297,7 @@ def plan_progress(st: Statements, params: ProgressParams) -> Plan[None]:
         {"ids": [u.id for u in updates], "deliveries": [u.delivery for u in updates],
          "progress": [u.progress for u in updates],
          "messages": [None if u.message is None else escape_text(u.message, nul_ok=False)
-                      for u in updates]},
+                      for u in updates], **st.pushing},
     )  # fmt: skip
     return None
 
@@ -239,6 +309,8 @@ def plan_reap(st: Statements, params: ReapParams) -> Plan[list[ReapedJob]]:
             "error": _encode(WORKER_LOST).decode(),
             "max_crashes": params.max_crashes,
             "channel": st.channel,
+            **st.pushing,
+            "kept": MAX_ATTEMPTS_KEPT,
         },
     )
     return [ReapedJob(id=r[0], state=JobState(r[1])) for r in rows]
@@ -251,14 +323,15 @@ def plan_rowcount(st: Statements, name: str, args: dict[str, Any]) -> Plan[int]:
 
 def plan_prune(st: Statements, params: PruneParams) -> Plan[int]:
     """Delete jobs that ended before the horizon in bounded steps (each statement its
-    own transaction), the turns handed out before it, and the marks whose time is up."""
+    own transaction), the turns handed out before it, and the marks and registered
+    workers whose time is up."""
     yield (st["prune_turns"], {"before": params.finished_before})
-    yield (st["prune_marks"], {})
+    yield (st["prune_expired"], {})
     states = [JobState(s).value for s in params.states]
     args = {"states": states, "before": params.finished_before, "batch": PRUNE_STEP}
     deleted = 0
     while states:
-        step = len((yield (st["prune"] + " RETURNING 1", args)))
+        step = len((yield (st["prune"], args)))
         deleted += step
         if step < PRUNE_STEP:
             break

@@ -13,14 +13,23 @@ import psycopg_pool
 
 from offload.backends.base import (
     Capabilities,
+    CountParams,
     EnqueueParams,
     IdsParams,
     MarkNamesParams,
     MarkParams,
     Page,
+    PublishParams,
     PurgeParams,
     QueryParams,
     QueueStats,
+)
+from offload.backends.postgres_admin import (
+    plan_count,
+    plan_delete,
+    plan_publish,
+    plan_query,
+    plan_workers,
 )
 from offload.backends.postgres_deadline import SilentConnection, Watchdog
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue
@@ -35,13 +44,12 @@ from offload.backends.postgres_plans import (
     plan_migrate,
     plan_now,
     plan_purge,
-    plan_query,
     plan_retry,
     plan_set_mark,
     plan_stats,
 )
 from offload.backends.postgres_url import PgConfig
-from offload.records import JobRecord
+from offload.records import JobRecord, WorkerInfo
 
 T = TypeVar("T")
 
@@ -200,6 +208,18 @@ class PostgresSync(_Runner):
 
     def purge(self, params: PurgeParams) -> int:
         return self.run(plan_purge(self._st, params))
+
+    def count(self, params: CountParams) -> int:
+        return self.run(plan_count(self._st, params))
+
+    def delete(self, params: IdsParams) -> list[str]:
+        return self.run(plan_delete(self._st, params))
+
+    def publish(self, params: PublishParams) -> None:
+        self.run(plan_publish(self._st, params))
+
+    def workers(self) -> list[WorkerInfo]:
+        return self.run(plan_workers(self._st))
 
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
         return self.run(plan_get_marks(self._st, params))

@@ -1,39 +1,80 @@
 -- Every statement the PostgreSQL backend runs. {schema} is the quoted schema,
 -- {cols} the job columns as JobRecord wants them, {now} the clock expression
 -- (the database's now() unless a test injects a clock). Parameters are %(name)s.
+--
+-- A step that changes jobs pushes their events in the same statement, so in the same
+-- transaction and only if it commits: the rows it changed (a data-modifying CTE) become
+-- rows ``e`` of JobEvent's fields, {event} writes each as JSON and {push} NOTIFYs them in
+-- order on %(events)s as one JSON array (postgres_plans.py). A step that changed nothing,
+-- or that no subscriber can hear ({listened}), pushes nothing. %(channel)s is the wake-up
+-- channel: the queue of each job made ready, for idle workers.
 
 -- name: enqueue
-INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
-                           lease_s, timeout_s, created_at, key, batch, owner, meta)
-SELECT j.id, j.task, j.queue,
-       CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
-       j.payload, j.priority, j.max_attempts, j.run_at, j.lease_s, j.timeout_s, {now},
-       j.key, j.batch, j.owner, j.meta::jsonb
-FROM (
-    SELECT u.id, u.task, u.queue, u.payload, u.priority, u.max_attempts,
-           coalesce(to_timestamp(u.run_at_s), {now} + make_interval(secs => u.delay_s)) AS run_at,
-           u.lease_s, u.timeout_s, u.key, u.batch, u.owner, u.meta
-    FROM unnest(%(ids)s::text[], %(tasks)s::text[], %(queues)s::text[], %(payloads)s::bytea[],
-                %(priorities)s::int[], %(max_attempts)s::int[], %(run_ats)s::float8[],
-                %(delays)s::float8[], %(lease_ss)s::float8[], %(timeout_ss)s::float8[],
-                %(keys)s::text[], %(batches)s::text[], %(owners)s::text[], %(metas)s::text[])
-         AS u(id, task, queue, payload, priority, max_attempts, run_at_s, delay_s, lease_s,
-              timeout_s, key, batch, owner, meta)
-) AS j
-ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
-RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
+WITH stored AS (
+    INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
+                               lease_s, timeout_s, created_at, key, batch, owner, meta)
+    SELECT j.id, j.task, j.queue,
+           CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
+           j.payload, j.priority, j.max_attempts, j.run_at, j.lease_s, j.timeout_s, {now},
+           j.key, j.batch, j.owner, j.meta::jsonb
+    FROM (
+        SELECT u.id, u.task, u.queue, u.payload, u.priority, u.max_attempts,
+               coalesce(to_timestamp(u.run_at_s), {now} + make_interval(secs => u.delay_s)) AS run_at,
+               u.lease_s, u.timeout_s, u.key, u.batch, u.owner, u.meta
+        FROM unnest(%(ids)s::text[], %(tasks)s::text[], %(queues)s::text[], %(payloads)s::bytea[],
+                    %(priorities)s::int[], %(max_attempts)s::int[], %(run_ats)s::float8[],
+                    %(delays)s::float8[], %(lease_ss)s::float8[], %(timeout_ss)s::float8[],
+                    %(keys)s::text[], %(batches)s::text[], %(owners)s::text[], %(metas)s::text[])
+             AS u(id, task, queue, payload, priority, max_attempts, run_at_s, delay_s, lease_s,
+                  timeout_s, key, batch, owner, meta)
+    ) AS j
+    ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
+    RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
+),
+searched AS (
+    INSERT INTO {schema}.job_search AS t (id, created_at, body)
+    SELECT s.id, {now}, {search_text} FROM stored AS s
+    ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body
+),
+pushed AS (
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',') AS body
+        FROM (SELECT 'enqueued' AS kind, s.id, s.queue, s.state, s.task, s.owner, s.batch,
+                     s.attempt, s.progress, NULL::text AS message, NULL::text AS worker,
+                     s.created_at_s AS at
+              FROM stored AS s WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
+)
+SELECT stored.* FROM stored LEFT JOIN pushed ON true
 
 -- name: enqueue_one
-INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
-                           lease_s, timeout_s, created_at, key, batch, owner, meta)
-SELECT %(id)s, %(task)s, %(queue)s,
-       CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
-       %(payload)s, %(priority)s, %(max_attempts)s, j.run_at, %(lease_s)s, %(timeout_s)s, {now},
-       %(key)s, %(batch)s, %(owner)s, %(meta)s::jsonb
-FROM (SELECT coalesce(to_timestamp(%(run_at_s)s::float8),
-                      {now} + make_interval(secs => %(delay_s)s::float8)) AS run_at) AS j
-ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
-RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
+WITH stored AS (
+    INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
+                               lease_s, timeout_s, created_at, key, batch, owner, meta)
+    SELECT %(id)s, %(task)s, %(queue)s,
+           CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
+           %(payload)s, %(priority)s, %(max_attempts)s, j.run_at, %(lease_s)s, %(timeout_s)s, {now},
+           %(key)s, %(batch)s, %(owner)s, %(meta)s::jsonb
+    FROM (SELECT coalesce(to_timestamp(%(run_at_s)s::float8),
+                          {now} + make_interval(secs => %(delay_s)s::float8)) AS run_at) AS j
+    ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
+    RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
+),
+searched AS (
+    INSERT INTO {schema}.job_search AS t (id, created_at, body)
+    SELECT s.id, {now}, {search_text} FROM stored AS s
+    ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body
+),
+pushed AS (
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',') AS body
+        FROM (SELECT 'enqueued' AS kind, s.id, s.queue, s.state, s.task, s.owner, s.batch,
+                     s.attempt, s.progress, NULL::text AS message, NULL::text AS worker,
+                     s.created_at_s AS at
+              FROM stored AS s WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
+)
+SELECT stored.* FROM stored LEFT JOIN pushed ON true
 
 -- name: enqueue_fair
 -- enqueue when some job of the batch is fair (NewJob.fair): a fair job due now gets its
@@ -95,8 +136,22 @@ kept AS (
     WHERE j.tenant IS NOT NULL
     GROUP BY j.queue, j.tenant
     ON CONFLICT (queue, owner) DO UPDATE SET turn = greatest(t.turn, excluded.turn)
+),
+searched AS (
+    INSERT INTO {schema}.job_search AS t (id, created_at, body)
+    SELECT s.id, {now}, {search_text} FROM stored AS s
+    ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body
+),
+pushed AS (
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',') AS body
+        FROM (SELECT 'enqueued' AS kind, s.id, s.queue, s.state, s.task, s.owner, s.batch,
+                     s.attempt, s.progress, NULL::text AS message, NULL::text AS worker,
+                     s.created_at_s AS at
+              FROM stored AS s WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT * FROM stored
+SELECT stored.* FROM stored LEFT JOIN pushed ON true
 
 -- name: live_keys
 SELECT {cols} FROM {schema}.jobs
@@ -106,17 +161,44 @@ WHERE key = ANY(%(keys)s::text[]) AND state IN ('scheduled', 'queued', 'running'
 SELECT {cols} FROM {schema}.jobs WHERE id = ANY(%(ids)s::text[])
 
 -- name: cancel
-UPDATE {schema}.jobs SET state = 'cancelled', finished_at = {now}, lease_until = NULL
-WHERE id = ANY(%(ids)s::text[]) AND state IN ('scheduled', 'queued', 'running')
+-- a running job's attempt ends here (its worker learns it at its next heartbeat)
+WITH cancelled AS (
+    UPDATE {schema}.jobs AS j SET state = 'cancelled', finished_at = {now}, lease_until = NULL,
+        attempts = CASE WHEN j.state = 'running'
+            THEN {with_attempt('cancelled'; NULL)}
+            ELSE j.attempts END
+    FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS u(id, ord)
+    WHERE j.id = u.id AND j.state IN ('scheduled', 'queued', 'running')
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker,
+              u.ord
+)
+SELECT {push}
+FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+    FROM (SELECT 'cancelled' AS kind, c.id, c.queue, c.state, c.task, c.owner, c.batch,
+                 c.attempt, c.progress, NULL::text AS message, c.worker,
+                 date_part('epoch', {now}) AS at, c.ord
+          FROM cancelled AS c WHERE {listened}) AS e
+    HAVING count(*) > 0) AS p
 
 -- name: retry
-UPDATE {schema}.jobs AS j SET state = 'queued', attempt = 0, crashes = 0, run_at = {now},
-    finished_at = NULL, worker = NULL
-WHERE j.id = ANY(%(ids)s::text[]) AND j.state IN ('dead', 'cancelled')
-  AND (j.key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM {schema}.jobs AS o
-      WHERE o.key = j.key AND o.id <> j.id AND o.state IN ('scheduled', 'queued', 'running')))
-RETURNING j.queue, pg_notify(%(channel)s, j.queue)
+WITH retried AS (
+    UPDATE {schema}.jobs AS j SET state = 'queued', attempt = 0, crashes = 0, run_at = {now},
+        finished_at = NULL, worker = NULL
+    FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS u(id, ord)
+    WHERE j.id = u.id AND j.state IN ('dead', 'cancelled')
+      AND (j.key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {schema}.jobs AS o
+          WHERE o.key = j.key AND o.id <> j.id AND o.state IN ('scheduled', 'queued', 'running')))
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, u.ord,
+              pg_notify(%(channel)s, j.queue) AS woken
+)
+SELECT {push}
+FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+    FROM (SELECT 'enqueued' AS kind, r.id, r.queue, r.state, r.task, r.owner, r.batch,
+                 r.attempt, r.progress, NULL::text AS message, NULL::text AS worker,
+                 date_part('epoch', {now}) AS at, r.ord
+          FROM retried AS r WHERE {listened}) AS e
+    HAVING count(*) > 0) AS p
 
 -- name: stats_counts
 SELECT queue, state, count(*) FROM {schema}.jobs GROUP BY queue, state
@@ -132,41 +214,67 @@ WHERE finished_at >= {now} - interval '60 seconds' GROUP BY queue
 -- name: claim
 -- A job's lease_s outside (0, 1e9] (NaN, infinity, written by hand or another version) reads
 -- as the worker's: one bad row must not fail the statement for every job it would claim.
-UPDATE {schema}.jobs AS j
-SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
-    worker = %(worker)s, started_at = {now},
-    lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
-        THEN j.lease_s ELSE %(lease_s)s END)
-WHERE j.id IN (
-    -- queue = one value (not ANY) so the ready index is read in order: no sort of the backlog
-    SELECT id FROM {schema}.jobs
-    WHERE queue = %(queue)s AND state IN ('queued', 'scheduled') AND run_at <= {now}
-    ORDER BY priority DESC, run_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING {cols}
-
--- name: claim_many_queues
-UPDATE {schema}.jobs AS j
-SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
-    worker = %(worker)s, started_at = {now},
-    lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
-        THEN j.lease_s ELSE %(lease_s)s END)
-WHERE j.id IN (
-    -- an ordered LIMIT per queue (each an index range), then the best of them
-    SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
-    CROSS JOIN LATERAL (
-        SELECT id, priority, run_at FROM {schema}.jobs
-        WHERE queue = q.name AND state IN ('queued', 'scheduled') AND run_at <= {now}
+WITH claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
+        worker = %(worker)s, started_at = {now},
+        lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
+            THEN j.lease_s ELSE %(lease_s)s END)
+    WHERE j.id IN (
+        -- queue = one value (not ANY) so the ready index is read in order: no sort of the backlog
+        SELECT id FROM {schema}.jobs
+        WHERE queue = %(queue)s AND state IN ('queued', 'scheduled') AND run_at <= {now}
         ORDER BY priority DESC, run_at, id
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
-    ) AS c
-    ORDER BY c.priority DESC, c.run_at, c.id
-    LIMIT %(limit)s
+    )
+    RETURNING {cols}
+),
+pushed AS (
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ','
+        ORDER BY e.priority DESC, e.run_at_s, e.id) AS body
+        FROM (SELECT 'started' AS kind, c.id, c.queue, c.state, c.task, c.owner, c.batch,
+                     c.attempt, c.progress, NULL::text AS message, c.worker, c.started_at_s AS at,
+                     c.priority, c.run_at_s
+              FROM claimed AS c WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
 )
-RETURNING {cols}
+SELECT claimed.* FROM claimed LEFT JOIN pushed ON true
+
+-- name: claim_many_queues
+WITH claimed AS (
+    UPDATE {schema}.jobs AS j
+    SET state = 'running', attempt = j.attempt + 1, delivery = j.delivery + 1,
+        worker = %(worker)s, started_at = {now},
+        lease_until = {now} + make_interval(secs => CASE WHEN j.lease_s > 0 AND j.lease_s <= 1e9
+            THEN j.lease_s ELSE %(lease_s)s END)
+    WHERE j.id IN (
+        -- an ordered LIMIT per queue (each an index range), then the best of them
+        SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
+        CROSS JOIN LATERAL (
+            SELECT id, priority, run_at FROM {schema}.jobs
+            WHERE queue = q.name AND state IN ('queued', 'scheduled') AND run_at <= {now}
+            ORDER BY priority DESC, run_at, id
+            LIMIT %(limit)s
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+        ORDER BY c.priority DESC, c.run_at, c.id
+        LIMIT %(limit)s
+    )
+    RETURNING {cols}
+),
+pushed AS (
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ','
+        ORDER BY e.priority DESC, e.run_at_s, e.id) AS body
+        FROM (SELECT 'started' AS kind, c.id, c.queue, c.state, c.task, c.owner, c.batch,
+                     c.attempt, c.progress, NULL::text AS message, c.worker, c.started_at_s AS at,
+                     c.priority, c.run_at_s
+              FROM claimed AS c WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
+)
+SELECT claimed.* FROM claimed LEFT JOIN pushed ON true
 
 -- name: heartbeat
 UPDATE {schema}.jobs AS j
@@ -177,61 +285,159 @@ WHERE j.id = l.id AND j.delivery = l.delivery AND j.state = 'running'
 RETURNING j.id
 
 -- name: finish
-UPDATE {schema}.jobs AS j SET
-    state = CASE o.kind WHEN 'retry' THEN 'scheduled' WHEN 'defer' THEN 'scheduled'
-                        WHEN 'release' THEN 'queued' ELSE o.kind END,
-    result = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN o.result ELSE j.result END,
-    error = CASE WHEN o.kind IN ('release', 'defer') THEN j.error WHEN o.kind = 'succeeded' THEN NULL
-                 ELSE o.error::jsonb END,
-    run_at = CASE WHEN o.kind IN ('retry', 'defer') THEN {now} + make_interval(secs => o.delay_s)
-                  ELSE j.run_at END,
-    attempt = CASE WHEN o.kind IN ('release', 'defer') THEN j.attempt - 1 ELSE j.attempt END,
-    worker = CASE WHEN o.kind IN ('release', 'defer') THEN NULL ELSE j.worker END,
-    finished_at = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN {now}
-                       ELSE j.finished_at END,
-    progress = CASE o.kind WHEN 'succeeded' THEN 1.0 ELSE j.progress END,
-    meta = CASE WHEN o.meta IS NULL THEN j.meta ELSE o.meta::jsonb END,
-    lease_until = NULL
-FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(kinds)s::text[], %(results)s::bytea[],
-            %(errors)s::text[], %(delays)s::float8[], %(metas)s::text[])
-     AS o(id, delivery, kind, result, error, delay_s, meta)
-WHERE j.id = o.id AND j.delivery = o.delivery AND j.state = 'running'
-RETURNING j.id, CASE WHEN o.kind IN ('retry', 'release', 'defer') THEN pg_notify(%(channel)s, j.queue) END
+-- the attempt ends with the values it ran with (SET reads the row as it was); the event's
+-- worker is the one that ran it, which a release or a deferral clears from the job
+WITH done AS (
+    UPDATE {schema}.jobs AS j SET
+        state = CASE o.kind WHEN 'retry' THEN 'scheduled' WHEN 'defer' THEN 'scheduled'
+                            WHEN 'release' THEN 'queued' ELSE o.kind END,
+        result = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN o.result
+                      ELSE j.result END,
+        error = CASE WHEN o.kind IN ('release', 'defer') THEN j.error
+                     WHEN o.kind = 'succeeded' THEN NULL ELSE o.error::jsonb END,
+        run_at = CASE WHEN o.kind IN ('retry', 'defer')
+                      THEN {now} + make_interval(secs => o.delay_s) ELSE j.run_at END,
+        attempt = CASE WHEN o.kind IN ('release', 'defer') THEN j.attempt - 1 ELSE j.attempt END,
+        worker = CASE WHEN o.kind IN ('release', 'defer') THEN NULL ELSE j.worker END,
+        finished_at = CASE WHEN o.kind IN ('succeeded', 'dead', 'cancelled') THEN {now}
+                           ELSE j.finished_at END,
+        progress = CASE o.kind WHEN 'succeeded' THEN 1.0 ELSE j.progress END,
+        meta = CASE WHEN o.meta IS NULL THEN j.meta ELSE o.meta::jsonb END,
+        attempts = {with_attempt(CASE o.kind WHEN 'retry' THEN 'failed' WHEN 'dead' THEN 'failed'
+                                        WHEN 'release' THEN 'released' WHEN 'defer' THEN 'deferred'
+                                        ELSE o.kind END; o.error)},
+        lease_until = NULL
+    FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(kinds)s::text[], %(results)s::bytea[],
+                %(errors)s::text[], %(delays)s::float8[], %(metas)s::text[]) WITH ORDINALITY
+         AS o(id, delivery, kind, result, error, delay_s, meta, ord)
+    WHERE j.id = o.id AND j.delivery = o.delivery AND j.state = 'running'
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, o.ord,
+              o.kind, o.error, coalesce(j.worker, j.attempts -> -1 ->> 'worker') AS ran_on,
+              CASE WHEN o.kind IN ('retry', 'release', 'defer')
+                   THEN pg_notify(%(channel)s, j.queue) END AS woken
+),
+pushed AS (
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+        FROM (SELECT CASE d.kind WHEN 'retry' THEN 'retrying' WHEN 'release' THEN 'requeued'
+                                 WHEN 'defer' THEN 'requeued' ELSE d.kind END AS kind,
+                     d.id, d.queue, d.state, d.task, d.owner, d.batch, d.attempt, d.progress,
+                     CASE WHEN d.kind IN ('retry', 'dead')
+                          THEN left(d.error::jsonb ->> 'message', 1000) END AS message,
+                     d.ran_on AS worker, date_part('epoch', {now}) AS at, d.ord
+              FROM done AS d WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
+)
+SELECT done.id FROM done LEFT JOIN pushed ON true
 
 -- name: progress
-UPDATE {schema}.jobs AS j SET progress = u.progress, progress_message = u.message
-FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(progress)s::float8[], %(messages)s::text[])
-     AS u(id, delivery, progress, message)
-WHERE j.id = u.id AND j.delivery = u.delivery AND j.state = 'running'
+WITH moved AS (
+    UPDATE {schema}.jobs AS j SET progress = u.progress, progress_message = u.message
+    FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(progress)s::float8[],
+                %(messages)s::text[]) WITH ORDINALITY AS u(id, delivery, progress, message, ord)
+    WHERE j.id = u.id AND j.delivery = u.delivery AND j.state = 'running'
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress,
+              j.progress_message, j.worker, u.ord
+)
+SELECT {push}
+FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+    FROM (SELECT 'progress' AS kind, m.id, m.queue, m.state, m.task, m.owner, m.batch,
+                 m.attempt, m.progress, left(m.progress_message, 1000) AS message, m.worker,
+                 date_part('epoch', {now}) AS at, m.ord
+          FROM moved AS m WHERE {listened}) AS e
+    HAVING count(*) > 0) AS p
 
 -- name: promote_due
 UPDATE {schema}.jobs SET state = 'queued' WHERE state = 'scheduled' AND run_at <= {now}
 
 -- name: reap_expired
-UPDATE {schema}.jobs SET crashes = crashes + 1, lease_until = NULL, worker = NULL,
-    error = %(error)s::jsonb,
-    state = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'dead' ELSE 'queued' END,
-    finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN {now} ELSE NULL END
-WHERE state = 'running' AND lease_until < {now}
-RETURNING id, state, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END
+WITH reaped AS (
+    UPDATE {schema}.jobs AS j SET crashes = j.crashes + 1, lease_until = NULL, worker = NULL,
+        error = %(error)s::jsonb,
+        state = CASE WHEN j.crashes + 1 >= %(max_crashes)s THEN 'dead' ELSE 'queued' END,
+        finished_at = CASE WHEN j.crashes + 1 >= %(max_crashes)s THEN {now} ELSE NULL END,
+        attempts = {with_attempt('lost'; %(error)s::text)}
+    WHERE j.state = 'running' AND j.lease_until < {now}
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress,
+              CASE WHEN j.state = 'queued' THEN pg_notify(%(channel)s, j.queue) END AS woken
+),
+pushed AS (
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.id) AS body
+        FROM (SELECT CASE r.state WHEN 'dead' THEN 'dead' ELSE 'requeued' END AS kind, r.id,
+                     r.queue, r.state, r.task, r.owner, r.batch, r.attempt, r.progress,
+                     %(error)s::jsonb ->> 'message' AS message, NULL::text AS worker,
+                     date_part('epoch', {now}) AS at
+              FROM reaped AS r WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
+)
+SELECT reaped.id, reaped.state FROM reaped LEFT JOIN pushed ON true
 
 -- name: prune
 -- one bounded step, so no statement holds many row locks for long
-DELETE FROM {schema}.jobs WHERE id IN (
-    SELECT id FROM {schema}.jobs
-    WHERE state = ANY(%(states)s::text[]) AND finished_at < to_timestamp(%(before)s)
-    LIMIT %(batch)s
-)
+WITH gone AS (
+    DELETE FROM {schema}.jobs WHERE id IN (
+        SELECT id FROM {schema}.jobs
+        WHERE state = ANY(%(states)s::text[]) AND finished_at < to_timestamp(%(before)s)
+        LIMIT %(batch)s
+    )
+    RETURNING id
+),
+searched AS (DELETE FROM {schema}.job_search WHERE id IN (SELECT id FROM gone))
+SELECT 1 FROM gone
 
--- name: prune_marks
+-- name: prune_expired
+-- the marks and the registry's workers whose lifetime has ended
+WITH workers AS (DELETE FROM {schema}.workers WHERE expires_at <= {now})
 DELETE FROM {schema}.marks WHERE expires_at <= {now}
 
 -- name: prune_turns
 DELETE FROM {schema}.turns WHERE turn < %(before)s::float8
 
 -- name: purge
-DELETE FROM {schema}.jobs
-WHERE state = ANY(%(states)s::text[]) AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+WITH gone AS (
+    DELETE FROM {schema}.jobs
+    WHERE state = ANY(%(states)s::text[]) AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+    RETURNING id
+),
+searched AS (DELETE FROM {schema}.job_search WHERE id IN (SELECT id FROM gone))
+SELECT 1 FROM gone
+
+-- name: delete
+-- a running job stays (cancel it first); a duplicate id joins once
+WITH gone AS (
+    DELETE FROM {schema}.jobs AS j USING unnest(%(ids)s::text[]) WITH ORDINALITY AS u(id, ord)
+    WHERE j.id = u.id AND j.state <> 'running'
+    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker,
+              u.ord
+),
+searched AS (DELETE FROM {schema}.job_search WHERE id IN (SELECT id FROM gone)),
+pushed AS (
+    SELECT {push}
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+        FROM (SELECT 'deleted' AS kind, g.id, g.queue, g.state, g.task, g.owner, g.batch,
+                     g.attempt, g.progress, NULL::text AS message, g.worker,
+                     date_part('epoch', {now}) AS at, g.ord
+              FROM gone AS g WHERE {listened}) AS e
+        HAVING count(*) > 0) AS p
+)
+SELECT gone.id FROM gone LEFT JOIN pushed ON true
+
+-- name: publish
+SELECT {push} FROM (SELECT %(body)s::text AS body) AS p
+
+-- name: beat_worker
+INSERT INTO {schema}.workers AS w (id, info, last_seen, expires_at)
+VALUES (%(id)s, %(info)s, {now}, {now} + make_interval(secs => %(ttl_s)s::float8))
+ON CONFLICT (id) DO UPDATE
+SET info = excluded.info, last_seen = excluded.last_seen, expires_at = excluded.expires_at
+
+-- name: remove_workers
+DELETE FROM {schema}.workers WHERE id = ANY(%(ids)s::text[])
+
+-- name: workers
+SELECT info, date_part('epoch', last_seen) FROM {schema}.workers
+WHERE expires_at > {now}
 
 -- name: lock
 INSERT INTO {schema}.locks (name, owner, expires_at)
