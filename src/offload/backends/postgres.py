@@ -20,6 +20,7 @@ import psycopg_pool
 from psycopg import sql as pgsql
 
 from offload.backends.base import (
+    ALL_EVENTS,
     Capabilities,
     ClaimParams,
     CountParams,
@@ -42,6 +43,7 @@ from offload.backends.base import (
     QueueStats,
     ReapedJob,
     ReapParams,
+    SubscribeParams,
     WaitParams,
     WorkerBeatParams,
 )
@@ -257,7 +259,7 @@ class PostgresBackend(_Runner):
     async def delete(self, params: IdsParams) -> list[str]:
         return await self.run(plan_delete(self.st, params))
 
-    def subscribe(self) -> EventStream:
+    def subscribe(self, params: SubscribeParams = ALL_EVENTS) -> EventStream:
         return PgEventStream(self.config, self.st.events, self.st.listened)
 
     async def publish(self, params: PublishParams) -> None:
