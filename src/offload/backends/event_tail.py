@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from offload.backends.filewatch import watch_file
-from offload.records import EventKind, JobEvent
+from offload.records import CONTROL_KINDS, EventKind, JobEvent
 
 if TYPE_CHECKING:
     from offload.backends.store import ThreadedBackend
@@ -35,6 +35,10 @@ POLL_S = 0.05
 #: After a wake-up, the first look again and how long the stream keeps looking.
 SETTLE_FIRST_S = 0.002
 SETTLE_S = 1.0
+#: A subscription to the control kinds only (a worker's: cancels and pauses, which are
+#: rare) reads the log at most this often, so a busy store's every commit does not cost
+#: each worker a read on the thread its claims and finishes use.
+CONTROL_GAP_S = 0.25
 
 
 class TailStream:
@@ -83,9 +87,15 @@ class TailStream:
     async def _steps(self) -> AsyncIterator[list[JobEvent]]:
         shared = self._store.changed_file() is not None  # other processes write the log too
         polling = shared and self._end_watch is None
+        control = bool(self._kinds) and self._kinds <= CONTROL_KINDS
+        gap_s = CONTROL_GAP_S if control else 0.0
+        last_read = 0.0
         settle_until = 0.0
         interval_s = SETTLE_FIRST_S
         while True:
+            if gap_s:
+                await asyncio.sleep(max(0.0, last_read + gap_s - time.monotonic()))
+                last_read = time.monotonic()
             self._changed.clear()
             steps = await self._backend.run_blocking(self._store.read_events, self._seq, READ_LIMIT)
             for seq, step in steps:
