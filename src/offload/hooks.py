@@ -18,7 +18,8 @@ from offload.records import JobRecord
 if TYPE_CHECKING:
     from offload.app import Offload
 
-#: ``(app, job) -> job``: may rewrite what the job runs with (its payload), nothing else.
+#: ``(app, job) -> job``: may rewrite what the job runs with (its payload), nothing else. It
+#: acts on jobs whose ``meta`` says so: a job without meta skips the before-run hooks.
 BeforeRun = Callable[["Offload", JobRecord], Awaitable[JobRecord]]
 #: ``(app, job, outcome) -> outcome``: may change the outcome or add follow-ups to it.
 AfterRun = Callable[["Offload", JobRecord, Outcome], Awaitable[Outcome]]

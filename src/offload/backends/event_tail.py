@@ -36,9 +36,9 @@ POLL_S = 0.05
 SETTLE_FIRST_S = 0.002
 SETTLE_S = 1.0
 #: A subscription to the control kinds only (a worker's: cancels and pauses, which are
-#: rare) reads the log at most this often, so a busy store's every commit does not cost
-#: each worker a read on the thread its claims and finishes use.
-CONTROL_GAP_S = 0.25
+#: rare) reads the log this often instead of after every commit, so a busy store's
+#: commits cost each worker nothing: a cancel still reaches its job within a second.
+CONTROL_GAP_S = 0.5
 
 
 class TailStream:
@@ -47,6 +47,10 @@ class TailStream:
     def __init__(self, backend: ThreadedBackend, kinds: frozenset[EventKind] = frozenset()) -> None:
         self._backend = backend
         self._kinds = kinds
+        #: Only the control kinds (a worker's): read every ``CONTROL_GAP_S``, woken by
+        #: nothing else, so a busy store's commits cost a worker nothing.
+        self._control = bool(kinds) and kinds <= CONTROL_KINDS
+        self._clocked = False
         self._store = backend.store
         self._seq = 0
         self._changed = asyncio.Event()
@@ -60,10 +64,12 @@ class TailStream:
         def wake() -> None:
             loop.call_soon_threadsafe(changed.set)
 
-        self._wake = wake
-        self._store.add_listener(wake)
         path = self._store.changed_file()
-        if path is not None:
+        self._clocked = self._control and path is not None  # read on a clock, woken by nothing
+        if not self._clocked:
+            self._wake = wake
+            self._store.add_listener(wake)
+        if path is not None and not self._clocked:
             self._end_watch = watch_file(path, loop, changed.set)
         self._seq = await self._backend.run_blocking(self._store.last_event_seq)
         return self
@@ -84,18 +90,29 @@ class TailStream:
     def __aiter__(self) -> AsyncIterator[list[JobEvent]]:
         return self._steps()
 
+    async def _read(self) -> list[list[JobEvent]]:
+        """The wanted events of every step logged since the last read."""
+        out = []
+        while True:
+            steps = await self._backend.run_blocking(self._store.read_events, self._seq, READ_LIMIT)
+            for seq, step in steps:
+                self._seq = seq
+                wanted = [e for e in step if e.kind in self._kinds] if self._kinds else step
+                if wanted:
+                    out.append(wanted)
+            if len(steps) < READ_LIMIT:
+                return out
+
     async def _steps(self) -> AsyncIterator[list[JobEvent]]:
         shared = self._store.changed_file() is not None  # other processes write the log too
         polling = shared and self._end_watch is None
-        control = bool(self._kinds) and self._kinds <= CONTROL_KINDS
-        gap_s = CONTROL_GAP_S if control else 0.0
-        last_read = 0.0
         settle_until = 0.0
         interval_s = SETTLE_FIRST_S
+        while self._clocked:
+            await asyncio.sleep(CONTROL_GAP_S)
+            for step in await self._read():
+                yield step
         while True:
-            if gap_s:
-                await asyncio.sleep(max(0.0, last_read + gap_s - time.monotonic()))
-                last_read = time.monotonic()
             self._changed.clear()
             steps = await self._backend.run_blocking(self._store.read_events, self._seq, READ_LIMIT)
             for seq, step in steps:

@@ -27,7 +27,7 @@ PREPARE_RETRY_S = 5.0
 class Attempts(WorkerState):
     async def _attempt(self, running: Running) -> Outcome:
         job = running.job
-        if self.app.hooks.before_run:
+        if job.meta and self.app.hooks.before_run:  # every such hook reads a meta key
             try:
                 job = running.job = await self.app.hooks.prepare(self.app, job)
             except BackendError as exc:  # the store is out: try again later, charged nothing

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+from bisect import bisect_left as _bisect
 from dataclasses import dataclass, field
 
 from offload.backends.base import Backend, BackendError, CountsParams, OutcomeKind
@@ -22,8 +23,9 @@ KEEP_MINUTES = 3
 FLUSH_INTERVAL_S = 10.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
+    dirty: bool = True
     started: int = 0
     succeeded: int = 0
     retried: int = 0
@@ -42,17 +44,19 @@ class Tally:
         self.source = source
         self.retention_s = retention_s
         self._rows: dict[tuple[int, str, str], _Row] = {}
-        self._dirty: set[tuple[int, str, str]] = set()
 
     def _row(self, job: JobRecord, now_s: float) -> _Row:
         key = (int(now_s // 60), job.queue, job.task)
-        self._dirty.add(key)
-        return self._rows.setdefault(key, _Row())
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = _Row()
+        row.dirty = True
+        return row
 
     def started(self, job: JobRecord, now_s: float) -> None:
         row = self._row(job, now_s)
         row.started += 1
-        row.wait_ms[bucket(now_s - job.run_at)] += 1
+        row.wait_ms[_bisect(DURATION_BUCKETS_MS, (now_s - job.run_at) * 1000.0)] += 1
 
     def ended(self, job: JobRecord, kind: OutcomeKind, now_s: float) -> None:
         if kind not in (OutcomeKind.SUCCEEDED, OutcomeKind.RETRY, OutcomeKind.DEAD):
@@ -65,7 +69,7 @@ class Tally:
         else:
             row.dead += 1
         if job.started_at is not None:
-            row.run_ms[bucket(now_s - job.started_at)] += 1
+            row.run_ms[_bisect(DURATION_BUCKETS_MS, (now_s - job.started_at) * 1000.0)] += 1
 
     def pending(self) -> list[MinuteCounts]:
         """The rows changed since the last successful write."""
@@ -83,18 +87,24 @@ class Tally:
                 run_ms=list(r.run_ms),
             )
             for (minute, queue, task), r in sorted(self._rows.items())
-            if (minute, queue, task) in self._dirty
+            if r.dirty
         ]
 
     async def flush(self, backend: Backend, now_s: float) -> None:
         rows = self.pending()
         if rows:
+            written = [r for r in self._rows.values() if r.dirty]
+            for row in written:  # a change while the write is out marks its row again
+                row.dirty = False
             try:
                 await backend.record_counts(CountsParams(rows=rows, ttl_s=self.retention_s))
-            except BackendError as exc:
+            except BaseException as exc:
+                for row in written:
+                    row.dirty = True
+                if not isinstance(exc, BackendError):
+                    raise
                 log.debug("cannot write per-minute counts (%s); next time", exc)
                 return
-            self._dirty.clear()
         oldest = int(now_s // 60) - KEEP_MINUTES
         for key in [k for k in self._rows if k[0] < oldest]:
             del self._rows[key]
