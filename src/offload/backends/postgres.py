@@ -21,9 +21,12 @@ from psycopg import sql as pgsql
 
 from offload.backends.base import (
     ALL_EVENTS,
+    BatchQueryParams,
     Capabilities,
     ClaimParams,
     CountParams,
+    CountsParams,
+    CountsQuery,
     EnqueueParams,
     EventStream,
     FinishParams,
@@ -62,6 +65,12 @@ from offload.backends.postgres_deadline import (
     SilentConnection,
     guarded,
 )
+from offload.backends.postgres_endings import (
+    plan_batches,
+    plan_prune_all,
+    plan_read_counts,
+    plan_record_counts,
+)
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue, plan_finish
 from offload.backends.postgres_errors import _unreachable, reraise
 from offload.backends.postgres_events import PgEventStream
@@ -80,7 +89,6 @@ from offload.backends.postgres_plans import (
     plan_next_ready,
     plan_now,
     plan_progress,
-    plan_prune,
     plan_purge,
     plan_reap,
     plan_retry,
@@ -98,7 +106,7 @@ from offload.backends.postgres_sync import (
     drive_async,
 )
 from offload.backends.postgres_url import PgConfig, parse_postgres_url
-from offload.records import JobRecord, WorkerInfo
+from offload.records import BatchRecord, JobRecord, MinuteCounts, WorkerInfo
 
 log = logging.getLogger("offload.postgres")
 
@@ -248,7 +256,7 @@ class PostgresBackend(_Runner):
         return await self.run(plan_reap(self.st, params))
 
     async def prune(self, params: PruneParams) -> int:
-        return await self.run(plan_prune(self.st, params))
+        return await self.run(plan_prune_all(self.st, params))
 
     async def purge(self, params: PurgeParams) -> int:
         return await self.run(plan_purge(self.st, params))
@@ -273,6 +281,15 @@ class PostgresBackend(_Runner):
 
     async def workers(self) -> list[WorkerInfo]:
         return await self.run(plan_workers(self.st))
+
+    async def batches(self, params: BatchQueryParams) -> list[BatchRecord]:
+        return await self.run(plan_batches(self.st, params))
+
+    async def record_counts(self, params: CountsParams) -> None:
+        await self.run(plan_record_counts(self.st, params))
+
+    async def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
+        return await self.run(plan_read_counts(self.st, params))
 
     async def lock(self, params: LockParams) -> bool:
         return await self.run(plan_lock(self.st, params))

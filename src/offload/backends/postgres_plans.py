@@ -71,7 +71,8 @@ COLUMNS = (
 #: anything else is a SQL function (textanycat) that the planner parses at every planning.
 EVENT_JSON = (
     """'{"kind":' || to_json(e.kind)::text || ',"id":' || to_json(e.id)::text"""
-    """ || ',"queue":' || to_json(e.queue)::text || ',"state":' || to_json(e.state)::text"""
+    """ || ',"queue":' || to_json(e.queue)::text"""
+    """ || ',"state":' || coalesce(to_json(e.state)::text, 'null')"""
     """ || ',"task":' || to_json(e.task)::text"""
     """ || coalesce(',"owner":' || to_json(e.owner)::text, '')"""
     """ || coalesce(',"batch":' || to_json(e.batch)::text, '')"""
@@ -120,17 +121,54 @@ WITH_ATTEMPT = (
     """ || coalesce(',"error":' || (ERROR)::text, '') || '}]')::json"""
 )
 _WITH_ATTEMPT_CALL = re.compile(r"\{with_attempt\((.*?);(.*?)\)\}", re.S)
+#: ``{ended(ROWS AS r; KEY; CONDITION)}``: a CTE ``ended``, the events of what the rows
+#: ``r`` a step ended set off (jobs_ended in schema.sql stores it), for the rows that
+#: meet CONDITION and have follow-ups or a batch only: most rows have neither, and for
+#: them the function is not called at all. ROWS must return id, state, batch, follow_ups.
+#: MATERIALIZED: it runs once, and the statement reads it whether or not anyone listens.
+ENDED = (
+    "ended AS MATERIALIZED (SELECT x.* FROM (SELECT array_agg(r.id ORDER BY @KEY) AS ids,"
+    " array_agg(r.state ORDER BY @KEY) AS states, array_agg(r.batch ORDER BY @KEY) AS batches,"
+    " array_agg(r.follow_ups ORDER BY @KEY) AS follow_ups FROM @ROWS"
+    " WHERE (@CONDITION) AND (r.follow_ups IS NOT NULL OR r.batch IS NOT NULL)"
+    " HAVING count(*) > 0) AS a CROSS JOIN LATERAL {schema}.jobs_ended(a.ids, a.states,"
+    " a.batches, a.follow_ups, {now}, %(channel)s) AS x),"
+)
+_ENDED_CALL = re.compile(r"\{ended\((.*?) AS (\w+);(.*?);(.*?)\)\}", re.S)
+
+
+def _ended(m: re.Match[str]) -> str:
+    rows, alias, order, condition = m[1].strip(), m[2], m[3].strip(), m[4].strip()
+    return (
+        ENDED.replace("@ROWS", f"{rows} AS r")
+        .replace("@KEY", order.replace(f"{alias}.", "r."))
+        .replace("@CONDITION", condition.replace(f"{alias}.", "r."))
+    )
+
+
+#: +1 ``enqueued`` per job an enqueue stored, in its per-minute row (queue, task): one
+#: upsert a step, adding to the row (ENQUEUE_COUNTS_TTL_S keeps it).
+COUNT_ENQUEUED = """
+counted AS (
+    INSERT INTO {schema}.counts AS c (minute, queue, task, source, enqueued, expires_at)
+    SELECT floor(date_part('epoch', {now}) / 60)::bigint, s.queue, s.task, 'enqueue', count(*),
+           {now} + make_interval(secs => %(counts_ttl_s)s::float8)
+    FROM stored AS s GROUP BY s.queue, s.task
+    ON CONFLICT (minute, queue, task, source) DO UPDATE
+    SET enqueued = c.enqueued + excluded.enqueued, expires_at = excluded.expires_at
+),"""
 
 
 def _expand(text: str) -> str:
     """The shared expressions written out (before {schema} and {now} are)."""
+    text = _ENDED_CALL.sub(_ended, text)
     text = _WITH_ATTEMPT_CALL.sub(
         lambda m: WITH_ATTEMPT.replace("OUTCOME", m[1].strip()).replace("ERROR", m[2].strip()),
         text,
     )
     for name, expression in (
         ("{event}", EVENT_JSON), ("{push}", PUSH), ("{listened}", LISTENED),
-        ("{search_text}", SEARCH_TEXT),
+        ("{search_text}", SEARCH_TEXT), ("{count_enqueued}", COUNT_ENQUEUED),
     ):  # fmt: skip
         text = text.replace(name, expression)
     return text
@@ -162,8 +200,9 @@ class Statements:
         #: The advisory lock key its subscribers hold (see LISTENED); another schema's
         #: key may collide, which only costs pushes nobody hears.
         self.listened = zlib.crc32(self.events.encode()) - 2**31
-        #: The parameters of every statement that pushes events.
-        self.pushing = {"events": self.events, "listened": self.listened}
+        #: The parameters of every statement that pushes events (or ends jobs, whose
+        #: follow-ups wake idle workers).
+        self.pushing = {"events": self.events, "listened": self.listened, "channel": self.channel}
         now = "to_timestamp(%(now_s)s::float8)" if injected_clock else "now()"
         self.queries = {
             name: _expand(text)
@@ -175,9 +214,12 @@ class Statements:
         # a finish's follow-ups: the plain enqueue, but an id already stored skips its job
         enqueue = self.queries["enqueue"]
         assert enqueue.count(_KEY_CONFLICT) == 1
+        # ... and counts nothing: it is no enqueue (a step that ends its parent stores it)
+        counted = _expand("{count_enqueued}").replace("{schema}", quoted).replace("{now}", now)
+        assert enqueue.count(counted) == 1
         self.queries["enqueue_follow_ups"] = enqueue.replace(
             _KEY_CONFLICT, "ON CONFLICT DO NOTHING"
-        )
+        ).replace(counted, "")
 
     def __getitem__(self, name: str) -> str:
         return self.queries[name]
