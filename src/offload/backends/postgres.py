@@ -73,7 +73,7 @@ from offload.backends.postgres_endings import (
 )
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue, plan_finish
 from offload.backends.postgres_errors import _unreachable, reraise
-from offload.backends.postgres_events import PgEventStream
+from offload.backends.postgres_events import event_stream
 from offload.backends.postgres_plans import (
     Plan,
     Statements,
@@ -268,7 +268,9 @@ class PostgresBackend(_Runner):
         return await self.run(plan_delete(self.st, params))
 
     def subscribe(self, params: SubscribeParams = ALL_EVENTS) -> EventStream:
-        return PgEventStream(self.config, self.st.events, self.st.listened)
+        return event_stream(
+            self.config, self.st.events, self.st.control, self.st.listened, params.kinds
+        )
 
     async def publish(self, params: PublishParams) -> None:
         await self.run(plan_publish(self.st, params))

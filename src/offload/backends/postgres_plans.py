@@ -87,6 +87,15 @@ PUSH = (
     "CASE WHEN octet_length(p.body) <= 7997 THEN pg_notify(%(events)s, '[' || p.body || ']')"
     " ELSE {schema}.push_events_split(%(events)s, p.body) END"
 )
+#: A step that workers must hear (a person's cancel or delete, a publish: rare) pushes
+#: its events always on the control channel, where control-kind subscriptions (every
+#: worker's) listen without counting as listeners, and on the events channel while
+#: someone listens there.
+PUSH_CONTROL = (
+    "CASE WHEN octet_length(p.body) <= 7997 THEN pg_notify(%(control)s, '[' || p.body || ']')"
+    " ELSE {schema}.push_events_split(%(control)s, p.body) END,"
+    " CASE WHEN {listened} THEN " + PUSH + " END"
+)
 #: True while some event stream is subscribed: each holds a shared advisory lock on the
 #: schema's key (PgEventStream, released with its connection however it ends). The step
 #: probes it with an exclusive lock taken and given back at once (never held into a
@@ -167,7 +176,8 @@ def _expand(text: str) -> str:
         text,
     )
     for name, expression in (
-        ("{event}", EVENT_JSON), ("{push}", PUSH), ("{listened}", LISTENED),
+        ("{event}", EVENT_JSON), ("{push_control}", PUSH_CONTROL), ("{push}", PUSH),
+        ("{listened}", LISTENED),
         ("{search_text}", SEARCH_TEXT), ("{count_enqueued}", COUNT_ENQUEUED),
     ):  # fmt: skip
         text = text.replace(name, expression)
@@ -197,12 +207,19 @@ class Statements:
         self.events = f"offload_events:{schema}"
         if len(self.events.encode()) > 63:
             self.events = f"offload_events:{hashlib.sha256(schema.encode()).hexdigest()[:40]}"
+        #: Control kinds (CONTROL_KINDS), pushed always by the steps that make them.
+        self.control = f"offload_control:{schema}"
+        if len(self.control.encode()) > 63:
+            self.control = f"offload_control:{hashlib.sha256(schema.encode()).hexdigest()[:39]}"
         #: The advisory lock key its subscribers hold (see LISTENED); another schema's
         #: key may collide, which only costs pushes nobody hears.
         self.listened = zlib.crc32(self.events.encode()) - 2**31
         #: The parameters of every statement that pushes events (or ends jobs, whose
         #: follow-ups wake idle workers).
-        self.pushing = {"events": self.events, "listened": self.listened, "channel": self.channel}
+        self.pushing = {
+            "events": self.events, "listened": self.listened, "channel": self.channel,
+            "control": self.control,
+        }  # fmt: skip
         now = "to_timestamp(%(now_s)s::float8)" if injected_clock else "now()"
         self.queries = {
             name: _expand(text)

@@ -6,8 +6,10 @@
 -- transaction and only if it commits: the rows it changed (a data-modifying CTE) become
 -- rows ``e`` of JobEvent's fields, {event} writes each as JSON and {push} NOTIFYs them in
 -- order on %(events)s as one JSON array (postgres_plans.py). A step that changed nothing,
--- or that no subscriber can hear ({listened}), pushes nothing. %(channel)s is the wake-up
--- channel: the queue of each job made ready, for idle workers.
+-- or that no subscriber can hear ({listened}), pushes nothing; the steps that make the
+-- control kinds workers listen for (cancel, delete, publish) push always, on a channel of
+-- their own too ({push_control}). %(channel)s is the wake-up channel: the queue of each
+-- job made ready, for idle workers.
 
 -- name: enqueue
 WITH stored AS (
@@ -178,17 +180,17 @@ WITH cancelled AS (
 ),
 {ended(cancelled AS c; c.ord; true)}
 pushed AS (
-    SELECT {push}
+    SELECT {push_control}
     FROM (SELECT string_agg({event}, ',' ORDER BY e.part, e.ord) AS body
         FROM (SELECT 'cancelled' AS kind, c.id, c.queue, c.state, c.task, c.owner, c.batch,
                      c.attempt, c.progress, NULL::text AS message, c.worker,
                      date_part('epoch', {now}) AS at, 0 AS part, c.ord
-              FROM cancelled AS c WHERE {listened}
+              FROM cancelled AS c
         UNION ALL
         SELECT x.e_kind, x.e_id, x.e_queue, x.e_state, x.e_task, x.e_owner, x.e_batch,
                x.e_attempt, x.e_progress, x.e_message, NULL::text, date_part('epoch', {now}),
                1, x.e_seq
-        FROM ended AS x WHERE {listened}) AS e
+        FROM ended AS x) AS e
         HAVING count(*) > 0) AS p
 )
 SELECT 1 FROM pushed RIGHT JOIN (SELECT count(*) FROM ended) AS n ON true
@@ -449,23 +451,23 @@ WITH gone AS (
 {ended(gone AS g; g.ord; g.state NOT IN ('succeeded', 'dead', 'cancelled'))}
 searched AS (DELETE FROM {schema}.job_search WHERE id IN (SELECT id FROM gone)),
 pushed AS (
-    SELECT {push}
+    SELECT {push_control}
     FROM (SELECT string_agg({event}, ',' ORDER BY e.part, e.ord) AS body
         FROM (SELECT 'deleted' AS kind, g.id, g.queue, g.state, g.task, g.owner, g.batch,
                      g.attempt, g.progress, NULL::text AS message, g.worker,
                      date_part('epoch', {now}) AS at, 0 AS part, g.ord
-              FROM gone AS g WHERE {listened}
+              FROM gone AS g
         UNION ALL
         SELECT x.e_kind, x.e_id, x.e_queue, x.e_state, x.e_task, x.e_owner, x.e_batch,
                x.e_attempt, x.e_progress, x.e_message, NULL::text, date_part('epoch', {now}),
                1, x.e_seq
-        FROM ended AS x WHERE {listened}) AS e
+        FROM ended AS x) AS e
         HAVING count(*) > 0) AS p
 )
 SELECT gone.id FROM gone LEFT JOIN pushed ON true WHERE (SELECT count(*) FROM ended) >= 0
 
 -- name: publish
-SELECT {push} FROM (SELECT %(body)s::text AS body) AS p
+SELECT {push_control} FROM (SELECT %(body)s::text AS body) AS p
 
 -- name: beat_worker
 INSERT INTO {schema}.workers AS w (id, info, last_seen, expires_at)
