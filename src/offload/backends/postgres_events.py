@@ -8,7 +8,7 @@ returns. A step too big for one notification (8000 bytes) arrives as a few conse
 lists, an event's message is cut at 1,000 characters, and an event that alone would not
 fit is left out. While no stream is subscribed, steps build and send no events at all:
 each stream holds a shared advisory lock that the steps look for (``LISTENED`` in
-postgres_plans.py). A subscription to control kinds only (every worker's) neither holds
+postgres_exprs.py). A subscription to control kinds only (every worker's) neither holds
 the lock nor hears the busy channel: it listens on the control channel, which the rare
 steps that make those kinds (a person's cancel or delete, a publish) push to always, so
 a busy worker's steps build no events unless a person subscribes. Kinds are filtered here.

@@ -5,7 +5,7 @@
 -- A step that changes jobs pushes their events in the same statement, so in the same
 -- transaction and only if it commits: the rows it changed (a data-modifying CTE) become
 -- rows ``e`` of JobEvent's fields, {event} writes each as JSON and {push} NOTIFYs them in
--- order on %(events)s as one JSON array (postgres_plans.py). A step that changed nothing,
+-- order on %(events)s as one JSON array (postgres_exprs.py). A step that changed nothing,
 -- or that no subscriber can hear ({listened}), pushes nothing; the steps that make the
 -- control kinds workers listen for (cancel, delete, publish) push always, on a channel of
 -- their own too ({push_control}). %(channel)s is the wake-up channel: the queue of each

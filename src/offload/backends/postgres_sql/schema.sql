@@ -82,7 +82,7 @@ $$;
 
 -- A big step's events (``body``: event objects joined by commas) as several notifications,
 -- cut between two events (a step that fits goes straight to pg_notify: {push} in
--- postgres_plans.py). Every event object starts with {"kind": and a quote inside a JSON
+-- postgres_exprs.py). Every event object starts with {"kind": and a quote inside a JSON
 -- string is escaped, so },{"kind": occurs only between two events. Each notification
 -- takes about as many events as 7000 bytes hold on average, halved while they do not fit;
 -- an event that alone passes the limit is dropped: live events are best effort, and the
@@ -120,7 +120,7 @@ $$;
 -- cost every step of every job, here they cost its enqueue only. ``body`` is the id, task,
 -- owner and payload, one per line; the payload is bytes that need not be UTF-8, so it is
 -- written in bytea's escape format (never an error): ASCII as is, a backslash doubled,
--- other bytes as \ooo ({search_text} in postgres_plans.py; postgres_admin.py writes the
+-- other bytes as \ooo ({search_text} in postgres_exprs.py; postgres_admin.py writes the
 -- search pattern the same way).
 CREATE TABLE {schema}.job_search (
     id text PRIMARY KEY,
