@@ -42,18 +42,22 @@ CREATE INDEX counts_expiry ON {schema}.counts (expires_at);
 CREATE FUNCTION {schema}.jobs_ended(ids text[], states text[], batches text[],
                                     follow_ups jsonb[], at timestamptz, channel text)
 RETURNS TABLE (e_kind text, e_id text, e_queue text, e_state text, e_task text,
-               e_owner text, e_batch text, e_attempt integer, e_progress double precision, e_message text,
+               e_owner text, e_batch text, e_attempt integer, e_progress double precision,
+               e_message text,
                e_seq integer)
 LANGUAGE plpgsql AS $$
 DECLARE
     n integer := 0;
     due jsonb;
+    callback jsonb;
+    part jsonb;
     b record;
     s_ids text[]; s_queues text[]; s_states text[]; s_tasks text[]; s_owners text[];
     s_batches text[];
 BEGIN
     FOR i IN 1 .. coalesce(cardinality(ids), 0) LOOP
         due := '[]'::jsonb;
+        callback := '[]'::jsonb;
         IF follow_ups[i] IS NOT NULL THEN
             BEGIN
                 SELECT coalesce(jsonb_agg(f.value ORDER BY f.ordinality), '[]'::jsonb) INTO due
@@ -80,62 +84,66 @@ BEGIN
                 e_seq := n;
                 RETURN NEXT;
                 IF b.remaining <= 0 AND b.callback IS NOT NULL THEN
-                    due := due || jsonb_build_array(b.callback);
+                    callback := jsonb_build_array(b.callback);
                 END IF;
             END IF;
         END IF;
-        CONTINUE WHEN jsonb_array_length(due) = 0;
-        BEGIN
-            WITH f AS (
-                SELECT f.*, e.ord FROM jsonb_array_elements(due) WITH ORDINALITY AS e(value, ord)
-                CROSS JOIN LATERAL jsonb_to_record(e.value) AS f(
-                    id text, task text, queue text, payload text, priority integer,
-                    max_attempts integer, run_at double precision, delay_s double precision,
-                    lease_s double precision, timeout_s double precision, key text,
-                    batch text, owner text, meta jsonb, follow_ups jsonb)
-            ),
-            put AS (
-                INSERT INTO {schema}.jobs AS j (id, task, queue, state, payload, priority,
-                    max_attempts, run_at, lease_s, timeout_s, created_at, key, batch, owner,
-                    meta, follow_ups)
-                SELECT f.id, f.task, f.queue,
-                       CASE WHEN f.due > at THEN 'scheduled' ELSE 'queued' END,
-                       decode(f.payload, 'base64'), f.priority, f.max_attempts, f.due,
-                       f.lease_s, f.timeout_s, at, f.key, f.batch, f.owner, f.meta,
-                       f.follow_ups
-                FROM (SELECT f.*, coalesce(to_timestamp(f.run_at),
-                                           at + make_interval(secs => f.delay_s)) AS due
-                      FROM f) AS f
-                ORDER BY f.ord
-                ON CONFLICT DO NOTHING
-                RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch,
-                          CASE WHEN j.state = 'queued' THEN pg_notify(channel, j.queue) END
-                              AS woken
-            ),
-            searched AS (
-                INSERT INTO {schema}.job_search AS t (id, created_at, body)
-                SELECT s.id, at, s.id || E'\n' || s.task || E'\n' || coalesce(s.owner, '')
-                    || E'\n' || coalesce(encode(decode(j.payload, 'base64'), 'escape'), '')
-                FROM put AS s JOIN f AS j ON j.id = s.id
-                ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at, body = excluded.body
-            )
-            SELECT array_agg(p.id ORDER BY f.ord), array_agg(p.queue ORDER BY f.ord),
-                   array_agg(p.state ORDER BY f.ord), array_agg(p.task ORDER BY f.ord),
-                   array_agg(p.owner ORDER BY f.ord), array_agg(p.batch ORDER BY f.ord)
-            INTO s_ids, s_queues, s_states, s_tasks, s_owners, s_batches
-            FROM put AS p JOIN f ON f.id = p.id;
-        EXCEPTION WHEN OTHERS THEN
-            RAISE WARNING USING MESSAGE = 'offload: the jobs that ' || ids[i]
-                || ' sets off not stored: ' || SQLERRM;
-            CONTINUE;
-        END;
-        FOR k IN 1 .. coalesce(cardinality(s_ids), 0) LOOP
-            n := n + 1;
-            e_kind := 'enqueued'; e_id := s_ids[k]; e_queue := s_queues[k];
-            e_state := s_states[k]; e_task := s_tasks[k]; e_owner := s_owners[k];
-            e_batch := s_batches[k]; e_attempt := 0; e_progress := 0; e_message := NULL;
-            e_seq := n;
-            RETURN NEXT;
+        FOREACH part IN ARRAY ARRAY[due, callback] LOOP  -- apart: a bad one spares the other
+            CONTINUE WHEN jsonb_array_length(part) = 0;
+            BEGIN
+                WITH f AS (
+                    SELECT f.*, e.ord
+                    FROM jsonb_array_elements(part) WITH ORDINALITY AS e(value, ord)
+                    CROSS JOIN LATERAL jsonb_to_record(e.value) AS f(
+                        id text, task text, queue text, payload text, priority integer,
+                        max_attempts integer, run_at double precision, delay_s double precision,
+                        lease_s double precision, timeout_s double precision, key text,
+                        batch text, owner text, meta jsonb, follow_ups jsonb)
+                ),
+                put AS (
+                    INSERT INTO {schema}.jobs AS j (id, task, queue, state, payload, priority,
+                        max_attempts, run_at, lease_s, timeout_s, created_at, key, batch, owner,
+                        meta, follow_ups)
+                    SELECT f.id, f.task, f.queue,
+                           CASE WHEN f.due > at THEN 'scheduled' ELSE 'queued' END,
+                           decode(f.payload, 'base64'), f.priority, f.max_attempts, f.due,
+                           f.lease_s, f.timeout_s, at, f.key, f.batch, f.owner, f.meta,
+                           f.follow_ups
+                    FROM (SELECT f.*, coalesce(to_timestamp(f.run_at),
+                                               at + make_interval(secs => f.delay_s)) AS due
+                          FROM f) AS f
+                    ORDER BY f.ord
+                    ON CONFLICT DO NOTHING
+                    RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch,
+                              CASE WHEN j.state = 'queued' THEN pg_notify(channel, j.queue) END
+                                  AS woken
+                ),
+                searched AS (
+                    INSERT INTO {schema}.job_search AS t (id, created_at, body)
+                    SELECT s.id, at, s.id || E'\n' || s.task || E'\n' || coalesce(s.owner, '')
+                        || E'\n' || coalesce(encode(decode(j.payload, 'base64'), 'escape'), '')
+                    FROM put AS s JOIN f AS j ON j.id = s.id
+                    ON CONFLICT (id) DO UPDATE
+                    SET created_at = excluded.created_at, body = excluded.body
+                )
+                SELECT array_agg(p.id ORDER BY f.ord), array_agg(p.queue ORDER BY f.ord),
+                       array_agg(p.state ORDER BY f.ord), array_agg(p.task ORDER BY f.ord),
+                       array_agg(p.owner ORDER BY f.ord), array_agg(p.batch ORDER BY f.ord)
+                INTO s_ids, s_queues, s_states, s_tasks, s_owners, s_batches
+                FROM put AS p JOIN f ON f.id = p.id;
+            EXCEPTION WHEN OTHERS THEN
+                RAISE WARNING USING MESSAGE = 'offload: the jobs that ' || ids[i]
+                    || ' sets off not stored: ' || SQLERRM;
+                CONTINUE;
+            END;
+            FOR k IN 1 .. coalesce(cardinality(s_ids), 0) LOOP
+                n := n + 1;
+                e_kind := 'enqueued'; e_id := s_ids[k]; e_queue := s_queues[k];
+                e_state := s_states[k]; e_task := s_tasks[k]; e_owner := s_owners[k];
+                e_batch := s_batches[k]; e_attempt := 0; e_progress := 0; e_message := NULL;
+                e_seq := n;
+                RETURN NEXT;
+            END LOOP;
         END LOOP;
     END LOOP;
 END
