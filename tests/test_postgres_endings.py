@@ -98,3 +98,28 @@ def test_a_follow_up_keeps_its_own_follow_ups_and_its_payload_bytes(
     assert _get(backend, grandchild.id) == []
     _succeed(backend, runner, "second")
     assert [j.queue for j in _get(backend, grandchild.id)] == ["third"]
+
+
+def test_a_job_without_follow_ups_or_batch_never_calls_the_endings_function(
+    backend: PostgresBackend, runner: asyncio.Runner
+) -> None:
+    """The hot path pays for endings only when a job has some: with the function made to
+    fail, a plain job still ends on every path; a batch member's end does reach it."""
+    _sql(
+        backend,
+        "CREATE OR REPLACE FUNCTION {schema}.jobs_ended(ids text[], states text[],"
+        " batches text[], follow_ups jsonb[], at timestamptz, channel text)"
+        " RETURNS TABLE (e_kind text, e_id text, e_queue text, e_state text, e_task text,"
+        " e_owner text, e_batch text, e_attempt integer, e_progress double precision,"
+        " e_message text, e_seq integer) LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'jobs_ended called'; END $$",
+    )
+    plain, cancelled, deleted = _job(), _job(), _job()
+    backend.blocking.enqueue(EnqueueParams(jobs=[plain, cancelled, deleted]))
+    assert _succeed(backend, runner) == plain.id
+    backend.blocking.cancel(IdsParams(ids=[cancelled.id]))
+    assert backend.blocking.delete(IdsParams(ids=[deleted.id])) == [deleted.id]
+    member = _job(batch="b")
+    backend.blocking.enqueue(EnqueueParams(jobs=[member], batch=BatchOpen(id="b")))
+    with pytest.raises(Exception, match="jobs_ended called"):
+        backend.blocking.cancel(IdsParams(ids=[member.id]))

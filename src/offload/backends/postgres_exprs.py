@@ -13,9 +13,10 @@ import re
 
 #: One JobEvent as compact JSON, from a row ``e`` of its fields: event_wire's field names
 #: with ``kind`` first (push_events_split cuts a step there), a NULL field left out (the
-#: decoder's default). Concatenation costs half of json_build_object and is a third
-#: shorter on the wire; to_json escapes the text. Every operand of || is text: text ||
-#: anything else is a SQL function (textanycat) that the planner parses at every planning.
+#: decoder's default; a batch's progress has no state: null). Concatenation costs half of
+#: json_build_object and is a third shorter on the wire; to_json escapes the text. Every
+#: operand of || is text: text || anything else is a SQL function (textanycat) that the
+#: planner parses at every planning.
 EVENT_JSON = (
     """'{"kind":' || to_json(e.kind)::text || ',"id":' || to_json(e.id)::text"""
     """ || ',"queue":' || to_json(e.queue)::text"""
@@ -103,13 +104,14 @@ def _ended(m: re.Match[str]) -> str:
 
 
 #: +1 ``enqueued`` per job an enqueue stored, in its per-minute row (queue, task): one
-#: upsert a step, adding to the row (ENQUEUE_COUNTS_TTL_S keeps it).
+#: upsert a step, adding to the row (ENQUEUE_COUNTS_TTL_S keeps it); rows in order, so
+#: two enqueues of the same tasks lock them in the same order.
 COUNT_ENQUEUED = """
 counted AS (
     INSERT INTO {schema}.counts AS c (minute, queue, task, source, enqueued, expires_at)
     SELECT floor(date_part('epoch', {now}) / 60)::bigint, s.queue, s.task, 'enqueue', count(*),
            {now} + make_interval(secs => %(counts_ttl_s)s::float8)
-    FROM stored AS s GROUP BY s.queue, s.task
+    FROM stored AS s GROUP BY s.queue, s.task ORDER BY s.queue, s.task
     ON CONFLICT (minute, queue, task, source) DO UPDATE
     SET enqueued = c.enqueued + excluded.enqueued, expires_at = excluded.expires_at
 ),"""
