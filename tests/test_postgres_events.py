@@ -19,14 +19,16 @@ import pytest
 import offload
 from offload.backends.base import (
     BackendError,
+    ClaimParams,
     EnqueueParams,
     EventStream,
     IdsParams,
     PublishParams,
+    SubscribeParams,
 )
 from offload.backends.postgres import PostgresBackend, postgres_backend
 from offload.ids import IdGenerator
-from offload.records import EventKind, JobEvent, NewJob
+from offload.records import CONTROL_KINDS, EventKind, JobEvent, NewJob
 
 new_id = IdGenerator()
 WAIT_S = 20.0  # far past any delivery on a loaded machine: reaching it means a hang
@@ -248,3 +250,61 @@ def test_a_step_without_changes_pushes_nothing(
             assert [e.id for e in step] == [marker.id]
 
     runner.run(scenario())
+
+
+def test_a_control_kinds_subscription_is_no_listener_and_hears_only_those(
+    backend: PostgresBackend, runner: asyncio.Runner
+) -> None:
+    """Every worker subscribes to the control kinds: that must not make every step build
+    and send its events. A cancel, a delete and a publish reach it all the same."""
+    with psycopg.connect(backend.config.conninfo, autocommit=True) as bare:
+        bare.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(backend.st.events)))
+        cancelled, deleted, busy = _job(), _job(), _job()
+        paused = JobEvent(kind=EventKind.QUEUE_PAUSED, queue="docs", at=1.0)
+
+        async def scenario() -> list[JobEvent]:
+            async with backend.subscribe(SubscribeParams(kinds=CONTROL_KINDS)) as stream:
+                await backend.enqueue(EnqueueParams(jobs=[cancelled, deleted, busy]))
+                await backend.claim(
+                    ClaimParams(queues=["default"], limit=1, worker="w", lease_s=30)
+                )
+                await backend.cancel(IdsParams(ids=[cancelled.id]))
+                await backend.delete(IdsParams(ids=[deleted.id]))
+                await backend.publish(PublishParams(events=[paused]))
+                return [e for step in await _events(stream, 3) for e in step]
+
+        heard = runner.run(scenario())
+        assert [(e.kind, e.id) for e in heard] == [
+            (EventKind.CANCELLED, cancelled.id), (EventKind.DELETED, deleted.id),
+            (EventKind.QUEUE_PAUSED, ""),
+        ]  # fmt: skip
+        assert list(bare.notifies(timeout=0.5)) == []  # no step built events for the busy channel
+
+
+def test_a_full_subscriber_hears_a_cancel_once_beside_a_control_one(
+    backend: PostgresBackend, runner: asyncio.Runner
+) -> None:
+    job, other = _job(), _job()
+    backend.blocking.enqueue(EnqueueParams(jobs=[job, other]))
+
+    async def scenario() -> tuple[list[JobEvent], list[JobEvent]]:
+        async with (
+            backend.subscribe() as full,
+            backend.subscribe(SubscribeParams(kinds=frozenset({EventKind.CANCELLED}))) as control,
+        ):
+            await backend.cancel(IdsParams(ids=[job.id]))
+            await backend.retry(IdsParams(ids=[job.id]))
+            await backend.cancel(IdsParams(ids=[other.id]))
+            every = [e for step in await _events(full, 3) for e in step]
+            cancels = [e for step in await _events(control, 2) for e in step]
+            return every, cancels
+
+    every, cancels = runner.run(scenario())
+    assert [(e.kind, e.id) for e in every] == [
+        (EventKind.CANCELLED, job.id), (EventKind.ENQUEUED, job.id),
+        (EventKind.CANCELLED, other.id),
+    ]  # fmt: skip
+    assert [(e.kind, e.id) for e in cancels] == [
+        (EventKind.CANCELLED, job.id),
+        (EventKind.CANCELLED, other.id),
+    ]

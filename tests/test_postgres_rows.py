@@ -66,8 +66,6 @@ CORRUPTIONS = [
     ("meta", "UPDATE {schema}.jobs SET meta = '[1, 2]'::jsonb WHERE id = %s"),
     ("error", "UPDATE {schema}.jobs SET error = '\"a string\"'::jsonb WHERE id = %s"),
     ("error", "UPDATE {schema}.jobs SET error = '{\"msg\": 1}'::jsonb WHERE id = %s"),
-    ("attempts", "UPDATE {schema}.jobs SET attempts = '[1, 2]'::json WHERE id = %s"),
-    ("attempts", 'UPDATE {schema}.jobs SET attempts = \'{"number": "x"}\'::json WHERE id = %s'),
 ]
 
 
@@ -84,6 +82,33 @@ def test_a_row_that_does_not_decode_is_returned_with_a_note(
     claimed = {j.id: j for j in _claim(backend, runner)}
     assert set(claimed) == {good.id, bad.id}
     assert claimed[good.id].unreadable is None and claimed[bad.id].unreadable is not None
+
+
+HISTORIES = [
+    "UPDATE {schema}.jobs SET attempts = '[1, 2]'::json WHERE id = %s",
+    'UPDATE {schema}.jobs SET attempts = \'{"number": "x"}\'::json WHERE id = %s',
+    "UPDATE {schema}.jobs SET attempts = '\"text\"'::json WHERE id = %s",
+]
+
+
+@pytest.mark.parametrize("corrupt", HISTORIES)
+def test_a_history_that_does_not_decode_reads_as_none_and_the_job_still_runs(
+    backend: PostgresBackend, corrupt: str, runner: asyncio.Runner
+) -> None:
+    """History is for people: a job whose attempts do not decode is no reason to
+    dead-letter it (the worker does that to unreadable jobs)."""
+    job = _job()
+    _sync(backend).enqueue(EnqueueParams(jobs=[job]))
+    _sql(backend, corrupt, job.id)
+    (got,) = _sync(backend).get(IdsParams(ids=[job.id]))
+    assert (got.attempts, got.unreadable) == ([], None)
+    (claimed,) = _claim(backend, runner)
+    assert (claimed.id, claimed.attempts, claimed.unreadable) == (job.id, [], None)
+    outcome = Outcome(id=job.id, delivery=claimed.delivery, kind=OutcomeKind.SUCCEEDED,
+                      result=b"1")  # fmt: skip
+    assert runner.run(backend.finish(FinishParams(outcomes=[outcome]))).rejected == []
+    (done,) = _sync(backend).get(IdsParams(ids=[job.id]))
+    assert done.state.value == "succeeded" and done.unreadable is None
 
 
 def test_rows_of_another_schema_version_unknown_state_and_null_payload(

@@ -12,18 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
 import psycopg_pool
-from psycopg import sql as pgsql
 
 from offload.backends.base import (
     ALL_EVENTS,
+    BatchQueryParams,
     Capabilities,
     ClaimParams,
     CountParams,
+    CountsParams,
+    CountsQuery,
     EnqueueParams,
     EventStream,
     FinishParams,
@@ -57,14 +59,18 @@ from offload.backends.postgres_admin import (
     plan_workers,
 )
 from offload.backends.postgres_deadline import (
-    LISTEN_CHECK_S,
-    LISTEN_PING_S,
     SilentConnection,
     guarded,
 )
+from offload.backends.postgres_endings import (
+    plan_batches,
+    plan_prune_all,
+    plan_read_counts,
+    plan_record_counts,
+)
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue, plan_finish
 from offload.backends.postgres_errors import _unreachable, reraise
-from offload.backends.postgres_events import PgEventStream
+from offload.backends.postgres_events import event_stream
 from offload.backends.postgres_plans import (
     Plan,
     Statements,
@@ -77,10 +83,8 @@ from offload.backends.postgres_plans import (
     plan_heartbeat,
     plan_lock,
     plan_migrate,
-    plan_next_ready,
     plan_now,
     plan_progress,
-    plan_prune,
     plan_purge,
     plan_reap,
     plan_retry,
@@ -98,22 +102,15 @@ from offload.backends.postgres_sync import (
     drive_async,
 )
 from offload.backends.postgres_url import PgConfig, parse_postgres_url
-from offload.records import JobRecord, WorkerInfo
+from offload.backends.postgres_wake import PgWakeups, _Waiter
+from offload.records import BatchRecord, JobRecord, MinuteCounts, WorkerInfo
 
 log = logging.getLogger("offload.postgres")
 
 T = TypeVar("T")
 
 
-class _Waiter:
-    __slots__ = ("event", "queues")
-
-    def __init__(self, queues: Sequence[str]) -> None:
-        self.queues = frozenset(queues)
-        self.event = asyncio.Event()
-
-
-class PostgresBackend(_Runner):
+class PostgresBackend(PgWakeups, _Runner):
     capabilities = CAPABILITIES
 
     def __init__(self, config: PgConfig, clock: Callable[[], float] | None = None) -> None:
@@ -248,7 +245,7 @@ class PostgresBackend(_Runner):
         return await self.run(plan_reap(self.st, params))
 
     async def prune(self, params: PruneParams) -> int:
-        return await self.run(plan_prune(self.st, params))
+        return await self.run(plan_prune_all(self.st, params))
 
     async def purge(self, params: PurgeParams) -> int:
         return await self.run(plan_purge(self.st, params))
@@ -260,7 +257,9 @@ class PostgresBackend(_Runner):
         return await self.run(plan_delete(self.st, params))
 
     def subscribe(self, params: SubscribeParams = ALL_EVENTS) -> EventStream:
-        return PgEventStream(self.config, self.st.events, self.st.listened)
+        return event_stream(
+            self.config, self.st.events, self.st.control, self.st.listened, params.kinds
+        )
 
     async def publish(self, params: PublishParams) -> None:
         await self.run(plan_publish(self.st, params))
@@ -273,6 +272,15 @@ class PostgresBackend(_Runner):
 
     async def workers(self) -> list[WorkerInfo]:
         return await self.run(plan_workers(self.st))
+
+    async def batches(self, params: BatchQueryParams) -> list[BatchRecord]:
+        return await self.run(plan_batches(self.st, params))
+
+    async def record_counts(self, params: CountsParams) -> None:
+        await self.run(plan_record_counts(self.st, params))
+
+    async def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
+        return await self.run(plan_read_counts(self.st, params))
 
     async def lock(self, params: LockParams) -> bool:
         return await self.run(plan_lock(self.st, params))
@@ -298,77 +306,6 @@ class PostgresBackend(_Runner):
     async def wait(self, params: WaitParams) -> list[JobRecord] | None:
         await self._sleep(params)
         return None
-
-    async def _sleep(self, params: WaitParams) -> None:
-        """Sleep until a NOTIFY for one of ``queues``, the next due job, or the timeout."""
-        waiter = _Waiter(params.queues)
-        self._waiters.add(waiter)
-        try:
-            if self.config.listen:
-                self._ensure_listener()
-                # Check for work only once LISTEN is active, so no NOTIFY falls in between.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(params.timeout_s):
-                        await self._listening.wait()
-            next_ready, now = await self.run(plan_next_ready(self.st, params.queues))
-            if next_ready is not None and next_ready <= now:
-                return
-            timeout_s = params.timeout_s
-            if not self.config.listen:
-                timeout_s = min(timeout_s, self.config.poll_s)
-            if next_ready is not None:
-                timeout_s = min(timeout_s, next_ready - now)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(timeout_s, 0.0)):
-                    await waiter.event.wait()
-        finally:
-            self._waiters.discard(waiter)
-
-    def _wake(self, queue: str | None) -> None:
-        for waiter in list(self._waiters):
-            if queue is None or queue in waiter.queues:
-                waiter.event.set()
-
-    def _ensure_listener(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._listener is None or self._listener.done() or self._listener.get_loop() is not loop:
-            self._listening = asyncio.Event()
-            self._listener = loop.create_task(self._listen_forever(), name="offload-pg-listen")
-
-    async def _listen_forever(self) -> None:
-        failures = 0
-        listen = pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self.st.channel))
-        kwargs = _connection_kwargs(self.config)
-        ping_s = min(LISTEN_PING_S, self.config.timeout_s)
-        check_s = min(LISTEN_CHECK_S, self.config.timeout_s)
-        while True:
-            try:
-                conn = await psycopg.AsyncConnection.connect(self.config.conninfo, **kwargs)
-                async with conn:
-                    await guarded(conn, conn.execute(listen), ping_s)
-                    if failures:
-                        log.warning("PostgreSQL is reachable again; listening for new jobs")
-                        self._wake(None)  # anything may have arrived while we were away
-                    failures = 0
-                    self._listening.set()
-                    while True:  # a round trip now and then: a silent connection hears nothing
-                        async for notify in conn.notifies(timeout=check_s):
-                            self._wake(notify.payload)
-                        await guarded(conn, conn.execute("SELECT 1"), ping_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if isinstance(exc, SilentConnection):
-                    await self._drain()
-                self._listening.clear()
-                failures += 1
-                pause_s = min(5.0, 0.1 * 2**failures)
-                log.error(
-                    "PostgreSQL is unreachable (%s); reconnecting in %.1fs",
-                    str(exc).strip() or type(exc).__name__, pause_s,
-                )  # fmt: skip
-                self._wake(None)
-                await asyncio.sleep(pause_s)
 
     async def close(self) -> None:
         if self._listener is not None:

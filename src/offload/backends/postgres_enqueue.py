@@ -8,10 +8,11 @@ from typing import Any
 import msgspec
 
 from offload.backends.base import BackendError, EnqueueParams, FinishParams, FinishResult
+from offload.backends.postgres_endings import follow_ups_column, plan_open_batch
 from offload.backends.postgres_plans import Plan, Statement, Statements
 from offload.backends.rows import job_from_row
 from offload.backends.values import check_new_jobs, check_outcomes, storable_error, storable_meta
-from offload.records import FAIR_STEP_S, MAX_ATTEMPTS_KEPT, JobRecord, NewJob
+from offload.records import ENQUEUE_COUNTS_TTL_S, FAIR_STEP_S, MAX_ATTEMPTS_KEPT, JobRecord, NewJob
 
 _encode = msgspec.json.encode
 #: Rounds an enqueue tries while its unique keys keep changing hands.
@@ -29,6 +30,8 @@ def _job_arrays(jobs: Sequence[NewJob]) -> dict[str, Any]:
         "keys": [j.key for j in jobs], "batches": [j.batch for j in jobs],
         "owners": [j.owner for j in jobs],
         "metas": [_encode(j.meta).decode() if j.meta else None for j in jobs],
+        "follow_ups": [follow_ups_column(j) if j.follow_ups else None for j in jobs],
+        "counts_ttl_s": ENQUEUE_COUNTS_TTL_S,
     }  # fmt: skip
 
 
@@ -44,7 +47,8 @@ def _insert(st: Statements, jobs: Sequence[NewJob]) -> Statement:
                 "delay_s": j.delay_s, "lease_s": j.lease_s, "timeout_s": j.timeout_s,
                 "key": j.key, "batch": j.batch, "owner": j.owner,
                 "meta": _encode(j.meta).decode() if j.meta else None, "channel": st.channel,
-                **st.pushing,
+                "follow_ups": follow_ups_column(j) if j.follow_ups else None,
+                "counts_ttl_s": ENQUEUE_COUNTS_TTL_S, **st.pushing,
             },
         )  # fmt: skip
     args = {"channel": st.channel, **st.pushing, **_job_arrays(jobs)}
@@ -57,6 +61,8 @@ def _insert(st: Statements, jobs: Sequence[NewJob]) -> Statement:
 def enqueue_is_atomic_alone(params: EnqueueParams) -> bool:
     """True when the enqueue is one statement whatever happens: no transaction needed.
     A job with a unique key may take a second statement (its holder) and more."""
+    if params.batch is not None:  # the batch is a second statement
+        return False
     return len(params.jobs) <= 1 or all(j.key is None for j in params.jobs)
 
 
@@ -70,10 +76,12 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
         return []
     check_new_jobs(jobs, nul_ok=False)
     stored: dict[str, JobRecord] = {}
+    inserted: list[JobRecord] = []
     pending = jobs
     for _ in range(ENQUEUE_ROUNDS):
         for record in map(job_from_row, (yield _insert(st, pending))):
             stored[record.id] = record
+            inserted.append(record)
         skipped = [j for j in pending if j.id not in stored]
         if not skipped:
             break
@@ -89,6 +97,8 @@ def plan_enqueue(st: Statements, params: EnqueueParams) -> Plan[list[JobRecord]]
             break
     else:
         raise BackendError("enqueue: the unique keys kept changing hands; try again")
+    if params.batch is not None:
+        yield from plan_open_batch(st, params.batch, inserted)
     return [stored[j.id] for j in jobs]
 
 

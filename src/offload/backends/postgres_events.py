@@ -8,7 +8,10 @@ returns. A step too big for one notification (8000 bytes) arrives as a few conse
 lists, an event's message is cut at 1,000 characters, and an event that alone would not
 fit is left out. While no stream is subscribed, steps build and send no events at all:
 each stream holds a shared advisory lock that the steps look for (``LISTENED`` in
-postgres_plans.py).
+postgres_exprs.py). A subscription to control kinds only (every worker's) neither holds
+the lock nor hears the busy channel: it listens on the control channel, which the rare
+steps that make those kinds (a person's cancel or delete, a publish) push to always, so
+a busy worker's steps build no events unless a person subscribes. Kinds are filtered here.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from offload.backends.postgres_deadline import LISTEN_CHECK_S, LISTEN_PING_S, gu
 from offload.backends.postgres_errors import _fail, _unreachable
 from offload.backends.postgres_sync import _connection_kwargs
 from offload.backends.postgres_url import PgConfig
-from offload.records import JobEvent
+from offload.records import CONTROL_KINDS, EventKind, JobEvent
 
 
 class PgEventStream:
@@ -35,10 +38,16 @@ class PgEventStream:
     URL's ``timeout_s``) must answer a ping within ``LISTEN_PING_S``: a silent partition
     ends the iteration with ``BackendError`` like a closed connection, never a hang."""
 
-    def __init__(self, config: PgConfig, channel: str, listened: int) -> None:
+    def __init__(
+        self, config: PgConfig, channel: str, listened: int | None,
+        kinds: frozenset[EventKind] = frozenset(),
+    ) -> None:  # fmt: skip
+        """``listened``: the lock a full subscriber holds (None for the control channel);
+        ``kinds``: only these (empty: every kind)."""
         self._config = config
         self._channel = channel
         self._listened = listened
+        self._kinds = kinds
         self._conn: psycopg.AsyncConnection[Any] | None = None
         #: Steps received and not yet handed out: they outlive any one iterator.
         self._ready: collections.deque[list[JobEvent]] = collections.deque()
@@ -57,8 +66,9 @@ class PgEventStream:
         try:
             # steps push only while a subscriber holds this (queries.sql, LISTENED); the
             # connection keeps it until it closes, however it ends
-            lock = conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", (self._listened,))
-            await guarded(conn, lock, self._config.timeout_s)
+            if self._listened is not None:
+                lock = conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", (self._listened,))
+                await guarded(conn, lock, self._config.timeout_s)
             await guarded(conn, conn.execute(listen), self._config.timeout_s)
         except BaseException as exc:
             await conn.close()
@@ -99,6 +109,8 @@ class PgEventStream:
                 async for notify in conn.notifies(timeout=wait_s, stop_after=1):
                     self._heard_at = time.monotonic()
                     events = decode_events(notify.payload)
+                    if self._kinds:
+                        events = [e for e in events if e.kind in self._kinds]
                     if events:
                         self._ready.append(events)
                 return
@@ -108,3 +120,14 @@ class PgEventStream:
             raise
         except (psycopg.Error, OSError) as exc:
             raise _fail(exc) from exc
+
+
+def event_stream(
+    config: PgConfig, events: str, control: str, listened: int,
+    kinds: frozenset[EventKind] = frozenset(),
+) -> PgEventStream:  # fmt: skip
+    """The stream for ``kinds``: control kinds alone from the control channel, without
+    counting as a listener; anything else from the events channel, as one."""
+    if kinds and kinds <= CONTROL_KINDS:
+        return PgEventStream(config, control, None, kinds)
+    return PgEventStream(config, events, listened, kinds)

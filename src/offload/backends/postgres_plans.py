@@ -8,7 +8,6 @@ cannot drift. Leases and due times use the database's clock.
 from __future__ import annotations
 
 import hashlib
-import re
 import zlib
 from collections.abc import Generator, Sequence
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from offload.backends.base import (
     ReapParams,
     StoreRefused,
 )
+from offload.backends.postgres_exprs import expand
 from offload.backends.rows import job_from_row
 from offload.backends.sqlfile import load_migrations, load_queries, read_sql
 from offload.backends.values import (
@@ -60,82 +60,6 @@ COLUMNS = (
     "date_part('epoch', finished_at) AS finished_at_s, key, batch, owner, "
     "meta::text AS meta, attempts::text AS attempts"
 )
-# Expressions the statements share, written out into each (queries.sql names them in braces)
-# rather than kept as SQL functions: the planner would parse a function's body at every
-# planning to inline it, and claims and finishes are planned often.
-
-#: One JobEvent as compact JSON, from a row ``e`` of its fields: event_wire's field names
-#: with ``kind`` first (push_events_split cuts a step there), a NULL field left out (the
-#: decoder's default). Concatenation costs half of json_build_object and is a third
-#: shorter on the wire; to_json escapes the text. Every operand of || is text: text ||
-#: anything else is a SQL function (textanycat) that the planner parses at every planning.
-EVENT_JSON = (
-    """'{"kind":' || to_json(e.kind)::text || ',"id":' || to_json(e.id)::text"""
-    """ || ',"queue":' || to_json(e.queue)::text || ',"state":' || to_json(e.state)::text"""
-    """ || ',"task":' || to_json(e.task)::text"""
-    """ || coalesce(',"owner":' || to_json(e.owner)::text, '')"""
-    """ || coalesce(',"batch":' || to_json(e.batch)::text, '')"""
-    """ || ',"attempt":' || e.attempt::text || ',"progress":' || e.progress::text"""
-    """ || coalesce(',"message":' || to_json(e.message)::text, '')"""
-    """ || coalesce(',"worker":' || to_json(e.worker)::text, '') || ',"at":' || e.at::text || '}'"""
-)
-#: NOTIFY a step's events, ``p.body`` (event objects joined by commas, never empty), as
-#: one JSON array on the events channel; a step past PostgreSQL's payload limit (8000
-#: bytes) is cut into several by push_events_split (schema.sql).
-PUSH = (
-    "CASE WHEN octet_length(p.body) <= 7997 THEN pg_notify(%(events)s, '[' || p.body || ']')"
-    " ELSE {schema}.push_events_split(%(events)s, p.body) END"
-)
-#: True while some event stream is subscribed: each holds a shared advisory lock on the
-#: schema's key (PgEventStream, released with its connection however it ends). The step
-#: probes it with an exclusive lock taken and given back at once (never held into a
-#: caller's transaction); if that is refused, someone listens (or another step probes
-#: this very moment, and pushes for nothing). A step that runs after a subscriber entered
-#: sees its lock; without subscribers, no event is built and nothing is sent.
-LISTENED = (
-    "(SELECT CASE WHEN pg_try_advisory_lock(%(listened)s::int, 0)"
-    " THEN NOT pg_advisory_unlock(%(listened)s::int, 0) ELSE true END)"
-)
-#: What JobFilter.text searches, from a stored job ``s``: id, task, owner and payload, one
-#: per line, the payload in bytea's escape format (bytes that need not be UTF-8, never an
-#: error). The 0005 migration writes the same for the jobs it finds.
-SEARCH_TEXT = (
-    r"s.id || E'\n' || s.task || E'\n' || coalesce(s.owner, '') || E'\n'"
-    " || coalesce(encode(s.payload, 'escape'), '')"
-)
-#: ``j.attempts`` with the attempt ``j`` is ending appended (SET reads the row as it was),
-#: as compact JSON text: no parse into jsonb and back. A value that is not a non-empty
-#: array (written by hand) starts over; at ``kept`` attempts the oldest goes.
-WITH_ATTEMPT = (
-    "(CASE least(coalesce(CASE WHEN json_typeof(j.attempts) = 'array'"
-    " THEN json_array_length(j.attempts) END, 0), %(kept)s::int)"
-    " WHEN 0 THEN '['"
-    " WHEN %(kept)s::int THEN {schema}.attempts_but_oldest(j.attempts, %(kept)s::int)"
-    " ELSE left(rtrim(j.attempts::text), -1) || ',' END"
-    """ || '{"number":' || j.attempt::text"""
-    """ || coalesce(',"worker":' || to_json(j.worker)::text, '')"""
-    """ || coalesce(',"started_at":' || date_part('epoch', j.started_at)::text, '')"""
-    """ || ',"ended_at":' || date_part('epoch', {now})::text"""
-    """ || ',"outcome":' || to_json((OUTCOME)::text)::text"""
-    """ || coalesce(',"error":' || (ERROR)::text, '') || '}]')::json"""
-)
-_WITH_ATTEMPT_CALL = re.compile(r"\{with_attempt\((.*?);(.*?)\)\}", re.S)
-
-
-def _expand(text: str) -> str:
-    """The shared expressions written out (before {schema} and {now} are)."""
-    text = _WITH_ATTEMPT_CALL.sub(
-        lambda m: WITH_ATTEMPT.replace("OUTCOME", m[1].strip()).replace("ERROR", m[2].strip()),
-        text,
-    )
-    for name, expression in (
-        ("{event}", EVENT_JSON), ("{push}", PUSH), ("{listened}", LISTENED),
-        ("{search_text}", SEARCH_TEXT),
-    ):  # fmt: skip
-        text = text.replace(name, expression)
-    return text
-
-
 _encode = msgspec.json.encode
 _KEY_CONFLICT = (
     "ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') "
@@ -159,14 +83,22 @@ class Statements:
         self.events = f"offload_events:{schema}"
         if len(self.events.encode()) > 63:
             self.events = f"offload_events:{hashlib.sha256(schema.encode()).hexdigest()[:40]}"
+        #: Control kinds (CONTROL_KINDS), pushed always by the steps that make them.
+        self.control = f"offload_control:{schema}"
+        if len(self.control.encode()) > 63:
+            self.control = f"offload_control:{hashlib.sha256(schema.encode()).hexdigest()[:39]}"
         #: The advisory lock key its subscribers hold (see LISTENED); another schema's
         #: key may collide, which only costs pushes nobody hears.
         self.listened = zlib.crc32(self.events.encode()) - 2**31
-        #: The parameters of every statement that pushes events.
-        self.pushing = {"events": self.events, "listened": self.listened}
+        #: The parameters of every statement that pushes events (or ends jobs, whose
+        #: follow-ups wake idle workers).
+        self.pushing = {
+            "events": self.events, "listened": self.listened, "channel": self.channel,
+            "control": self.control,
+        }  # fmt: skip
         now = "to_timestamp(%(now_s)s::float8)" if injected_clock else "now()"
         self.queries = {
-            name: _expand(text)
+            name: expand(text)
             .replace("{schema}", quoted)
             .replace("{cols}", COLUMNS)
             .replace("{now}", now)
@@ -175,9 +107,12 @@ class Statements:
         # a finish's follow-ups: the plain enqueue, but an id already stored skips its job
         enqueue = self.queries["enqueue"]
         assert enqueue.count(_KEY_CONFLICT) == 1
+        # ... and counts nothing: it is no enqueue (a step that ends its parent stores it)
+        counted = expand("{count_enqueued}").replace("{schema}", quoted).replace("{now}", now)
+        assert enqueue.count(counted) == 1
         self.queries["enqueue_follow_ups"] = enqueue.replace(
             _KEY_CONFLICT, "ON CONFLICT DO NOTHING"
-        )
+        ).replace(counted, "")
 
     def __getitem__(self, name: str) -> str:
         return self.queries[name]

@@ -12,8 +12,10 @@ import psycopg
 import psycopg_pool
 
 from offload.backends.base import (
+    BatchQueryParams,
     Capabilities,
     CountParams,
+    CountsQuery,
     EnqueueParams,
     IdsParams,
     MarkNamesParams,
@@ -32,6 +34,7 @@ from offload.backends.postgres_admin import (
     plan_workers,
 )
 from offload.backends.postgres_deadline import SilentConnection, Watchdog
+from offload.backends.postgres_endings import plan_batches, plan_read_counts
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue
 from offload.backends.postgres_errors import _unreachable, reraise
 from offload.backends.postgres_plans import (
@@ -49,7 +52,7 @@ from offload.backends.postgres_plans import (
     plan_stats,
 )
 from offload.backends.postgres_url import PgConfig
-from offload.records import JobRecord, WorkerInfo
+from offload.records import BatchRecord, JobRecord, MinuteCounts, WorkerInfo
 
 T = TypeVar("T")
 
@@ -220,6 +223,12 @@ class PostgresSync(_Runner):
 
     def workers(self) -> list[WorkerInfo]:
         return self.run(plan_workers(self._st))
+
+    def batches(self, params: BatchQueryParams) -> list[BatchRecord]:
+        return self.run(plan_batches(self._st, params))
+
+    def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
+        return self.run(plan_read_counts(self._st, params))
 
     def get_marks(self, params: MarkNamesParams) -> dict[str, str]:
         return self.run(plan_get_marks(self._st, params))

@@ -5,32 +5,36 @@
 -- A step that changes jobs pushes their events in the same statement, so in the same
 -- transaction and only if it commits: the rows it changed (a data-modifying CTE) become
 -- rows ``e`` of JobEvent's fields, {event} writes each as JSON and {push} NOTIFYs them in
--- order on %(events)s as one JSON array (postgres_plans.py). A step that changed nothing,
--- or that no subscriber can hear ({listened}), pushes nothing. %(channel)s is the wake-up
--- channel: the queue of each job made ready, for idle workers.
+-- order on %(events)s as one JSON array (postgres_exprs.py). A step that changed nothing,
+-- or that no subscriber can hear ({listened}), pushes nothing; the steps that make the
+-- control kinds workers listen for (cancel, delete, publish) push always, on a channel of
+-- their own too ({push_control}). %(channel)s is the wake-up channel: the queue of each
+-- job made ready, for idle workers.
 
 -- name: enqueue
 WITH stored AS (
     INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
-                               lease_s, timeout_s, created_at, key, batch, owner, meta)
+                               lease_s, timeout_s, created_at, key, batch, owner, meta,
+                               follow_ups)
     SELECT j.id, j.task, j.queue,
            CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
            j.payload, j.priority, j.max_attempts, j.run_at, j.lease_s, j.timeout_s, {now},
-           j.key, j.batch, j.owner, j.meta::jsonb
+           j.key, j.batch, j.owner, j.meta::jsonb, j.follow_ups::jsonb
     FROM (
         SELECT u.id, u.task, u.queue, u.payload, u.priority, u.max_attempts,
                coalesce(to_timestamp(u.run_at_s), {now} + make_interval(secs => u.delay_s)) AS run_at,
-               u.lease_s, u.timeout_s, u.key, u.batch, u.owner, u.meta
+               u.lease_s, u.timeout_s, u.key, u.batch, u.owner, u.meta, u.follow_ups
         FROM unnest(%(ids)s::text[], %(tasks)s::text[], %(queues)s::text[], %(payloads)s::bytea[],
                     %(priorities)s::int[], %(max_attempts)s::int[], %(run_ats)s::float8[],
                     %(delays)s::float8[], %(lease_ss)s::float8[], %(timeout_ss)s::float8[],
-                    %(keys)s::text[], %(batches)s::text[], %(owners)s::text[], %(metas)s::text[])
+                    %(keys)s::text[], %(batches)s::text[], %(owners)s::text[], %(metas)s::text[],
+                    %(follow_ups)s::text[])
              AS u(id, task, queue, payload, priority, max_attempts, run_at_s, delay_s, lease_s,
-                  timeout_s, key, batch, owner, meta)
+                  timeout_s, key, batch, owner, meta, follow_ups)
     ) AS j
     ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
     RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
-),
+),{count_enqueued}
 searched AS (
     INSERT INTO {schema}.job_search AS t (id, created_at, body)
     SELECT s.id, {now}, {search_text} FROM stored AS s
@@ -50,16 +54,17 @@ SELECT stored.* FROM stored LEFT JOIN pushed ON true
 -- name: enqueue_one
 WITH stored AS (
     INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
-                               lease_s, timeout_s, created_at, key, batch, owner, meta)
+                               lease_s, timeout_s, created_at, key, batch, owner, meta,
+                               follow_ups)
     SELECT %(id)s, %(task)s, %(queue)s,
            CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
            %(payload)s, %(priority)s, %(max_attempts)s, j.run_at, %(lease_s)s, %(timeout_s)s, {now},
-           %(key)s, %(batch)s, %(owner)s, %(meta)s::jsonb
+           %(key)s, %(batch)s, %(owner)s, %(meta)s::jsonb, %(follow_ups)s::jsonb
     FROM (SELECT coalesce(to_timestamp(%(run_at_s)s::float8),
                           {now} + make_interval(secs => %(delay_s)s::float8)) AS run_at) AS j
     ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running') DO NOTHING
     RETURNING {cols}, CASE WHEN state = 'queued' THEN pg_notify(%(channel)s, queue) END AS woken
-),
+),{count_enqueued}
 searched AS (
     INSERT INTO {schema}.job_search AS t (id, created_at, body)
     SELECT s.id, {now}, {search_text} FROM stored AS s
@@ -88,9 +93,9 @@ WITH u AS (
                 %(priorities)s::int[], %(max_attempts)s::int[], %(run_ats)s::float8[],
                 %(delays)s::float8[], %(lease_ss)s::float8[], %(timeout_ss)s::float8[],
                 %(keys)s::text[], %(batches)s::text[], %(owners)s::text[], %(metas)s::text[],
-                %(fairs)s::bool[]) WITH ORDINALITY
+                %(follow_ups)s::text[], %(fairs)s::bool[]) WITH ORDINALITY
          AS u(id, task, queue, payload, priority, max_attempts, run_at_s, delay_s, lease_s,
-              timeout_s, key, batch, owner, meta, fair, ord)
+              timeout_s, key, batch, owner, meta, follow_ups, fair, ord)
 ),
 heads AS (
     SELECT g.queue, g.priority, extract(epoch FROM coalesce((
@@ -118,11 +123,12 @@ j AS (
 ),
 stored AS (
     INSERT INTO {schema}.jobs (id, task, queue, state, payload, priority, max_attempts, run_at,
-                               lease_s, timeout_s, created_at, key, batch, owner, meta)
+                               lease_s, timeout_s, created_at, key, batch, owner, meta,
+                               follow_ups)
     SELECT j.id, j.task, j.queue,
            CASE WHEN j.run_at > {now} THEN 'scheduled' ELSE 'queued' END,
            j.payload, j.priority, j.max_attempts, j.run_at, j.lease_s, j.timeout_s, {now},
-           j.key, j.batch, j.owner, j.meta::jsonb
+           j.key, j.batch, j.owner, j.meta::jsonb, j.follow_ups::jsonb
     FROM j
     ON CONFLICT (key) WHERE key IS NOT NULL AND state IN ('scheduled', 'queued', 'running')
     DO NOTHING
@@ -136,7 +142,7 @@ kept AS (
     WHERE j.tenant IS NOT NULL
     GROUP BY j.queue, j.tenant
     ON CONFLICT (queue, owner) DO UPDATE SET turn = greatest(t.turn, excluded.turn)
-),
+),{count_enqueued}
 searched AS (
     INSERT INTO {schema}.job_search AS t (id, created_at, body)
     SELECT s.id, {now}, {search_text} FROM stored AS s
@@ -170,15 +176,24 @@ WITH cancelled AS (
     FROM unnest(%(ids)s::text[]) WITH ORDINALITY AS u(id, ord)
     WHERE j.id = u.id AND j.state IN ('scheduled', 'queued', 'running')
     RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker,
-              u.ord
+              j.follow_ups, u.ord
+),
+{ended(cancelled AS c; c.ord; true)}
+pushed AS (
+    SELECT {push_control}
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.part, e.ord) AS body
+        FROM (SELECT 'cancelled' AS kind, c.id, c.queue, c.state, c.task, c.owner, c.batch,
+                     c.attempt, c.progress, NULL::text AS message, c.worker,
+                     date_part('epoch', {now}) AS at, 0 AS part, c.ord
+              FROM cancelled AS c
+        UNION ALL
+        SELECT x.e_kind, x.e_id, x.e_queue, x.e_state, x.e_task, x.e_owner, x.e_batch,
+               x.e_attempt, x.e_progress, x.e_message, NULL::text, date_part('epoch', {now}),
+               1, x.e_seq
+        FROM ended AS x) AS e
+        HAVING count(*) > 0) AS p
 )
-SELECT {push}
-FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
-    FROM (SELECT 'cancelled' AS kind, c.id, c.queue, c.state, c.task, c.owner, c.batch,
-                 c.attempt, c.progress, NULL::text AS message, c.worker,
-                 date_part('epoch', {now}) AS at, c.ord
-          FROM cancelled AS c WHERE {listened}) AS e
-    HAVING count(*) > 0) AS p
+SELECT 1 FROM pushed RIGHT JOIN (SELECT count(*) FROM ended) AS n ON true
 
 -- name: retry
 WITH retried AS (
@@ -191,6 +206,12 @@ WITH retried AS (
           WHERE o.key = j.key AND o.id <> j.id AND o.state IN ('scheduled', 'queued', 'running')))
     RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, u.ord,
               pg_notify(%(channel)s, j.queue) AS woken
+),
+reopened AS (
+    -- a person queued final members again: their open batches wait for them once more
+    UPDATE {schema}.batches AS b SET remaining = b.remaining + r.n
+    FROM (SELECT batch, count(*) AS n FROM retried WHERE batch IS NOT NULL GROUP BY batch) AS r
+    WHERE b.id = r.batch AND b.completed_at IS NULL
 )
 SELECT {push}
 FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
@@ -313,22 +334,29 @@ WITH done AS (
     WHERE j.id = o.id AND j.delivery = o.delivery AND j.state = 'running'
     RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, o.ord,
               o.kind, o.error, coalesce(j.worker, j.attempts -> -1 ->> 'worker') AS ran_on,
+              j.follow_ups,
               CASE WHEN o.kind IN ('retry', 'release', 'defer')
                    THEN pg_notify(%(channel)s, j.queue) END AS woken
 ),
+{ended(done AS d; d.ord; d.state IN ('succeeded', 'dead', 'cancelled'))}
 pushed AS (
     SELECT {push}
-    FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.part, e.ord) AS body
         FROM (SELECT CASE d.kind WHEN 'retry' THEN 'retrying' WHEN 'release' THEN 'requeued'
                                  WHEN 'defer' THEN 'requeued' ELSE d.kind END AS kind,
                      d.id, d.queue, d.state, d.task, d.owner, d.batch, d.attempt, d.progress,
                      CASE WHEN d.kind IN ('retry', 'dead')
                           THEN left(d.error::jsonb ->> 'message', 1000) END AS message,
-                     d.ran_on AS worker, date_part('epoch', {now}) AS at, d.ord
-              FROM done AS d WHERE {listened}) AS e
+                     d.ran_on AS worker, date_part('epoch', {now}) AS at, 0 AS part, d.ord
+              FROM done AS d WHERE {listened}
+        UNION ALL
+        SELECT x.e_kind, x.e_id, x.e_queue, x.e_state, x.e_task, x.e_owner, x.e_batch,
+               x.e_attempt, x.e_progress, x.e_message, NULL::text, date_part('epoch', {now}),
+               1, x.e_seq
+        FROM ended AS x WHERE {listened}) AS e
         HAVING count(*) > 0) AS p
 )
-SELECT done.id FROM done LEFT JOIN pushed ON true
+SELECT done.id FROM done LEFT JOIN pushed ON true WHERE (SELECT count(*) FROM ended) >= 0
 
 -- name: progress
 WITH moved AS (
@@ -359,19 +387,28 @@ WITH reaped AS (
         attempts = {with_attempt('lost'; %(error)s::text)}
     WHERE j.state = 'running' AND j.lease_until < {now}
     RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress,
+              j.follow_ups,
               CASE WHEN j.state = 'queued' THEN pg_notify(%(channel)s, j.queue) END AS woken
 ),
+{ended(reaped AS r; r.id; r.state = 'dead')}
 pushed AS (
     SELECT {push}
-    FROM (SELECT string_agg({event}, ',' ORDER BY e.id) AS body
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.part, e.ord) AS body
         FROM (SELECT CASE r.state WHEN 'dead' THEN 'dead' ELSE 'requeued' END AS kind, r.id,
                      r.queue, r.state, r.task, r.owner, r.batch, r.attempt, r.progress,
                      %(error)s::jsonb ->> 'message' AS message, NULL::text AS worker,
-                     date_part('epoch', {now}) AS at
-              FROM reaped AS r WHERE {listened}) AS e
+                     date_part('epoch', {now}) AS at, 0 AS part,
+                     row_number() OVER (ORDER BY r.id) AS ord
+              FROM reaped AS r WHERE {listened}
+        UNION ALL
+        SELECT x.e_kind, x.e_id, x.e_queue, x.e_state, x.e_task, x.e_owner, x.e_batch,
+               x.e_attempt, x.e_progress, x.e_message, NULL::text, date_part('epoch', {now}),
+               1, x.e_seq
+        FROM ended AS x WHERE {listened}) AS e
         HAVING count(*) > 0) AS p
 )
 SELECT reaped.id, reaped.state FROM reaped LEFT JOIN pushed ON true
+WHERE (SELECT count(*) FROM ended) >= 0
 
 -- name: prune
 -- one bounded step, so no statement holds many row locks for long
@@ -409,22 +446,28 @@ WITH gone AS (
     DELETE FROM {schema}.jobs AS j USING unnest(%(ids)s::text[]) WITH ORDINALITY AS u(id, ord)
     WHERE j.id = u.id AND j.state <> 'running'
     RETURNING j.id, j.queue, j.state, j.task, j.owner, j.batch, j.attempt, j.progress, j.worker,
-              u.ord
+              NULL::jsonb AS follow_ups, u.ord
 ),
+{ended(gone AS g; g.ord; g.state NOT IN ('succeeded', 'dead', 'cancelled'))}
 searched AS (DELETE FROM {schema}.job_search WHERE id IN (SELECT id FROM gone)),
 pushed AS (
-    SELECT {push}
-    FROM (SELECT string_agg({event}, ',' ORDER BY e.ord) AS body
+    SELECT {push_control}
+    FROM (SELECT string_agg({event}, ',' ORDER BY e.part, e.ord) AS body
         FROM (SELECT 'deleted' AS kind, g.id, g.queue, g.state, g.task, g.owner, g.batch,
                      g.attempt, g.progress, NULL::text AS message, g.worker,
-                     date_part('epoch', {now}) AS at, g.ord
-              FROM gone AS g WHERE {listened}) AS e
+                     date_part('epoch', {now}) AS at, 0 AS part, g.ord
+              FROM gone AS g
+        UNION ALL
+        SELECT x.e_kind, x.e_id, x.e_queue, x.e_state, x.e_task, x.e_owner, x.e_batch,
+               x.e_attempt, x.e_progress, x.e_message, NULL::text, date_part('epoch', {now}),
+               1, x.e_seq
+        FROM ended AS x) AS e
         HAVING count(*) > 0) AS p
 )
-SELECT gone.id FROM gone LEFT JOIN pushed ON true
+SELECT gone.id FROM gone LEFT JOIN pushed ON true WHERE (SELECT count(*) FROM ended) >= 0
 
 -- name: publish
-SELECT {push} FROM (SELECT %(body)s::text AS body) AS p
+SELECT {push_control} FROM (SELECT %(body)s::text AS body) AS p
 
 -- name: beat_worker
 INSERT INTO {schema}.workers AS w (id, info, last_seen, expires_at)
@@ -474,3 +517,62 @@ WHERE state IN ('queued', 'scheduled') AND queue = ANY(%(queues)s::text[])
 
 -- name: now
 SELECT extract(epoch FROM {now})::float8
+
+-- name: open_batch
+-- in its members' enqueue step; the same id again starts the batch over
+INSERT INTO {schema}.batches AS b (id, total, remaining, created_at, callback, callback_id)
+VALUES (%(id)s, %(total)s, %(total)s, {now}, %(callback)s::jsonb, %(callback_id)s)
+ON CONFLICT (id) DO UPDATE SET total = excluded.total, remaining = excluded.remaining,
+    created_at = excluded.created_at, completed_at = NULL, callback = excluded.callback,
+    callback_id = excluded.callback_id
+
+-- name: batches_by_id
+SELECT id, total, remaining, date_part('epoch', created_at),
+       date_part('epoch', completed_at), callback_id
+FROM {schema}.batches WHERE id = ANY(%(ids)s::text[])
+
+-- name: batches_newest
+SELECT id, total, remaining, date_part('epoch', created_at),
+       date_part('epoch', completed_at), callback_id
+FROM {schema}.batches WHERE NOT %(open_only)s OR completed_at IS NULL
+ORDER BY id DESC LIMIT %(limit)s
+
+-- name: prune_batches
+-- one bounded step of the batches completed before the horizon
+DELETE FROM {schema}.batches WHERE id IN (
+    SELECT id FROM {schema}.batches WHERE completed_at < to_timestamp(%(before)s)
+    LIMIT %(batch)s)
+RETURNING 1
+
+-- name: record_counts
+-- a source owns its rows: each replaces its earlier one
+INSERT INTO {schema}.counts AS c (minute, queue, task, source, enqueued, started, succeeded,
+                                  retried, dead, wait_ms, run_ms, expires_at)
+SELECT u.minute, u.queue, u.task, u.source, u.enqueued, u.started, u.succeeded, u.retried,
+       u.dead, u.wait_ms, u.run_ms, {now} + make_interval(secs => %(ttl_s)s::float8)
+FROM unnest(%(minutes)s::bigint[], %(queues)s::text[], %(tasks)s::text[], %(sources)s::text[],
+            %(enqueued)s::int[], %(started)s::int[], %(succeeded)s::int[], %(retried)s::int[],
+            %(dead)s::int[], %(wait_ms)s::text[], %(run_ms)s::text[])
+     AS u(minute, queue, task, source, enqueued, started, succeeded, retried, dead, wait_ms,
+          run_ms)
+ON CONFLICT (minute, queue, task, source) DO UPDATE SET enqueued = excluded.enqueued,
+    started = excluded.started, succeeded = excluded.succeeded, retried = excluded.retried,
+    dead = excluded.dead, wait_ms = excluded.wait_ms, run_ms = excluded.run_ms,
+    expires_at = excluded.expires_at
+
+-- name: read_counts
+SELECT minute, queue, task, source, enqueued, started, succeeded, retried, dead, wait_ms,
+       run_ms
+FROM {schema}.counts
+WHERE minute BETWEEN %(since)s AND %(until)s AND expires_at > {now}
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+ORDER BY minute, queue, task, source
+
+-- name: prune_counts
+-- one bounded step of the rows past their lifetime or of minutes before the bound
+DELETE FROM {schema}.counts WHERE ctid IN (
+    SELECT ctid FROM {schema}.counts
+    WHERE expires_at <= {now} OR minute < %(before_minute)s::bigint
+    LIMIT %(batch)s)
+RETURNING 1
