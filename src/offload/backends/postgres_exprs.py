@@ -103,15 +103,17 @@ def _ended(m: re.Match[str]) -> str:
     )
 
 
-#: +1 ``enqueued`` per job an enqueue stored, in its per-minute row (queue, task): one
-#: upsert a step, adding to the row (ENQUEUE_COUNTS_TTL_S keeps it); rows in order, so
-#: two enqueues of the same tasks lock them in the same order.
+#: +1 ``enqueued`` per job an enqueue stored, in per-minute rows (queue, task) of this
+#: transaction's own (source ``enqueue:<txid>``; read_counts adds them up): an insert, not
+#: an update of a shared row, so enqueues in callers' long transactions never wait on, or
+#: deadlock with, each other. ENQUEUE_COUNTS_TTL_S keeps them; prune takes them away.
 COUNT_ENQUEUED = """
 counted AS (
     INSERT INTO {schema}.counts AS c (minute, queue, task, source, enqueued, expires_at)
-    SELECT floor(date_part('epoch', {now}) / 60)::bigint, s.queue, s.task, 'enqueue', count(*),
+    SELECT floor(date_part('epoch', {now}) / 60)::bigint, s.queue, s.task,
+           'enqueue:' || txid_current()::text, count(*),
            {now} + make_interval(secs => %(counts_ttl_s)s::float8)
-    FROM stored AS s GROUP BY s.queue, s.task ORDER BY s.queue, s.task
+    FROM stored AS s GROUP BY s.queue, s.task
     ON CONFLICT (minute, queue, task, source) DO UPDATE
     SET enqueued = c.enqueued + excluded.enqueued, expires_at = excluded.expires_at
 ),"""

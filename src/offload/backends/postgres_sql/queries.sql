@@ -561,12 +561,28 @@ ON CONFLICT (minute, queue, task, source) DO UPDATE SET enqueued = excluded.enqu
     expires_at = excluded.expires_at
 
 -- name: read_counts
+-- the enqueues' own rows (one per transaction) added up as the one source "enqueue"
 SELECT minute, queue, task, source, enqueued, started, succeeded, retried, dead, wait_ms,
        run_ms
-FROM {schema}.counts
-WHERE minute BETWEEN %(since)s AND %(until)s AND expires_at > {now}
-  AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
-  AND (%(task)s::text IS NULL OR task = %(task)s::text)
+FROM (
+    SELECT minute, queue, task, 'enqueue' AS source, sum(enqueued)::integer AS enqueued,
+           0 AS started, 0 AS succeeded, 0 AS retried, 0 AS dead, NULL::text AS wait_ms,
+           NULL::text AS run_ms
+    FROM {schema}.counts
+    WHERE minute BETWEEN %(since)s AND %(until)s AND expires_at > {now}
+      AND source LIKE 'enqueue:%%'
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+      AND (%(task)s::text IS NULL OR task = %(task)s::text)
+    GROUP BY minute, queue, task
+    UNION ALL
+    SELECT minute, queue, task, source, enqueued, started, succeeded, retried, dead, wait_ms,
+           run_ms
+    FROM {schema}.counts
+    WHERE minute BETWEEN %(since)s AND %(until)s AND expires_at > {now}
+      AND source NOT LIKE 'enqueue:%%'
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+      AND (%(task)s::text IS NULL OR task = %(task)s::text)
+) AS rows
 ORDER BY minute, queue, task, source
 
 -- name: prune_counts
