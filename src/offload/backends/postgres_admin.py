@@ -133,9 +133,17 @@ def plan_publish(st: Statements, params: PublishParams) -> Plan[None]:
     return None
 
 
+#: The registry and the counts are for people: their writes never wait on a row lock. A
+#: write whose connection went silent mid-transaction leaves the server holding that
+#: row's lock until it notices (a partition keeps TCP open); waiting on it would hold the
+#: worker for the whole call deadline.
+NO_LOCK_WAIT = "SET LOCAL lock_timeout = '1s'"
+
+
 def plan_beat_worker(st: Statements, params: WorkerBeatParams) -> Plan[None]:
     check_span(params.worker.id, "worker ttl_s", params.ttl_s)
     info = _encode(params.worker).decode()
+    yield (NO_LOCK_WAIT, {})
     yield (st["beat_worker"], {"id": params.worker.id, "info": info, "ttl_s": params.ttl_s})
     return None
 
@@ -143,6 +151,7 @@ def plan_beat_worker(st: Statements, params: WorkerBeatParams) -> Plan[None]:
 def plan_remove_workers(st: Statements, params: IdsParams) -> Plan[None]:
     ids = list(params.ids)
     if ids:
+        yield (NO_LOCK_WAIT, {})
         yield (st["remove_workers"], {"ids": ids})
     return None
 

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from offload.backends.base import BatchQueryParams, CountsParams, CountsQuery, PruneParams
+from offload.backends.postgres_admin import NO_LOCK_WAIT
 from offload.backends.postgres_plans import PRUNE_STEP, Plan, Statements, plan_prune
 from offload.backends.values import check_new_jobs, check_span
 from offload.records import BatchOpen, BatchRecord, FollowUp, JobRecord, MinuteCounts, NewJob
@@ -88,6 +89,7 @@ def plan_record_counts(st: Statements, params: CountsParams) -> Plan[None]:
     rows = list(params.rows)
     if not rows:
         return None
+    yield (NO_LOCK_WAIT, {})
     args: dict[str, Any] = {
         name: [getattr(r, field) for r in rows]
         for name, field in (
