@@ -1,4 +1,4 @@
-"""The job states and the only transitions between them (DESIGN.md section 2)."""
+"""The job states and the only transitions between them (the README's "States")."""
 
 from __future__ import annotations
 

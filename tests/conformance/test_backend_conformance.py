@@ -1,4 +1,4 @@
-"""Backend conformance: enqueue, claim, heartbeat, finish and progress (DESIGN.md sections 2, 3, 6).
+"""Backend conformance: enqueue, claim, heartbeat, finish and progress.
 
 Every test runs once per backend in ``conftest.BACKEND_FACTORIES``. Time is the
 fake clock's: leases and delays expire by ``clock.advance``, never by sleeping.
@@ -307,7 +307,7 @@ async def test_every_claim_counts_attempt_and_delivery(backend: Backend, clock) 
     clock.advance(LEASE_S + 1)
     await backend.reap_expired(ReapParams(max_crashes=10))
     third = await claim_one(backend)
-    # A reaped attempt is counted (DESIGN.md section 2), and delivery is never reused.
+    # A reaped attempt is counted (the README's "States"), and delivery is never reused.
     assert (third.attempt, third.delivery) == (3, 3)
 
 

@@ -2,7 +2,7 @@
 
 Hypothesis drives a store with random sequences of the lifecycle verbs (enqueue,
 claim, heartbeat, finish, crash, reap, promote, cancel, retry, clock advances) and
-checks, after every step, the invariants of DESIGN.md sections 2 and 6 against what
+checks, after every step, the invariants of the README's "States" and "Reliability" against what
 the store reports through ``get`` and ``query``. A small model keeps which leases
 (job id, delivery token) each simulated worker believes it holds; a crashed worker
 simply forgets its leases. The clock is a fake one: nothing ever sleeps.
@@ -498,7 +498,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def poison_kills_worker(self, worker: str) -> None:
         """A worker claims a job and dies on it; its lease runs out and the reaper runs.
 
-        Three of these on the same job quarantine it as dead (DESIGN.md section 6).
+        Three of these on the same job quarantine it as dead (the README's "Reliability").
         """
         self.claim(worker, 1)
         self.store_agrees_with_the_rules()  # each sub-step is checked like a step
@@ -518,7 +518,7 @@ class LifecycleMachine(RuleBasedStateMachine):
     def frozen_worker_wakes_late(
         self, frozen: str, late_kind: OutcomeKind, kind: OutcomeKind
     ) -> None:
-        """DESIGN.md section 6: a frozen worker cannot overwrite the job's new attempt.
+        """Reliability: a frozen worker cannot overwrite the job's new attempt.
 
         ``frozen`` claims a job and stops renewing; the lease runs out, the reaper hands the
         job back and another worker claims it. The frozen worker's late outcome must be

@@ -43,7 +43,7 @@ from offload.worker.outcomes import (
 
 S = JobState
 
-# The transitions of DESIGN.md section 2, written out independently of TRANSITIONS.
+# The transitions of the README's "States", written out independently of TRANSITIONS.
 # A due scheduled job may be claimed directly (it passes through queued in the same step).
 DESIGN_TRANSITIONS = {
     (S.SCHEDULED, S.QUEUED),  # run_at reached

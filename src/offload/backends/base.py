@@ -338,7 +338,7 @@ class TransactionalBackend(Protocol):
 
 @runtime_checkable
 class Backend(Protocol):
-    """The asynchronous operations, all batch-shaped (DESIGN.md section 3)."""
+    """The asynchronous operations, all batch-shaped (see docs/architecture.md, "The seam")."""
 
     capabilities: Capabilities
 
