@@ -22,6 +22,7 @@ from offload.backends.postgres import (
     migration_scripts,
     parse_postgres_url,
 )
+from offload.backends.postgres_plans import MIGRATION_IDLE_S, SCHEMA_LOCK_KEY
 from servers import PostgresServer
 from worker_helpers import WorkerThread, wait_until
 
@@ -100,6 +101,36 @@ def test_first_use_migrates_unless_disabled(postgres_url: str) -> None:
     assert migrated.backend.blocking.migrate() == migration_scripts()[-1][0]
     assert migrated.backend.blocking.stats() == []
     migrated.close()
+
+
+def test_a_start_is_not_held_by_a_migration_lock_left_by_a_lost_client(postgres_url: str) -> None:
+    """A worker cut off by a partition while it held the migration lock leaves its
+    transaction open on the server; every later start used to wait on that lock."""
+    Offload(postgres_url).backend.blocking.migrate()
+    conninfo = parse_postgres_url(postgres_url).conninfo
+    with psycopg.connect(conninfo) as stranded:
+        stranded.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        app = Offload(postgres_url + "&timeout_s=3")
+        try:
+            assert app.backend.blocking.stats() == []  # the schema is current: no lock taken
+        finally:
+            app.close()
+        stranded.rollback()
+
+
+def test_a_migrator_that_went_silent_loses_the_migration_lock(postgres_url: str) -> None:
+    """The lock's transaction is ended by the server once idle: the next start migrates."""
+    conninfo = parse_postgres_url(postgres_url).conninfo
+    with psycopg.connect(conninfo) as silent:
+        silent.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{MIGRATION_IDLE_S}s'")
+        silent.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        app = Offload(postgres_url)  # its migration waits until the server ends that one
+        try:
+            assert app.backend.blocking.stats() == []
+        finally:
+            app.close()
+        with pytest.raises(psycopg.Error):
+            silent.execute("SELECT 1")  # the server ended the idle transaction's session
 
 
 def test_url_options_are_checked() -> None:

@@ -300,3 +300,23 @@ def test_a_row_of_the_wrong_type_fails_alone(
         assert final.state in (JobState.DEAD, JobState.SUCCEEDED, JobState.QUEUED), final
     finally:
         app.close()
+
+
+# -- a stop while the store is slow to answer the worker's first calls ------
+def test_a_stop_during_the_workers_start_is_not_held_by_a_silent_store() -> None:
+    """A worker whose first registry write hangs (a store cut off by a partition, a lock
+    left by a lost client) still stops at once when told to."""
+    app = Offload("memory://")
+    hanging = threading.Event()
+
+    async def never_answers(params: Any) -> None:
+        hanging.set()
+        await asyncio.sleep(3600)
+
+    app.backend.beat_worker = never_answers  # type: ignore[method-assign]
+    worker = WorkerThread(app)
+    with worker:
+        assert hanging.wait(10), "the worker never started"
+        worker.request_stop()
+        stats = worker.join(timeout_s=10)
+    assert stats.started == 0

@@ -68,6 +68,9 @@ _KEY_CONFLICT = (
 #: Rows one prune statement deletes.
 PRUNE_STEP = 1000
 SCHEMA_LOCK_KEY = 0x0FF10AD  # pg_advisory_xact_lock key that serialises migrations
+#: A migration's statements follow each other at once: a transaction idle this long lost
+#: its client, and the server ends it (releasing the migration lock).
+MIGRATION_IDLE_S = 10
 
 
 class Statements:
@@ -130,14 +133,27 @@ def fresh_schema_sql() -> str:
 
 
 def plan_migrate(st: Statements, schema: str) -> Plan[int]:
-    """Create or upgrade the schema; concurrent first users wait on an advisory lock."""
+    """Create or upgrade the schema; concurrent first users wait on an advisory lock.
+
+    A schema already current takes no lock: every worker checks at its start, and one of
+    them cut off by a partition while holding the lock would otherwise hold every later
+    start until the server noticed. A migrator cut off midway loses the lock within
+    MIGRATION_IDLE_S (the server ends a transaction left idle that long).
+    """
+    steps = migration_scripts()
+    latest = steps[-1][0]
+    table = f"{st.schema}.schema_version"
+    found = yield ("SELECT to_regclass(%(t)s) IS NOT NULL", {"t": table})
+    if found[0][0]:
+        rows = yield (f"SELECT max(version) FROM {st.schema}.schema_version", {})
+        if rows[0][0] == latest:
+            return latest
+    yield (f"SET LOCAL idle_in_transaction_session_timeout = '{MIGRATION_IDLE_S}s'", {})
     yield (f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})", {})
     yield (f"CREATE SCHEMA IF NOT EXISTS {st.schema}", {})
     yield (f"CREATE TABLE IF NOT EXISTS {st.schema}.schema_version (version integer NOT NULL)", {})
     rows = yield (f"SELECT max(version) FROM {st.schema}.schema_version", {})
     current = rows[0][0] or 0
-    steps = migration_scripts()
-    latest = steps[-1][0]
     if current > latest:
         raise StoreRefused(
             f"the {schema} schema is version {current}, newer than this offload ({latest}); "

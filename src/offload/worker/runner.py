@@ -16,7 +16,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from offload.app import Offload
 from offload.backends.base import (
@@ -171,12 +172,11 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             asyncio.create_task(self._tally_loop(), name="offload-tally"),
             asyncio.create_task(self._presence_loop(), name="offload-presence"),
         ]
-        await self._beat_presence()
-        await (
-            self._load_paused()
-        )  # a pause set before this worker started holds from its first claim
         try:
-            await self._fetch_loop()
+            # A pause set before this worker started holds from its first claim. A stop may
+            # come while the store is slow to answer these: it is not held up by them.
+            if await self._unless_stopped(self._starting()):
+                await self._fetch_loop()
             await self._drain_running()
             await self._flush_all()
         finally:
@@ -196,6 +196,27 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             with contextlib.suppress(Exception):
                 await self.app.backend.close()
         return self.stats
+
+    async def _starting(self) -> None:
+        await self._beat_presence()
+        await self._load_paused()
+
+    async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> bool:
+        """Run ``step`` unless a stop comes first (it is then cancelled); True if it ended."""
+        running = asyncio.ensure_future(step)
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not running.done():
+                running.cancel()
+                await asyncio.wait({running}, timeout=CANCEL_GRACE_S)
+        if not running.done() or running.cancelled():
+            running.add_done_callback(lambda t: t.cancelled() or t.exception())
+            return False
+        running.result()  # a surprise in it is the worker's to report, as before
+        return True
 
     async def _fetch_loop(self) -> None:
         failures = 0
