@@ -75,9 +75,36 @@ def _ids(store: SqliteStore, *ids: str) -> list[str]:
     return sorted(j.id for j in store.get(IdsParams(ids=list(ids))))
 
 
+def test_a_finish_with_nobody_listening_stores_what_it_sets_off_and_logs_no_event(
+    store: SqliteStore,
+) -> None:
+    """A store nobody subscribes to builds and logs no event for a claim or a finish
+    (their cost was a fifth of a drain), yet every follow-up and batch count is stored;
+    a control event (a cancel, which workers follow) is logged all the same."""
+    after = _job(queue="after")
+    callback = _job(queue="callbacks")
+    parent = _job(batch="b", follow_ups=(FollowUp(on=(JobState.SUCCEEDED,), job=after),))
+    plain = _job(batch="b")
+    store.enqueue(EnqueueParams(jobs=[parent, plain], batch=BatchOpen(id="b", callback=callback)))
+    claimed = store.claim(ClaimParams(queues=["q"], limit=2, worker="w", lease_s=30))
+    by_id = {j.id: j for j in claimed}
+    assert _finish(store, parent.id, by_id[parent.id].delivery, OutcomeKind.SUCCEEDED) == []
+    assert _ids(store, after.id, callback.id) == [after.id]
+    (batch,) = store.batches(BatchQueryParams(ids=["b"]))
+    assert (batch.remaining, batch.completed_at) == (1, None)  # plain still runs
+    assert store.read_events(0, 10) == []
+    store.cancel(IdsParams(ids=[plain.id]))
+    kinds = [(e.kind, e.id) for _, events in store.read_events(0, 10) for e in events]
+    assert kinds == [(EventKind.CANCELLED, plain.id)]
+    (batch,) = store.batches(BatchQueryParams(ids=["b"]))
+    assert batch.remaining == 0 and batch.completed_at is not None
+    assert _ids(store, callback.id) == [callback.id]
+
+
 def test_a_finish_by_another_process_reads_the_follow_ups_and_batch_from_the_row(
     store: SqliteStore, path: str
 ) -> None:
+    store.listen(1e12)  # its events are checked below
     after = _job(queue="after")
     callback = _job(queue="callbacks")
     parent = _job(batch="b", follow_ups=(FollowUp(on=(JobState.SUCCEEDED,), job=after),))
@@ -202,7 +229,8 @@ def test_counts_are_pruned_in_bounded_steps(path: str) -> None:
 
 
 def test_a_finish_reads_nothing_for_jobs_without_follow_ups(store: SqliteStore) -> None:
-    """The hot path: a job with no follow-ups and no batch costs its finish no statement."""
+    """The hot path: a job with no follow-ups and no batch costs its finish no read of
+    the jobs table (whether anyone listens to events is one read of a one-row mark)."""
     plain, parent = _job(), _job(follow_ups=(FollowUp(on=(JobState.DEAD,), job=_job()),))
     store.enqueue(EnqueueParams(jobs=[plain, parent]))
     claimed = store.claim(ClaimParams(queues=["q"], limit=2, worker="w", lease_s=30))
@@ -212,7 +240,7 @@ def test_a_finish_reads_nothing_for_jobs_without_follow_ups(store: SqliteStore) 
         for job in sorted(claimed, key=lambda j: j.id != plain.id):  # plain first
             statements.clear()
             assert _finish(store, job.id, job.delivery, OutcomeKind.SUCCEEDED) == []
-            reads = [s for s in statements if s.lstrip().startswith("SELECT")]
+            reads = [s for s in statements if s.lstrip().startswith("SELECT") and "jobs" in s]
             assert len(reads) == (0 if job.id == plain.id else 1), statements
     finally:
         store._conn().set_trace_callback(None)

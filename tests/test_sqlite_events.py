@@ -40,6 +40,9 @@ from offload.ids import IdGenerator
 from offload.records import AttemptOutcome, ErrorInfo, EventKind, JobEvent, NewJob, WorkerInfo
 from offload.states import JobState
 
+#: A subscriber's mark that outlasts any test clock: steps log every kind of event.
+LISTENED_S = 1e12
+
 #: Guards against a hung child or a subscriber never woken; never a timing assertion.
 WAIT_S = 30.0
 START = 1_700_000_000.0
@@ -137,6 +140,7 @@ def test_prune_drops_old_events_but_the_newest_so_numbers_are_never_reused(
 ) -> None:
     clock = Clock()
     store = SqliteStore(str(tmp_path / "offload.db"), clock=clock.time)
+    store.listen(LISTENED_S)  # read straight from the log: ask for every kind
     try:
         for _ in range(5):
             store.enqueue(EnqueueParams(jobs=[_job()]))
@@ -159,6 +163,7 @@ def test_prune_drops_old_events_but_the_newest_so_numbers_are_never_reused(
 def test_prune_works_through_many_steps(tmp_path: Path) -> None:
     clock = Clock()
     store = SqliteStore(str(tmp_path / "offload.db"), clock=clock.time)
+    store.listen(LISTENED_S)  # read straight from the log: ask for every kind
     try:
         conn = sqlite3.connect(tmp_path / "offload.db", isolation_level=None)
         conn.executemany(
@@ -176,6 +181,7 @@ def test_prune_works_through_many_steps(tmp_path: Path) -> None:
 
 def test_a_logged_step_that_does_not_decode_is_skipped(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "offload.db"))
+    store.listen(LISTENED_S)  # read straight from the log: ask for every kind
     try:
         conn = sqlite3.connect(tmp_path / "offload.db", isolation_level=None)
         conn.execute("INSERT INTO offload_events (at, body) VALUES (0, 'garbage')")
@@ -221,6 +227,7 @@ def test_an_old_database_upgrades_and_its_jobs_gain_a_history(tmp_path: Path) ->
     )
     conn.close()
     store = SqliteStore(str(path))
+    store.listen(LISTENED_S)
     try:
         (old,) = store.get(IdsParams(ids=["old-1"]))
         assert old.attempts == [] and old.unreadable is None
@@ -348,6 +355,7 @@ def test_a_finish_pushes_the_same_event_whichever_process_claimed_the_job(
     clock = Clock()
     path = str(tmp_path / "offload.db")
     claimer, other = SqliteStore(path, clock=clock.time), SqliteStore(path, clock=clock.time)
+    claimer.listen(LISTENED_S)
     try:
         events = []
         for queue, finisher in (("q1", claimer), ("q2", other)):

@@ -39,6 +39,9 @@ SETTLE_S = 1.0
 #: rare) reads the log this often instead of after every commit, so a busy store's
 #: commits cost each worker nothing: a cancel still reaches its job within a second.
 CONTROL_GAP_S = 0.5
+#: A subscriber to more than the control kinds asks the store for them this long, and
+#: asks again each third of it (steps log only the control kinds while nobody asks).
+LISTEN_TTL_S = 15.0
 
 
 class TailStream:
@@ -56,6 +59,7 @@ class TailStream:
         self._changed = asyncio.Event()
         self._end_watch: Callable[[], None] | None = None
         self._wake: Callable[[], None] | None = None
+        self._listen_again_at = float("inf")
 
     async def __aenter__(self) -> TailStream:
         loop = asyncio.get_running_loop()
@@ -71,7 +75,11 @@ class TailStream:
             self._store.add_listener(wake)
         if path is not None and not self._clocked:
             self._end_watch = watch_file(path, loop, changed.set)
-        self._seq = await self._backend.run_blocking(self._store.last_event_seq)
+        if self._control:
+            self._seq = await self._backend.run_blocking(self._store.last_event_seq)
+        else:  # asked before the log's end is read: no step after that read leaves it out
+            self._seq = await self._backend.run_blocking(self._store.listen, LISTEN_TTL_S)
+            self._listen_again_at = time.monotonic() + LISTEN_TTL_S / 3
         return self
 
     async def __aexit__(
@@ -122,10 +130,16 @@ class TailStream:
                     yield wanted
             if len(steps) == READ_LIMIT:
                 continue
+            now = time.monotonic()
+            if now >= self._listen_again_at:
+                await self._backend.run_blocking(self._store.listen, LISTEN_TTL_S)
+                self._listen_again_at = now + LISTEN_TTL_S / 3
             timeout_s: float | None = None
+            if self._listen_again_at != float("inf"):
+                timeout_s = self._listen_again_at - now
             if polling:
                 timeout_s = POLL_S
-            elif time.monotonic() < settle_until:
+            elif now < settle_until:
                 timeout_s = interval_s
                 interval_s = min(interval_s * 2, POLL_S)
             with contextlib.suppress(TimeoutError):

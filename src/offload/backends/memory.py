@@ -332,6 +332,9 @@ class MemoryStore(MemoryManagement):
         with self._lock:
             return self._events.last_seq()
 
+    def listen(self, ttl_s: float) -> int:
+        return self.last_event_seq()  # an in-process log: every event is kept anyway
+
     def read_events(self, after_seq: int, limit: int) -> list[tuple[int, list[JobEvent]]]:
         with self._lock:
             return self._events.read(after_seq, limit)

@@ -54,8 +54,10 @@ from offload.backends.sqlite_counts import prune_counts, read_counts, record_cou
 from offload.backends.sqlite_endings import list_batches, prune_batches
 from offload.backends.sqlite_events import (
     HeldJobs,
+    Listened,
     beat_worker,
     last_event_seq,
+    listen,
     live_workers,
     log_events,
     prune_events,
@@ -104,6 +106,7 @@ class SqliteStore:
         self._write = self._db.write
         self._notifier = Notifier()
         self._held = HeldJobs()
+        self._listened = Listened()
         self._wal_path = path + "-wal"
         try:
             apply_schema(self._conn())
@@ -131,13 +134,21 @@ class SqliteStore:
         check_new_jobs(params.jobs)
         return self._step(steps.enqueue_jobs, params)
 
-    def _step(self, step: Callable[..., tuple[T, Sequence[JobEvent]]], *args: Any) -> T:
+    def _step(
+        self, step: Callable[..., tuple[T, Sequence[JobEvent]]], *args: Any, hot: bool = False
+    ) -> T:
         """``step(conn, *args, now)`` in one write transaction that logs the events it
-        returns; then this process's workers and subscribers are woken if there were any."""
+        returns (the control kinds only, unless someone listens to more); then this
+        process's workers and subscribers are woken if there were any. A ``hot`` step
+        (claims, finishes) is told whether to build its events at all: ``listened=``."""
         with self._write() as conn:
             now = self._clock()
-            result, events = step(conn, *args, now)
-            logged = log_events(conn, events, now)
+            listened = self._listened(conn, now)
+            if hot:
+                result, events = step(conn, *args, now, listened=listened)
+            else:
+                result, events = step(conn, *args, now)
+            logged = log_events(conn, events, now, listened)
         if logged:
             self._notifier.notify()
         return result
@@ -233,7 +244,7 @@ class SqliteStore:
         probe = self._conn().execute(_in(Q["any_ready"], queues), [*queues, self._clock()])
         if not probe.fetchall():  # fetchall ends the statement, so no read snapshot lingers
             return []
-        jobs, with_follow_ups = self._step(steps.claim_jobs, params)
+        jobs, with_follow_ups = self._step(steps.claim_jobs, params, hot=True)
         self._held.claimed(jobs, with_follow_ups)  # once committed
         return jobs
 
@@ -253,7 +264,7 @@ class SqliteStore:
     @translated
     def finish(self, params: FinishParams) -> FinishResult:
         check_outcomes(params.outcomes)
-        rejected = self._step(steps.finish_outcomes, params.outcomes, self._held)
+        rejected = self._step(steps.finish_outcomes, params.outcomes, self._held, hot=True)
         return FinishResult(rejected=rejected)
 
     @translated
@@ -355,6 +366,11 @@ class SqliteStore:
     @translated
     def last_event_seq(self) -> int:
         return last_event_seq(self._conn())
+
+    @translated
+    def listen(self, ttl_s: float) -> int:
+        with self._write() as conn:
+            return listen(conn, self._clock(), ttl_s)
 
     @translated
     def read_events(self, after_seq: int, limit: int) -> list[tuple[int, list[JobEvent]]]:

@@ -19,7 +19,14 @@ from offload.backends.base import Outcome, OutcomeKind
 from offload.backends.event_wire import EVENT_RETENTION_S, decode_events, encode_events
 from offload.backends.sqlite_connect import Connections
 from offload.backends.sqlite_schema import Q
-from offload.records import AttemptOutcome, EventKind, JobEvent, JobRecord, WorkerInfo
+from offload.records import (
+    CONTROL_KINDS,
+    AttemptOutcome,
+    EventKind,
+    JobEvent,
+    JobRecord,
+    WorkerInfo,
+)
 from offload.states import JobState
 
 _STATES = {s.value: s for s in JobState}
@@ -122,6 +129,15 @@ class HeldJobs:
         )
         return event, held[8]
 
+    def ending(self, outcome: Outcome) -> tuple[str | None, bool] | None:
+        """A taken outcome's job's batch and whether it has follow-ups, when no event is
+        wanted (None if not known here)."""
+        with self._lock:
+            held = self._jobs.pop(outcome.id, None)
+        if held is None or held[0] != outcome.delivery:
+            return None
+        return held[4], held[8]
+
     def forget(self, job_id: str) -> None:
         with self._lock:
             self._jobs.pop(job_id, None)
@@ -162,8 +178,43 @@ def in_given_order(rows: list[Any], ids: Sequence[str]) -> list[Any]:
     return sorted(rows, key=lambda row: place.get(row[0], len(place)))
 
 
-def log_events(conn: sqlite3.Connection, events: Sequence[JobEvent], now: float) -> bool:
-    """Append one step's events in the caller's transaction; False when it had none."""
+class Listened:
+    """Whether a subscriber wants more than the control kinds, asked in each step.
+
+    The log is written in every step's transaction, so a store nobody listens to would
+    pay for every event of every job (a fifth of a drain's time, and a file twice the
+    size). Steps log the control kinds always (workers follow those) and the rest only
+    while a subscriber's mark lasts. A subscriber writes its mark before it reads the
+    log's end and the current state, and steps ask in their own write transaction
+    (writers are serialised), so no step after that read misses it: there is no gap.
+    A mark's end only moves later, so one seen holds until then without asking again.
+    """
+
+    def __init__(self) -> None:
+        self._until = 0.0
+
+    def __call__(self, conn: sqlite3.Connection, now: float) -> bool:
+        if now < self._until:
+            return True
+        row = conn.execute(Q["listened"]).fetchone()
+        until = row[0] if row is not None and isinstance(row[0], (int, float)) else 0.0
+        self._until = float(until)
+        return now < until
+
+
+def listen(conn: sqlite3.Connection, now: float, ttl_s: float) -> int:
+    """Mark the log as listened to for ``ttl_s`` more; the newest step's number."""
+    conn.execute(Q["listen"], (now + ttl_s,))
+    return last_event_seq(conn)
+
+
+def log_events(
+    conn: sqlite3.Connection, events: Sequence[JobEvent], now: float, listened: bool = True
+) -> bool:
+    """Append one step's events in the caller's transaction (only the control kinds when
+    nobody listens to more); False when none were logged."""
+    if not listened:
+        events = [e for e in events if e.kind in CONTROL_KINDS]
     if not events:
         return False
     try:

@@ -66,9 +66,10 @@ def enqueue_jobs(
 
 
 def claim_jobs(
-    conn: sqlite3.Connection, params: ClaimParams, now: float
+    conn: sqlite3.Connection, params: ClaimParams, now: float, *, listened: bool = True
 ) -> tuple[tuple[list[JobRecord], set[str]], list[JobEvent]]:
-    """Lease ready jobs; returns (the jobs, the ids of those with follow-ups), events."""
+    """Lease ready jobs; returns (the jobs, the ids of those with follow-ups), events
+    (none when nobody listens: a start is not a control event)."""
     queues = list(params.queues)
     rows = conn.execute(
         _in(Q["claim"], queues),
@@ -77,15 +78,23 @@ def claim_jobs(
     jobs = [job_from_row(r) for r in rows]
     with_follow_ups = {j.id for j, r in zip(jobs, rows, strict=True) if r[-1]}
     jobs.sort(key=lambda j: (-j.priority, j.run_at, j.id))
-    return (jobs, with_follow_ups), [record_event(EventKind.STARTED, j, now) for j in jobs]
+    events = [record_event(EventKind.STARTED, j, now) for j in jobs] if listened else []
+    return (jobs, with_follow_ups), events
 
 
 def finish_outcomes(
-    conn: sqlite3.Connection, outcomes: Sequence[Outcome], held: HeldJobs, now: float
+    conn: sqlite3.Connection,
+    outcomes: Sequence[Outcome],
+    held: HeldJobs,
+    now: float,
+    *,
+    listened: bool = True,
 ) -> tuple[list[str], list[JobEvent]]:
-    """Apply each outcome whose lease still holds; returns (ids refused, events)."""
+    """Apply each outcome whose lease still holds; returns (ids refused, events). When
+    nobody listens, a job claimed here builds no event: only what its end sets off."""
     rejected = []
     taken: list[_Taken] = []
+    quiet: list[tuple[str, JobState, str | None, bool]] = []
     ended_at = json_time(now)
     for o in outcomes:
         fence = (o.id, o.delivery)
@@ -117,12 +126,25 @@ def finish_outcomes(
         if o.follow_ups:  # in this transaction, and only because the finish was taken
             store_new(conn, o.follow_ups, now, skip_stored=True, stored=stored)
         final = o.kind in _FINAL
+        if not listened and not stored:
+            ending_known = held.ending(o)
+            if ending_known is not None:  # (its batch, whether it has follow-ups)
+                batch, has_follow_ups = ending_known
+                if final and (has_follow_ups or batch is not None):
+                    quiet.append((o.id, ENDINGS[o.kind][2], batch, has_follow_ups))
+                continue
         known = held.finished(o, now, message)
         if known is None:
             taken.append(((o.id, kind, message), stored, final, True))
         else:
             taken.append((known[0], stored, final, known[1]))
-    return rejected, _finished_events(conn, taken, now)
+    events = _finished_events(conn, taken, now)
+    if quiet:
+        wanted = [job_id for job_id, _, _, has in quiet if has]
+        own = dict(conn.execute(_in(Q["follow_ups"], wanted), wanted)) if wanted else {}
+        for job_id, state, batch, _ in quiet:
+            events += job_ended(conn, job_id, state, batch, own.get(job_id), now)
+    return rejected, events
 
 
 #: per outcome taken: its event if known here, else (its job's id, its event's kind and

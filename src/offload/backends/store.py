@@ -92,6 +92,11 @@ class SyncStore(SyncBackend, Protocol):
         """The sequence number of the newest step in the event log (0 if none)."""
         ...
 
+    def listen(self, ttl_s: float) -> int:
+        """Ask for every kind of event for ``ttl_s`` more (steps may log only the control
+        kinds while nobody asks); the newest step's number, as ``last_event_seq``."""
+        ...
+
     def read_events(self, after_seq: int, limit: int) -> list[tuple[int, list[JobEvent]]]:
         """Up to ``limit`` steps logged after ``after_seq``, oldest first: (seq, events)."""
         ...

@@ -208,6 +208,15 @@ WHERE offload_marks.expires_at <= ?
 UPDATE offload_marks SET value = ?, expires_at = ?
 WHERE name = ? AND value = ? AND (expires_at IS NULL OR expires_at > ?)
 
+-- name: listened
+-- until when a subscriber to more than the control kinds listens (steps log the rest then)
+SELECT expires_at FROM offload_marks WHERE name = 'offload.events:listened'
+
+-- name: listen
+INSERT INTO offload_marks (name, value, expires_at) VALUES ('offload.events:listened', '', ?)
+ON CONFLICT (name) DO UPDATE
+SET expires_at = max(coalesce(offload_marks.expires_at, 0), excluded.expires_at)
+
 -- name: log_events
 INSERT INTO offload_events (at, body) VALUES (?, ?)
 
