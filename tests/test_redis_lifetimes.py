@@ -250,3 +250,42 @@ def test_a_layout_2_keyspace_gets_its_created_index_on_upgrade(
     _run(url, clock, upgraded)
     assert raw.get("layout2:g:{layout2}:version") == str(LAYOUT_VERSION)
     assert raw.zrange("layout2:q:{q}:created", 0, -1, withscores=True) == [(job.id, START)]
+
+
+def test_owner_and_task_filters_walk_their_own_index_which_ends_with_the_jobs(
+    scratch_server: RedisServer,
+) -> None:
+    """An owner's page reads that owner's jobs, not every job of every queue, and a
+    layout 4 keyspace (no owner or task index) is indexed on upgrade."""
+    clock = Clock()
+    raw = _raw(scratch_server)
+    url = scratch_server.url(prefix="owners")
+    mine = [_job(owner="ann") for _ in range(3)]
+    others = [_job(owner=f"o{n}") for n in range(200)]
+
+    async def store(backend: RedisBackend) -> None:
+        await backend.enqueue(EnqueueParams(jobs=others[:100] + mine + others[100:]))
+
+    _run(url, clock, store)
+    assert raw.zcard("owners:g:{owners}:owner:ann") == 3
+    assert raw.zcard(f"owners:g:{{owners}}:task:{mine[0].task}") == 203
+    raw.delete("owners:g:{owners}:owner:ann", f"owners:g:{{owners}}:task:{mine[0].task}")
+    raw.set("owners:g:{owners}:version", "4")  # as a layout 4 store left it
+
+    async def upgraded(backend: RedisBackend) -> None:
+        await backend.stats()  # the upgrade, on the first call, reads every job once
+        before = _hmget_calls(raw)
+        page = await backend.query(QueryParams(filter=JobFilter(owner="ann"), limit=10))
+        assert sorted(j.id for j in page.jobs) == sorted(j.id for j in mine)
+        looked = _hmget_calls(raw) - before
+        assert looked <= 4 * len(mine), looked  # ~2 per job of hers, not one per job stored
+        assert await backend.count(CountParams(filter=JobFilter(owner="ann"))) == 3
+        by_task = JobFilter(task=mine[0].task, owner="ann")
+        assert await backend.count(CountParams(filter=by_task)) == 3
+        assert await backend.count(CountParams(filter=JobFilter(task=mine[0].task))) == 203
+        await backend.delete(IdsParams(ids=[mine[0].id]))
+
+    _run(url, clock, upgraded)
+    assert raw.get("owners:g:{owners}:version") == str(LAYOUT_VERSION)
+    assert raw.zrange("owners:g:{owners}:owner:ann", 0, -1) == sorted(j.id for j in mine[1:])
+    assert raw.zcard(f"owners:g:{{owners}}:task:{mine[0].task}") == 202

@@ -60,7 +60,7 @@ FILTERS = [
     JobFilter(**dict(parts))  # type: ignore[arg-type]
     for parts in itertools.product(
         [(), (("states", [JobState.RUNNING, JobState.SUCCEEDED]),)],
-        [(), (("owner", "o1"),)],
+        [(), (("owner", "o1"),), (("task", "t2"),)],
         [(), (("created_after", START + 10),), (("created_before", START + 45),)],
         [(), (("text", '"N": 1'),), (("batch", "b"),), (("queue", "q1"),)],
     )

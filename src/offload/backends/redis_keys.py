@@ -30,6 +30,9 @@ Redis Cluster a queue's keys would live in one slot::
                                   written with a lifetime; gone once read or pruned after
     P:g:{P}:batch:<name>  zset    ids of one batch's jobs, score 0 (listing by id); shrinks
                                   as they are pruned, so it ends with them
+    P:g:{P}:owner:<name>  zset    ids of one owner's jobs, score 0 (listing by id): owner
+                                  filters walk it instead of every job of every queue
+    P:g:{P}:task:<name>   zset    ids of one task's jobs, score 0, likewise for task filters
     P:g:{P}:batchrec:<id> hash    a batch opened with its members (EnqueueParams.batch):
                                   total, remaining, created_at, completed_at, callback_id,
                                   and 'callback' (the job to store, as job_blob) until stored
@@ -76,8 +79,9 @@ from __future__ import annotations
 #: Bumped when the layout changes; a newer layout on the server stops an older offload.
 #: 2: per-batch indexes; 3: the created index (older are indexed on upgrade); 4: follow-ups,
 #: batches counted down by the store and per-minute counts: an older offload would end jobs
-#: without them, so it must refuse the keyspace rather than share it.
-LAYOUT_VERSION = 4
+#: without them, so it must refuse the keyspace rather than share it; 5: the owner and task
+#: indexes (older are indexed on upgrade; an older offload would leave its jobs out).
+LAYOUT_VERSION = 5
 _FORBIDDEN_IN_PREFIX = set("{}* \t\r\n")
 
 #: The same layout for the scripts (prepended to every one); ``P`` is the prefix argument.
@@ -98,6 +102,8 @@ local COUNT_MINUTES = P .. ':g:{' .. P .. '}:count_minutes'
 local function batchrec(id) return P .. ':g:{' .. P .. '}:batchrec:' .. id end
 local function countkey(minute) return P .. ':g:{' .. P .. '}:counts:' .. minute end
 local function batchkey(name) return P .. ':g:{' .. P .. '}:batch:' .. name end
+local function ownerkey(name) return P .. ':g:{' .. P .. '}:owner:' .. name end
+local function taskkey(name) return P .. ':g:{' .. P .. '}:task:' .. name end
 local function qkey(queue, name) return P .. ':q:{' .. queue .. '}:' .. name end
 local function turnskey(queue) return qkey(queue, 'turns') end
 local function jkey(queue, id) return P .. ':q:{' .. queue .. '}:j:' .. id end
@@ -168,6 +174,12 @@ class Keyspace:
 
     def batch(self, name: str) -> str:
         return self._global + "batch:" + name
+
+    def owner(self, name: str) -> str:
+        return self._global + "owner:" + name
+
+    def task(self, name: str) -> str:
+        return self._global + "task:" + name
 
     def batch_record(self, batch_id: str) -> str:
         return self._global + "batchrec:" + batch_id

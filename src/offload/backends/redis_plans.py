@@ -68,7 +68,7 @@ _SCRIPTS = (
     "enqueue", "claim", "heartbeat", "finish", "progress", "get", "cancel", "retry",
     "stats", "promote", "reap", "prune", "purge", "query", "lock", "unlock", "peek",
     "set_mark", "unclaim", "get_marks", "prune_turns", "prune_rest", "index_batches",
-    "index_created", "delete", "beat_worker", "remove_worker", "workers", "batches",
+    "index_created", "index_owners", "delete", "beat_worker", "remove_worker", "workers", "batches",
     "record_counts", "read_counts", "prune_batches", "prune_counts",
 )  # fmt: skip
 #: The scripts that store new jobs or end jobs: endings.lua comes after their prelude.
@@ -147,9 +147,10 @@ def plan_preflight(ks: Keyspace) -> Plan[None]:
 
 def _upgrade(ks: Keyspace, layout: int) -> Plan[None]:
     """Index what older layouts did not, queue by queue, in short scripts: the batches'
-    jobs (layout 1 to 2), the jobs' creation times (to 3); layout 4 only adds keys. Repeating
-    one is harmless."""
+    jobs (layout 1 to 2), the jobs' creation times (to 3), owners and tasks (to 5); layout
+    4 only adds keys. Repeating one is harmless."""
     scripts = (["index_batches"] if layout < 2 else []) + (["index_created"] if layout < 3 else [])
+    scripts += ["index_owners"] if layout < 5 else []
     for queue in (yield Raw(("SMEMBERS", ks.queues))):
         for script in scripts:
             after = ""

@@ -1,18 +1,17 @@
 """Finding jobs: listing newest first page by page, and counting, in short scripts that
 never stall Redis.
 
-A filter is answered from the narrowest index that covers it: a batch's own index, a
-time range's ids from the queue's ``created`` index (sorted here when the range holds at
-most RANGE_MAX of them), else the queue's ids newest first. A count that only states,
-queues and times decide is read from index sizes without looking at a job; one with a
-task or owner looks at the jobs of the time range or of the states' indexes, else at
-every job of the queue (task and owner have no index: about 2.5 s for a million jobs,
-in scripts of QUERY_SCAN jobs that never stall Redis).
+A filter is answered from the narrowest index that covers it: a batch's, an owner's or a
+task's own index (across queues), a time range's ids from the queue's ``created`` index
+(sorted here when the range holds at most RANGE_MAX of them), else the queue's ids newest
+first. A count that only states, queues and times decide is read from index sizes without
+looking at a job; one with a batch, owner or task walks that one's index, in scripts of
+QUERY_SCAN jobs that never stall Redis.
 
 Free text (``JobFilter.text``) has no index on Redis: it looks at the TEXT_SCAN newest jobs
-of each queue (or of the batch, or of a time range), no further, so that a search on a
-store of millions answers at once; an older job matches no text (``count`` agrees with
-the pages). Case is ignored for ASCII letters only (Lua's ``string.lower``).
+of each queue (or of the batch, owner or task, or of a time range), no further, so that a
+search on a store of millions answers at once; an older job matches no text (``count``
+agrees with the pages). Case is ignored for ASCII letters only (Lua's ``string.lower``).
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ def plan_count(ks: Keyspace, params: CountParams) -> Plan[int]:
     go the query's way, the others walk the narrowest index in any order."""
     f = params.filter
     _filter_args(f)  # the values checked, whichever way the count goes
-    if f.batch is not None or f.text is not None:
+    if _own_index(f) is not None or f.text is not None:
         return (yield from _search(ks, f, "", 0))[0]
     total = 0
     for queue in (yield from _queues(ks, f)):
@@ -75,6 +74,17 @@ def _queues(ks: Keyspace, f: JobFilter) -> Plan[list[str]]:
     if f.queue is not None:
         return [f.queue]
     return sorted(q.decode() for q in (yield Raw(("SMEMBERS", ks.queues))))
+
+
+def _own_index(f: JobFilter) -> tuple[str, str] | None:
+    """The narrowest index of its own a filter names, as (query.lua's source, its name)."""
+    if f.batch is not None:
+        return "b", f.batch
+    if f.owner is not None:
+        return "o", f.owner
+    if f.task is not None:
+        return "t", f.task
+    return None
 
 
 def _timed(f: JobFilter) -> bool:
@@ -122,8 +132,9 @@ def _walk(queue: str, index: str, first: int, last: int, f: JobFilter) -> Plan[i
 def _search(ks: Keyspace, f: JobFilter, cursor: str, want: int) -> Plan[Found]:
     """Every queue's matches below ``cursor``, at least ``want`` of them if there are that
     many; ``want`` = 0 counts them all without reading them."""
-    if f.batch is not None:  # the batch's own index: never a scan of every job
-        return (yield from _scan(ks, "b", f.batch, f, cursor, want))
+    own = _own_index(f)
+    if own is not None:  # a batch's, owner's or task's own index: never every job's
+        return (yield from _scan(ks, *own, f, cursor, want))
     count = 0
     found: list[JobRecord] = []
     for queue in (yield from _queues(ks, f)):
@@ -150,11 +161,13 @@ def _in_queue(ks: Keyspace, f: JobFilter, queue: str, cursor: str, want: int) ->
 def _scan(
     ks: Keyspace, source: str, name: str, f: JobFilter, cursor: str, want: int
 ) -> Plan[Found]:
-    """Walk an index (a queue's or a batch's ids) newest first, QUERY_SCAN ids a script."""
+    """Walk an index (a queue's, batch's, owner's or task's ids) newest first, QUERY_SCAN ids
+    a script."""
     args = _filter_args(f)
     floor = ""
     if f.text is not None:  # no further down than the TEXT_SCAN newest
-        index = ks.batch(name) if source == "b" else ks.queue_key(name, "all")
+        own = {"b": ks.batch, "o": ks.owner, "t": ks.task}.get(source)
+        index = own(name) if own is not None else ks.queue_key(name, "all")
         oldest = yield Raw(("ZRANGE", index, TEXT_SCAN - 1, TEXT_SCAN - 1, "REV"))
         floor = bytes(oldest[0]).decode() if oldest else ""
     count = 0

@@ -54,6 +54,9 @@ local function put_job(a, b, run_at, key, woken)
   redis.call('HSET', jkey(queue, id), unpack(fields))
   if key then redis.call('HSET', UNIQUE, key, id) end
   if batch then redis.call('ZADD', batchkey(batch), 0, id) end
+  local owner = opt(a[b + 12])
+  if owner then redis.call('ZADD', ownerkey(owner), 0, id) end
+  redis.call('ZADD', taskkey(a[b + 1]), 0, id)
   redis.call('ZADD', qkey(queue, 'all'), 0, id)
   redis.call('ZADD', qkey(queue, 'created'), NOW, id)
   if state == 'queued' then

@@ -129,10 +129,12 @@ end
 -- Delete a job and everything that points at it.
 local function forget(queue, id, state)
   local j = jkey(queue, id)
-  local v = fields(queue, id, 'key', 'batch') or {} -- a damaged key: its own job alone
-  local key = v[1]
+  local v = fields(queue, id, 'key', 'batch', 'owner', 'task') or {} -- a damaged key: its
+  local key = v[1]                                                      -- own job alone
   if key and redis.call('HGET', UNIQUE, key) == id then redis.call('HDEL', UNIQUE, key) end
   if v[2] then redis.call('ZREM', batchkey(v[2]), id) end
+  if v[3] then redis.call('ZREM', ownerkey(v[3]), id) end
+  if v[4] then redis.call('ZREM', taskkey(v[4]), id) end
   unindex(queue, id, state)
   redis.call('ZREM', qkey(queue, 'all'), id)
   redis.call('ZREM', qkey(queue, 'created'), id)

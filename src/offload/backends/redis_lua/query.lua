@@ -1,6 +1,7 @@
 -- Jobs matching a filter, newest first (ids are time-ordered). ARGV[3] names the source:
 --   'q' the ids of queue ARGV[4] below cursor ARGV[5] ('' = top), down to ARGV[8] ('' = all)
 --   'b' the ids of batch ARGV[4] (its own index), below the cursor, down to ARGV[8]
+--   'o' and 't' likewise the ids of owner or task ARGV[4] (their own indexes)
 --   'i' the ids ARGV[17..] of queue ARGV[4], in the order given (redis_query sorts them)
 --   'r' the ids ranked ARGV[5] to ARGV[8] in queue ARGV[4]'s index ARGV[17] (a count's walk)
 -- looking at most ARGV[7] ids and stopping at ARGV[6] matches (0: count them all instead).
@@ -30,7 +31,8 @@ end
 local function matches(queue, id)
   if only and queue ~= only then return false end
   -- a key that holds no hash: a dead job of no task, owner or time (in its batch still)
-  local v = fields(queue, id, unpack(wanted)) or {'dead', false, false, source == 'b' and name}
+  local v = fields(queue, id, unpack(wanted))
+    or {'dead', source == 't' and name, source == 'o' and name, source == 'b' and name}
   if (states and not states[v[1]]) or (task and v[2] ~= task) or (owner and v[3] ~= owner)
       or (batch and v[4] ~= batch) then
     return false
@@ -70,12 +72,13 @@ elseif source == 'r' then
   out[1] = (stop < last and #ids == stop - first + 1) and tostring(stop + 1) or ''
   return out
 end
-local index = source == 'b' and batchkey(name) or qkey(name, 'all')
+local index = ({b = batchkey, o = ownerkey, t = taskkey})[source]
+index = index and index(name) or qkey(name, 'all')
 local top = cursor == '' and '+' or '(' .. cursor
 local bottom = floor == '' and '-' or '[' .. floor
 local ids = redis.call('ZREVRANGEBYLEX', index, top, bottom, 'LIMIT', 0, budget)
 for _, id in ipairs(ids) do
-  local queue = source == 'b' and redis.call('HGET', DIR, id) or name
+  local queue = source ~= 'q' and redis.call('HGET', DIR, id) or name
   if queue and look(queue, id) then return out end
   out[1] = id
 end
