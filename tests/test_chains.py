@@ -111,7 +111,7 @@ def test_signatures_check_what_they_are_given_and_enqueue_checks_the_rest(app: O
         double.s("two")  # type: ignore[arg-type]
     waiting = double.s()  # fine in a chain, where the previous step supplies x
     with pytest.raises(InvalidArguments, match="missing a required argument"):
-        app.enqueue_signatures([waiting])
+        double.enqueue_many([waiting])
 
 
 def test_a_step_cancelled_while_it_runs_hands_nothing_on(app: Offload) -> None:

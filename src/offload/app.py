@@ -14,10 +14,7 @@ from offload.admin import Admin
 from offload.backends import open_backend
 from offload.backends.base import (
     Backend,
-    EnqueueParams,
     IdsParams,
-    TransactionalBackend,
-    TransactionalSync,
 )
 from offload.backends.urls import display_url
 from offload.batches import Batch, batch_enqueue
@@ -27,7 +24,6 @@ from offload.ids import IdGenerator
 from offload.job import Job
 from offload.limits import ConcurrencyLimit, Limit, RateLimit, named_limits
 from offload.microbatch import BatchSettings
-from offload.records import JobRecord, NewJob
 from offload.retry import Backoff, as_policy
 from offload.scheduler import Missed, Schedule
 from offload.storeclock import StoreClock
@@ -349,59 +345,6 @@ class Offload:
         if not found:
             raise JobNotFound(job_id)
         return Job(self, found[0])
-
-    # -- enqueueing (used by Task) ----------------------------------------
-    def enqueue_one(self, task: Task[Any, R], new: NewJob, connection: Any = None) -> Job[R]:
-        (record,) = self._store([new], connection)
-        return Job(self, record)
-
-    async def enqueue_one_async(
-        self, task: Task[Any, R], new: NewJob, connection: Any = None
-    ) -> Job[R]:
-        (record,) = await self._store_async([new], connection)
-        return Job(self, record)
-
-    def _transactional(self) -> None:
-        if not self.backend.capabilities.transactional_enqueue:
-            raise ConfigurationError(
-                f"enqueue(connection=...) joins your database transaction, which {self.url} "
-                "cannot do; use a postgresql:// URL or leave connection out"
-            )
-
-    def _store(self, jobs: list[NewJob], connection: Any) -> list[JobRecord]:
-        params = EnqueueParams(jobs=jobs)
-        if connection is None:
-            return self.backend.blocking.enqueue(params)
-        self._transactional()
-        return cast(TransactionalSync, self.backend.blocking).enqueue_in(connection, params)
-
-    async def _store_async(self, jobs: list[NewJob], connection: Any) -> list[JobRecord]:
-        params = EnqueueParams(jobs=jobs)
-        if connection is None:
-            return await self.backend.enqueue(params)
-        self._transactional()
-        return await cast(TransactionalBackend, self.backend).enqueue_in(connection, params)
-
-    def _check_owned(self, signatures: Sequence[Signature[Any]]) -> list[NewJob]:
-        for signature in signatures:
-            if signature.task.app is not self:
-                raise ConfigurationError(f"{signature.task!r} belongs to another Offload app")
-        return [s.to_new_job() for s in signatures]
-
-    def enqueue_signatures(
-        self, signatures: Sequence[Signature[R]], connection: Any = None
-    ) -> list[Job[R]]:
-        return self._handles(self._store(self._check_owned(signatures), connection))
-
-    async def enqueue_signatures_async(
-        self, signatures: Sequence[Signature[R]], connection: Any = None
-    ) -> list[Job[R]]:
-        if any(s.call.window or s.task.defaults.window for s in signatures):
-            await self.store_now_async()  # placing them reads the store's clock: no blocking
-        return self._handles(await self._store_async(self._check_owned(signatures), connection))
-
-    def _handles(self, records: list[JobRecord]) -> list[Job[R]]:
-        return [Job(self, r) for r in records]
 
 
 class _TaskDecorator(Protocol):

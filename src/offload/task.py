@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 import msgspec
 from msgspec.structs import replace as replace_struct
 
-from offload import bounds
+from offload import bounds, enqueueing
 from offload.errors import ConfigurationError
 from offload.ids import derived_id, id_time_ms
 from offload.limits import Limit
@@ -174,11 +174,11 @@ class Chain(Generic[R]):
 
     def enqueue(self) -> Job[Any]:
         first = self.steps[0].task
-        return first.app.enqueue_one(first, self._first_job())
+        return enqueueing.enqueue_one(first.app, self._first_job())
 
     async def enqueue_async(self) -> Job[Any]:
         first = self.steps[0].task
-        return await first.app.enqueue_one_async(first, self._first_job())
+        return await enqueueing.enqueue_one_async(first.app, self._first_job())
 
 
 #: The final states each ``options(on_...=)`` follow-up is stored for.
@@ -265,14 +265,14 @@ class _Enqueuer(Generic[P, R]):
         """
         call = self._take_connection(kwargs)
         new = self._task.new_job(args, kwargs, call)
-        return self._task.app.enqueue_one(self._task, new, call.connection)
+        return enqueueing.enqueue_one(self._task.app, new, call.connection)
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         call = self._take_connection(kwargs)
         if call.window or self._task.defaults.window:
             await self._task.app.store_now_async()  # placing it reads the store's clock
         new = self._task.new_job(args, kwargs, call)
-        return await self._task.app.enqueue_one_async(self._task, new, call.connection)
+        return await enqueueing.enqueue_one_async(self._task.app, new, call.connection)
 
     def _take_connection(self, kwargs: dict[str, Any]) -> CallOptions:
         if "connection" in kwargs and "connection" not in self._task.codec.signature.parameters:
@@ -289,12 +289,14 @@ class _Enqueuer(Generic[P, R]):
         self, signatures: Iterable[Signature[R]], *, connection: Any = None
     ) -> list[Job[R]]:
         """Store many jobs in one round trip (one transaction, or the caller's)."""
-        return self._task.app.enqueue_signatures(list(signatures), connection)
+        return enqueueing.enqueue_signatures(self._task.app, list(signatures), connection)
 
     async def enqueue_many_async(
         self, signatures: Iterable[Signature[R]], *, connection: Any = None
     ) -> list[Job[R]]:
-        return await self._task.app.enqueue_signatures_async(list(signatures), connection)
+        return await enqueueing.enqueue_signatures_async(
+            self._task.app, list(signatures), connection
+        )
 
     def options(
         self,
