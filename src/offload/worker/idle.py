@@ -43,7 +43,7 @@ class Idle(WorkerState):
         if self._deferred_due:  # a job a limit held back falls due: be there to start it
             timeout_s = min(timeout_s, self._deferred_due[0] - self.app.now() + 0.001)
         claim = None if self.burst else self._claim_params()
-        serving = self._serving() or self.queues
+        serving = self.watch.serving() or self.queues
         waiter = asyncio.create_task(
             self.app.backend.wait(WaitParams(queues=serving, timeout_s=timeout_s, claim=claim))
         )

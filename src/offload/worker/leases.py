@@ -36,7 +36,7 @@ class Leases(WorkerState):
                     continue  # a shorter lease arrived: plan again from the last beat
             last_beat = loop.time()
             try:
-                await self._beat_presence()
+                await self.presence.beat()
                 await self._heartbeat()
             except Exception:  # this loop must outlive any surprise: log it, beat again
                 ids = ", ".join(j.id for j in self._held_jobs()[:20])

@@ -12,54 +12,75 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable, Sequence
 
-from offload.backends.base import BackendError, IdsParams, WorkerBeatParams
+from offload.backends.base import Backend, BackendError, IdsParams, WorkerBeatParams
 from offload.records import WorkerInfo
-from offload.worker.state import WorkerState
 
 log = logging.getLogger("offload.worker")
 #: How soon a change in the jobs a worker runs shows in the registry.
 REFRESH_S = 1.0
 
 
-class Presence(WorkerState):
-    async def _presence_loop(self) -> None:
+class Presence:
+    """Owns what the registry was last told; asks the worker only which jobs it runs."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        name: str,
+        queues: Sequence[str],
+        concurrency: int,
+        lease_s: float,
+        running: Callable[[], list[str]],
+    ) -> None:
+        self._backend = backend
+        self._name = name
+        self._queues = list(queues)
+        self._concurrency = concurrency
+        self._lease_s = lease_s
+        self._running = running  # the ids of the jobs the worker runs, sorted
+        self._started_at = 0.0  # wall clock, set at the first beat
+        self._told: list[str] = []  # the running jobs the registry was last told of
+
+    async def loop(self) -> None:
         """Beat again within a second when the jobs this worker runs changed, so the
         registry a person looks at is not a third of a lease behind (a quiet worker
         costs nothing: the heartbeat keeps its entry alive)."""
         while True:
             await asyncio.sleep(REFRESH_S)
-            if sorted(self._running) != self._beat_running:
+            if self._running() != self._told:
                 try:
-                    await self._beat_presence()
+                    await self.beat()
                 except Exception:  # the registry is for people: never the end of the worker
                     log.exception("updating the worker registry failed")
 
-    def _presence(self) -> WorkerInfo:
+    def info(self) -> WorkerInfo:
         return WorkerInfo(
-            id=self.name,
+            id=self._name,
             host=socket.gethostname(),
             pid=os.getpid(),
-            queues=list(self.queues),
-            concurrency=self.concurrency,
+            queues=list(self._queues),
+            concurrency=self._concurrency,
             started_at=self._started_at,
-            running=sorted(self._running),
+            running=self._running(),
         )
 
-    async def _beat_presence(self) -> None:
+    async def beat(self) -> None:
         """Refresh the registry entry; an outage is the heartbeat's to report, not this."""
         if self._started_at == 0.0:
             self._started_at = time.time()
-        info = self._presence()
-        self._beat_running = info.running
+        info = self.info()
+        self._told = info.running
         try:
-            await self.app.backend.beat_worker(WorkerBeatParams(worker=info, ttl_s=self.lease_s))
+            await self._backend.beat_worker(WorkerBeatParams(worker=info, ttl_s=self._lease_s))
         except BackendError as exc:
             log.debug("cannot update the worker registry (%s)", exc)
 
-    async def _leave(self) -> None:
+    async def leave(self) -> None:
         """Drop out of the registry at once on a graceful stop."""
         try:
-            await self.app.backend.remove_worker(IdsParams(ids=[self.name]))
+            await self._backend.remove_worker(IdsParams(ids=[self._name]))
         except BackendError as exc:
             log.debug("cannot leave the worker registry (%s); it expires", exc)

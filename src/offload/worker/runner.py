@@ -54,7 +54,7 @@ RECONNECT_MAX_PAUSE_S = 5.0
 BURST_CLAIM_TRIES = 3
 
 
-class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch, Presence, Idle):
+class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Idle):
     def __init__(
         self,
         app: Offload,
@@ -141,10 +141,20 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
         self._alone_pending = 0
         self._job_ended = asyncio.Event()
         self.tally = Tally(self.name, app.counts_retention_s)
-        self._paused: set[str] = set()
         self._work_maybe = asyncio.Event()
-        self._started_at = 0.0
-        self._beat_running: list[str] = []
+        self.presence = Presence(
+            app.backend, name=self.name, queues=self.queues, concurrency=concurrency,
+            lease_s=app.lease_s, running=lambda: sorted(self._running),
+        )  # fmt: skip
+        self.watch = Watch(
+            app.backend, self.queues, stop_job=self._stop_job,
+            queues_changed=self._look_again, pause=self._pause,
+        )  # fmt: skip
+
+    def _look_again(self) -> None:
+        """The queues this worker serves changed: an idle fetch loop looks again."""
+        self._slot_freed.set()
+        self._work_maybe.set()
 
     @property
     def lease_s(self) -> float:
@@ -168,9 +178,9 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             asyncio.create_task(self._heartbeat_loop(), name="offload-heartbeat"),
             asyncio.create_task(self._progress_loop(), name="offload-progress"),
             asyncio.create_task(self.maintenance.run(self._stopping), name="offload-maint"),
-            asyncio.create_task(self._watch_loop(), name="offload-watch"),
+            asyncio.create_task(self.watch.loop(), name="offload-watch"),
             asyncio.create_task(self._tally_loop(), name="offload-tally"),
-            asyncio.create_task(self._presence_loop(), name="offload-presence"),
+            asyncio.create_task(self.presence.loop(), name="offload-presence"),
         ]
         try:
             # A pause set before this worker started holds from its first claim. A stop may
@@ -189,7 +199,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
                     await self.maintenance.resign()
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CANCEL_GRACE_S):  # the entry expires anyway
-                    await self._leave()
+                    await self.presence.leave()
                     await self.tally.flush(self.app.backend, self.app.now())
             await self._executor.close()
             # Connections and listeners belong to this event loop: release them with it.
@@ -198,8 +208,8 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
         return self.stats
 
     async def _starting(self) -> None:
-        await self._beat_presence()
-        await self._load_paused()
+        await self.presence.beat()
+        await self.watch.load_paused()
 
     async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> bool:
         """Run ``step`` unless a stop comes first (it is then cancelled); True if it ended."""
@@ -230,7 +240,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Watch
             else:
                 maybe_params = self._claim_params()
                 if maybe_params is None:
-                    if self.burst and not self._serving() and not self._running:
+                    if self.burst and not self.watch.serving() and not self._running:
                         return  # every queue is paused: nothing is ready for this run
                     self._slot_freed.clear()
                     await self._slot_freed.wait()

@@ -1,14 +1,18 @@
-"""Slots: how many jobs to claim, which wait for a slot, and when held-back jobs fall due."""
+"""Slots: how many jobs to claim, which wait for a slot, when held-back jobs fall due, and
+stopping a running job the store no longer lets this worker finish."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import heapq
+import logging
 
 from offload.backends.base import ClaimParams
 from offload.records import JobRecord
 from offload.worker.state import WorkerState
+
+log = logging.getLogger("offload.worker")
 
 #: How long a claim cancelled by a stop may take to end (its hand-back) before the worker
 #: goes on without it; the store's close() finishes what is left.
@@ -49,7 +53,7 @@ class Slots(WorkerState):
         """
         if self._alone_pending:
             return None  # a suspect job runs alone: claim nothing until it ends
-        serving = self._serving()
+        serving = self.watch.serving()
         if not serving:
             return None  # every queue is paused: a resume wakes the fetch loop
         free = self.concurrency - self._busy()
@@ -70,7 +74,7 @@ class Slots(WorkerState):
         room: dict[str, int] = {}
         for task in self.app.tasks.values():
             queue = task.defaults.queue
-            if queue not in self.queues or queue in self._paused:
+            if queue not in self.queues or self.watch.is_paused(queue):
                 continue
             forming = self._forming.get(task.name)
             if forming is None or room.get(queue, 0) < 0:
@@ -120,6 +124,19 @@ class Slots(WorkerState):
             self._launch(waiting)
         self._slot_freed.set()
         self._job_ended.set()
+
+    def _stop_job(self, job_id: str, delivery: int | None, why: str) -> bool:
+        """Stop the running copy of ``job_id`` (of ``delivery`` if given): the store no
+        longer lets this worker finish it. Returns whether one was running."""
+        running = self._running.get(job_id)
+        if running is None or (delivery is not None and running.job.delivery != delivery):
+            return False
+        running.stop_reason = "lost"  # in a micro-batch: its entry will be dropped
+        running.cancelled.set()
+        if running.task is not None:
+            log.info("job %s was %s; stopping it", job_id, why)
+            running.task.cancel()
+        return True
 
 
 def _consume(task: asyncio.Future[list[JobRecord]]) -> None:

@@ -16,8 +16,10 @@ from offload.records import JobRecord
 from offload.task import Task
 from offload.worker.executors import Executor
 from offload.worker.maintenance import Maintenance
+from offload.worker.presence import Presence
 from offload.worker.process_pool import Pool
 from offload.worker.tally import Tally
+from offload.worker.watch import Watch
 
 
 @dataclass
@@ -98,12 +100,10 @@ class WorkerState:
     _job_ended: asyncio.Event  # set each time a job leaves the running set
     _alone_pending: int  # suspect jobs waiting to run alone, or running: nothing else starts
     _planned_lease_s: float
-    #: This worker's queues that are paused (kept in the store, told by live events).
-    _paused: set[str]
     #: Set when an idle worker should look for work again without the store saying so.
     _work_maybe: asyncio.Event
-    _started_at: float  # wall clock, for the worker registry
-    _beat_running: list[str]  # the running jobs the registry was last told of
+    presence: Presence  # the worker's entry in the store's registry
+    watch: Watch  # live events: cancels reach running jobs, pauses the claims
     tally: Tally  # per-minute counts by queue and task
 
     if TYPE_CHECKING:
@@ -136,9 +136,3 @@ class WorkerState:
         def _pop_due_deferred(self) -> bool: ...
 
         def _claim_params(self) -> ClaimParams | None: ...
-
-        def _serving(self) -> list[str]: ...
-
-        async def _beat_presence(self) -> None: ...
-
-        async def _load_paused(self) -> None: ...

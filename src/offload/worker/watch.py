@@ -10,12 +10,12 @@ subscribes again, which re-reads every pause mark.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
-from offload.backends.base import BackendError, SubscribeParams
+from offload.backends.base import Backend, BackendError, SubscribeParams
 from offload.ops import run_async
 from offload.pausing import paused_queues
 from offload.records import CONTROL_KINDS, EventKind, JobEvent
-from offload.worker.state import WorkerState
 
 log = logging.getLogger("offload.worker")
 
@@ -27,25 +27,50 @@ _ENDED = (EventKind.CANCELLED, EventKind.DELETED)
 WORKER_EVENTS = SubscribeParams(kinds=CONTROL_KINDS)
 _QUEUE = (EventKind.QUEUE_PAUSED, EventKind.QUEUE_RESUMED)
 
+#: Stop the running copy of a job (of a delivery if given) for a reason; True if one ran.
+StopJob = Callable[[str, "int | None", str], bool]
 
-class Watch(WorkerState):
-    def _serving(self) -> list[str]:
+
+class Watch:
+    """Owns which of the worker's queues are paused; tells the worker to stop a job or to
+    look at its queues again."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        queues: Sequence[str],
+        *,
+        stop_job: StopJob,
+        queues_changed: Callable[[], None],
+        pause: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._backend = backend
+        self._queues = list(queues)
+        self._stop_job = stop_job
+        self._queues_changed = queues_changed
+        self._pause = pause  # a sleep that a stop ends early
+        self._paused: set[str] = set()
+
+    def serving(self) -> list[str]:
         """The worker's queues less the paused ones, in the worker's order."""
-        return [q for q in self.queues if q not in self._paused]
+        return [q for q in self._queues if q not in self._paused]
 
-    async def _load_paused(self) -> None:
+    def is_paused(self, queue: str) -> bool:
+        return queue in self._paused
+
+    async def load_paused(self) -> None:
         """Read the pause marks now; an outage leaves them to the watch (claims fail too)."""
         try:
-            self._set_paused(await run_async(self.app.backend, paused_queues(self.queues)))
+            self._set_paused(await run_async(self._backend, paused_queues(self._queues)))
         except BackendError as exc:
             log.debug("cannot read paused queues yet (%s)", exc)
 
-    async def _watch_loop(self) -> None:
+    async def loop(self) -> None:
         pause_s = RESUBSCRIBE_MIN_S
         while True:
             try:
-                async with self.app.backend.subscribe(WORKER_EVENTS) as stream:
-                    self._set_paused(await run_async(self.app.backend, paused_queues(self.queues)))
+                async with self._backend.subscribe(WORKER_EVENTS) as stream:
+                    self._set_paused(await run_async(self._backend, paused_queues(self._queues)))
                     pause_s = RESUBSCRIBE_MIN_S
                     async for events in stream:
                         await self._on_events(events)
@@ -59,12 +84,12 @@ class Watch(WorkerState):
     async def _on_events(self, events: list[JobEvent]) -> None:
         queue_changed = False
         for event in events:
-            if event.kind in _ENDED and event.id in self._running:
+            if event.kind in _ENDED:
                 self._stop_job(event.id, None, "cancelled")
-            elif event.kind in _QUEUE and event.queue in self.queues:
+            elif event.kind in _QUEUE and event.queue in self._queues:
                 queue_changed = True
         if queue_changed:
-            self._set_paused(await run_async(self.app.backend, paused_queues(self.queues)))
+            self._set_paused(await run_async(self._backend, paused_queues(self._queues)))
 
     def _set_paused(self, paused: set[str]) -> None:
         if paused != self._paused:
@@ -73,18 +98,4 @@ class Watch(WorkerState):
             for queue in sorted(self._paused - paused):
                 log.info("queue %s resumed", queue)
             self._paused = paused
-            self._slot_freed.set()  # an idle fetch loop looks again with the new queues
-            self._work_maybe.set()
-
-    def _stop_job(self, job_id: str, delivery: int | None, why: str) -> bool:
-        """Stop the running copy of ``job_id`` (of ``delivery`` if given): the store no
-        longer lets this worker finish it. Returns whether one was running."""
-        running = self._running.get(job_id)
-        if running is None or (delivery is not None and running.job.delivery != delivery):
-            return False
-        running.stop_reason = "lost"  # in a micro-batch: its entry will be dropped
-        running.cancelled.set()
-        if running.task is not None:
-            log.info("job %s was %s; stopping it", job_id, why)
-            running.task.cancel()
-        return True
+            self._queues_changed()  # an idle fetch loop looks again with the new queues
