@@ -181,7 +181,7 @@ def test_a_lost_report_for_an_older_delivery_spares_the_newer_claim(app: Offload
         worker._running[job.id] = Running(job=second, cancelled=threading.Event(), task=newer)
         worker._unacked[job.id] = outcomes.succeeded(first, b"null")
         worker._unacked_jobs[job.id] = first
-        await worker._heartbeat()  # the old delivery's lease is lost, not the new one
+        await worker.leases.heartbeat()  # the old delivery's lease is lost, not the new one
         await asyncio.sleep(0)
         spared = not newer.done()
         newer.cancel()

@@ -32,6 +32,18 @@ UNEXPLAINED_GRACE_S = 60.0
 
 
 class Acks(WorkerState):
+    def _held_jobs(self) -> list[JobRecord]:
+        """Every job whose lease this worker holds: running, or ended and not yet acked."""
+        return [r.job for r in self._running.values()] + list(self._unacked_jobs.values())
+
+    def _lease_lost(self, job_id: str, delivery: int) -> None:
+        """The store took back ``delivery`` of the job: stop it, and drop its outcome."""
+        self._stop_job(job_id, delivery, "cancelled or taken over")
+        unacked = self._unacked_jobs.get(job_id)
+        if unacked is not None and unacked.delivery == delivery:
+            self._unacked.pop(job_id, None)
+            self._unacked_jobs.pop(job_id, None)
+
     def _remember(self, job: JobRecord, outcome: Outcome | None) -> None:
         if outcome is None:
             self.stats.lost += 1

@@ -54,7 +54,7 @@ RECONNECT_MAX_PAUSE_S = 5.0
 BURST_CLAIM_TRIES = 3
 
 
-class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Idle):
+class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
     def __init__(
         self,
         app: Offload,
@@ -135,8 +135,6 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Idle)
         self._unexplained_since: float | None = None
         self._progress_needed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._leases_changed = asyncio.Event()  # a job with a shorter lease than planned came
-        self._planned_lease_s = app.lease_s
         self._alone_lock = asyncio.Lock()
         self._alone_pending = 0
         self._job_ended = asyncio.Event()
@@ -145,6 +143,10 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Idle)
         self.presence = Presence(
             app.backend, name=self.name, queues=self.queues, concurrency=concurrency,
             lease_s=app.lease_s, running=lambda: sorted(self._running),
+        )  # fmt: skip
+        self.leases = Leases(
+            app.backend, worker=self.name, lease_s=app.lease_s, held=self._held_jobs,
+            lost=self._lease_lost, before_beat=self.presence.beat,
         )  # fmt: skip
         self.watch = Watch(
             app.backend, self.queues, stop_job=self._stop_job,
@@ -175,7 +177,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Idle)
         )  # fmt: skip
         helpers = [
             asyncio.create_task(self._flush_loop(), name="offload-flush"),
-            asyncio.create_task(self._heartbeat_loop(), name="offload-heartbeat"),
+            asyncio.create_task(self.leases.loop(), name="offload-heartbeat"),
             asyncio.create_task(self._progress_loop(), name="offload-progress"),
             asyncio.create_task(self.maintenance.run(self._stopping), name="offload-maint"),
             asyncio.create_task(self.watch.loop(), name="offload-watch"),
@@ -314,7 +316,7 @@ class Worker(Slots, Acks, Leases, Attempts, Batching, Isolation, Shutdown, Idle)
             message = f"the stored job could not be read ({job.unreadable}); it never ran"
             self._remember(job, outcomes.poison(job, "UnreadableJob", message))
             return
-        self._lease_added(job)
+        self.leases.added(job)
         busy = self._busy()
         running = Running(job=job, cancelled=threading.Event())
         self._running[job.id] = running

@@ -15,6 +15,7 @@ from offload.limits import Limiter
 from offload.records import JobRecord
 from offload.task import Task
 from offload.worker.executors import Executor
+from offload.worker.leases import Leases
 from offload.worker.maintenance import Maintenance
 from offload.worker.presence import Presence
 from offload.worker.process_pool import Pool
@@ -95,14 +96,13 @@ class WorkerState:
     _unexplained_since: float | None
     _progress_needed: asyncio.Event
     _loop: asyncio.AbstractEventLoop | None
-    _leases_changed: asyncio.Event
     _alone_lock: asyncio.Lock  # one suspect job runs alone at a time
     _job_ended: asyncio.Event  # set each time a job leaves the running set
     _alone_pending: int  # suspect jobs waiting to run alone, or running: nothing else starts
-    _planned_lease_s: float
     #: Set when an idle worker should look for work again without the store saying so.
     _work_maybe: asyncio.Event
     presence: Presence  # the worker's entry in the store's registry
+    leases: Leases  # the heartbeat
     watch: Watch  # live events: cancels reach running jobs, pauses the claims
     tally: Tally  # per-minute counts by queue and task
 
