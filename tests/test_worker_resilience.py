@@ -179,8 +179,8 @@ def test_a_lost_report_for_an_older_delivery_spares_the_newer_claim(app: Offload
         # This worker holds the newer claim, and the older one's outcome is not yet stored.
         newer = asyncio.create_task(asyncio.sleep(30))
         worker._running[job.id] = Running(job=second, cancelled=threading.Event(), task=newer)
-        worker._unacked[job.id] = outcomes.succeeded(first, b"null")
-        worker._unacked_jobs[job.id] = first
+        worker.acks.pending[job.id] = outcomes.succeeded(first, b"null")
+        worker.acks.pending_jobs[job.id] = first
         await worker.leases.heartbeat()  # the old delivery's lease is lost, not the new one
         await asyncio.sleep(0)
         spared = not newer.done()

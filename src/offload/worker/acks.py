@@ -1,26 +1,31 @@
-"""Acknowledgements: outcomes and progress reports, sent to the store in batches."""
+"""Acknowledgements: the outcomes of ended jobs, sent to the store in batches.
+
+An outcome is kept until the store took it (or refused it for a lease this worker no
+longer holds): through an outage every outcome waits and is sent again, and one value
+the store cannot hold fails only its own job.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from msgspec.structs import replace as replace_struct
 
 from offload.backends.base import (
+    Backend,
     BackendError,
     FinishParams,
     Outcome,
     OutcomeKind,
-    ProgressParams,
-    ProgressUpdate,
     ValueRejected,
 )
 from offload.records import ErrorInfo, JobRecord
 from offload.worker import outcomes
-from offload.worker.state import WorkerState
+from offload.worker.stats import WorkerStats
+from offload.worker.tally import Tally
 
 log = logging.getLogger("offload.worker")
 
@@ -31,81 +36,107 @@ log = logging.getLogger("offload.worker")
 UNEXPLAINED_GRACE_S = 60.0
 
 
-class Acks(WorkerState):
-    def _held_jobs(self) -> list[JobRecord]:
-        """Every job whose lease this worker holds: running, or ended and not yet acked."""
-        return [r.job for r in self._running.values()] + list(self._unacked_jobs.values())
+class Acks:
+    """Owns the outcomes not yet stored; counts each in the worker's stats and tally."""
 
-    def _lease_lost(self, job_id: str, delivery: int) -> None:
-        """The store took back ``delivery`` of the job: stop it, and drop its outcome."""
-        self._stop_job(job_id, delivery, "cancelled or taken over")
-        unacked = self._unacked_jobs.get(job_id)
-        if unacked is not None and unacked.delivery == delivery:
-            self._unacked.pop(job_id, None)
-            self._unacked_jobs.pop(job_id, None)
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        now: Callable[[], float],
+        stats: WorkerStats,
+        tally: Tally,
+        not_before: dict[str, float],
+        pause: Callable[[float], Awaitable[None]],
+        stored: Callable[[], None],
+    ) -> None:
+        self._backend = backend
+        self._now = now
+        self._stats = stats
+        self._tally = tally
+        #: When each deferred job may start (the limits' admission writes it).
+        self._not_before = not_before
+        self._pause = pause  # a sleep that a stop ends early
+        self._stored = stored  # told after each batch stored: a burst worker looks again
+        self.pending: dict[str, Outcome] = {}
+        self.pending_jobs: dict[str, JobRecord] = {}
+        #: Batches stored so far: the fetch loop tells a store's answer from its own stalls.
+        self.flushes = 0
+        self._needed = asyncio.Event()
+        self._lock = asyncio.Lock()
+        #: When ``finish`` began failing with errors that are neither an outage nor a refused
+        #: value (monotonic clock); None while it succeeds.
+        self._unexplained_since: float | None = None
 
-    def _remember(self, job: JobRecord, outcome: Outcome | None) -> None:
+    def remember(self, job: JobRecord, outcome: Outcome | None) -> None:
+        """An ended attempt's outcome, to store (None: the job was lost, nothing to store)."""
         if outcome is None:
-            self.stats.lost += 1
+            self._stats.lost += 1
             return
         self._count(outcome)
-        self.tally.ended(job, outcome.kind, self.app.now())
-        self._unacked[job.id] = outcome
-        self._unacked_jobs[job.id] = job
-        self._flush_needed.set()
+        self._tally.ended(job, outcome.kind, self._now())
+        self.pending[job.id] = outcome
+        self.pending_jobs[job.id] = job
+        self._needed.set()
+
+    def soon(self) -> None:
+        """Store what is pending now, without waiting for another outcome."""
+        self._needed.set()
+
+    def drop(self, job_id: str, delivery: int) -> None:
+        """The store took ``delivery`` of the job back: its outcome is not to be stored."""
+        held = self.pending_jobs.get(job_id)
+        if held is not None and held.delivery == delivery:
+            self.pending.pop(job_id, None)
+            self.pending_jobs.pop(job_id, None)
 
     def _count(self, outcome: Outcome) -> None:
         kind = outcome.kind.value
         if kind == "succeeded":
-            self.stats.succeeded += 1
+            self._stats.succeeded += 1
         elif kind == "retry":
-            self.stats.retried += 1
+            self._stats.retried += 1
         elif kind == "dead":
-            self.stats.dead += 1
+            self._stats.dead += 1
         elif kind == "release":
-            self.stats.released += 1
+            self._stats.released += 1
         elif kind == "defer":
-            self.stats.deferred += 1
+            self._stats.deferred += 1
 
-    def _queue_progress(self, update: ProgressUpdate) -> None:
-        self._progress[update.id] = update
-        self._progress_needed.set()
-
-    # -- acknowledgements ----------------------------------------------------
-    async def _flush_loop(self) -> None:
+    async def loop(self) -> None:
         while True:
-            await self._flush_needed.wait()
-            self._flush_needed.clear()
+            await self._needed.wait()
+            self._needed.clear()
             try:
-                await self._flush_once()
+                await self.flush_once()
             except Exception:  # this loop must outlive any surprise: log it, try again
                 log.exception("recording outcomes failed (jobs %s); will retry", self._ids())
-                await asyncio.sleep(1.0)  # not _pause: a stopping worker would spin
-                self._flush_needed.set()
+                await asyncio.sleep(1.0)  # not the stoppable pause: a stopping worker would spin
+                self._needed.set()
 
-    def _ids(self, outcomes: Sequence[Outcome] | None = None, most: int = 20) -> str:
+    def _ids(self, batch: Sequence[Outcome] | None = None, most: int = 20) -> str:
         """Job ids for a log line (the first few)."""
-        ids = [o.id for o in outcomes] if outcomes is not None else list(self._unacked)
+        ids = [o.id for o in batch] if batch is not None else list(self.pending)
         return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
-    async def _flush_once(self) -> bool:
+    async def flush_once(self) -> bool:
         """Send every pending outcome in one ``finish`` call; keep them on failure."""
-        async with self._flush_lock:  # the shutdown flush must not resend an in-flight batch
+        async with self._lock:  # the shutdown flush must not resend an in-flight batch
             return await self._flush_locked()
 
     async def _flush_locked(self) -> bool:
-        if not self._unacked:
+        if not self.pending:
             return True
-        batch = list(self._unacked.values())
+        batch = list(self.pending.values())
         try:
             await self._finish(batch)
         except BackendError as exc:
             log.error("cannot record %d outcome(s) (%s); will retry", len(batch), exc)
             await self._pause(0.5)
-            self._flush_needed.set()
+            self._needed.set()
             return False
-        self._flushes += 1
-        self._slot_freed.set()  # a burst worker re-checks for work once outcomes are stored
+        self.flushes += 1
+        self._stored()
         return True
 
     async def _finish(self, batch: list[Outcome]) -> None:
@@ -113,7 +144,7 @@ class Acks(WorkerState):
         call is split until the refused outcome stands alone, then replaced by a failure."""
         try:
             sent = [self._as_sent(outcome) for outcome in batch]
-            result = await self.app.backend.finish(FinishParams(outcomes=sent))
+            result = await self._backend.finish(FinishParams(outcomes=sent))
         except BackendError:
             raise  # an outage: every outcome waits for the store to come back
         except Exception as exc:
@@ -140,12 +171,12 @@ class Acks(WorkerState):
 
     def _acknowledged(self, batch: Sequence[Outcome], rejected: Sequence[str]) -> None:
         for outcome in batch:
-            if self._unacked.get(outcome.id) is outcome:
-                del self._unacked[outcome.id]
-                self._defer_not_before.pop(outcome.id, None)
-                self._unacked_jobs.pop(outcome.id, None)
+            if self.pending.get(outcome.id) is outcome:
+                del self.pending[outcome.id]
+                self._not_before.pop(outcome.id, None)
+                self.pending_jobs.pop(outcome.id, None)
         if rejected:
-            self.stats.rejected += len(rejected)
+            self._stats.rejected += len(rejected)
             log.warning(
                 "%d outcome(s) refused: this worker no longer held their lease (cancelled or "
                 "recovered by another worker): %s",
@@ -173,10 +204,10 @@ class Acks(WorkerState):
             kind=OutcomeKind.DEAD,
             error=outcomes.storable_error(error),
         )
-        if self._unacked.get(outcome.id) is outcome:
-            self._unacked[outcome.id] = failure
+        if self.pending.get(outcome.id) is outcome:
+            self.pending[outcome.id] = failure
         try:
-            result = await self.app.backend.finish(FinishParams(outcomes=[failure]))
+            result = await self._backend.finish(FinishParams(outcomes=[failure]))
         except BackendError:
             raise
         except Exception:  # even the failure: give the job up to its lease's expiry
@@ -185,22 +216,23 @@ class Acks(WorkerState):
             )
             self._acknowledged([failure], [])
             return
-        self.stats.dead += 1
+        self._stats.dead += 1
         self._acknowledged([failure], result.rejected)
 
     def _as_sent(self, outcome: Outcome) -> Outcome:
         """A deferral waits until its moment, not its delay counted from the flush."""
-        not_before = self._defer_not_before.get(outcome.id)
+        not_before = self._not_before.get(outcome.id)
         if outcome.kind is not OutcomeKind.DEFER or not_before is None:
             return outcome
-        return replace_struct(outcome, retry_delay_s=max(0.0, not_before - self.app.now()))
+        return replace_struct(outcome, retry_delay_s=max(0.0, not_before - self._now()))
 
-    async def _flush_all(self) -> None:
-        deadline = time.monotonic() + max(self.grace_s, 5.0)
-        while self._unacked and time.monotonic() < deadline:
+    async def flush_all(self, grace_s: float) -> None:
+        """A stopping worker's last sends, for up to ``grace_s`` (at least 5 s)."""
+        deadline = time.monotonic() + max(grace_s, 5.0)
+        while self.pending and time.monotonic() < deadline:
             try:  # one attempt stuck on a silent store must not outlast the deadline
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    flushed = await self._flush_once()
+                    flushed = await self.flush_once()
             except TimeoutError:
                 flushed = False
             except Exception:
@@ -208,35 +240,6 @@ class Acks(WorkerState):
                 flushed = False
             if not flushed:
                 await asyncio.sleep(0.5)
-        await self._flush_progress()
-        if self._unacked:
+        if self.pending:
             log.error("%d outcome(s) could not be recorded; their jobs will run again",
-                      len(self._unacked))  # fmt: skip
-
-    async def _progress_loop(self) -> None:
-        while True:
-            await self._progress_needed.wait()
-            self._progress_needed.clear()
-            try:
-                await self._flush_progress()
-            except Exception:  # progress is best effort; the loop must go on
-                log.exception("recording progress failed (jobs %s)", ", ".join(self._progress))
-            await asyncio.sleep(0.2)  # coalesce chatty tasks into a few writes a second
-
-    async def _flush_progress(self) -> None:
-        if not self._progress:
-            return
-        updates, self._progress = list(self._progress.values()), {}
-        try:
-            await self.app.backend.report_progress(ProgressParams(updates=updates))
-        except BackendError as exc:
-            log.warning("cannot record progress (%s)", exc)
-        except Exception as exc:  # a report the store refuses: drop only that one
-            if len(updates) == 1:
-                log.warning("job %s: progress report not recorded (%s)", updates[0].id, exc)
-                return
-            for update in updates:
-                try:
-                    await self.app.backend.report_progress(ProgressParams(updates=[update]))
-                except Exception as one:
-                    log.warning("job %s: progress report not recorded (%s)", update.id, one)
+                      len(self.pending))  # fmt: skip

@@ -140,8 +140,8 @@ class Attempts(WorkerState):
                 id=job.id, delivery=job.delivery, progress=fraction, message=message
             )
             if threading.get_ident() == getattr(loop, "_thread_id", None):
-                self._queue_progress(update)
+                self.progress.queue(update)
             else:
-                loop.call_soon_threadsafe(self._queue_progress, update)
+                loop.call_soon_threadsafe(self.progress.queue, update)
 
         return report

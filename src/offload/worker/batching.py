@@ -84,7 +84,7 @@ class Batching(WorkerState):
             for running in members:
                 self._forget(running)
         for running in members:
-            self._remember(running.job, outcomes_by_id.get(running.job.id))
+            self.acks.remember(running.job, outcomes_by_id.get(running.job.id))
 
     async def _call_batch(
         self, task: Task[Any, Any], ready: list[tuple[Running, Any]]

@@ -80,7 +80,7 @@ class Idle(WorkerState):
             return None
         if self._stopping.is_set():  # claimed as the stop came: hand them straight back
             for job in jobs:
-                self._remember(job, outcomes.released(job))
+                self.acks.remember(job, outcomes.released(job))
             return None
         return claim, jobs
 

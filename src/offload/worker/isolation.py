@@ -51,7 +51,7 @@ class Isolation(WorkerState):
             if running.job.id in self._running and self._running[job.id] is running:
                 # stopped before it started: hand it back, charged nothing
                 self._forget(running)
-                self._remember(job, outcomes.released(job) if running.stop_reason == "shutdown"
+                self.acks.remember(job, outcomes.released(job) if running.stop_reason == "shutdown"
                                else None)  # fmt: skip
             if running.stop_reason is None:
                 raise
@@ -69,9 +69,9 @@ class Isolation(WorkerState):
 
     async def _store_pending_outcomes(self) -> None:
         """Before a suspect starts, store what the others did: its crash must not undo it."""
-        while self._unacked and not self._stopping.is_set():
+        while self.acks.pending and not self._stopping.is_set():
             try:
-                if await self._flush_once():
+                if await self.acks.flush_once():
                     continue
             except Exception:
                 log.exception("recording outcomes before a suspect job failed")

@@ -16,8 +16,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from offload.app import Offload
 from offload.backends.base import (
@@ -40,9 +39,11 @@ from offload.worker.leases import Leases
 from offload.worker.maintenance import Maintenance
 from offload.worker.presence import Presence
 from offload.worker.process_pool import Pool, ProcessExecutor
+from offload.worker.progress import ProgressReports
 from offload.worker.shutdown import Shutdown
 from offload.worker.slots import Slots
-from offload.worker.state import Forming, Running, WorkerStats
+from offload.worker.state import Forming, Running
+from offload.worker.stats import WorkerStats
 from offload.worker.tally import Tally
 from offload.worker.watch import Watch
 
@@ -54,7 +55,7 @@ RECONNECT_MAX_PAUSE_S = 5.0
 BURST_CLAIM_TRIES = 3
 
 
-class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
+class Worker(Slots, Attempts, Batching, Isolation, Shutdown, Idle):
     def __init__(
         self,
         app: Offload,
@@ -122,18 +123,10 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
         self._batched_jobs = 0  # jobs in _running that belong to a micro-batch
         self._batch_calls_count = 0  # micro-batches forming or running: one slot each
         self._batch_call_tasks = {}
-        self._unacked: dict[str, Outcome] = {}
-        self._unacked_jobs: dict[str, JobRecord] = {}
-        self._progress = {}
         self._executor: Executor | None = None
         self._stop_count = 0
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
-        self._flush_needed = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
-        self._flushes = 0
-        self._unexplained_since: float | None = None
-        self._progress_needed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._alone_lock = asyncio.Lock()
         self._alone_pending = 0
@@ -144,6 +137,11 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
             app.backend, name=self.name, queues=self.queues, concurrency=concurrency,
             lease_s=app.lease_s, running=lambda: sorted(self._running),
         )  # fmt: skip
+        self.acks = Acks(
+            app.backend, now=app.now, stats=self.stats, tally=self.tally,
+            not_before=self._defer_not_before, pause=self._pause, stored=self._slot_freed.set,
+        )  # fmt: skip
+        self.progress = ProgressReports(app.backend)
         self.leases = Leases(
             app.backend, worker=self.name, lease_s=app.lease_s, held=self._held_jobs,
             lost=self._lease_lost, before_beat=self.presence.beat,
@@ -176,9 +174,9 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
             self.name, self.app.display_url, ",".join(self.queues), self.concurrency, self.pool,
         )  # fmt: skip
         helpers = [
-            asyncio.create_task(self._flush_loop(), name="offload-flush"),
+            asyncio.create_task(self.acks.loop(), name="offload-flush"),
             asyncio.create_task(self.leases.loop(), name="offload-heartbeat"),
-            asyncio.create_task(self._progress_loop(), name="offload-progress"),
+            asyncio.create_task(self.progress.loop(), name="offload-progress"),
             asyncio.create_task(self.maintenance.run(self._stopping), name="offload-maint"),
             asyncio.create_task(self.watch.loop(), name="offload-watch"),
             asyncio.create_task(self._tally_loop(), name="offload-tally"),
@@ -190,7 +188,8 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
             if await self._unless_stopped(self._starting()):
                 await self._fetch_loop()
             await self._drain_running()
-            await self._flush_all()
+            await self.acks.flush_all(self.grace_s)
+            await self.progress.flush()
         finally:
             self._stopping.set()
             for helper in helpers:
@@ -209,34 +208,13 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
                 await self.app.backend.close()
         return self.stats
 
-    async def _starting(self) -> None:
-        await self.presence.beat()
-        await self.watch.load_paused()
-
-    async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> bool:
-        """Run ``step`` unless a stop comes first (it is then cancelled); True if it ended."""
-        running = asyncio.ensure_future(step)
-        stopper = asyncio.ensure_future(self._stopping.wait())
-        try:
-            await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopper.cancel()
-            if not running.done():
-                running.cancel()
-                await asyncio.wait({running}, timeout=CANCEL_GRACE_S)
-        if not running.done() or running.cancelled():
-            running.add_done_callback(lambda t: t.cancelled() or t.exception())
-            return False
-        running.result()  # a surprise in it is the worker's to report, as before
-        return True
-
     async def _fetch_loop(self) -> None:
         failures = 0
         empty_checks = 0
         woke_with: tuple[ClaimParams, list[JobRecord]] | None = None  # claimed on waking
         outage = False  # claims fail for want of the store (told once, and its end)
         while not self._stopping.is_set():
-            flushes_before = self._flushes
+            flushes_before = self.acks.flushes
             if woke_with is not None:  # leased already: start them before anything else
                 (params, jobs), woke_with = woke_with, None
             else:
@@ -286,12 +264,12 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
                 await asyncio.sleep(0)
                 continue
             if self.burst:
-                if flushes_before != self._flushes:
+                if flushes_before != self.acks.flushes:
                     continue  # outcomes stored while the claim ran (a retry, say): look again
                 if self._deferred_due and not self._running:
                     await self._wait_for_work()  # jobs a limit held back are still this run's
                     continue
-                if not self._running and not self._unacked:
+                if not self._running and not self.acks.pending:
                     # SKIP LOCKED hides a ready row that another transaction (the leader's
                     # promotion, say) holds for a moment: confirm once before exiting.
                     empty_checks += 1
@@ -314,7 +292,7 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
         if job.unreadable is not None:  # the store could not read its row: never run it
             log.error("job %s: unreadable (%s); it is dead-lettered", job.id, job.unreadable)
             message = f"the stored job could not be read ({job.unreadable}); it never ran"
-            self._remember(job, outcomes.poison(job, "UnreadableJob", message))
+            self.acks.remember(job, outcomes.poison(job, "UnreadableJob", message))
             return
         self.leases.added(job)
         busy = self._busy()
@@ -325,7 +303,7 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
         task = self.app.tasks.get(job.task)
         running.isolation = self._isolation_for(job, task)
         if running.isolation is not None:
-            self._flush_needed.set()  # what the others did is stored before it starts
+            self.acks.soon()  # what the others did is stored before it starts
         if running.isolation == "alone":
             self._alone_pending += 1
             name = f"offload-job-{job.id}-alone"
@@ -351,7 +329,7 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
                 self._forget(held)
             task = self.app.tasks.get(job.task)
             failure = outcomes.Failure(outcomes.error_info(exc), retryable=True)
-            self._remember(
+            self.acks.remember(
                 job, outcomes.failed(job, failure, task.defaults.backoff if task else None)
             )
 
@@ -386,7 +364,7 @@ class Worker(Slots, Acks, Attempts, Batching, Isolation, Shutdown, Idle):
                 raise
         finally:
             self._forget(running)
-        self._remember(job, outcome)
+        self.acks.remember(job, outcome)
 
 
 def run_worker(worker: Worker, *, install_signals: bool = True) -> WorkerStats:

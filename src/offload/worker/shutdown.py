@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Coroutine
+from typing import Any
 
 from offload.worker import outcomes
+from offload.worker.idle import CANCEL_GRACE_S
 from offload.worker.state import WorkerState
 
 log = logging.getLogger("offload.worker")
@@ -39,7 +42,7 @@ class Shutdown(WorkerState):
         while self._waiting:  # claimed but never started: hand them straight back
             waiting = self._waiting.popleft()
             self._forget(waiting)
-            self._remember(waiting.job, outcomes.released(waiting.job))
+            self.acks.remember(waiting.job, outcomes.released(waiting.job))
         tasks = [r.task for r in self._running.values() if r.task is not None]
         tasks += list(self._batch_calls)
         if tasks:
@@ -54,3 +57,25 @@ class Shutdown(WorkerState):
                 for call in self._batch_calls:
                     call.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _starting(self) -> None:
+        """The first store calls: the registry entry and the pause marks."""
+        await self.presence.beat()
+        await self.watch.load_paused()
+
+    async def _unless_stopped(self, step: Coroutine[Any, Any, None]) -> bool:
+        """Run ``step`` unless a stop comes first (it is then cancelled); True if it ended."""
+        running = asyncio.ensure_future(step)
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({running, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not running.done():
+                running.cancel()
+                await asyncio.wait({running}, timeout=CANCEL_GRACE_S)
+        if not running.done() or running.cancelled():
+            running.add_done_callback(lambda t: t.cancelled() or t.exception())
+            return False
+        running.result()  # a surprise in it is the worker's to report, as before
+        return True

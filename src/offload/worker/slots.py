@@ -125,6 +125,15 @@ class Slots(WorkerState):
         self._slot_freed.set()
         self._job_ended.set()
 
+    def _held_jobs(self) -> list[JobRecord]:
+        """Every job whose lease this worker holds: running, or ended and not yet acked."""
+        return [r.job for r in self._running.values()] + list(self.acks.pending_jobs.values())
+
+    def _lease_lost(self, job_id: str, delivery: int) -> None:
+        """The store took back ``delivery`` of the job: stop it, and drop its outcome."""
+        self._stop_job(job_id, delivery, "cancelled or taken over")
+        self.acks.drop(job_id, delivery)
+
     def _stop_job(self, job_id: str, delivery: int | None, why: str) -> bool:
         """Stop the running copy of ``job_id`` (of ``delivery`` if given): the store no
         longer lets this worker finish it. Returns whether one was running."""

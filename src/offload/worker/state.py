@@ -10,15 +10,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from offload.app import Offload
-from offload.backends.base import ClaimParams, Outcome, ProgressUpdate
+from offload.backends.base import ClaimParams
 from offload.limits import Limiter
 from offload.records import JobRecord
 from offload.task import Task
+from offload.worker.acks import Acks
 from offload.worker.executors import Executor
 from offload.worker.leases import Leases
 from offload.worker.maintenance import Maintenance
 from offload.worker.presence import Presence
 from offload.worker.process_pool import Pool
+from offload.worker.progress import ProgressReports
+from offload.worker.stats import WorkerStats
 from offload.worker.tally import Tally
 from offload.worker.watch import Watch
 
@@ -45,18 +48,6 @@ class Forming:
     timer: asyncio.TimerHandle | None = None
 
 
-@dataclass
-class WorkerStats:
-    started: int = 0
-    succeeded: int = 0
-    retried: int = 0
-    dead: int = 0
-    released: int = 0
-    deferred: int = 0
-    lost: int = 0
-    rejected: int = 0
-
-
 class WorkerState:
     """Attributes set by ``Worker.__init__``, and the methods one part calls on another."""
 
@@ -81,20 +72,10 @@ class WorkerState:
     _batched_jobs: int
     _batch_calls_count: int
     _batch_call_tasks: dict[str, Task[Any, Any]]
-    _unacked: dict[str, Outcome]
-    _unacked_jobs: dict[str, JobRecord]
-    _progress: dict[str, ProgressUpdate]
     _executor: Executor | None
     _stop_count: int
     _stopping: asyncio.Event
     _slot_freed: asyncio.Event
-    _flush_needed: asyncio.Event
-    _flush_lock: asyncio.Lock
-    _flushes: int
-    #: When ``finish`` began failing with errors that are neither an outage nor a refused
-    #: value (monotonic clock); None while it succeeds.
-    _unexplained_since: float | None
-    _progress_needed: asyncio.Event
     _loop: asyncio.AbstractEventLoop | None
     _alone_lock: asyncio.Lock  # one suspect job runs alone at a time
     _job_ended: asyncio.Event  # set each time a job leaves the running set
@@ -103,6 +84,8 @@ class WorkerState:
     _work_maybe: asyncio.Event
     presence: Presence  # the worker's entry in the store's registry
     leases: Leases  # the heartbeat
+    acks: Acks  # outcomes not yet stored
+    progress: ProgressReports  # running jobs' reports, sent a few times a second
     watch: Watch  # live events: cancels reach running jobs, pauses the claims
     tally: Tally  # per-minute counts by queue and task
 
@@ -122,12 +105,6 @@ class WorkerState:
         def _dispatch_all(self) -> None: ...
 
         async def _execute(self, running: Running) -> None: ...
-
-        async def _flush_once(self) -> bool: ...
-
-        def _remember(self, job: JobRecord, outcome: Outcome | None) -> None: ...
-
-        def _queue_progress(self, update: ProgressUpdate) -> None: ...
 
         def _progress_reporter(self, job: JobRecord) -> Any: ...
 
