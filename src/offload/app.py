@@ -18,6 +18,7 @@ from offload.backends.base import (
 )
 from offload.backends.urls import display_url
 from offload.batches import Batch, batch_enqueue
+from offload.bounds import check_queue_name
 from offload.errors import ConfigurationError, JobNotFound
 from offload.hooks import Hooks
 from offload.ids import IdGenerator
@@ -27,7 +28,7 @@ from offload.microbatch import BatchSettings
 from offload.retry import Backoff, as_policy
 from offload.scheduler import Missed, Schedule
 from offload.storeclock import StoreClock
-from offload.task import Signature, Task, TaskOptions, check_queue_name
+from offload.task import Signature, Task, TaskOptions
 from offload.windows import Window
 
 P = ParamSpec("P")

@@ -1,4 +1,5 @@
-"""The accepted range of every number a caller gives (delays, times, durations, priorities).
+"""The accepted range of every number a caller gives (delays, times, durations, priorities),
+and of the names that filters find jobs by again (queues, owners).
 
 A NaN, an infinity or an absurdly large value is refused where it is written, with
 the range it must fall in, rather than half-stored (Redis), raised as a driver error
@@ -71,3 +72,21 @@ def retries(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
         raise ConfigurationError(f"retries must be an int in [0, {MAX_RETRIES}], got {value!r}")
     return value
+
+
+def check_owner(owner: str) -> str:
+    """An owner every store can keep and every filter can name again."""
+    if (
+        not isinstance(owner, str) or not owner or len(owner) > 200 or not owner.isprintable()
+    ):  # fmt: skip
+        raise ConfigurationError(
+            f"owner must be a short printable non-empty string (a user or tenant id), got "
+            f"{owner!r:.80}"
+        )
+    return owner
+
+
+def check_queue_name(queue: str) -> str:
+    if not isinstance(queue, str) or not queue or len(queue) > 200 or not queue.isprintable():
+        raise ConfigurationError(f"queue must be a short printable non-empty string, got {queue!r}")
+    return queue

@@ -12,6 +12,7 @@ import msgspec
 from msgspec.structs import replace as replace_struct
 
 from offload import bounds, enqueueing
+from offload.bounds import check_owner, check_queue_name
 from offload.errors import ConfigurationError
 from offload.ids import derived_id, id_time_ms
 from offload.limits import Limit
@@ -109,24 +110,6 @@ def make_call_options(
     if meta is not None:
         changes["meta"] = dict(meta)
     return replace(base, **changes)
-
-
-def check_owner(owner: str) -> str:
-    """An owner every store can keep and every filter can name again."""
-    if (
-        not isinstance(owner, str) or not owner or len(owner) > 200 or not owner.isprintable()
-    ):  # fmt: skip
-        raise ConfigurationError(
-            f"owner must be a short printable non-empty string (a user or tenant id), got "
-            f"{owner!r:.80}"
-        )
-    return owner
-
-
-def check_queue_name(queue: str) -> str:
-    if not isinstance(queue, str) or not queue or len(queue) > 200 or not queue.isprintable():
-        raise ConfigurationError(f"queue must be a short printable non-empty string, got {queue!r}")
-    return queue
 
 
 @dataclass(frozen=True)

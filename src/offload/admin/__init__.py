@@ -31,11 +31,11 @@ from offload.admin.operations import (
     workers,
 )
 from offload.batches import BatchStatus
+from offload.bounds import check_queue_name
 from offload.ops import Op, run_async, run_sync
 from offload.pausing import set_paused
 from offload.records import JobRecord, WorkerInfo
 from offload.states import JobState
-from offload.task import check_queue_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

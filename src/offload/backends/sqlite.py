@@ -50,8 +50,8 @@ from offload.backends.base import (
 from offload.backends.filewatch import CAN_WATCH_FILES
 from offload.backends.rows import job_from_row
 from offload.backends.sqlite_connect import Connections, translated
-from offload.backends.sqlite_counts import prune_counts, read_counts, record_counts
-from offload.backends.sqlite_endings import list_batches, prune_batches
+from offload.backends.sqlite_counts import read_counts, record_counts
+from offload.backends.sqlite_endings import list_batches
 from offload.backends.sqlite_events import (
     HeldJobs,
     Listened,
@@ -60,9 +60,9 @@ from offload.backends.sqlite_events import (
     listen,
     live_workers,
     log_events,
-    prune_events,
     read_events,
 )
+from offload.backends.sqlite_prune import prune_all
 from offload.backends.sqlite_reads import count_jobs, query_page, queue_stats
 from offload.backends.sqlite_schema import (
     Q,
@@ -82,7 +82,6 @@ from offload.records import BatchRecord, JobEvent, JobRecord, MinuteCounts, Work
 
 T = TypeVar("T")
 #: Rows one prune step deletes in its own transaction.
-PRUNE_STEP = 1000
 
 
 class SqliteStore:
@@ -284,28 +283,7 @@ class SqliteStore:
 
     @translated
     def prune(self, params: PruneParams) -> int:
-        """Delete in steps of ``PRUNE_STEP`` rows, each its own short transaction: one
-        long DELETE would hold the write lock until concurrent enqueues time out. Batches
-        completed before ``finished_before`` go with the jobs."""
-        states = [s.value for s in params.states]
-        now = self._clock()
-        with self._write() as conn:
-            conn.execute(Q["prune_turns"], (params.finished_before,))
-            conn.execute(Q["prune_marks"], (now,))
-            conn.execute(Q["prune_workers"], (now,))
-        prune_events(self._db, now, PRUNE_STEP)
-        prune_batches(self._db, params.finished_before, PRUNE_STEP)
-        prune_counts(self._db, now, params.counts_before, PRUNE_STEP)
-        deleted = 0
-        while states:
-            with self._write() as conn:
-                step = conn.execute(
-                    _in(Q["prune"], states), [*states, params.finished_before, PRUNE_STEP]
-                ).rowcount
-            deleted += step
-            if step < PRUNE_STEP:
-                break
-        return deleted
+        return prune_all(self._db, params, self._clock())
 
     @translated
     def lock(self, params: LockParams) -> bool:
