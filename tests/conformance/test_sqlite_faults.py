@@ -86,6 +86,48 @@ def test_opening_while_another_process_holds_the_write_lock_waits_then_says_why(
     SqliteStore(db_path, busy_timeout_ms=50, clock=clock.time).close()  # free again: opens
 
 
+def test_a_write_while_another_process_holds_the_lock_fails_whole_after_its_timeout(
+    db_path: str, clock: FakeClock
+) -> None:
+    store = SqliteStore(db_path, busy_timeout_ms=80, clock=clock.time)
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    job = new_job()
+    try:
+        with pytest.raises(BackendError, match=r"busy.*busy_timeout_ms"):
+            store.enqueue(EnqueueParams(jobs=[job]))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.get(IdsParams(ids=[job.id])) == []
+    # the connection's own busy wait (for reads) is back to what the URL asked
+    assert store._db.get().execute("PRAGMA busy_timeout").fetchone() == (80,)
+    assert [r.id for r in store.enqueue(EnqueueParams(jobs=[job]))] == [job.id]
+    store.close()
+
+
+def test_a_write_waits_for_another_processs_lock_and_then_goes_through(
+    db_path: str, clock: FakeClock
+) -> None:
+    store = SqliteStore(db_path, clock=clock.time)
+    holder = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO offload_marks (name, value) VALUES ('held', 'x')")
+    release = threading.Timer(0.2, lambda: holder.execute("COMMIT"))
+    release.start()
+    job = new_job()
+    try:
+        assert [r.id for r in store.enqueue(EnqueueParams(jobs=[job]))] == [job.id]
+    finally:
+        release.join()
+        holder.close()
+    # the write went in after the holder's commit, not over it
+    assert store._db.get().execute(
+        "SELECT count(*) FROM offload_marks WHERE name = 'held'"
+    ).fetchone() == (1,)
+    store.close()
+
+
 def test_an_in_memory_database_is_refused_with_a_way_out() -> None:
     with pytest.raises(ValueError, match="memory://"):
         sqlite_backend("sqlite:///:memory:")
