@@ -324,9 +324,13 @@ WITH done AS (
                            ELSE j.finished_at END,
         progress = CASE o.kind WHEN 'succeeded' THEN 1.0 ELSE j.progress END,
         meta = CASE WHEN o.meta IS NULL THEN j.meta ELSE o.meta::jsonb END,
-        attempts = {with_attempt(CASE o.kind WHEN 'retry' THEN 'failed' WHEN 'dead' THEN 'failed'
-                                        WHEN 'release' THEN 'released' WHEN 'defer' THEN 'deferred'
-                                        ELSE o.kind END; o.error)},
+        -- a success with no history before it (and no error noted) writes none: its attempt
+        -- is the row's own number, worker, start and finish (rows.py), and rows stay their size
+        attempts = CASE WHEN o.kind = 'succeeded' AND j.attempts IS NULL AND o.error IS NULL
+                        THEN NULL
+                        ELSE {with_attempt(CASE o.kind WHEN 'retry' THEN 'failed'
+                                WHEN 'dead' THEN 'failed' WHEN 'release' THEN 'released'
+                                WHEN 'defer' THEN 'deferred' ELSE o.kind END; o.error)} END,
         lease_until = NULL
     FROM unnest(%(ids)s::text[], %(deliveries)s::int[], %(kinds)s::text[], %(results)s::bytea[],
                 %(errors)s::text[], %(delays)s::float8[], %(metas)s::text[]) WITH ORDINALITY
