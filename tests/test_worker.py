@@ -268,6 +268,20 @@ def test_progress_is_visible_while_running(app: Offload) -> None:
         job.result(timeout=10)
 
 
+def test_the_last_progress_message_before_the_end_is_kept(app: Offload) -> None:
+    @app.task
+    async def pages() -> None:
+        current_job().set_progress(0.25, "page 1 of 4")
+        await asyncio.sleep(0.05)  # that report is on its way: the next ones wait their turn
+        for page in range(2, 5):
+            current_job().set_progress(page / 4, f"page {page} of 4")
+
+    job = pages.enqueue()
+    with WorkerThread(app):
+        job.result(timeout=10)
+    assert job.refresh().progress.message == "page 4 of 4"
+
+
 def test_shutdown_hands_unfinished_jobs_back_without_an_attempt(app: Offload) -> None:
     @app.task
     async def endless() -> None:

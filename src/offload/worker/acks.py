@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 
 from msgspec.structs import replace as replace_struct
 
@@ -49,6 +49,7 @@ class Acks:
         not_before: dict[str, float],
         pause: Callable[[float], Awaitable[None]],
         stored: Callable[[], None],
+        before: Callable[[Collection[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._backend = backend
         self._now = now
@@ -58,6 +59,9 @@ class Acks:
         self._not_before = not_before
         self._pause = pause  # a sleep that a stop ends early
         self._stored = stored  # told after each batch stored: a burst worker looks again
+        #: Awaited with the ids about to be finished: their last progress goes first, or a
+        #: report sent after the finish would be refused and its message lost.
+        self._before = before
         self.pending: dict[str, Outcome] = {}
         self.pending_jobs: dict[str, JobRecord] = {}
         #: Batches stored so far: the fetch loop tells a store's answer from its own stalls.
@@ -129,6 +133,8 @@ class Acks:
             return True
         batch = list(self.pending.values())
         try:
+            if self._before is not None:
+                await self._before(self.pending.keys())
             await self._finish(batch)
         except BackendError as exc:
             log.error("cannot record %d outcome(s) (%s); will retry", len(batch), exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Collection
 
 from offload.backends.base import Backend, BackendError, ProgressParams, ProgressUpdate
 
@@ -30,6 +31,11 @@ class ProgressReports:
             except Exception:  # progress is best effort; the loop must go on
                 log.exception("recording progress failed (jobs %s)", ", ".join(self._pending))
             await asyncio.sleep(0.2)  # coalesce chatty tasks into a few writes a second
+
+    async def flush_for(self, ids: Collection[str]) -> None:
+        """Send what is pending now if it concerns any of ``ids`` (jobs about to finish)."""
+        if self._pending and any(job_id in self._pending for job_id in ids):
+            await self.flush()
 
     async def flush(self) -> None:
         if not self._pending:

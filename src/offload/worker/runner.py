@@ -137,11 +137,12 @@ class Worker(Slots, Attempts, Batching, Isolation, Shutdown, Idle):
             app.backend, name=self.name, queues=self.queues, concurrency=concurrency,
             lease_s=app.lease_s, running=lambda: sorted(self._running),
         )  # fmt: skip
+        self.progress = ProgressReports(app.backend)
         self.acks = Acks(
             app.backend, now=app.now, stats=self.stats, tally=self.tally,
             not_before=self._defer_not_before, pause=self._pause, stored=self._slot_freed.set,
+            before=self.progress.flush_for,
         )  # fmt: skip
-        self.progress = ProgressReports(app.backend)
         self.leases = Leases(
             app.backend, worker=self.name, lease_s=app.lease_s, held=self._held_jobs,
             lost=self._lease_lost, before_beat=self.presence.beat,
