@@ -164,6 +164,7 @@ class Offload:
         rate: str | None = None,
         concurrency: int | None = None,
         limits: Sequence[Limit] = (),
+        public: bool = False,
     ) -> _TaskDecorator: ...
     @overload
     def task(
@@ -182,6 +183,7 @@ class Offload:
         lease_s: float | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         window: str | None = None,
+        public: bool = False,
     ) -> _BatchDecorator: ...
 
     def task(
@@ -203,6 +205,7 @@ class Offload:
         limits: Sequence[Limit] = (),
         batch_size: int | None = None,
         batch_wait_s: float | None = None,
+        public: bool = False,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(retries=5, ...)``.
 
@@ -215,6 +218,8 @@ class Offload:
         ``batch_size=100, batch_wait_s=0.5``: the function takes a list and returns one
         result per item; ``enqueue(item)`` stores one job per item and a worker hands up
         to 100 of them to one call, waiting at most ``batch_wait_s`` to fill it.
+        ``public=True``: clients may start it over the HTTP API (``offload serve``); no
+        other task can be started there.
         """
         retries = bounds.retries(self.default_retries if retries is None else retries)
         timeout_s = None if timeout_s is None else bounds.duration_s(timeout_s, "timeout_s")
@@ -233,6 +238,7 @@ class Offload:
             lease_s=lease_s,
             retry_on=retry_on,
             window=None if window is None else Window.parse(window),
+            public=bool(public),
         )
         batch = BatchSettings.make(batch_size, batch_wait_s)
         all_limits: list[Limit] = list(limits)

@@ -114,6 +114,30 @@ class ArgsCodec:
             self._check(name, annotation, value)
         return self._encode(args, kwargs)
 
+    def problems(self, args: list[Any], kwargs: dict[str, Any]) -> list[tuple[list[Any], str]]:
+        """What is wrong with these arguments, as (path, message) pairs (none: they fit):
+        a path starts at the parameter's name and goes into the value, for a client that
+        must point at the field it sent."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            return [([], f"the arguments do not fit {self.task_name}{self.signature}: {exc}")]
+        found = []
+        for name, value in bound.arguments.items():
+            annotation = self._types[name]
+            if annotation in _UNCHECKED:
+                continue
+            if name == self._var_positional:
+                annotation = tuple[annotation, ...]  # type: ignore[valid-type]
+            elif name == self._var_keyword:
+                annotation = dict[str, annotation]  # type: ignore[valid-type]
+            try:
+                msgspec.convert(value, annotation)
+            except (msgspec.ValidationError, TypeError) as exc:
+                message, _, where = str(exc).partition(" - at `$")
+                found.append(([name, *_path(where.rstrip("`"))], message))
+        return found
+
     def _check(self, name: str, annotation: Any, value: Any) -> None:
         if annotation in _UNCHECKED:
             return
@@ -208,3 +232,16 @@ class ArgsCodec:
 
     def decode_result(self, data: bytes) -> Any:
         return self._result_decoder.decode(data)
+
+
+def _path(where: str) -> list[str | int]:
+    """msgspec's ``.a[0].b`` as ["a", 0, "b"]."""
+    parts: list[str | int] = []
+    for piece in where.replace("[", ".[").split("."):
+        if not piece:
+            continue
+        if piece.startswith("[") and piece.endswith("]") and piece[1:-1].lstrip("-").isdigit():
+            parts.append(int(piece[1:-1]))
+        else:
+            parts.append(piece.strip("[]`"))
+    return parts

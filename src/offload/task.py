@@ -47,6 +47,8 @@ class TaskOptions:
     limits: tuple[Limit, ...] = ()
     #: Micro-batching: a worker hands up to ``batch.size`` jobs to one call.
     batch: BatchSettings | None = None
+    #: Clients may start it over the HTTP API.
+    public: bool = False
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,21 @@ from offload.admin.operations import (
 )
 from offload.batches import BatchStatus
 from offload.bounds import check_queue_name
+from offload.idempotency import recall, remember
 from offload.ops import Op, run_async, run_sync
 from offload.pausing import set_paused
 from offload.records import JobRecord, WorkerInfo
 from offload.states import JobState
+from offload.tokens import (
+    NewToken,
+    Role,
+    TokenInfo,
+    authenticate,
+    create_token,
+    list_tokens,
+    public,
+    revoke_token,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -51,9 +62,12 @@ __all__ = [
     "BatchStatus",
     "JobPage",
     "MinuteStats",
+    "NewToken",
     "QueueInfo",
+    "Role",
     "ScheduleInfo",
     "Subscription",
+    "TokenInfo",
 ]
 
 
@@ -184,6 +198,22 @@ class Admin:
         and run time percentiles (kept ``counts_retention_s``)."""
         return self._run(counts(since, until, queue, task))
 
+    def create_token(self, *, owner: str, role: Role | str, name: str = "") -> NewToken:
+        """A new API token for ``owner``; ``.token`` is its only copy (the store keeps a hash)."""
+        return self._run(create_token(owner, role, name))
+
+    def tokens(self) -> list[TokenInfo]:
+        """Every token, revoked ones included, without their hashes."""
+        return public(self._run(list_tokens()))
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        """Stop a token working, on every server at once (``LookupError`` if unknown)."""
+        return self._run(revoke_token(token_id))
+
+    def authenticate(self, token: str) -> TokenInfo | None:
+        """The token's owner and role if it is valid and not revoked, else None."""
+        return self._run(authenticate(token))
+
 
 class AsyncAdmin:
     """Async face of the management API (``app.admin.aio``), with live ``subscribe``."""
@@ -260,6 +290,26 @@ class AsyncAdmin:
         task: str | None = None,
     ) -> list[MinuteStats]:  # fmt: skip
         return await self._run(counts(since, until, queue, task))
+
+    async def recall_idempotent(self, owner: str | None, key: str) -> str | None:
+        """The job id a request with this idempotency key made first (kept a day)."""
+        return await self._run(recall(owner, key))
+
+    async def remember_idempotent(self, owner: str | None, key: str, job_id: str) -> str:
+        """Remember the job a keyed request made; returns the id remembered first."""
+        return await self._run(remember(owner, key, job_id))
+
+    async def create_token(self, *, owner: str, role: Role | str, name: str = "") -> NewToken:
+        return await self._run(create_token(owner, role, name))
+
+    async def tokens(self) -> list[TokenInfo]:
+        return public(await self._run(list_tokens()))
+
+    async def revoke_token(self, token_id: str) -> TokenInfo:
+        return await self._run(revoke_token(token_id))
+
+    async def authenticate(self, token: str) -> TokenInfo | None:
+        return await self._run(authenticate(token))
 
     def subscribe(
         self,

@@ -1,0 +1,209 @@
+"""``/api/v1/jobs``: start long work and be answered at once (202 and where to look),
+follow it, list it, and cancel, retry or delete it; only the caller's own jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from offload.admin import Action
+from offload.bounds import MAX_PRIORITY
+from offload.errors import JobNotFound
+from offload.idempotency import check_key, live_key
+from offload.present import job_dict
+from offload.records import JobRecord
+from offload.web.access import Caller
+from offload.web.deps import CallerDep, Settings
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+#: Seconds a client is asked to wait before polling a job it just started.
+POLL_AFTER_S = 1
+#: The filters ``GET /api/v1/jobs`` knows, besides ``cursor`` and ``limit``.
+FILTERS = ("state", "queue", "task", "owner", "batch", "text", "created_after", "created_before")
+
+
+class NewJobIn(BaseModel):
+    """A job to start: a public task and its arguments (JSON values its type hints accept)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=200)
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    queue: str | None = Field(default=None, min_length=1, max_length=200)
+    priority: int | None = Field(default=None, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
+    delay: float | None = Field(default=None, ge=0, le=366 * 24 * 3600, description="seconds")
+    key: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="while a job of yours with this key is live, it is returned instead",
+    )  # fmt: skip
+
+
+class JobPageOut(BaseModel):
+    jobs: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def present(record: JobRecord) -> dict[str, Any]:
+    shown = job_dict(record)
+    if record.key is not None and record.key.startswith(("owner:", "idempotency:")):
+        shown["key"] = None  # an HTTP client's key, stored under its owner's name
+    shown["links"] = {
+        "self": f"/api/v1/jobs/{record.id}",
+        "events": f"/api/v1/jobs/{record.id}/events",
+    }
+    return shown
+
+
+def _accepted(response: Response, record: JobRecord) -> dict[str, Any]:
+    response.status_code = 202
+    response.headers["Location"] = f"/api/v1/jobs/{record.id}"
+    response.headers["Retry-After"] = str(POLL_AFTER_S)
+    return present(record)
+
+
+def _owner_key(owner: str | None, key: str) -> str:
+    return "owner:" + (f"{len(owner)}:{owner}:" if owner is not None else "-:") + key
+
+
+def _argument_errors(task: Any, given: int, problems: list[tuple[list[Any], str]]) -> HTTPException:
+    """422 with each problem at the place the client sent it: ``args`` by index for an
+    argument given by position, ``kwargs`` by name otherwise."""
+    positional = list(task.codec.signature.parameters)[:given]
+    detail = []
+    for path, message in problems:
+        if not path:
+            loc: list[Any] = ["body"]
+        elif path[0] in positional:
+            loc = ["body", "args", positional.index(path[0]), *path[1:]]
+        else:
+            loc = ["body", "kwargs", *path]
+        detail.append({"loc": loc, "msg": message, "type": "value_error"})
+    return HTTPException(422, detail)
+
+
+@router.post("", status_code=202, responses={202: {"description": "started; poll Location"}})
+async def start_job(
+    body: NewJobIn,
+    response: Response,
+    web: Settings,
+    caller: CallerDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> dict[str, Any]:
+    """Start a job of a public task; answers at once with where to follow it."""
+    caller.require_action("start jobs")
+    task = web.public_task(body.task)
+    if task is None:
+        raise HTTPException(
+            422,
+            [{"loc": ["body", "task"], "type": "value_error",
+              "msg": f"no task named {body.task!r} may be started over HTTP"}],
+        )  # fmt: skip
+    admin = web.app.admin.aio
+    owner = caller.owner
+    if idempotency_key is not None:
+        try:
+            check_key(idempotency_key)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        first = await admin.recall_idempotent(owner, idempotency_key)
+        if first is not None:
+            try:
+                return _accepted(response, await admin.get(first, owner=caller.scope))
+            except JobNotFound:
+                pass  # deleted since: start it again
+    problems = task.codec.problems(body.args, body.kwargs)
+    if problems:
+        raise _argument_errors(task, len(body.args), problems)
+    key = None
+    if body.key is not None:
+        key = _owner_key(owner, body.key)
+    elif idempotency_key is not None:
+        key = live_key(owner, idempotency_key)
+    bound = task.options(
+        queue=body.queue, priority=body.priority, delay=body.delay, key=key, owner=owner
+    )
+    job = await bound.enqueue_async(*body.args, **body.kwargs)
+    record = job.record
+    if idempotency_key is not None:
+        first_id = await admin.remember_idempotent(owner, idempotency_key, record.id)
+        if first_id != record.id:
+            record = await admin.get(first_id, owner=caller.scope)
+    return _accepted(response, record)
+
+
+@router.get("")
+async def list_jobs(
+    request: Request,
+    web: Settings,
+    caller: CallerDep,
+    state: Annotated[list[str] | None, Query()] = None,
+    queue: str | None = None,
+    task: str | None = None,
+    owner: str | None = None,
+    batch: str | None = None,
+    text: Annotated[str | None, Query(max_length=200)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JobPageOut:
+    """Your jobs, newest first, filtered; pass ``next_cursor`` back as ``cursor``."""
+    unknown = set(request.query_params) - {*FILTERS, "cursor", "limit"}
+    if unknown:
+        raise HTTPException(
+            400, f"unknown filter {sorted(unknown)[0]!r}: use {', '.join(FILTERS)}, cursor, limit"
+        )
+    if caller.scope is not None:
+        if owner is not None and owner != caller.scope:
+            return JobPageOut(jobs=[], next_cursor=None)
+        owner = caller.scope
+    page = await web.app.admin.aio.jobs(
+        cursor=cursor, limit=limit, state=state, queue=queue, task=task, owner=owner,
+        batch=batch, text=text, created_after=created_after, created_before=created_before,
+    )  # fmt: skip
+    return JobPageOut(jobs=[present(j) for j in page.jobs], next_cursor=page.next_cursor)
+
+
+@router.get("/{job_id}")
+async def get_job(job_id: str, web: Settings, caller: CallerDep) -> dict[str, Any]:
+    """One job: state, progress, every attempt, result or error (404 if not yours)."""
+    return present(await web.app.admin.aio.get(job_id, owner=caller.scope))
+
+
+async def _act(action: Action, job_id: str, web: Settings, caller: Caller) -> JobRecord | None:
+    caller.require_action(f"{action.value} jobs")
+    admin = web.app.admin.aio
+    if action is Action.CANCEL:
+        return await admin.cancel(job_id, owner=caller.scope)
+    if action is Action.RETRY:
+        return await admin.retry(job_id, owner=caller.scope)
+    await admin.delete(job_id, owner=caller.scope)
+    return None
+
+
+@router.post("/{job_id}/cancel")
+async def cancel_job(job_id: str, web: Settings, caller: CallerDep) -> dict[str, Any]:
+    """Cancel a job that has not ended; a running one stops within about a second."""
+    record = await _act(Action.CANCEL, job_id, web, caller)
+    assert record is not None
+    return present(record)
+
+
+@router.post("/{job_id}/retry")
+async def retry_job(job_id: str, web: Settings, caller: CallerDep) -> dict[str, Any]:
+    """Queue a dead or cancelled job again."""
+    record = await _act(Action.RETRY, job_id, web, caller)
+    assert record is not None
+    return present(record)
+
+
+@router.delete("/{job_id}", status_code=204)
+async def delete_job(job_id: str, web: Settings, caller: CallerDep) -> Response:
+    """Forget a job that is not running."""
+    await _act(Action.DELETE, job_id, web, caller)
+    return Response(status_code=204)

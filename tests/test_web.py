@@ -1,0 +1,368 @@
+"""The HTTP API against a real ``offload serve`` (uvicorn on a free port) and a real worker,
+on each store a server and a worker can share: start, poll, fetch; idempotency; live
+events; owners kept apart; every bad input a 4xx that says what to do."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from web_helpers import Served, env_for, offload_command, sse_events, start, stop
+
+SIZES = [{"width": 640, "height": 480}, {"width": 32, "height": 32}]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres", "redis"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    folder = tmp_path_factory.mktemp(f"web-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder}/jobs.db"
+    elif request.param == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        url = f"{server.url(server.create_database())}"
+    else:
+        url = request.getfixturevalue("redis_server").url(prefix=f"w{uuid.uuid4().hex[:8]}")
+    running = start(url, folder)
+    try:
+        yield running
+    finally:
+        stop(running)
+
+
+def _start(client: httpx.Client, body: dict, **headers: str) -> httpx.Response:
+    return client.post("/api/v1/jobs", json=body, headers=headers)
+
+
+# -- the async request-reply pattern ------------------------------------------------
+
+
+def test_a_job_is_started_at_once_then_polled_to_its_result(served: Served) -> None:
+    with served.client() as alice:
+        answer = _start(alice, {"task": "resize", "args": ["cat.png", SIZES]})
+        assert answer.status_code == 202
+        assert answer.headers["Location"] == f"/api/v1/jobs/{answer.json()['id']}"
+        assert int(answer.headers["Retry-After"]) >= 1
+        assert answer.json()["state"] in ("queued", "running")
+        assert answer.json()["owner"] == "alice"
+        job = served.wait_for(alice, answer.json()["id"])
+        polled = alice.get(answer.headers["Location"]).json()
+    assert job["state"] == "succeeded"
+    assert polled["result"] == {"name": "cat.png", "made": 2, "quality": 80}
+    assert polled["progress"] == 1.0 and polled["progress_message"] == "size 2"
+    (attempt,) = polled["attempts"]
+    assert attempt["outcome"] == "succeeded" and attempt["started_at"] and attempt["ended_at"]
+
+
+def test_a_failed_job_shows_its_error_and_every_attempt(served: Served) -> None:
+    with served.client() as alice:
+        job_id = _start(alice, {"task": "fail", "kwargs": {"message": "no paper"}}).json()["id"]
+        job = served.wait_for(alice, job_id)
+    assert job["state"] == "dead"
+    assert job["error"]["type"] == "RuntimeError" and job["error"]["message"] == "no paper"
+    assert [a["outcome"] for a in job["attempts"]] == ["failed"]
+
+
+def test_options_are_applied_and_checked(served: Served) -> None:
+    with served.client() as alice:
+        later = _start(alice, {"task": "wait_s", "args": [0], "delay": 3600, "priority": 5,
+                               "queue": "default"})  # fmt: skip
+        assert later.status_code == 202
+        assert later.json()["state"] == "scheduled" and later.json()["priority"] == 5
+        assert alice.post(f"/api/v1/jobs/{later.json()['id']}/cancel").status_code == 200
+        for bad in ({"delay": -1}, {"priority": 10**9}, {"queue": ""}, {"colour": "red"}):
+            answer = _start(alice, {"task": "wait_s", "args": [0], **bad})
+            assert answer.status_code == 422, bad
+            assert answer.json()["detail"][0]["loc"][:2] == ["body", next(iter(bad))]
+
+
+# -- idempotency and keys -----------------------------------------------------------
+
+
+def test_a_repeated_idempotency_key_returns_the_first_job(served: Served) -> None:
+    key = str(uuid.uuid4())
+    body = {"task": "wait_s", "args": [0.01]}
+    with served.client("alice") as alice, served.client("bob") as bob:
+        first = _start(alice, body, **{"Idempotency-Key": key})
+        served.wait_for(alice, first.json()["id"])  # ended: still the same job for a day
+        again = _start(alice, body, **{"Idempotency-Key": key})
+        bobs = _start(bob, body, **{"Idempotency-Key": key})
+    assert first.status_code == again.status_code == bobs.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Location"] == first.headers["Location"]
+    assert bobs.json()["id"] != first.json()["id"], "another owner's key is another key"
+
+
+def test_concurrent_requests_with_one_key_make_one_job(served: Served) -> None:
+    key = str(uuid.uuid4())
+    ids: list[str] = []
+
+    def send() -> None:
+        with served.client() as alice:
+            answer = _start(alice, {"task": "wait_s", "args": [0.5]}, **{"Idempotency-Key": key})
+            ids.append(answer.json()["id"])
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(ids)) == 1, ids
+
+
+def test_a_live_key_is_per_owner(served: Served) -> None:
+    body = {"task": "wait_s", "args": [1.0], "key": f"report-{uuid.uuid4().hex[:6]}"}
+    with served.client("alice") as alice, served.client("bob") as bob:
+        first, second, bobs = _start(alice, body), _start(alice, body), _start(bob, body)
+    assert first.json()["id"] == second.json()["id"]
+    assert bobs.json()["id"] != first.json()["id"]
+    assert first.json()["key"] is None  # stored under the owner's name; not shown as such
+
+
+# -- only public tasks, with checked arguments --------------------------------------
+
+
+def test_arguments_are_checked_against_the_type_hints_with_the_fields_path(
+    served: Served,
+) -> None:
+    body = {"task": "resize", "args": ["a.png", [{"width": 1, "height": "tall"}]],
+            "kwargs": {"quality": "best"}}  # fmt: skip
+    with served.client() as alice:
+        answer = _start(alice, body)
+        missing = _start(alice, {"task": "resize", "args": []})
+        extra = _start(alice, {"task": "wait_s", "args": [1, 2]})
+    assert answer.status_code == 422
+    assert [d["loc"] for d in answer.json()["detail"]] == [
+        ["body", "args", 1, 0, "height"], ["body", "kwargs", "quality"]]  # fmt: skip
+    assert "Expected `int`" in answer.json()["detail"][0]["msg"]
+    assert missing.status_code == 422 and "missing a required argument" in str(missing.json())
+    assert extra.status_code == 422 and "too many" in str(extra.json())
+
+
+def test_only_public_tasks_can_be_started(served: Served) -> None:
+    with served.client("alice", "admin") as admin:
+        for task in ("internal", "no_such_task"):
+            answer = _start(admin, {"task": task, "args": ["x"]})
+            assert answer.status_code == 422
+            assert answer.json()["detail"][0]["loc"] == ["body", "task"]
+            assert "may be started over HTTP" in answer.json()["detail"][0]["msg"]
+
+
+def test_bad_bodies_get_4xx_that_say_what_is_wrong(served: Served) -> None:
+    with served.client() as alice:
+        broken = alice.post("/api/v1/jobs", content=b'{"task": ',
+                            headers={"Content-Type": "application/json"})  # fmt: skip
+        wrong = alice.post("/api/v1/jobs", json=["resize"])
+        huge = alice.post("/api/v1/jobs", json={"task": "wait_s", "args": ["x" * 2_000_000]})
+        long_key = _start(alice, {"task": "wait_s", "args": [0]}, **{"Idempotency-Key": "k" * 201})
+    assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+    assert wrong.status_code == 422
+    assert huge.status_code == 413 and "bytes" in huge.json()["detail"]
+    assert long_key.status_code == 422
+    assert long_key.json()["detail"][0]["loc"] == ["header", "idempotency-key"]
+
+
+# -- lists and actions --------------------------------------------------------------
+
+
+def test_lists_filter_search_and_page_with_a_cursor(served: Served) -> None:
+    tag = uuid.uuid4().hex[:8]
+    with served.client("bob") as bob:
+        made = [_start(bob, {"task": "resize", "args": [f"{tag}-{i}.png", SIZES]}).json()["id"]
+                for i in range(5)]  # fmt: skip
+        seen, cursor = [], None
+        while True:
+            params = {"text": tag, "limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = bob.get("/api/v1/jobs", params=params).json()
+            seen += [j["id"] for j in page["jobs"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        by_task = bob.get("/api/v1/jobs", params={"task": "resize", "text": tag}).json()
+        unknown = bob.get("/api/v1/jobs", params={"colour": "red"})
+        bad_cursor = bob.get("/api/v1/jobs", params={"cursor": "garbage"})
+        bad_state = bob.get("/api/v1/jobs", params={"state": "nope"})
+        bad_time = bob.get("/api/v1/jobs", params={"created_after": "yesterday"})
+    assert sorted(seen) == sorted(made) and len(seen) == 5
+    assert len(by_task["jobs"]) == 5
+    assert unknown.status_code == 400 and "unknown filter 'colour'" in unknown.json()["detail"]
+    assert bad_cursor.status_code == 400 and "cursor" in bad_cursor.json()["detail"]
+    assert bad_state.status_code == 400 and "unknown state" in bad_state.json()["detail"]
+    assert bad_time.status_code == 422
+
+
+def test_cancel_retry_and_delete_one_job(served: Served) -> None:
+    with served.client() as alice:
+        job_id = _start(alice, {"task": "wait_s", "args": [30]}).json()["id"]
+        deadline = time.monotonic() + 30
+        while alice.get(f"/api/v1/jobs/{job_id}").json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        refused = alice.delete(f"/api/v1/jobs/{job_id}")
+        assert refused.status_code == 400 and "cancel it first" in refused.json()["detail"]
+        assert alice.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+        assert served.wait_for(alice, job_id)["state"] == "cancelled"
+        retried = alice.post(f"/api/v1/jobs/{job_id}/retry")
+        assert retried.status_code == 200 and retried.json()["state"] in ("queued", "running")
+        assert alice.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+        served.wait_for(alice, job_id)
+        assert alice.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+        assert alice.get(f"/api/v1/jobs/{job_id}").status_code == 404
+
+
+# -- live -----------------------------------------------------------------------------
+
+
+def test_a_jobs_events_come_live_current_state_first_and_end_with_it(served: Served) -> None:
+    with served.client() as alice:
+        job_id = _start(alice, {"task": "resize", "args": ["live.png", SIZES * 4]}).json()["id"]
+        with alice.stream("GET", f"/api/v1/jobs/{job_id}/events") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = list(sse_events(response))  # the stream ends after the final state
+    assert events[0]["data"]["current"] is True
+    assert events[0]["data"]["job"] == job_id
+    assert events[-1]["event"] == "succeeded" and events[-1]["data"]["state"] == "succeeded"
+    assert all(e["data"]["job"] == job_id for e in events)
+    assert all(e["id"] for e in events)
+
+
+def test_a_reconnect_with_last_event_id_gets_the_state_and_no_older_change(
+    served: Served,
+) -> None:
+    with served.client() as alice:
+        job_id = _start(alice, {"task": "wait_s", "args": [0.01]}).json()["id"]
+        served.wait_for(alice, job_id)
+        with alice.stream("GET", f"/api/v1/jobs/{job_id}/events") as response:
+            (first,) = list(sse_events(response))
+        headers = {"Last-Event-ID": first["id"]}
+        with alice.stream("GET", f"/api/v1/jobs/{job_id}/events", headers=headers) as response:
+            again = list(sse_events(response))
+    assert first["event"] == "succeeded" and first["data"]["current"] is True
+    assert [e["event"] for e in again] == ["succeeded"]
+
+
+def test_the_events_of_an_owner_are_only_that_owners(served: Served) -> None:
+    got: list[dict] = []
+    listening = threading.Event()
+
+    def listen() -> None:
+        with served.client("alice") as alice, alice.stream("GET", "/api/v1/events") as response:
+            listening.set()
+            for event in sse_events(response):
+                got.append(event)
+                if event["event"] == "succeeded" and event["data"]["task"] == "resize":
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert listening.wait(30)
+    time.sleep(0.5)  # the subscription reaches the store
+    with served.client("bob") as bob, served.client("alice") as alice:
+        bobs = _start(bob, {"task": "wait_s", "args": [0.01]}).json()["id"]
+        served.wait_for(bob, bobs)
+        alices = _start(alice, {"task": "resize", "args": ["mine.png", SIZES]}).json()["id"]
+    listener.join(30)
+    assert not listener.is_alive(), [e["event"] for e in got]
+    assert {e["data"]["owner"] for e in got} == {"alice"}
+    assert alices in {e["data"]["job"] for e in got}
+
+
+# -- who may do what ------------------------------------------------------------------
+
+
+def test_owners_are_isolated_and_roles_hold(served: Served) -> None:
+    with served.client("alice") as alice:
+        job_id = _start(alice, {"task": "wait_s", "args": [0.01]}).json()["id"]
+        served.wait_for(alice, job_id)
+    routes = [
+        ("GET", f"/api/v1/jobs/{job_id}"), ("GET", f"/api/v1/jobs/{job_id}/events"),
+        ("POST", f"/api/v1/jobs/{job_id}/retry"), ("POST", f"/api/v1/jobs/{job_id}/cancel"),
+    ]  # fmt: skip
+    with served.client(None) as nobody:
+        for method, path in [*routes, ("GET", "/api/v1/jobs"), ("POST", "/api/v1/jobs")]:
+            answer = nobody.request(method, path)
+            assert answer.status_code == 401, (method, path)
+            assert answer.headers["WWW-Authenticate"] == "Bearer"
+    with served.client("bob") as bob, served.client("bob", "viewer") as viewer:
+        for method, path in routes:
+            answer = bob.request(method, path)
+            assert answer.status_code == 404, (method, path)
+            assert (
+                answer.json()["detail"] == f"no job with id {job_id!r} (it may have been "
+                "pruned after its retention)"
+            )
+        assert bob.delete(f"/api/v1/jobs/{job_id}").status_code == 404
+        assert bob.get("/api/v1/jobs", params={"owner": "alice"}).json()["jobs"] == []
+        assert viewer.get(f"/api/v1/jobs/{job_id}").status_code == 404
+    with served.client("alice", "viewer") as viewer:
+        assert viewer.get(f"/api/v1/jobs/{job_id}").status_code == 200
+        for method, path in [*routes[2:], ("POST", "/api/v1/jobs")]:
+            answer = viewer.request(method, path, json={"task": "wait_s", "args": [0]})
+            assert answer.status_code == 403, (method, path)
+            assert "viewer token cannot" in answer.json()["detail"]
+    for role in ("admin", "operator"):
+        with served.client("bob", role) as staff:
+            assert staff.get(f"/api/v1/jobs/{job_id}").status_code == 200, role
+            listed = staff.get("/api/v1/jobs", params={"owner": "alice", "limit": 500}).json()
+            assert job_id in {j["id"] for j in listed["jobs"]}, role
+
+
+def test_a_revoked_token_stops_working(served: Served) -> None:
+    from offload import Offload
+
+    app = Offload(served.store_url)
+    try:
+        made = app.admin.create_token(owner="carol", role="submitter")
+        headers = {"Authorization": f"Bearer {made.token}"}
+        assert httpx.get(f"{served.url}/api/v1/jobs", headers=headers).status_code == 200
+        app.admin.revoke_token(made.info.id)
+    finally:
+        app.close()
+    assert httpx.get(f"{served.url}/api/v1/jobs", headers=headers).status_code == 401
+
+
+def test_health_and_openapi(served: Served) -> None:
+    assert httpx.get(f"{served.url}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{served.url}/readyz").json() == {"status": "ok"}
+    spec = httpx.get(f"{served.url}/openapi.json").json()
+    assert "/api/v1/jobs" in spec["paths"] and "/api/v1/jobs/{job_id}/events" in spec["paths"]
+
+
+def test_guessing_tokens_is_slowed_down(served: Served) -> None:
+    """Last: it locks this client address out for a minute."""
+    answers = [
+        httpx.get(f"{served.url}/api/v1/jobs", headers={"Authorization": f"Bearer off_x_{i}"})
+        for i in range(25)
+    ]
+    codes = [a.status_code for a in answers]
+    refused = codes.index(429)  # 20 failures a minute, the revoked token's included
+    assert 15 <= refused <= 20 and set(codes[:refused]) == {401}, codes
+    assert set(codes[refused:]) == {429}
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    admin = {"Authorization": f"Bearer {served.tokens[('alice', 'admin')]}"}
+    good = httpx.get(f"{served.url}/api/v1/jobs", headers=admin)
+    assert good.status_code == 429, "even a good token waits: the address is guessing"
+
+
+def test_serving_without_auth_warns(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # the server then stops at once, after its warning
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            offload_command("serve", "web_app:app", "--insecure-no-auth", "--port", str(port)),
+            env=env_for(f"sqlite:///{tmp_path}/x.db"), capture_output=True, text=True,
+            timeout=60, check=False,
+        )  # fmt: skip
+    assert "WARNING: serving without authentication" in done.stderr
+    assert done.returncode != 0

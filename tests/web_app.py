@@ -1,0 +1,41 @@
+"""The HTTP API tests' application: public tasks a client may start, and one it may not."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TypedDict
+
+from offload import Offload, current_job
+
+app = Offload(os.environ.get("OFFLOAD_URL", "sqlite:///offload.db"), default_retries=0)
+
+
+class Size(TypedDict):
+    width: int
+    height: int
+
+
+@app.task(public=True)
+async def resize(name: str, sizes: list[Size], quality: int = 80) -> dict[str, object]:
+    """A job that takes a while, reports progress, and returns a result."""
+    for i, _ in enumerate(sizes):
+        await asyncio.sleep(0.05)
+        current_job().set_progress((i + 1) / len(sizes), f"size {i + 1}")
+    return {"name": name, "made": len(sizes), "quality": quality}
+
+
+@app.task(public=True)
+async def wait_s(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@app.task(public=True)
+def fail(message: str) -> None:
+    raise RuntimeError(message)
+
+
+@app.task
+def internal(secret: str) -> None:
+    """Never startable over HTTP: not public."""
