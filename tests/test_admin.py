@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from offload import JobState, Offload
 from offload.errors import CountChanged, InvalidQuery, JobNotFound
-from offload.records import AttemptOutcome, EventKind
+from offload.records import AttemptOutcome, EventKind, JobEvent
 from worker_helpers import WorkerThread
 
 
@@ -204,3 +205,33 @@ def test_a_subscription_block_ends_its_store_subscription(app: Offload) -> None:
         return seen
 
     assert asyncio.run(scenario()) == [True]
+
+
+def test_an_owners_batch_subscription_hears_the_batch_count_down_and_no_other(
+    app: Offload,
+) -> None:
+    convert, _ = _tasks(app)
+    mine = app.batch([convert.options(owner="alice").s(n) for n in ("a", "b")])  # type: ignore[attr-defined]
+    app.batch([convert.options(owner="bob").s("c")])  # type: ignore[attr-defined]
+
+    async def scenario(workers: contextlib.ExitStack) -> list[tuple[str | None, float]]:
+        seen: list[tuple[str | None, float]] = []
+        async with asyncio.timeout(30):
+            async with app.admin.aio.subscribe(owner="alice", batch=mine.id) as events:
+                async for event in events:
+                    if event.kind is EventKind.BATCH_PROGRESS:
+                        seen.append((event.batch, event.progress))
+                        if event.progress == 1.0:
+                            break
+                        if event.current:  # where it stands is heard: now run it
+                            workers.enter_context(WorkerThread(app, queues=["docs"]))
+        await app.backend.close()
+        return seen
+
+    with contextlib.ExitStack() as workers:
+        seen = asyncio.run(scenario(workers))
+    assert seen[0] == (mine.id, 0.0) and seen[-1] == (mine.id, 1.0)
+    assert {batch for batch, _ in seen} == {mine.id}
+    counted = JobEvent(kind=EventKind.BATCH_PROGRESS, batch=mine.id, progress=0.5, at=0.0)
+    assert not app.admin.aio.subscribe(owner="alice").wants(counted)  # whose batch? untold
+    assert app.admin.aio.subscribe().wants(counted)  # everything, for staff

@@ -9,34 +9,15 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from web_helpers import Served, env_for, offload_command, sse_events, start, stop
+from web_helpers import Served, env_for, offload_command, served, sse_events
+
+__all__ = ["served"]  # the fixture: a server and a worker per store
 
 SIZES = [{"width": 640, "height": 480}, {"width": 32, "height": 32}]
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgres", "redis"])
-def served(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp(f"web-{request.param}")
-    if request.param == "sqlite":
-        url = f"sqlite:///{folder}/jobs.db"
-    elif request.param == "postgres":
-        server = request.getfixturevalue("postgres_server")
-        url = f"{server.url(server.create_database())}"
-    else:
-        url = request.getfixturevalue("redis_server").url(prefix=f"w{uuid.uuid4().hex[:8]}")
-    running = start(url, folder)
-    try:
-        yield running
-    finally:
-        stop(running)
 
 
 def _start(client: httpx.Client, body: dict, **headers: str) -> httpx.Response:

@@ -9,12 +9,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from offload import Offload
 
@@ -124,3 +126,27 @@ def sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
         else:
             name, _, value = line.partition(":")
             event[name] = value[1:] if value.startswith(" ") else value
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres", "redis"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A server and a worker on a fresh store of each kind, for one test module."""
+    folder = tmp_path_factory.mktemp(f"web-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder}/jobs.db"
+    elif request.param == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        url = f"{server.url(server.create_database())}"
+    else:
+        url = request.getfixturevalue("redis_server").url(prefix=f"w{uuid.uuid4().hex[:8]}")
+    running = start(url, folder)
+    try:
+        yield running
+    finally:
+        stop(running)
+
+
+def start_job(client: httpx.Client, body: dict[str, Any], **headers: str) -> httpx.Response:
+    return client.post("/api/v1/jobs", json=body, headers=headers)

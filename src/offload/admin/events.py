@@ -118,6 +118,14 @@ class Subscription:
             self._stream = None
 
     def wants(self, event: JobEvent) -> bool:
+        if event.kind is EventKind.BATCH_PROGRESS:
+            # it names no owner: a batch named here was checked to be the owner's when the
+            # subscription read its current state; an owner is not told of other batches
+            if self.job is not None or self.queue is not None:
+                return False
+            if self.batch is not None:
+                return event.batch == self.batch
+            return self.owner is None
         return (
             (self.job is None or event.id == self.job)
             and (self.owner is None or event.owner == self.owner)

@@ -39,6 +39,13 @@ class Caller:
         if not self.role.can_act:
             raise HTTPException(403, f"a {self.role.value} token cannot {what}")
 
+    def require_staff(self, what: str) -> None:
+        """Queues, workers and schedules are everyone's: operators and admins only."""
+        if not self.role.sees_all_owners:
+            raise HTTPException(
+                403, f"a {self.role.value} token cannot {what}: use an operator or admin token"
+            )
+
 
 NOBODY_CHECKS = Caller(owner=None, role=Role.ADMIN)
 

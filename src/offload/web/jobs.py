@@ -70,20 +70,34 @@ def _owner_key(owner: str | None, key: str) -> str:
     return "owner:" + (f"{len(owner)}:{owner}:" if owner is not None else "-:") + key
 
 
-def _argument_errors(task: Any, given: int, problems: list[tuple[list[Any], str]]) -> HTTPException:
-    """422 with each problem at the place the client sent it: ``args`` by index for an
-    argument given by position, ``kwargs`` by name otherwise."""
+def argument_errors(
+    task: Any,
+    given: int,
+    problems: list[tuple[list[Any], str]],
+    at: list[Any] | None = None,
+    *,
+    skipped: int = 0,
+) -> HTTPException:
+    """422 with each problem at the place the client sent it (under ``at``): ``args`` by
+    index for an argument given by position, ``kwargs`` by name otherwise; ``skipped``
+    leading parameters are filled in by offload (a batch callback's outcomes)."""
+    at = ["body"] if at is None else at
     positional = list(task.codec.signature.parameters)[:given]
     detail = []
     for path, message in problems:
         if not path:
-            loc: list[Any] = ["body"]
+            loc: list[Any] = list(at)
         elif path[0] in positional:
-            loc = ["body", "args", positional.index(path[0]), *path[1:]]
+            loc = [*at, "args", positional.index(path[0]) - skipped, *path[1:]]
         else:
-            loc = ["body", "kwargs", *path]
+            loc = [*at, "kwargs", *path]
         detail.append({"loc": loc, "msg": message, "type": "value_error"})
     return HTTPException(422, detail)
+
+
+def unknown_task(name: str, loc: list[Any]) -> HTTPException:
+    message = f"no task named {name!r} may be started over HTTP"
+    return HTTPException(422, [{"loc": loc, "msg": message, "type": "value_error"}])
 
 
 @router.post("", status_code=202, responses={202: {"description": "started; poll Location"}})
@@ -98,11 +112,7 @@ async def start_job(
     caller.require_action("start jobs")
     task = web.public_task(body.task)
     if task is None:
-        raise HTTPException(
-            422,
-            [{"loc": ["body", "task"], "type": "value_error",
-              "msg": f"no task named {body.task!r} may be started over HTTP"}],
-        )  # fmt: skip
+        raise unknown_task(body.task, ["body", "task"])
     admin = web.app.admin.aio
     owner = caller.owner
     if idempotency_key is not None:
@@ -118,7 +128,7 @@ async def start_job(
                 pass  # deleted since: start it again
     problems = task.codec.problems(body.args, body.kwargs)
     if problems:
-        raise _argument_errors(task, len(body.args), problems)
+        raise argument_errors(task, len(body.args), problems)
     key = None
     if body.key is not None:
         key = _owner_key(owner, body.key)

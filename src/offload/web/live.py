@@ -39,8 +39,8 @@ _EVENT_STREAM: dict[int | str, dict[str, Any]] = {
 
 def event_json(event: JobEvent) -> dict[str, Any]:
     return {
-        "kind": event.kind.value, "job": event.id, "queue": event.queue,
-        "state": None if event.state is None else event.state.value, "task": event.task,
+        "kind": event.kind.value, "job": event.id or None, "queue": event.queue or None,
+        "state": None if event.state is None else event.state.value, "task": event.task or None,
         "owner": event.owner, "batch": event.batch, "attempt": event.attempt,
         "progress": event.progress, "message": event.message, "worker": event.worker,
         "at": iso(event.at), "current": event.current,
