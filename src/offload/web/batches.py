@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from offload.batches import BatchStatus
 from offload.present import iso
-from offload.web.deps import CallerDep, Settings
+from offload.web.deps import ERRORS, CallerDep, Settings
 from offload.web.jobs import POLL_AFTER_S, NewJobIn, argument_errors, unknown_task
 
-router = APIRouter(prefix="/api/v1/batches", tags=["batches"])
+router = APIRouter(prefix="/api/v1/batches", tags=["batches"], responses=ERRORS)
 
 #: Jobs one request may start (a bigger batch is several requests' worth of bytes anyway).
 MAX_MEMBERS = 1000

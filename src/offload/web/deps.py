@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
+from pydantic import BaseModel
 
 from offload.web.access import (
     NOBODY_CHECKS,
@@ -20,6 +21,29 @@ from offload.web.access import (
 if TYPE_CHECKING:
     from offload.app import Offload
     from offload.task import Task
+
+
+class Problem(BaseModel):
+    """An error answer: ``detail`` says what to do (a list of fields for a 422)."""
+
+    detail: str | list[dict[str, Any]]
+
+
+#: The answers every ``/api/v1`` route may give besides its own success.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": why}
+    for status, why in (
+        (400, "a filter, cursor or action that cannot be used as written"),
+        (401, "no token, or one that is unknown or revoked"),
+        (403, "this token's role may not do this"),
+        (404, "no such job or batch, or not yours"),
+        (409, "more jobs match than the count given"),
+        (413, "the request body is too large"),
+        (422, "a field that does not fit"),
+        (429, "too many failed authentications from this address"),
+        (503, "the job store did not answer; try again"),
+    )
+}
 
 #: Largest request body accepted (bytes): a job's arguments are ids and options, not files.
 MAX_BODY_BYTES = 1024 * 1024

@@ -16,9 +16,9 @@ from offload.idempotency import check_key, live_key
 from offload.present import job_dict
 from offload.records import JobRecord
 from offload.web.access import Caller
-from offload.web.deps import CallerDep, Settings
+from offload.web.deps import ERRORS, CallerDep, Settings
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=ERRORS)
 
 #: Seconds a client is asked to wait before polling a job it just started.
 POLL_AFTER_S = 1

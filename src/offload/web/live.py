@@ -23,9 +23,9 @@ from offload.admin import Subscription
 from offload.present import iso
 from offload.records import JobEvent
 from offload.states import JobState
-from offload.web.deps import CallerDep, Settings
+from offload.web.deps import ERRORS, CallerDep, Settings
 
-router = APIRouter(prefix="/api/v1", tags=["live"])
+router = APIRouter(prefix="/api/v1", tags=["live"], responses=ERRORS)
 
 KEEPALIVE_S = 15.0
 #: Events a slow client may fall behind by before the store's stream waits for it.

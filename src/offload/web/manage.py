@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from offload.admin import Action
 from offload.present import iso
-from offload.web.deps import CallerDep, Settings
+from offload.web.deps import ERRORS, CallerDep, Settings
 from offload.web.jobs import FILTERS
 
-router = APIRouter(prefix="/api/v1", tags=["manage"])
+router = APIRouter(prefix="/api/v1", tags=["manage"], responses=ERRORS)
 
 
 class FilterIn(BaseModel):
