@@ -72,7 +72,7 @@ async def sse(
     pumping = asyncio.create_task(pump())
     sent = 0
     try:
-        yield f"retry: 2000\n: {'.' * 2048}\n\n"  # the padding gets the stream past buffers
+        yield "retry: 2000\n\n"  # a browser that lost the stream reconnects after 2 s
         while True:
             getting = asyncio.ensure_future(backlog.get())
             done, _ = await asyncio.wait(
