@@ -35,3 +35,8 @@ async def async_square(n: int) -> int:
 @app.task
 def forever() -> None:
     time.sleep(3600)
+
+
+@app.task
+def attach_note(text: str) -> None:
+    current_job().attach(text.encode(), name="note.txt")

@@ -19,6 +19,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     monkeypatch.setenv("OFFLOAD_URL", url)  # the spawned children open the same store
     monkeypatch.setenv("PYTHONPATH", os.path.dirname(__file__))
     proc_app.app._backend = None
+    proc_app.app._files = None
     proc_app.app.url = url
     yield proc_app.app
     proc_app.app.close()
@@ -31,6 +32,17 @@ def test_results_progress_and_async_tasks(app: object) -> None:
                  burst=True).__enter__().join()  # fmt: skip
     assert a.result(timeout=5) == 49
     assert b.result(timeout=5) == 25
+
+
+def test_a_task_in_a_child_process_attaches_files_to_its_job(app: object) -> None:
+    job = proc_app.attach_note.enqueue("from the child")
+    WorkerThread(proc_app.app, pool="process", app_spec="proc_app:app",
+                 burst=True).__enter__().join()  # fmt: skip
+    job.result(timeout=5)
+    (note,) = proc_app.app.admin.files(job.id)
+    handle, _ = proc_app.app.files.open(job.id, note.name)
+    with handle:
+        assert handle.read() == b"from the child"
 
 
 def test_hard_timeout_kills_a_stuck_sync_task(app: object) -> None:

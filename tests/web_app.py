@@ -50,3 +50,17 @@ def collect(outcomes: list[dict[str, object]], label: str) -> dict[str, object]:
 @app.periodic("0 3 * * *", tz="Europe/Paris")
 def nightly_cleanup() -> None:
     """A schedule for the schedules route (it runs at 03:00, never during a test)."""
+
+
+@app.task(public=True)
+def make_report(title: str, pages: int) -> str:
+    """Attaches two files: one from bytes, one copied from a path."""
+    import tempfile
+
+    job = current_job()
+    job.attach(f"{title}\n".encode() * pages, name="report.txt")
+    with tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False) as out:
+        out.write(b"page,words\n" + b"".join(f"{i},100\n".encode() for i in range(pages)))
+    job.attach(out.name, name="pages.csv")
+    os.unlink(out.name)
+    return "report.txt"

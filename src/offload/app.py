@@ -20,6 +20,7 @@ from offload.backends.urls import display_url
 from offload.batches import Batch, batch_enqueue
 from offload.bounds import check_queue_name
 from offload.errors import ConfigurationError, JobNotFound
+from offload.files import LocalFiles, default_files_url, files_from_url
 from offload.hooks import Hooks
 from offload.ids import IdGenerator
 from offload.job import Job
@@ -59,8 +60,12 @@ class Offload:
         clock: Callable[[], float] | None = None,
         backend: Backend | None = None,
         fair_queues: Iterable[str] = (),
+        files_url: str | None = None,
     ) -> None:
         self.url = url or os.environ.get("OFFLOAD_URL") or DEFAULT_URL
+        #: Where jobs' files go (``$OFFLOAD_FILES_URL``; beside a SQLite store by default).
+        self.files_url = files_url or os.environ.get("OFFLOAD_FILES_URL")
+        self._files: LocalFiles | None = None
         if isinstance(max_crashes, bool) or not isinstance(max_crashes, int) or max_crashes < 1:
             raise ConfigurationError(f"max_crashes must be an int >= 1, got {max_crashes!r}")
         self.default_queue = check_queue_name(default_queue)
@@ -114,6 +119,13 @@ class Offload:
         if self._admin is None:
             self._admin = Admin(self)
         return self._admin
+
+    @property
+    def files(self) -> LocalFiles:
+        """The store of jobs' files (see ``current_job().attach``)."""
+        if self._files is None:
+            self._files = files_from_url(self.files_url or default_files_url(self.url))
+        return self._files
 
     @property
     def backend(self) -> Backend:

@@ -197,3 +197,20 @@ def authenticate(token: str) -> Op[TokenInfo | None]:
 def public(infos: Sequence[TokenInfo]) -> list[TokenInfo]:
     """The infos without their digests, for listing."""
     return [msgspec.structs.replace(i, secret_sha256="") for i in infos]
+
+
+_LINK_SECRET = "secret:links"
+
+
+def link_secret() -> Op[str]:
+    """The key signed links are signed with, made on first use and kept in the store, so
+    every server signs and checks alike (``$OFFLOAD_SECRET_KEY`` overrides it)."""
+    for _ in range(_CAS_TRIES):
+        marks: dict[str, str] = yield ("get_marks", MarkNamesParams(names=[_LINK_SECRET]))
+        found = marks.get(_LINK_SECRET)
+        if found:
+            return found
+        made = secrets.token_urlsafe(32)
+        if (yield ("set_mark", MarkParams(name=_LINK_SECRET, value=made, expected=found))):
+            return made
+    raise InvalidQuery("the link secret kept changing under this call; try again")

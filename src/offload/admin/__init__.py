@@ -8,8 +8,10 @@ disagree. Every method that takes ``owner`` sees only that owner's jobs.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, BinaryIO, TypedDict, TypeVar, Unpack
 
 from offload.admin.events import Subscription
 from offload.admin.filters import job_filter
@@ -32,6 +34,7 @@ from offload.admin.operations import (
 )
 from offload.batches import BatchStatus
 from offload.bounds import check_queue_name
+from offload.files import FileInfo
 from offload.idempotency import recall, remember
 from offload.ops import Op, run_async, run_sync
 from offload.pausing import set_paused
@@ -43,6 +46,7 @@ from offload.tokens import (
     TokenInfo,
     authenticate,
     create_token,
+    link_secret,
     list_tokens,
     public,
     revoke_token,
@@ -198,6 +202,11 @@ class Admin:
         and run time percentiles (kept ``counts_retention_s``)."""
         return self._run(counts(since, until, queue, task))
 
+    def files(self, job_id: str, *, owner: str | None = None) -> list[FileInfo]:
+        """The files a job's task attached (``JobNotFound`` if not ``owner``'s)."""
+        self.get(job_id, owner=owner)
+        return self._app.files.of_job(job_id)
+
     def create_token(self, *, owner: str, role: Role | str, name: str = "") -> NewToken:
         """A new API token for ``owner``; ``.token`` is its only copy (the store keeps a hash)."""
         return self._run(create_token(owner, role, name))
@@ -290,6 +299,26 @@ class AsyncAdmin:
         task: str | None = None,
     ) -> list[MinuteStats]:  # fmt: skip
         return await self._run(counts(since, until, queue, task))
+
+    async def files(self, job_id: str, *, owner: str | None = None) -> list[FileInfo]:
+        """The files a job's task attached (``JobNotFound`` if not ``owner``'s)."""
+        await self.get(job_id, owner=owner)
+        return await asyncio.to_thread(self._app.files.of_job, job_id)
+
+    async def open_file(
+        self, job_id: str, name: str, *, owner: str | None = None
+    ) -> tuple[BinaryIO, FileInfo]:
+        """One of a job's files, open for reading (``LookupError`` if it has none such)."""
+        await self.get(job_id, owner=owner)
+        return await asyncio.to_thread(self._app.files.open, job_id, name)
+
+    async def link_secret(self) -> str:
+        """The key signed links are signed with (``$OFFLOAD_SECRET_KEY`` or the store's)."""
+        given = os.environ.get("OFFLOAD_SECRET_KEY")
+        if given:
+            return given
+        made: str = await self._run(link_secret())
+        return made
 
     async def recall_idempotent(self, owner: str | None, key: str) -> str | None:
         """The job id a request with this idempotency key made first (kept a day)."""

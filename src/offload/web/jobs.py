@@ -55,6 +55,7 @@ def present(record: JobRecord) -> dict[str, Any]:
     shown["links"] = {
         "self": f"/api/v1/jobs/{record.id}",
         "events": f"/api/v1/jobs/{record.id}/events",
+        "files": f"/api/v1/jobs/{record.id}/files",
     }
     return shown
 

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from offload.backends.base import BackendError
 from offload.errors import ConfigurationError, CountChanged, InvalidQuery, JobNotFound
-from offload.web import batches, jobs, live, manage
+from offload.web import batches, files, jobs, live, manage
 from offload.web.deps import MAX_BODY_BYTES, WebSettings
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def create_app(
     api.include_router(manage.router)  # first: /jobs/count is not a job's id
     api.include_router(jobs.router)
     api.include_router(batches.router)
+    api.include_router(files.router)
     api.include_router(live.router)
     return api
 

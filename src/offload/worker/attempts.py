@@ -86,6 +86,7 @@ class Attempts(WorkerState):
             max_attempts=job.max_attempts,
             report=self._progress_reporter(job),
             cancelled=running.cancelled,
+            attach=self._attacher(job.id),
         )
         call = Invocation(task, job.payload, args, kwargs, context, running.cancelled)
         executor = self._executor
@@ -128,6 +129,14 @@ class Attempts(WorkerState):
             if executor is not self._executor:
                 await executor.close()
         return outcomes.succeeded(job, result)
+
+    def _attacher(self, job_id: str) -> Any:
+        files = self.app.files
+
+        def attach(data: Any, name: str) -> Any:
+            return files.put(job_id, name, data)
+
+        return attach
 
     def _progress_reporter(self, job: JobRecord) -> Any:
         loop = self._loop

@@ -99,6 +99,7 @@ class Batching(WorkerState):
             max_attempts=first.job.max_attempts,
             report=self._progress_reporter(first.job),
             cancelled=first.cancelled,
+            attach=self._attacher(first.job.id),
         )
         call = Invocation(
             self._batch_call_task(task), b"", [[item for _, item in ready]], {}, context,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -18,12 +19,13 @@ import os
 import threading
 import time
 from multiprocessing.process import BaseProcess
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from offload.context import JobContext, set_current_job
 from offload.errors import OffloadError
+from offload.files import FileInfo, LocalFiles
 from offload.loader import load_app
 from offload.records import ErrorInfo
 from offload.serialize import PayloadError
@@ -78,6 +80,10 @@ class ChildDied(OffloadError):
     pass
 
 
+def _attach(files: LocalFiles, job_id: str, data: Any, name: str) -> FileInfo:
+    return files.put(job_id, name, data)
+
+
 def _exit_with_parent(parent_pid: int) -> None:
     """A child whose worker died (SIGKILL) must not run on: its job runs again elsewhere."""
     while True:
@@ -119,6 +125,7 @@ def child_main(spec: str, conn: multiprocessing.connection.Connection) -> None:
                     max_attempts=request.max_attempts,
                     report=report,
                     cancelled=never,  # cancellation kills this process instead
+                    attach=functools.partial(_attach, app.files, request.id),
                 )
             )
             value = task.fn(*args, **kwargs)

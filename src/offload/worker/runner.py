@@ -25,6 +25,7 @@ from offload.backends.base import (
     Outcome,
     StoreRefused,
 )
+from offload.files import FilesSweeper
 from offload.limits import Limiter
 from offload.records import JobRecord
 from offload.scheduler import CronService
@@ -107,7 +108,10 @@ class Worker(Slots, Attempts, Batching, Isolation, Shutdown, Idle):
             interval_s=maintenance_interval_s,
             # Leases are only reaped at their own pace: an idle leader may tick that slowly.
             idle_interval_s=min(5.0, app.lease_s / 2),
-            services=[CronService(list(app.schedules.values()))] if app.schedules else [],
+            services=[
+                *([CronService(list(app.schedules.values()))] if app.schedules else []),
+                FilesSweeper(app.files),
+            ],
         )
         self.limiter = Limiter(app.backend, app.now)
         #: When the soonest job a limit deferred is due (app clock): an idle worker wakes then.
