@@ -56,11 +56,17 @@ async def _chunks(handle: BinaryIO) -> AsyncIterator[bytes]:
         handle.close()
 
 
+def _ascii(name: str) -> str:
+    """The name for clients that read only ``filename=`` (curl -J): ASCII, no quotes."""
+    return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
+
+
 def _send(handle: BinaryIO, info: FileInfo) -> StreamingResponse:
     kind = mimetypes.guess_type(info.name)[0] or "application/octet-stream"
     headers = {
         "Content-Length": str(info.size),
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(info.name)}",
+        "Content-Disposition": f'attachment; filename="{_ascii(info.name)}"; '
+        f"filename*=UTF-8''{quote(info.name)}",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Cache-Control": "private, no-store",
