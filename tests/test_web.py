@@ -270,7 +270,8 @@ def test_owners_are_isolated_and_roles_hold(served: Served) -> None:
         ("POST", f"/api/v1/jobs/{job_id}/retry"), ("POST", f"/api/v1/jobs/{job_id}/cancel"),
     ]  # fmt: skip
     with served.client(None) as nobody:
-        for method, path in [*routes, ("GET", "/api/v1/jobs"), ("POST", "/api/v1/jobs")]:
+        for method, path in [*routes, ("GET", "/api/v1/jobs"), ("POST", "/api/v1/jobs"),
+                             ("GET", "/metrics")]:  # fmt: skip
             answer = nobody.request(method, path)
             assert answer.status_code == 401, (method, path)
             assert answer.headers["WWW-Authenticate"] == "Bearer"

@@ -137,3 +137,39 @@ def test_workers_and_schedules_for_staff_only(served: Served) -> None:
         assert bob.get("/api/v1/workers").status_code == 403
         assert bob.get("/api/v1/schedules").status_code == 403
         assert bob.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+
+
+def _samples(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_come_from_the_store_in_prometheus_text(served: Served) -> None:
+    with served.client("bob", "operator") as operator, served.client("bob") as bob:
+        ids = [start_job(bob, {"task": "wait_s", "args": [0.01]}).json()["id"] for _ in range(3)]
+        for job_id in ids:
+            served.wait_for(bob, job_id)
+        deadline = time.monotonic() + 60  # workers flush their counts every 10 s
+        while True:
+            answer = operator.get("/metrics")
+            samples = _samples(answer.text)
+            ended = 'offload_jobs_ended_total{queue="default",task="wait_s",outcome="succeeded"}'
+            if samples.get(ended, 0) >= 3:
+                break
+            assert time.monotonic() < deadline, answer.text
+            time.sleep(0.5)
+        assert bob.get("/metrics").status_code == 403
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert samples["offload_workers"] == 1
+    assert "# TYPE offload_job_run_seconds histogram" in answer.text
+    where = 'queue="default",task="wait_s"'
+    buckets = [v for k, v in samples.items()
+               if k.startswith(f"offload_job_run_seconds_bucket{{{where}")]  # fmt: skip
+    assert buckets == sorted(buckets), "cumulative"
+    assert buckets[-1] == samples[f"offload_job_run_seconds_count{{{where}}}"] >= 3
+    assert samples['offload_jobs{queue="default",state="succeeded"}'] >= 3
+    assert all("job" not in k.split("{")[-1] for k in samples), "no job ids in labels"

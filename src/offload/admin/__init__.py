@@ -32,6 +32,7 @@ from offload.admin.operations import (
     schedules,
     workers,
 )
+from offload.admin.totals import Total, totals
 from offload.batches import BatchStatus
 from offload.bounds import check_queue_name
 from offload.files import FileInfo
@@ -72,6 +73,7 @@ __all__ = [
     "ScheduleInfo",
     "Subscription",
     "TokenInfo",
+    "Total",
 ]
 
 
@@ -299,6 +301,10 @@ class AsyncAdmin:
         task: str | None = None,
     ) -> list[MinuteStats]:  # fmt: skip
         return await self._run(counts(since, until, queue, task))
+
+    async def totals(self) -> list[Total]:
+        """Running totals per queue and task since counting began (for counters)."""
+        return await self._run(totals())
 
     async def files(self, job_id: str, *, owner: str | None = None) -> list[FileInfo]:
         """The files a job's task attached (``JobNotFound`` if not ``owner``'s)."""

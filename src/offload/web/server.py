@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from offload.backends.base import BackendError
 from offload.errors import ConfigurationError, CountChanged, InvalidQuery, JobNotFound
-from offload.web import batches, files, jobs, live, manage
+from offload.web import batches, files, jobs, live, manage, metrics
 from offload.web.deps import MAX_BODY_BYTES, WebSettings
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ def create_app(
     api.include_router(jobs.router)
     api.include_router(batches.router)
     api.include_router(files.router)
+    api.include_router(metrics.router)
     api.include_router(live.router)
     return api
 

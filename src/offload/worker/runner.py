@@ -18,6 +18,7 @@ import socket
 import threading
 from collections.abc import Sequence
 
+from offload.admin.totals import CountsFolder
 from offload.app import Offload
 from offload.backends.base import (
     BackendError,
@@ -111,6 +112,7 @@ class Worker(Slots, Attempts, Batching, Isolation, Shutdown, Idle):
             services=[
                 *([CronService(list(app.schedules.values()))] if app.schedules else []),
                 FilesSweeper(app.files),
+                CountsFolder(),
             ],
         )
         self.limiter = Limiter(app.backend, app.now)
