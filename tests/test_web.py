@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from web_helpers import Served, env_for, offload_command, served, sse_events
 
@@ -348,3 +349,54 @@ def test_serving_without_auth_warns(tmp_path: Path) -> None:
         )  # fmt: skip
     assert "WARNING: serving without authentication" in done.stderr
     assert done.returncode != 0
+
+
+def test_a_client_that_goes_away_frees_its_subscription(served: Served) -> None:
+    """On PostgreSQL a subscriber holds a connection and a lock that says someone
+    listens: both go once the browser does."""
+    if not served.store_url.startswith("postgresql"):
+        pytest.skip("counted through PostgreSQL's own views")
+    import psycopg
+
+    def listeners() -> int:
+        with psycopg.connect(served.store_url.split("?")[0], autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock'"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    before = listeners()
+    with served.client("alice", "admin") as admin:
+        with admin.stream("GET", "/api/v1/events") as response:
+            assert response.status_code == 200
+            deadline = time.monotonic() + 30
+            while listeners() <= before:
+                assert time.monotonic() < deadline, "the stream never subscribed"
+                time.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while listeners() > before:
+        assert time.monotonic() < deadline, "the subscription outlived its client"
+        time.sleep(0.1)
+
+
+def test_every_route_wants_a_token_but_health_and_signed_links(served: Served) -> None:
+    spec = httpx.get(f"{served.url}/openapi.json").json()
+    open_routes = {"/healthz", "/readyz", "/api/v1/files/{token}"}
+    checked = 0
+    with served.client(None) as nobody, served.client("bob", "viewer") as viewer:
+        for path, methods in spec["paths"].items():
+            concrete = path.replace("{job_id}", "01a23c19-828a-7000-8307-6da64bb3c101")
+            for name in ("batch_id", "name", "token"):
+                concrete = concrete.replace("{" + name + "}", "x")
+            for method in methods:
+                answer = nobody.request(method.upper(), concrete, json={})
+                if path in open_routes:
+                    assert answer.status_code != 401, (method, path)
+                    continue
+                assert answer.status_code == 401, (method, path, answer.status_code)
+                acting = method != "get" and not path.endswith("/link")
+                if acting:  # a viewer changes nothing, wherever it asks
+                    assert viewer.request(method.upper(), concrete, json={}).status_code in (
+                        403, 422), (method, path)  # fmt: skip
+                checked += 1
+    assert checked >= 20
