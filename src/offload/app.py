@@ -26,6 +26,7 @@ from offload.ids import IdGenerator
 from offload.job import Job
 from offload.limits import ConcurrencyLimit, Limit, RateLimit, named_limits
 from offload.microbatch import BatchSettings
+from offload.notices import task as notices_task
 from offload.retry import Backoff, as_policy
 from offload.scheduler import Missed, Schedule
 from offload.storeclock import StoreClock
@@ -61,6 +62,7 @@ class Offload:
         backend: Backend | None = None,
         fair_queues: Iterable[str] = (),
         files_url: str | None = None,
+        webhook_secrets: Mapping[str, str | Sequence[str]] | None = None,
     ) -> None:
         self.url = url or os.environ.get("OFFLOAD_URL") or DEFAULT_URL
         #: Where jobs' files go (``$OFFLOAD_FILES_URL``; beside a SQLite store by default).
@@ -86,11 +88,17 @@ class Offload:
         self.hooks = Hooks()
         for feature in (windows, chains, batches):
             feature.register(self.hooks)
+        #: Signing secrets of webhook notices by URL prefix (else $OFFLOAD_WEBHOOK_SECRET).
+        self.webhook_secrets: dict[str, list[str]] = {
+            prefix: [value] if isinstance(value, str) else list(value)
+            for prefix, value in (webhook_secrets or {}).items()
+        }
         self.new_id = IdGenerator()
         self._backend = backend
         self._backend_lock = threading.Lock()
         self._store_clock = StoreClock(self.now)
         self._admin: Admin | None = None
+        notices_task.register(self)  # the internal task that delivers notices
 
     def __repr__(self) -> str:
         return f"<Offload {self.display_url} tasks={sorted(self.tasks)}>"

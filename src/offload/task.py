@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -66,8 +66,9 @@ class CallOptions:
     connection: Any = None
     #: Daily hours this job may start in (overrides the task's).
     window: Window | None = None
-    #: (option name, signature): jobs stored when this one ends (see ``END_OPTIONS``).
-    on_end: tuple[tuple[str, Signature[Any]], ...] = ()
+    #: (option name, signature, final states): jobs stored when this one ends in one of
+    #: those states (``END_OPTIONS``, and each notice's own).
+    on_end: tuple[tuple[str, Signature[Any], tuple[JobState, ...]], ...] = ()
 
 
 def _seconds(delay: Delay) -> float:
@@ -174,13 +175,15 @@ END_OPTIONS: dict[str, tuple[JobState, ...]] = {
 }
 
 
-def follow_up(parent: NewJob, option: str, then: Signature[Any]) -> FollowUp:
+def follow_up(
+    parent: NewJob, option: str, then: Signature[Any], states: tuple[JobState, ...]
+) -> FollowUp:
     """``then`` as a follow-up of ``parent``: the parent's id first among its arguments,
     under an id derived from the parent's (stored once however often the parent ends)."""
     job_id = derived_id(id_time_ms(parent.id), f"{parent.id}\0{option}")
     new = then.task.new_job((parent.id, *then.args), then.kwargs, then.call, job_id=job_id)
     job = replace_struct(new, owner=new.owner or parent.owner, fair=False)
-    return FollowUp(on=END_OPTIONS[option], job=job)
+    return FollowUp(on=states, job=job)
 
 
 #: Where a job keeps the chain steps that follow it.
@@ -298,6 +301,7 @@ class _Enqueuer(Generic[P, R]):
         on_success: Signature[Any] | None = None,
         on_failure: Signature[Any] | None = None,
         on_cancel: Signature[Any] | None = None,
+        notify: Sequence[Any] | None = None,
     ) -> BoundTask[P, R]:
         """Per-job options: ``task.options(delay=60, key="u42:a.docx").enqueue(...)``.
 
@@ -306,6 +310,8 @@ class _Enqueuer(Generic[P, R]):
         ``on_success`` / ``on_failure`` (dead) / ``on_cancel``: a job (``other.s(...)``)
         stored in the same step as this one's end, whoever ends it, with this job's id as
         its first argument.
+        ``notify=[Webhook("https://...", on="end")]``: tell someone when it ends, by a
+        notice stored in the same step (see ``offload.notices``).
         """
         call = make_call_options(
             self._call, delay=delay, run_at=run_at, priority=priority, queue=queue,
@@ -325,7 +331,18 @@ class _Enqueuer(Generic[P, R]):
                 raise ConfigurationError(f"{option}: {then.task!r} belongs to another app")
             then.task.codec.encode_args(("job-id", *then.args), then.kwargs)  # checked now
             kept = tuple(end for end in call.on_end if end[0] != option)  # the last one given wins
-            call = replace(call, on_end=(*kept, (option, then)))
+            call = replace(call, on_end=(*kept, (option, then, END_OPTIONS[option])))
+        if notify is not None:
+            if isinstance(notify, str) or not isinstance(notify, Sequence):
+                raise ConfigurationError("notify takes a list, e.g. notify=[Webhook(url)]")
+            kept = tuple(end for end in call.on_end if not end[0].startswith("notify:"))
+            made = []
+            for index, notice in enumerate(notify):
+                as_follow_up = getattr(notice, "as_follow_up", None)
+                if as_follow_up is None:
+                    raise ConfigurationError(f"notify takes notices (Webhook(...)), got {notice!r}")
+                made.append(as_follow_up(self._task.app, index))
+            call = replace(call, on_end=(*kept, *made))
         return BoundTask(self._task, call)
 
 
@@ -391,5 +408,5 @@ class Task(_Enqueuer[P, R]):
         )
         if not call.on_end:
             return new
-        ends = tuple(follow_up(new, option, then) for option, then in call.on_end)
+        ends = tuple(follow_up(new, option, then, states) for option, then, states in call.on_end)
         return replace_struct(new, follow_ups=ends)

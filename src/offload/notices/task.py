@@ -1,0 +1,89 @@
+"""The internal task that delivers notices (never startable over HTTP), registered on
+every app, and its retry schedule."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from offload.context import current_job
+from offload.errors import Abort
+from offload.present import iso
+from offload.states import JobState
+
+if TYPE_CHECKING:
+    from offload.app import Offload
+
+NOTIFY_TASK = "offload.notify"
+SECRET_ENV = "OFFLOAD_WEBHOOK_SECRET"
+#: Standard Webhooks' schedule after the first try: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+@dataclass(frozen=True)
+class ScheduleBackoff:
+    """Delays from a schedule, each spread by ``jitter`` (a fraction) either way."""
+
+    schedule_s: tuple[float, ...] = SCHEDULE_S
+    jitter: float = 0.1
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def delay_s(self, attempt: int) -> float:
+        base = self.schedule_s[min(max(attempt - 1, 0), len(self.schedule_s) - 1)]
+        return base * self.rng.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+def secrets_for(app: Offload, url: str) -> list[str]:
+    """The endpoint's own secrets (the longest URL prefix that matches), else the app's
+    (``$OFFLOAD_WEBHOOK_SECRET``, comma-separated: the new one first while rotating)."""
+    configured: Mapping[str, Sequence[str]] = app.webhook_secrets
+    matches = [prefix for prefix in configured if url.startswith(prefix)]
+    if matches:
+        return list(configured[max(matches, key=len)])
+    return [s.strip() for s in os.environ.get(SECRET_ENV, "").split(",") if s.strip()]
+
+
+def event_of(job: Any) -> dict[str, Any]:
+    """What a receiver is told: the job's end, never its arguments."""
+    result = None
+    if job.result is not None:
+        import msgspec
+
+        try:
+            result = msgspec.json.decode(job.result)
+        except msgspec.DecodeError:
+            result = None
+    error = None if job.error is None else {"type": job.error.type, "message": job.error.message}
+    return {
+        "type": f"job.{job.state.value}",
+        "timestamp": iso(job.finished_at),
+        "data": {
+            "id": job.id, "task": job.task, "queue": job.queue, "state": job.state.value,
+            "owner": job.owner, "batch": job.batch, "attempts": job.attempt,
+            "created_at": iso(job.created_at), "finished_at": iso(job.finished_at),
+            "result": result, "error": error,
+        },
+    }  # fmt: skip
+
+
+def register(app: Offload) -> None:
+    async def notify(job_id: str, notice: dict[str, Any]) -> dict[str, Any]:
+        """Deliver one notice of the job ``job_id``'s end."""
+        from offload.notices.addresses import allow_list
+        from offload.notices.webhook import deliver
+
+        url = notice.get("webhook")
+        if not isinstance(url, str):
+            raise Abort(f"not a notice this version can send: {notice!r:.200}")
+        job = await app.admin.aio.get(job_id)
+        if job.state not in (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED):
+            raise Abort(f"job {job_id} has not ended ({job.state.value}): nothing to tell")
+        msg_id = current_job().id
+        status = await deliver(url, event_of(job), msg_id, secrets_for(app, url), allow_list())
+        return {"webhook": url, "status": status, "webhook_id": msg_id}
+
+    app.task(name=NOTIFY_TASK, retries=len(SCHEDULE_S), backoff=ScheduleBackoff(),
+             timeout_s=60.0)(notify)  # fmt: skip
