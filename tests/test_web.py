@@ -400,3 +400,24 @@ def test_every_route_wants_a_token_but_health_and_signed_links(served: Served) -
                         403, 422), (method, path)  # fmt: skip
                 checked += 1
     assert checked >= 20
+
+
+def test_a_job_started_over_http_can_ask_for_a_webhook(served: Served) -> None:
+    with served.client() as alice:
+        bad = _start(alice, {"task": "wait_s", "args": [0], "notify": [{"webhook": "ftp://x"}]})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == [
+            "body", "notify", 0, "webhook"]  # fmt: skip
+        odd = _start(alice, {"task": "wait_s", "args": [0], "notify": [{"email": "a@b.c"}]})
+        assert odd.status_code == 422
+        body = {"task": "wait_s", "args": [0], "notify": [{"webhook": "http://10.1.2.3/h"}]}
+        job_id = _start(alice, body).json()["id"]
+        served.wait_for(alice, job_id)
+        deadline = time.monotonic() + 30
+        while True:  # the notice is the job's follow-up; a private address is refused
+            notices = alice.get("/api/v1/jobs", params={"task": "offload.notify"}).json()["jobs"]
+            if notices and notices[0]["state"] == "dead":
+                break
+            assert time.monotonic() < deadline, notices
+            time.sleep(0.1)
+    assert notices[0]["args"][0] == job_id and notices[0]["owner"] == "alice"
+    assert "may not reach" in notices[0]["error"]["message"]

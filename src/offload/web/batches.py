@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from offload.batches import BatchStatus
 from offload.present import iso
 from offload.web.deps import ERRORS, CallerDep, Settings
-from offload.web.jobs import POLL_AFTER_S, NewJobIn, argument_errors, unknown_task
+from offload.web.jobs import POLL_AFTER_S, NewJobIn, argument_errors, notices, unknown_task
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"], responses=ERRORS)
 
@@ -69,8 +69,9 @@ async def start_batch(
         problems = task.codec.problems(member.args, member.kwargs)
         if problems:
             raise argument_errors(task, len(member.args), problems, ["body", "jobs", index])
+        asked = notices(member.notify, ["body", "jobs", index, "notify"])
         bound = task.options(queue=member.queue, priority=member.priority, delay=member.delay,
-                             owner=caller.owner)  # fmt: skip
+                             owner=caller.owner, notify=asked)  # fmt: skip
         signatures.append(bound.s(*member.args, **member.kwargs))
     callback = None
     if body.on_complete is not None:

@@ -4,7 +4,7 @@ follow it, list it, and cancel, retry or delete it; only the caller's own jobs."
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +13,7 @@ from offload.admin import Action
 from offload.bounds import MAX_PRIORITY
 from offload.errors import JobNotFound
 from offload.idempotency import check_key, live_key
+from offload.notices import Webhook
 from offload.present import job_dict
 from offload.records import JobRecord
 from offload.web.access import Caller
@@ -41,6 +42,16 @@ class NewJobIn(BaseModel):
         default=None, min_length=1, max_length=200,
         description="while a job of yours with this key is live, it is returned instead",
     )  # fmt: skip
+    notify: list[NoticeIn] = Field(default_factory=list, max_length=10)
+
+
+class NoticeIn(BaseModel):
+    """Whom to tell when the job ends: a webhook (signed per Standard Webhooks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook: str = Field(min_length=1, max_length=2000)
+    on: Literal["success", "failure", "end"] = "end"
 
 
 class JobPageOut(BaseModel):
@@ -96,6 +107,19 @@ def argument_errors(
     return HTTPException(422, detail)
 
 
+def notices(asked: list[NoticeIn], at: list[Any]) -> list[Webhook]:
+    """The notices asked for, each checked (422 at its place if not fit)."""
+    made = []
+    for index, notice in enumerate(asked):
+        try:
+            made.append(Webhook(url=notice.webhook, on=notice.on))
+        except ValueError as exc:
+            raise HTTPException(
+                422, [{"loc": [*at, index, "webhook"], "msg": str(exc), "type": "value_error"}]
+            ) from None
+    return made
+
+
 def unknown_task(name: str, loc: list[Any]) -> HTTPException:
     message = f"no task named {name!r} may be started over HTTP"
     return HTTPException(422, [{"loc": loc, "msg": message, "type": "value_error"}])
@@ -136,7 +160,12 @@ async def start_job(
     elif idempotency_key is not None:
         key = live_key(owner, idempotency_key)
     bound = task.options(
-        queue=body.queue, priority=body.priority, delay=body.delay, key=key, owner=owner
+        queue=body.queue,
+        priority=body.priority,
+        delay=body.delay,
+        key=key,
+        owner=owner,
+        notify=notices(body.notify, ["body", "notify"]),
     )
     job = await bound.enqueue_async(*body.args, **body.kwargs)
     record = job.record
