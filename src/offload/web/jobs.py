@@ -27,6 +27,15 @@ POLL_AFTER_S = 1
 FILTERS = ("state", "queue", "task", "owner", "batch", "text", "created_after", "created_before")
 
 
+class NoticeIn(BaseModel):
+    """Whom to tell when the job ends: a webhook (signed per Standard Webhooks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook: str = Field(min_length=1, max_length=2000)
+    on: Literal["success", "failure", "end"] = "end"
+
+
 class NewJobIn(BaseModel):
     """A job to start: a public task and its arguments (JSON values its type hints accept)."""
 
@@ -43,15 +52,6 @@ class NewJobIn(BaseModel):
         description="while a job of yours with this key is live, it is returned instead",
     )  # fmt: skip
     notify: list[NoticeIn] = Field(default_factory=list, max_length=10)
-
-
-class NoticeIn(BaseModel):
-    """Whom to tell when the job ends: a webhook (signed per Standard Webhooks)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    webhook: str = Field(min_length=1, max_length=2000)
-    on: Literal["success", "failure", "end"] = "end"
 
 
 class JobPageOut(BaseModel):
