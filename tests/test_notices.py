@@ -32,6 +32,8 @@ class Receiver:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.script: list[tuple[int, dict[str, str]]] = []
+        #: While set and not yet set free, the first request waits on it.
+        self.hold: threading.Event | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +42,8 @@ class Receiver:
                 receiver.requests.append(
                     {"path": self.path, "headers": dict(self.headers), "body": body.decode()}
                 )
+                if receiver.hold is not None and len(receiver.requests) == 1:
+                    receiver.hold.wait(60)
                 status, headers = receiver.script.pop(0) if receiver.script else (200, {})
                 self.send_response(status)
                 for name, value in headers.items():
@@ -184,3 +188,45 @@ def test_global_addresses_and_the_allow_list_pass() -> None:
 def test_names_and_number_forms_are_refused_after_resolution(host: str) -> None:
     with pytest.raises(Refused, match="may not reach"):
         asyncio.run(checked_address(host.strip("[]"), 80))
+
+
+def test_a_worker_killed_mid_send_leaves_the_notice_to_be_sent_again(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import notice_app
+
+    url = f"sqlite:///{tmp_path}/jobs.db"
+    env = dict(os.environ, OFFLOAD_URL=url, PYTHONPATH=str(Path(__file__).parent))
+    hold = threading.Event()
+    receiver.hold = hold  # the first request hangs until the worker is dead
+    notice_app.app.use_url(url)
+    try:
+        job = notice_app.convert.options(notify=[Webhook(url=f"{receiver.url}/slow")]).enqueue("x")
+        argv = [sys.executable, "-m", "offload", "worker", "notice_app:app", "--log-level",
+                "warning"]  # fmt: skip
+        first = subprocess.Popen(argv, env=env)
+        wait_until(lambda: receiver.requests, timeout_s=60, what="the first send")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        hold.set()  # the receiver answers the dead worker's request: nobody reads it
+        second = subprocess.Popen(argv, env=env)
+        try:
+            wait_until(lambda: len(receiver.requests) >= 2, timeout_s=60, what="a second send")
+            wait_until(
+                lambda: notice_app.app.admin.jobs(task="offload.notify").jobs[0].state
+                is JobState.SUCCEEDED, timeout_s=60, what="the notice done")  # fmt: skip
+        finally:
+            second.terminate()
+            second.wait(30)
+        time.sleep(0.5)
+    finally:
+        notice_app.app.close()
+    ids = [r["headers"]["webhook-id"] for r in receiver.requests]
+    assert len(ids) == 2 and len(set(ids)) == 1, "sent again, as the same notice"
+    assert json.loads(receiver.requests[1]["body"])["data"]["id"] == job.id

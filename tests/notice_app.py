@@ -1,0 +1,20 @@
+"""An app for notice tests run in worker processes (short leases: a killed worker's
+notice comes back within seconds)."""
+
+from __future__ import annotations
+
+import os
+
+from offload import Offload
+
+app = Offload(
+    os.environ.get("OFFLOAD_URL", "sqlite:///notices.db"),
+    default_retries=0,
+    lease_s=2.0,
+    webhook_secrets={"http://127.0.0.1": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]},
+)
+
+
+@app.task
+def convert(name: str) -> str:
+    return name.upper()
