@@ -70,7 +70,7 @@ def test_a_signed_link_works_without_a_token_until_it_expires(served: Served) ->
 
 def test_an_expired_link_says_so(served: Served) -> None:
     from offload import Offload
-    from offload.web.files import _serializer  # the server's own, to sign an old link
+    from offload.links import sign
 
     with served.client("alice") as alice:
         job_id = _made(served, alice)
@@ -79,7 +79,7 @@ def test_an_expired_link_says_so(served: Served) -> None:
         secret = asyncio.run(app.admin.aio.link_secret())
     finally:
         app.close()
-    old = _serializer(secret).dumps([job_id, "report.txt", "alice", int(time.time()) - 5])
+    old, _ = sign(secret, job_id, "alice", "report.txt", expires_at=int(time.time()) - 5)
     answer = httpx.get(f"{served.url}/api/v1/files/{old}")
     assert answer.status_code == 410 and "expired" in answer.json()["detail"]
 
@@ -91,3 +91,21 @@ def test_files_go_with_their_job(served: Served) -> None:
         assert alice.delete(f"/api/v1/jobs/{job_id}").status_code == 204
         assert httpx.get(f"{served.url}{link['url']}").status_code == 404
         assert alice.get(f"/api/v1/jobs/{job_id}/files").status_code == 404
+
+
+def test_a_signed_job_link_shows_the_outcome_and_its_files_not_the_arguments(
+    served: Served,
+) -> None:
+    with served.client("alice") as alice:
+        job_id = _made(served, alice)
+        link = alice.post(f"/api/v1/jobs/{job_id}/link").json()
+        assert served.client("bob").post(f"/api/v1/jobs/{job_id}/link").status_code == 404
+    page = httpx.get(f"{served.url}{link['url']}").json()
+    assert page["state"] == "succeeded" and page["result"] == "report.txt"
+    assert "args" not in page and "kwargs" not in page and "owner" not in page
+    assert page["link_expires_at"] == link["expires_at"]
+    names = {f["name"]: f for f in page["files"]}
+    assert set(names) == {"report.txt", "pages.csv"}
+    got = httpx.get(f"{served.url}{names['report.txt']['url']}")
+    assert got.status_code == 200 and got.content == b"Q3\n" * 3
+    assert httpx.get(f"{served.url}{link['url'].replace('/shared/', '/files/')}").status_code == 404

@@ -1,16 +1,14 @@
 """A job's files over HTTP: listed on the job, downloaded by its owner with a token, or
-by anyone holding a signed link that expires (for an e-mail) without one.
-
-A link names the job, the file and the owner, signed with the store's link key
-(``itsdangerous``): a changed character fails the signature, an old link its expiry
-(410), and a job deleted since takes its files with it (404). Files are streamed from
-disk in chunks, never read whole, and sent as attachments that browsers do not render.
+by anyone holding a signed link that expires (``links.py``): a file's, or a job's page
+with its outcome and links to its files. A changed character fails the signature (404),
+an old link says it expired (410), and a job deleted since takes its files with it
+(404). Files are streamed from disk in chunks, never read whole, and sent as
+attachments that browsers do not render.
 """
 
 from __future__ import annotations
 
 import mimetypes
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, BinaryIO
 from urllib.parse import quote
@@ -18,26 +16,21 @@ from urllib.parse import quote
 import anyio
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import StreamingResponse
-from itsdangerous import BadSignature, URLSafeSerializer
 
 from offload.files import FileInfo
-from offload.present import iso
+from offload.links import LINK_TTL_S, MAX_LINK_TTL_S, LinkExpired, LinkInvalid, open_link, sign
+from offload.present import iso, job_dict
 from offload.web.deps import ERRORS, CallerDep, Settings
 
 router = APIRouter(prefix="/api/v1", tags=["files"], responses=ERRORS)
 
-#: How long a signed link works unless asked otherwise: a week.
-LINK_TTL_S = 7 * 24 * 3600
-MAX_LINK_TTL_S = 366 * 24 * 3600
 _CHUNK = 256 * 1024
-_SALT = "offload.file-link"
+#: What a signed job link shows: the outcome, never the arguments or the internals.
+_SHARED = ("id", "task", "state", "progress", "progress_message", "result", "error",
+           "created_at", "started_at", "finished_at", "batch")  # fmt: skip
 _FILE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/octet-stream": {}}, "description": "the file"}
 }
-
-
-def _serializer(secret: str) -> URLSafeSerializer:
-    return URLSafeSerializer(secret, salt=_SALT)
 
 
 def file_json(job_id: str, info: FileInfo) -> dict[str, Any]:
@@ -101,20 +94,59 @@ async def sign_link(
     job = await admin.get(job_id, owner=caller.scope)
     handle, _ = await admin.open_file(job_id, name, owner=caller.scope)
     handle.close()
-    expires_at = int(time.time()) + expires_in_s
-    token = _serializer(await admin.link_secret()).dumps([job_id, name, job.owner, expires_at])
+    token, expires_at = sign(await admin.link_secret(), job_id, job.owner, name, expires_in_s)
     return {"url": f"/api/v1/files/{token}", "expires_at": iso(expires_at)}
+
+
+@router.post("/jobs/{job_id}/link")
+async def sign_job_link(
+    job_id: str,
+    web: Settings,
+    caller: CallerDep,
+    expires_in_s: Annotated[int, Query(ge=60, le=MAX_LINK_TTL_S)] = LINK_TTL_S,
+) -> dict[str, Any]:
+    """A link to the job's page (state, result, files) that works without a token."""
+    admin = web.app.admin.aio
+    job = await admin.get(job_id, owner=caller.scope)
+    token, expires_at = sign(await admin.link_secret(), job_id, job.owner, None, expires_in_s)
+    return {"url": f"/api/v1/shared/{token}", "expires_at": iso(expires_at)}
+
+
+async def _opened(web: Settings, token: str) -> tuple[str, str | None, str | None, int]:
+    try:
+        return open_link(await web.app.admin.aio.link_secret(), token)
+    except LinkInvalid as exc:
+        raise HTTPException(404, str(exc)) from None
+    except LinkExpired as exc:
+        raise HTTPException(410, str(exc)) from None
 
 
 @router.get("/files/{token}", responses=_FILE, response_class=StreamingResponse)
 async def signed_download(token: str, web: Settings) -> StreamingResponse:
     """A file through a signed link: no token needed, until the link expires."""
-    admin = web.app.admin.aio
-    try:
-        job_id, name, owner, expires_at = _serializer(await admin.link_secret()).loads(token)
-    except (BadSignature, ValueError, TypeError):
-        raise HTTPException(404, "this link is not valid: it may have been cut short") from None
-    if not isinstance(expires_at, int) or time.time() > expires_at:
-        raise HTTPException(410, "this link has expired: ask for a new one")
-    handle, info = await admin.open_file(str(job_id), str(name), owner=owner)
+    job_id, name, owner, _ = await _opened(web, token)
+    if name is None:
+        raise HTTPException(404, "this link opens a job, not a file: /api/v1/shared/...")
+    handle, info = await web.app.admin.aio.open_file(job_id, name, owner=owner)
     return _send(handle, info)
+
+
+@router.get("/shared/{token}")
+async def shared_job(token: str, web: Settings) -> dict[str, Any]:
+    """A job through a signed link: its state, result or error, and links to its files
+    that last as long as this one."""
+    job_id, name, owner, expires_at = await _opened(web, token)
+    admin = web.app.admin.aio
+    if name is not None:
+        raise HTTPException(404, "this link opens a file: /api/v1/files/...")
+    job = await admin.get(job_id, owner=owner)
+    shown = {k: v for k, v in job_dict(job, with_traceback=False).items() if k in _SHARED}
+    shown["link_expires_at"] = iso(expires_at)
+    files = []
+    secret = await admin.link_secret()
+    for info in await admin.files(job_id, owner=owner):
+        file_token, _ = sign(secret, job_id, owner, info.name, expires_at=expires_at)
+        files.append({"name": info.name, "size": info.size,
+                      "url": f"/api/v1/files/{file_token}"})  # fmt: skip
+    shown["files"] = files
+    return shown
