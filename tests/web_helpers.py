@@ -68,9 +68,9 @@ def offload_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "offload", *args]
 
 
-def start(store_url: str, log_dir: Path, *extra: str) -> Served:
+def start(store_url: str, log_dir: Path, *extra: str, **more_env: str) -> Served:
     port = free_port()
-    env = env_for(store_url)
+    env = {**env_for(store_url), "OFFLOAD_PUBLIC_URL": f"http://127.0.0.1:{port}", **more_env}
     served = Served(url=f"http://127.0.0.1:{port}", store_url=store_url)
     app = Offload(store_url)
     try:

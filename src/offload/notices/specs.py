@@ -43,6 +43,30 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True):
         return notice_option(index, self), then, ON[self.on]
 
 
+class Email(msgspec.Struct, frozen=True, kw_only=True):
+    """Mail ``to`` when the job ends (``on``: success, failure or end), with a signed link
+    to the job's page and files. The address is checked now."""
+
+    to: str
+    on: str = "end"
+
+    def __post_init__(self) -> None:
+        from offload.notices.mail import check_address
+
+        msgspec.structs.force_setattr(self, "to", check_address(self.to))  # normalised
+        if self.on not in ON:
+            raise ConfigurationError(f"a notice's on= is one of {', '.join(ON)}, got {self.on!r}")
+
+    def to_builtins(self) -> dict[str, Any]:
+        return {"email": self.to, "on": self.on}
+
+    def as_follow_up(self, app: Any, index: int) -> tuple[str, Any, tuple[JobState, ...]]:
+        from offload.notices.task import NOTIFY_TASK
+
+        then = app.tasks[NOTIFY_TASK].s(notice=self.to_builtins())
+        return notice_option(index, self), then, ON[self.on]
+
+
 def check_webhook_url(url: str) -> str:
     if not isinstance(url, str) or not url or len(url) > MAX_URL_CHARS or not url.isprintable():
         raise ConfigurationError(f"a webhook URL is printable text up to {MAX_URL_CHARS} chars")
@@ -58,7 +82,7 @@ def check_webhook_url(url: str) -> str:
     return url
 
 
-def notice_option(index: int, notice: Webhook) -> str:
+def notice_option(index: int, notice: Webhook | Email) -> str:
     """The follow-up option a notice is stored under: one id per notice per job."""
     return f"{_PREFIX}{index}:{notice.on}"
 

@@ -69,21 +69,38 @@ def event_of(job: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+async def _mail(app: Offload, job: Any, to: str, msg_id: str) -> dict[str, Any]:
+    from offload.links import LINK_TTL_S, sign
+    from offload.notices.mail import compose, public_url, send
+    from offload.present import job_dict
+
+    ttl_s = float(os.environ.get("OFFLOAD_LINK_TTL_S") or LINK_TTL_S)
+    token, expires_at = sign(await app.admin.aio.link_secret(), job.id, job.owner, None, ttl_s)
+    files = [f.name for f in await app.admin.aio.files(job.id)]
+    shown = job_dict(job, with_traceback=False)
+    message = compose(msg_id, to, shown, files, f"{public_url()}/api/v1/shared/{token}",
+                      iso(expires_at) or "")  # fmt: skip
+    await send(message)
+    return {"email": to, "message_id": message["Message-ID"]}
+
+
 def register(app: Offload) -> None:
     async def notify(job_id: str, notice: dict[str, Any]) -> dict[str, Any]:
         """Deliver one notice of the job ``job_id``'s end."""
         from offload.notices.addresses import allow_list
         from offload.notices.webhook import deliver
 
-        url = notice.get("webhook")
-        if not isinstance(url, str):
-            raise Abort(f"not a notice this version can send: {notice!r:.200}")
         job = await app.admin.aio.get(job_id)
         if job.state not in (JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED):
             raise Abort(f"job {job_id} has not ended ({job.state.value}): nothing to tell")
         msg_id = current_job().id
-        status = await deliver(url, event_of(job), msg_id, secrets_for(app, url), allow_list())
-        return {"webhook": url, "status": status, "webhook_id": msg_id}
+        url, to = notice.get("webhook"), notice.get("email")
+        if isinstance(url, str):
+            status = await deliver(url, event_of(job), msg_id, secrets_for(app, url), allow_list())
+            return {"webhook": url, "status": status, "webhook_id": msg_id}
+        if isinstance(to, str):
+            return await _mail(app, job, to, msg_id)
+        raise Abort(f"not a notice this version can send: {notice!r:.200}")
 
     app.task(name=NOTIFY_TASK, retries=len(SCHEDULE_S), backoff=ScheduleBackoff(),
              timeout_s=60.0)(notify)  # fmt: skip

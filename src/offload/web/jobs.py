@@ -13,7 +13,7 @@ from offload.admin import Action
 from offload.bounds import MAX_PRIORITY
 from offload.errors import JobNotFound
 from offload.idempotency import check_key, live_key
-from offload.notices import Webhook
+from offload.notices import Email, Webhook
 from offload.present import job_dict
 from offload.records import JobRecord
 from offload.web.access import Caller
@@ -28,11 +28,13 @@ FILTERS = ("state", "queue", "task", "owner", "batch", "text", "created_after", 
 
 
 class NoticeIn(BaseModel):
-    """Whom to tell when the job ends: a webhook (signed per Standard Webhooks)."""
+    """Whom to tell when the job ends: a webhook (signed per Standard Webhooks) or an
+    e-mail address (with a signed link to the job); one of the two."""
 
     model_config = ConfigDict(extra="forbid")
 
-    webhook: str = Field(min_length=1, max_length=2000)
+    webhook: str | None = Field(default=None, min_length=1, max_length=2000)
+    email: str | None = Field(default=None, min_length=3, max_length=320)
     on: Literal["success", "failure", "end"] = "end"
 
 
@@ -107,15 +109,21 @@ def argument_errors(
     return HTTPException(422, detail)
 
 
-def notices(asked: list[NoticeIn], at: list[Any]) -> list[Webhook]:
+def notices(asked: list[NoticeIn], at: list[Any]) -> list[Webhook | Email]:
     """The notices asked for, each checked (422 at its place if not fit)."""
-    made = []
+    made: list[Webhook | Email] = []
     for index, notice in enumerate(asked):
+        field = "webhook" if notice.webhook is not None else "email"
         try:
-            made.append(Webhook(url=notice.webhook, on=notice.on))
+            if (notice.webhook is None) == (notice.email is None):
+                raise ValueError("a notice is either a webhook or an email, one of the two")
+            if notice.webhook is not None:
+                made.append(Webhook(url=notice.webhook, on=notice.on))
+            else:
+                made.append(Email(to=notice.email or "", on=notice.on))
         except ValueError as exc:
             raise HTTPException(
-                422, [{"loc": [*at, index, "webhook"], "msg": str(exc), "type": "value_error"}]
+                422, [{"loc": [*at, index, field], "msg": str(exc), "type": "value_error"}]
             ) from None
     return made
 

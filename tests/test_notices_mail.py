@@ -1,0 +1,125 @@
+"""E-mail notices, received by a real SMTP server (``aiosmtpd``) from a real worker, their
+signed link followed through a real ``offload serve`` (then tampered with, expired)."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
+
+from offload import Offload
+from offload.errors import ConfigurationError
+from offload.links import sign
+from offload.notices import Email
+from web_helpers import Served, free_port, start, stop
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        self.messages.append(
+            email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        )
+        return "250 OK"
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    box = Inbox()
+    port = free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box, port
+    controller.stop()
+
+
+@pytest.fixture
+def served_with_mail(tmp_path: Path, inbox: tuple[Inbox, int]) -> Iterator[Served]:
+    running = start(
+        f"sqlite:///{tmp_path}/jobs.db", tmp_path, OFFLOAD_SMTP_HOST="127.0.0.1",
+        OFFLOAD_SMTP_PORT=str(inbox[1]), OFFLOAD_SMTP_SECURITY="none",
+        OFFLOAD_SMTP_FROM="jobs@example.org",
+    )  # fmt: skip
+    yield running
+    stop(running)
+
+
+def _wait(predicate: Any, what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_an_email_with_a_signed_link_that_the_api_checks(
+    served_with_mail: Served, inbox: tuple[Inbox, int]
+) -> None:
+    box, _ = inbox
+    with served_with_mail.client("alice") as alice:
+        body = {"task": "make_report", "args": ["Q4", 2],
+                "notify": [{"email": "Ann@Example.com"}]}  # fmt: skip
+        job_id = alice.post("/api/v1/jobs", json=body).json()["id"]
+        _wait(lambda: box.messages, "the e-mail")
+        notices = alice.get("/api/v1/jobs", params={"task": "offload.notify"}).json()["jobs"]
+    (message,) = box.messages
+    assert box.envelopes[0].rcpt_tos == ["Ann@example.com"]
+    assert message["Subject"] == "Your make_report job is done"
+    assert message["From"] == "jobs@example.org" and message["Auto-Submitted"] == "auto-generated"
+    assert message["Date"] and message["Message-ID"] == f"<{notices[0]['id']}@example.org>"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    (link,) = re.findall(r"http://\S+/api/v1/shared/\S+", text)
+    assert f'href="{link}"' in html and "report.txt" in text
+    page = httpx.get(link).json()
+    assert page["id"] == job_id and page["state"] == "succeeded"
+    files = {f["name"]: f["url"] for f in page["files"]}
+    got = httpx.get(f"{served_with_mail.url}{files['report.txt']}")
+    assert got.status_code == 200 and got.content == b"Q4\n" * 2
+    assert httpx.get(link[:-3] + "xyz").status_code == 404  # tampered
+    app = Offload(served_with_mail.store_url)
+    try:
+        secret = asyncio.run(app.admin.aio.link_secret())
+    finally:
+        app.close()
+    old, _ = sign(secret, job_id, "alice", None, expires_at=int(time.time()) - 1)
+    expired = httpx.get(f"{served_with_mail.url}/api/v1/shared/{old}")
+    assert expired.status_code == 410 and "expired" in expired.json()["detail"]
+
+
+def test_a_failed_job_mail_says_what_went_wrong(
+    served_with_mail: Served, inbox: tuple[Inbox, int]
+) -> None:
+    box, _ = inbox
+    with served_with_mail.client("bob") as bob:
+        body = {"task": "fail", "args": ["the printer is on fire"],
+                "notify": [{"email": "bob@example.com", "on": "failure"}]}  # fmt: skip
+        bob.post("/api/v1/jobs", json=body)
+        done = {"task": "wait_s", "args": [0], "notify": [{"email": "bob@example.com",
+                                                           "on": "failure"}]}  # fmt: skip
+        bob.post("/api/v1/jobs", json=done)
+        _wait(lambda: box.messages, "the e-mail")
+        time.sleep(1.0)
+    (message,) = box.messages  # the job that succeeded sent nothing
+    assert message["Subject"] == "Your fail job failed"
+    assert "RuntimeError: the printer is on fire" in message.get_body(("plain",)).get_content()
+
+
+def test_addresses_are_checked_when_the_job_is_made() -> None:
+    for bad in ("", "ann", "ann@", "@example.com", "ann@example..com", "a b@example.com"):
+        with pytest.raises(ConfigurationError):
+            Email(to=bad)
+    assert Email(to="ann@example.com", on="success").to_builtins() == {
+        "email": "ann@example.com", "on": "success"}  # fmt: skip
