@@ -230,3 +230,26 @@ def test_a_worker_killed_mid_send_leaves_the_notice_to_be_sent_again(
     ids = [r["headers"]["webhook-id"] for r in receiver.requests]
     assert len(ids) == 2 and len(set(ids)) == 1, "sent again, as the same notice"
     assert json.loads(receiver.requests[1]["body"])["data"]["id"] == job.id
+
+
+def test_a_batch_sends_one_notice_when_all_have_ended(app: Offload, receiver: Receiver) -> None:
+    convert, broken = _tasks(app)
+    batch = app.batch([convert.s("a"), convert.s("b"), broken.s()],
+                      notify=[Webhook(url=f"{receiver.url}/batch")])  # fmt: skip
+    quiet = app.batch([convert.s("c"), broken.s()],
+                      notify=[Webhook(url=f"{receiver.url}/quiet", on="success")])  # fmt: skip
+    with WorkerThread(app):
+        wait_until(lambda: receiver.requests, what="the batch's notice")
+        wait_until(lambda: len(_notices(app)) == 2
+                   and all(n.state is JobState.SUCCEEDED for n in _notices(app)),
+                   what="both notices done")  # fmt: skip
+    (request,) = receiver.requests  # one for the batch, none for the one that had a failure
+    event = Verifier(SECRET).verify(
+        request["body"], {k.lower(): v for k, v in request["headers"].items()}
+    )
+    assert event["type"] == "batch.ended" and event["data"]["id"] == batch.id
+    assert event["data"]["counts"] == {"succeeded": 2, "dead": 1}
+    assert [f["task"] for f in event["data"]["failed"]] == ["broken"]
+    results = [json.loads(n.result) for n in _notices(app)]
+    (skipped,) = [r for r in results if "skipped" in r]
+    assert skipped["skipped"] == "on=success: 1 of 2 succeeded" and quiet.status().finished

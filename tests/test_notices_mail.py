@@ -123,3 +123,30 @@ def test_addresses_are_checked_when_the_job_is_made() -> None:
             Email(to=bad)
     assert Email(to="ann@example.com", on="success").to_builtins() == {
         "email": "ann@example.com", "on": "success"}  # fmt: skip
+
+
+def test_a_batch_sends_one_mail_with_a_link_to_its_result(
+    served_with_mail: Served, inbox: tuple[Inbox, int]
+) -> None:
+    box, _ = inbox
+    with served_with_mail.client("alice") as alice:
+        body = {
+            "jobs": [{"task": "wait_s", "args": [0.05]}, {"task": "fail", "args": ["jammed"]},
+                     {"task": "make_report", "args": ["Q1", 1]}],
+            "notify": [{"email": "ann@example.com"}],
+        }  # fmt: skip
+        answer = alice.post("/api/v1/batches", json=body)
+        assert answer.status_code == 202, answer.text
+        _wait(lambda: box.messages, "the batch's e-mail")
+        time.sleep(1.0)
+        nobody = {"jobs": [{"task": "wait_s", "args": [0]}], "notify": [{"email": "nobody"}]}
+        bad = alice.post("/api/v1/batches", json=nobody)
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:2] == ["body", "notify"]
+    (message,) = box.messages  # one for the batch, not one per member
+    assert message["Subject"] == "Your 3 jobs have ended, 1 did not succeed"
+    text = message.get_body(("plain",)).get_content()
+    assert "RuntimeError: jammed" in text and "2 succeeded" in text
+    (link,) = re.findall(r"http://\S+/api/v1/shared/\S+", text)
+    page = httpx.get(link).json()
+    assert page["task"] == "offload.batch_done" and page["state"] == "succeeded"
+    assert page["result"] == {"succeeded": 2, "dead": 1}

@@ -99,6 +99,7 @@ class Offload:
         self._store_clock = StoreClock(self.now)
         self._admin: Admin | None = None
         notices_task.register(self)  # the internal task that delivers notices
+        batches.register_tasks(self)  # a batch's callback when it has notices but no callback
 
     def __repr__(self) -> str:
         return f"<Offload {self.display_url} tasks={sorted(self.tasks)}>"
@@ -345,24 +346,34 @@ class Offload:
 
     # -- batches -----------------------------------------------------------
     def batch(
-        self, signatures: Sequence[Signature[Any]], *, on_complete: Signature[Any] | None = None
+        self,
+        signatures: Sequence[Signature[Any]],
+        *,
+        on_complete: Signature[Any] | None = None,
+        notify: Sequence[Any] = (),
     ) -> Batch:
         """Store jobs as one batch; ``on_complete`` runs once after every member has ended,
-        with a list of their outcomes (id, state, result, error) as its first argument."""
+        with a list of their outcomes (id, state, result, error) as its first argument.
+        ``notify=[Email(...), Webhook(...)]``: one notice for the whole batch, after its
+        callback (``on``: success when every member succeeded, failure when one did not)."""
         for signature in [*signatures, *([on_complete] if on_complete else [])]:
             if signature.task.app is not self:
                 raise ConfigurationError(f"{signature.task!r} belongs to another Offload app")
-        batch_id, params = batch_enqueue(self, list(signatures), on_complete)
+        batch_id, params = batch_enqueue(self, list(signatures), on_complete, notify)
         self.backend.blocking.enqueue(params)
         return Batch(self, batch_id)
 
     async def batch_async(
-        self, signatures: Sequence[Signature[Any]], *, on_complete: Signature[Any] | None = None
+        self,
+        signatures: Sequence[Signature[Any]],
+        *,
+        on_complete: Signature[Any] | None = None,
+        notify: Sequence[Any] = (),
     ) -> Batch:
         for signature in [*signatures, *([on_complete] if on_complete else [])]:
             if signature.task.app is not self:
                 raise ConfigurationError(f"{signature.task!r} belongs to another Offload app")
-        batch_id, params = batch_enqueue(self, list(signatures), on_complete)
+        batch_id, params = batch_enqueue(self, list(signatures), on_complete, notify)
         await self.backend.enqueue(params)
         return Batch(self, batch_id)
 

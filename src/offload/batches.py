@@ -13,7 +13,9 @@ returned in its place, outside the batch, and the batch could not count it down.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,10 +103,30 @@ async def members_async(backend: Backend, batch_id: str) -> list[JobRecord]:
         cursor = page.next_cursor
 
 
+#: The callback of a batch that asked for notices but gave no callback of its own.
+BATCH_DONE_TASK = "offload.batch_done"
+
+
+def register_tasks(app: Offload) -> None:
+    def batch_done(outcomes: list[dict[str, Any]]) -> dict[str, int]:
+        """The members' states, counted (the notices that follow say the rest)."""
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            state = str(outcome.get("state"))
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
+    app.task(name=BATCH_DONE_TASK, retries=3)(batch_done)
+
+
 def batch_enqueue(
-    app: Offload, signatures: list[Signature[Any]], on_complete: Signature[Any] | None
+    app: Offload,
+    signatures: list[Signature[Any]],
+    on_complete: Signature[Any] | None,
+    notify: Sequence[Any] = (),
 ) -> tuple[str, EnqueueParams]:
-    """The one store step that stores the members and opens their batch."""
+    """The one store step that stores the members and opens their batch; notices follow
+    the callback (an internal one when none is given), so there is one per batch."""
     if not signatures:
         raise ConfigurationError("a batch needs at least one job")
     keyed = [s.task.name for s in signatures if s.call.key is not None]
@@ -115,6 +137,16 @@ def batch_enqueue(
             "on their own"
         )
     batch_id = app.new_id()
+    if notify:
+        if isinstance(notify, str) or not isinstance(notify, Sequence):
+            raise ConfigurationError("notify takes a list, e.g. notify=[Email(to=...)]")
+        if on_complete is None:
+            on_complete = app.tasks[BATCH_DONE_TASK].s()
+        ends = [n.as_follow_up(app, i, batch=batch_id) for i, n in enumerate(notify)]
+        kept = tuple(e for e in on_complete.call.on_end if not e[0].startswith("notify:"))
+        on_complete = dataclasses.replace(
+            on_complete, call=dataclasses.replace(on_complete.call, on_end=(*kept, *ends))
+        )
     jobs = [msgspec.structs.replace(s.to_new_job(), batch=batch_id) for s in signatures]
     callback = None if on_complete is None else callback_job(batch_id, on_complete)
     return batch_id, EnqueueParams(jobs=jobs, batch=BatchOpen(id=batch_id, callback=callback))

@@ -93,8 +93,32 @@ def compose(notice_id: str, to: str, job: dict[str, Any], files: list[str], link
     context = {"job": job, "files": files, "link": link, "link_expires_at": link_expires_at,
                "error": f"{error['type']}: {error['message']}" if error else None}  # fmt: skip
     verb = {"succeeded": "is done", "dead": "failed", "cancelled": "was cancelled"}
+    message = _headers(notice_id, to, f"Your {job['task']} job {verb.get(job['state'], 'ended')}")
+    message.set_content(env.get_template("job_ended.txt").render(context))
+    message.add_alternative(env.get_template("job_ended.html").render(context), subtype="html")
+    return message
+
+
+def compose_batch(notice_id: str, to: str, context: dict[str, Any]) -> EmailMessage:
+    """A batch's one mail: how many succeeded, what went wrong, the link to its result."""
+    env = _templates()
+    message = _headers(
+        notice_id,
+        to,
+        (
+            f"Your {context['total']} jobs are done"
+            if not context["failed"]
+            else f"Your {context['total']} jobs have ended, {context['failed']} did not succeed"
+        ),
+    )
+    message.set_content(env.get_template("batch_ended.txt").render(context))
+    message.add_alternative(env.get_template("batch_ended.html").render(context), subtype="html")
+    return message
+
+
+def _headers(notice_id: str, to: str, subject: str) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = f"Your {job['task']} job {verb.get(job['state'], 'ended')}"
+    message["Subject"] = subject
     message["From"] = sender()
     message["To"] = to
     message["Date"] = formatdate(localtime=False)
@@ -102,8 +126,6 @@ def compose(notice_id: str, to: str, job: dict[str, Any], files: list[str], link
     message["Message-ID"] = f"<{notice_id}@{domain}>"  # the same on every retry
     message["Auto-Submitted"] = "auto-generated"
     message["X-Auto-Response-Suppress"] = "All"
-    message.set_content(env.get_template("job_ended.txt").render(context))
-    message.add_alternative(env.get_template("job_ended.html").render(context), subtype="html")
     return message
 
 

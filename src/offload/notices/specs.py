@@ -35,12 +35,12 @@ class Webhook(msgspec.Struct, frozen=True, kw_only=True):
     def to_builtins(self) -> dict[str, Any]:
         return {"webhook": self.url, "on": self.on}
 
-    def as_follow_up(self, app: Any, index: int) -> tuple[str, Any, tuple[JobState, ...]]:
-        """(option, signature, states) for ``task.options(notify=...)``."""
-        from offload.notices.task import NOTIFY_TASK
-
-        then = app.tasks[NOTIFY_TASK].s(notice=self.to_builtins())  # the job id comes first
-        return notice_option(index, self), then, ON[self.on]
+    def as_follow_up(
+        self, app: Any, index: int, batch: str | None = None
+    ) -> tuple[str, Any, tuple[JobState, ...]]:
+        """(option, signature, states) for ``task.options(notify=...)``; a batch's notice
+        follows its callback, whatever its end, and says how the batch went."""
+        return _follow_up(app, index, self, batch)
 
 
 class Email(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,11 +60,23 @@ class Email(msgspec.Struct, frozen=True, kw_only=True):
     def to_builtins(self) -> dict[str, Any]:
         return {"email": self.to, "on": self.on}
 
-    def as_follow_up(self, app: Any, index: int) -> tuple[str, Any, tuple[JobState, ...]]:
-        from offload.notices.task import NOTIFY_TASK
+    def as_follow_up(
+        self, app: Any, index: int, batch: str | None = None
+    ) -> tuple[str, Any, tuple[JobState, ...]]:
+        return _follow_up(app, index, self, batch)
 
-        then = app.tasks[NOTIFY_TASK].s(notice=self.to_builtins())
-        return notice_option(index, self), then, ON[self.on]
+
+def _follow_up(
+    app: Any, index: int, notice: Webhook | Email, batch: str | None
+) -> tuple[str, Any, tuple[JobState, ...]]:
+    from offload.notices.task import NOTIFY_TASK
+
+    asked = notice.to_builtins()
+    if batch is not None:
+        asked["batch"] = batch
+    then = app.tasks[NOTIFY_TASK].s(notice=asked)  # the job's id comes first
+    states = ON["end"] if batch is not None else ON[notice.on]
+    return notice_option(index, notice), then, states
 
 
 def check_webhook_url(url: str) -> str:

@@ -84,6 +84,50 @@ async def _mail(app: Offload, job: Any, to: str, msg_id: str) -> dict[str, Any]:
     return {"email": to, "message_id": message["Message-ID"]}
 
 
+async def _batch_notice(
+    app: Offload, callback: Any, batch_id: str, notice: dict[str, Any], msg_id: str
+) -> dict[str, Any]:
+    """One notice for a whole batch, sent after its callback (``callback``) has ended."""
+    from offload.notices.addresses import allow_list
+    from offload.notices.webhook import deliver
+
+    status = await app.admin.aio.batch(batch_id)
+    succeeded = status.counts.get(JobState.SUCCEEDED.value, 0)
+    failed = status.total - succeeded
+    on = notice.get("on", "end")
+    if (on == "success" and failed) or (on == "failure" and not failed):
+        return {"skipped": f"on={on}: {succeeded} of {status.total} succeeded"}
+    page = await app.admin.aio.jobs(batch=batch_id, state=["dead", "cancelled"], limit=20)
+    problems = [{"id": j.id, "task": j.task,
+                 "error": "cancelled" if j.error is None else f"{j.error.type}: {j.error.message}"}
+                for j in page.jobs]  # fmt: skip
+    url, to = notice.get("webhook"), notice.get("email")
+    if isinstance(url, str):
+        event = {
+            "type": "batch.ended", "timestamp": iso(callback.finished_at),
+            "data": {"id": batch_id, "total": status.total, "counts": status.counts,
+                     "failed": problems, "result": event_of(callback)["data"]},
+        }  # fmt: skip
+        sent = await deliver(url, event, msg_id, secrets_for(app, url), allow_list())
+        return {"webhook": url, "status": sent, "webhook_id": msg_id}
+    if not isinstance(to, str):
+        raise Abort(f"not a notice this version can send: {notice!r:.200}")
+    from offload.links import LINK_TTL_S, sign
+    from offload.notices.mail import compose_batch, public_url, send
+
+    ttl_s = float(os.environ.get("OFFLOAD_LINK_TTL_S") or LINK_TTL_S)
+    token, expires_at = sign(await app.admin.aio.link_secret(), callback.id, callback.owner,
+                             None, ttl_s)  # fmt: skip
+    files = [f.name for f in await app.admin.aio.files(callback.id)]
+    context = {"total": status.total, "succeeded": succeeded, "failed": failed,
+               "problems": problems, "files": files,
+               "link": f"{public_url()}/api/v1/shared/{token}",
+               "link_expires_at": iso(expires_at) or ""}  # fmt: skip
+    message = compose_batch(msg_id, to, context)
+    await send(message)
+    return {"email": to, "message_id": message["Message-ID"]}
+
+
 def register(app: Offload) -> None:
     async def notify(job_id: str, notice: dict[str, Any]) -> dict[str, Any]:
         """Deliver one notice of the job ``job_id``'s end."""
@@ -95,6 +139,9 @@ def register(app: Offload) -> None:
             raise Abort(f"job {job_id} has not ended ({job.state.value}): nothing to tell")
         msg_id = current_job().id
         url, to = notice.get("webhook"), notice.get("email")
+        batch_id = notice.get("batch")
+        if isinstance(batch_id, str):
+            return await _batch_notice(app, job, batch_id, notice, msg_id)
         if isinstance(url, str):
             status = await deliver(url, event_of(job), msg_id, secrets_for(app, url), allow_list())
             return {"webhook": url, "status": status, "webhook_id": msg_id}

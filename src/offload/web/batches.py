@@ -8,10 +8,17 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from offload.batches import BatchStatus
+from offload.batches import BATCH_DONE_TASK, BatchStatus
 from offload.present import iso
 from offload.web.deps import ERRORS, CallerDep, Settings
-from offload.web.jobs import POLL_AFTER_S, NewJobIn, argument_errors, notices, unknown_task
+from offload.web.jobs import (
+    POLL_AFTER_S,
+    NewJobIn,
+    NoticeIn,
+    argument_errors,
+    notices,
+    unknown_task,
+)
 
 router = APIRouter(prefix="/api/v1/batches", tags=["batches"], responses=ERRORS)
 
@@ -39,6 +46,8 @@ class NewBatchIn(BaseModel):
 
     jobs: list[MemberIn] = Field(min_length=1, max_length=MAX_MEMBERS)
     on_complete: CallbackIn | None = None
+    notify: list[NoticeIn] = Field(default_factory=list, max_length=10,
+                                   description="one notice for the whole batch")  # fmt: skip
 
 
 def present(status: BatchStatus, member_ids: list[str] | None = None) -> dict[str, Any]:
@@ -85,7 +94,10 @@ async def start_batch(
                 task, len(then.args) + 1, problems, ["body", "on_complete"], skipped=1
             )
         callback = task.options(owner=caller.owner).s(*then.args, **then.kwargs)
-    batch = await web.app.batch_async(signatures, on_complete=callback)
+    told = notices(body.notify, ["body", "notify"])
+    if callback is None and told:
+        callback = web.app.tasks[BATCH_DONE_TASK].options(owner=caller.owner).s()
+    batch = await web.app.batch_async(signatures, on_complete=callback, notify=told)
     status = await web.app.admin.aio.batch(batch.id, owner=caller.scope)
     page = await web.app.admin.aio.jobs(batch=batch.id, limit=MAX_MEMBERS)
     response.status_code = 202
