@@ -150,3 +150,28 @@ def test_a_batch_sends_one_mail_with_a_link_to_its_result(
     page = httpx.get(link).json()
     assert page["task"] == "offload.batch_done" and page["state"] == "succeeded"
     assert page["result"] == {"succeeded": 2, "dead": 1}
+
+
+def test_the_development_outbox_shows_the_mail_with_working_links(tmp_path: Path) -> None:
+    smtp_port = free_port()
+    running = start(
+        f"sqlite:///{tmp_path}/jobs.db", tmp_path, "--dev-smtp", "--dev-smtp-port",
+        str(smtp_port), OFFLOAD_SMTP_HOST="127.0.0.1", OFFLOAD_SMTP_PORT=str(smtp_port),
+        OFFLOAD_SMTP_SECURITY="none",
+    )  # fmt: skip
+    try:
+        with running.client("alice") as alice:
+            body = {"task": "wait_s", "args": [0], "notify": [{"email": "ann@example.com"}]}
+            alice.post("/api/v1/jobs", json=body)
+            deadline = time.monotonic() + 60
+            while "Your wait_s job is done" not in (page := httpx.get(
+                    f"{running.url}/dev/outbox")).text:  # fmt: skip
+                assert time.monotonic() < deadline, page.text
+                time.sleep(0.1)
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        (link,) = re.findall(r'href="(http://[^"]+/api/v1/shared/[^"]+)"', page.text)
+        assert httpx.get(link.replace("&amp;", "&")).json()["state"] == "succeeded"
+    finally:
+        stop(running)
+    log = (tmp_path / "serve.log").read_text()
+    assert "development outbox at" in log

@@ -43,6 +43,9 @@ def _need_web() -> None:
               help="Also let clients start TASK (besides @app.task(public=True)).")  # fmt: skip
 @click.option("--insecure-no-auth", is_flag=True,
               help="No tokens: every caller is an admin. Never on a network.")  # fmt: skip
+@click.option("--dev-smtp", "dev_smtp", is_flag=True,
+              help="Receive mail here and show it at /dev/outbox (development only).")  # fmt: skip
+@click.option("--dev-smtp-port", default=8025, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
     "--log-level", default="info", show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
@@ -51,14 +54,14 @@ def _need_web() -> None:
 @friendly
 def serve(
     app_spec: str, host: str, port: int, workers: int, public: tuple[str, ...],
-    insecure_no_auth: bool, log_level: str, url: str | None,
+    insecure_no_auth: bool, dev_smtp: bool, dev_smtp_port: int, log_level: str, url: str | None,
 ) -> None:  # fmt: skip
     """Serve the HTTP API of APP (module:attribute): start jobs, follow them, fetch results."""
     _need_web()
     import uvicorn
 
     from offload.web import create_app
-    from offload.web.factory import APP_ENV, INSECURE_ENV, PUBLIC_ENV
+    from offload.web.factory import APP_ENV, DEV_SMTP_ENV, INSECURE_ENV, PUBLIC_ENV
 
     app = open_app(app_spec, url)
     create_app(app, public=public, auth=not insecure_no_auth)  # every mistake before binding
@@ -71,6 +74,16 @@ def serve(
     os.environ[APP_ENV] = app_spec
     os.environ[PUBLIC_ENV] = ",".join(public)
     os.environ[INSECURE_ENV] = "1" if insecure_no_auth else ""
+    os.environ[DEV_SMTP_ENV] = str(dev_smtp_port) if dev_smtp else ""
+    if dev_smtp:
+        if workers > 1:
+            raise Fail("--dev-smtp keeps mail in one process: serve it with --workers 1")
+        click.echo(
+            f"offload: development outbox at http://{host}:{port}/dev/outbox; run workers "
+            f"with OFFLOAD_SMTP_HOST=127.0.0.1 OFFLOAD_SMTP_PORT={dev_smtp_port} "
+            "OFFLOAD_SMTP_SECURITY=none to send mail there",
+            err=True,
+        )
     if url:
         os.environ["OFFLOAD_URL"] = url
     click.echo(f"offload: serving {app_spec} ({app.display_url}) on http://{host}:{port}", err=True)

@@ -13,6 +13,7 @@ from offload.web.server import create_app
 APP_ENV = "OFFLOAD_SERVE_APP"
 INSECURE_ENV = "OFFLOAD_SERVE_INSECURE_NO_AUTH"
 PUBLIC_ENV = "OFFLOAD_SERVE_PUBLIC"
+DEV_SMTP_ENV = "OFFLOAD_SERVE_DEV_SMTP_PORT"
 
 
 def from_environment() -> FastAPI:
@@ -21,4 +22,6 @@ def from_environment() -> FastAPI:
     if url and app.url != url:
         app.use_url(url)
     public = [name for name in os.environ.get(PUBLIC_ENV, "").split(",") if name]
-    return create_app(app, public=public, auth=not os.environ.get(INSECURE_ENV))
+    dev_smtp = os.environ.get(DEV_SMTP_ENV)
+    return create_app(app, public=public, auth=not os.environ.get(INSECURE_ENV),
+                      dev_smtp_port=int(dev_smtp) if dev_smtp else None)  # fmt: skip

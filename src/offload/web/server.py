@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from offload.backends.base import BackendError
 from offload.errors import ConfigurationError, CountChanged, InvalidQuery, JobNotFound
-from offload.web import batches, files, jobs, live, manage, metrics
+from offload.web import batches, files, jobs, live, manage, metrics, outbox
 from offload.web.deps import MAX_BODY_BYTES, WebSettings
 
 if TYPE_CHECKING:
@@ -35,26 +35,39 @@ def create_app(
     public: Iterable[str | Task[..., Any]] = (),
     auth: bool = True,
     max_body_bytes: int = MAX_BODY_BYTES,
+    dev_smtp_port: int | None = None,
 ) -> FastAPI:
     """The HTTP API of ``app``. Clients may start the tasks marked
     ``@app.task(public=True)`` and those named in ``public``; ``auth=False`` lets
-    every caller act as an admin (``offload serve --insecure-no-auth``)."""
+    every caller act as an admin (``offload serve --insecure-no-auth``);
+    ``dev_smtp_port``: receive mail on that port and show it at ``/dev/outbox``."""
     names = frozenset(t if isinstance(t, str) else t.name for t in public)
     unknown = sorted(names - set(app.tasks))
     if unknown:
         raise ConfigurationError(f"public names tasks the app does not have: {unknown}")
     web = WebSettings(app=app, public=names, auth=auth, max_body_bytes=max_body_bytes)
 
+    box = None if dev_smtp_port is None else outbox.Outbox(port=dev_smtp_port)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        await app.aclose()
+        if box is not None:
+            box.start()
+        try:
+            yield
+        finally:
+            if box is not None:
+                box.stop()
+            await app.aclose()
 
     api = FastAPI(
         title="offload", version=_version(), lifespan=lifespan,
         description="Start long work, follow it live, fetch its result.",
     )  # fmt: skip
     api.state.offload = web
+    if box is not None:
+        api.state.outbox = box
+        api.include_router(outbox.router)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     _errors(api)
 
