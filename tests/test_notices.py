@@ -253,3 +253,16 @@ def test_a_batch_sends_one_notice_when_all_have_ended(app: Offload, receiver: Re
     results = [json.loads(n.result) for n in _notices(app)]
     (skipped,) = [r for r in results if "skipped" in r]
     assert skipped["skipped"] == "on=success: 1 of 2 succeeded" and quiet.status().finished
+
+
+def test_a_secret_result_is_not_told(app: Offload, receiver: Receiver) -> None:
+    @app.task(secret_result=True)
+    def sign_in(user: str) -> str:
+        return f"session-{user}"
+
+    sign_in.options(notify=[Webhook(url=receiver.url)]).enqueue("ann")
+    with WorkerThread(app):
+        wait_until(lambda: receiver.requests, what="the webhook")
+    (request,) = receiver.requests
+    assert json.loads(request["body"])["data"]["result"] == "[redacted]"
+    assert "session-ann" not in request["body"]

@@ -423,3 +423,37 @@ def test_a_job_started_over_http_can_ask_for_a_webhook(served: Served) -> None:
             time.sleep(0.1)
     assert notices[0]["args"][0] == job_id and notices[0]["owner"] == "alice"
     assert "may not reach" in notices[0]["error"]["message"]
+
+
+def test_secret_arguments_and_results_are_redacted(served: Served) -> None:
+    with served.client() as alice:
+        body = {"task": "call_api", "args": ["https://api.example.com"],
+                "kwargs": {"api_key": "sk-live-123"}}  # fmt: skip
+        started = _start(alice, body).json()
+        done = served.wait_for(alice, started["id"])
+        listed = alice.get("/api/v1/jobs", params={"task": "call_api"}).json()["jobs"]
+        link = alice.post(f"/api/v1/jobs/{started['id']}/link").json()["url"]
+    for shown in (started, done, listed[0]):
+        assert shown["kwargs"] == {"api_key": "[redacted]"}
+        assert shown["args"] == ["https://api.example.com"]
+        assert "sk-live-123" not in str(shown)
+    assert done["result"] == "[redacted]" and done["state"] == "succeeded"
+    assert httpx.get(f"{served.url}{link}").json()["result"] == "[redacted]"
+    from offload import Offload
+
+    app = Offload(served.store_url)
+    try:  # the task itself got the key whole
+        assert app.admin.get(started["id"]).result == b'"session-for-sk-live-123"'
+    finally:
+        app.close()
+
+
+def test_a_secret_parameter_must_exist() -> None:
+    from offload import Offload
+    from offload.errors import ConfigurationError
+
+    app = Offload("memory://")
+    with pytest.raises(ConfigurationError, match="secret= names no parameter"):
+
+        @app.task(secret=("pasword",))
+        def login(user: str, password: str) -> None: ...

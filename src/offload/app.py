@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import time
@@ -186,6 +187,8 @@ class Offload:
         concurrency: int | None = None,
         limits: Sequence[Limit] = (),
         public: bool = False,
+        secret: Sequence[str] = (),
+        secret_result: bool = False,
     ) -> _TaskDecorator: ...
     @overload
     def task(
@@ -205,6 +208,8 @@ class Offload:
         retry_on: tuple[type[BaseException], ...] = (Exception,),
         window: str | None = None,
         public: bool = False,
+        secret: Sequence[str] = (),
+        secret_result: bool = False,
     ) -> _BatchDecorator: ...
 
     def task(
@@ -227,6 +232,8 @@ class Offload:
         batch_size: int | None = None,
         batch_wait_s: float | None = None,
         public: bool = False,
+        secret: Sequence[str] = (),
+        secret_result: bool = False,
     ) -> Any:
         """Register a function as a task: ``@app.task`` or ``@app.task(retries=5, ...)``.
 
@@ -240,7 +247,9 @@ class Offload:
         result per item; ``enqueue(item)`` stores one job per item and a worker hands up
         to 100 of them to one call, waiting at most ``batch_wait_s`` to fill it.
         ``public=True``: clients may start it over the HTTP API (``offload serve``); no
-        other task can be started there.
+        other task can be started there. ``secret=("password",)``: those arguments read
+        ``[redacted]`` in the API, the CLI and notices; ``secret_result=True``: the result
+        too (the task itself gets them whole).
         """
         retries = bounds.retries(self.default_retries if retries is None else retries)
         timeout_s = None if timeout_s is None else bounds.duration_s(timeout_s, "timeout_s")
@@ -260,6 +269,8 @@ class Offload:
             retry_on=retry_on,
             window=None if window is None else Window.parse(window),
             public=bool(public),
+            secret=tuple(secret) if not isinstance(secret, str) else (secret,),
+            secret_result=bool(secret_result),
         )
         batch = BatchSettings.make(batch_size, batch_wait_s)
         all_limits: list[Limit] = list(limits)
@@ -272,6 +283,11 @@ class Offload:
             if not callable(function):
                 raise ConfigurationError(f"@app.task needs a function, got {function!r}")
             task_name = name or function.__name__
+            unknown = set(options.secret) - set(inspect.signature(function).parameters)
+            if unknown:
+                raise ConfigurationError(
+                    f"task {task_name!r}: secret= names no parameter of it: {sorted(unknown)}"
+                )
             if task_name in self.tasks:
                 raise ConfigurationError(
                     f"two tasks are named {task_name!r}; give one @app.task(name=...)"

@@ -138,7 +138,7 @@ def enqueue(
     )
     if not wait:
         if as_json:
-            emit_json(job_dict(job.record))
+            emit_json(job_dict(job.record, task=task))
         else:
             click.echo(job.id)
         return
@@ -150,9 +150,12 @@ def enqueue(
         pass
     record = job.refresh().record
     if as_json:
-        emit_json(job_dict(record))
+        emit_json(job_dict(record, task=task))
     elif record.state is JobState.SUCCEEDED:
-        click.echo(record.result.decode() if record.result else "null")
+        if task.defaults.secret_result:
+            click.echo('"[redacted]"')
+        else:
+            click.echo(record.result.decode() if record.result else "null")
     else:
         raise Fail(f"job {job.id} ended {record.state.value}: {error_line(record)}")
 

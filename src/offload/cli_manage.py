@@ -80,7 +80,7 @@ def job_command(job_id: str, url: str | None, app_spec: str | None, as_json: boo
         raise Fail(
             f"no job with id {job_id!r} in {app.display_url} (check the id, or --url)"
         ) from None
-    data = job_dict(record)
+    data = job_dict(record, task=app.tasks.get(record.task))
     if as_json:
         emit_json(data)
         return
@@ -132,7 +132,9 @@ def jobs(
     if as_json:
         emit_json(
             {
-                "jobs": [job_dict(j, with_traceback=False) for j in page.jobs],
+                "jobs": [
+                    job_dict(j, with_traceback=False, task=app.tasks.get(j.task)) for j in page.jobs
+                ],
                 "next_cursor": page.next_cursor,
             }
         )

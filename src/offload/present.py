@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from offload.records import JobRecord
+
+if TYPE_CHECKING:
+    from offload.task import Task
+
+#: What a secret argument or result reads as wherever a job is shown or told of.
+REDACTED = "[redacted]"
 
 
 def iso(ts: float | None) -> str | None:
@@ -25,13 +31,42 @@ def _json_or_raw(data: bytes | None) -> Any:
         return {"undecodable": data.decode("utf-8", "replace")}
 
 
-def job_dict(record: JobRecord, *, with_traceback: bool = True) -> dict[str, Any]:
+def _redacted(task: Task[Any, Any] | None, args: Any, kwargs: Any) -> tuple[Any, Any]:
+    """``args`` and ``kwargs`` with the task's secret parameters hidden."""
+    if task is None or not task.defaults.secret:
+        return args, kwargs
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        return args, kwargs
+    secret = set(task.defaults.secret)
+    known = task.codec.signature.parameters
+    params = list(known.values())
+    shown = []
+    for index, value in enumerate(args):
+        if index < len(params) and params[index].kind not in (
+            params[index].VAR_POSITIONAL, params[index].VAR_KEYWORD):  # fmt: skip
+            name = params[index].name
+        else:
+            name = next((p.name for p in params if p.kind is p.VAR_POSITIONAL), "")
+        shown.append(REDACTED if name in secret else value)
+    var_keyword = next((p.name for p in params if p.kind is p.VAR_KEYWORD), None)
+    named = {k: REDACTED if k in secret or (var_keyword in secret and k not in known) else v
+             for k, v in kwargs.items()}  # fmt: skip
+    return shown, named
+
+
+def job_dict(
+    record: JobRecord, *, with_traceback: bool = True, task: Task[Any, Any] | None = None
+) -> dict[str, Any]:
+    """A job as JSON-able data; with its ``task``, the arguments and result it marks
+    secret read ``REDACTED``."""
     payload = _json_or_raw(record.payload)
     args, kwargs = (
         (payload[0], payload[1])
         if isinstance(payload, list) and len(payload) == 2
         else (payload, {})
     )
+    args, kwargs = _redacted(task, args, kwargs)
+    secret_result = task is not None and task.defaults.secret_result
     error: dict[str, str | None] | None = None
     if record.error is not None:
         error = {"type": record.error.type, "message": record.error.message}
@@ -49,7 +84,9 @@ def job_dict(record: JobRecord, *, with_traceback: bool = True) -> dict[str, Any
         "max_attempts": record.max_attempts,
         "progress": record.progress,
         "progress_message": record.progress_message,
-        "result": _json_or_raw(record.result),
+        "result": REDACTED
+        if secret_result and record.result is not None
+        else _json_or_raw(record.result),
         "error": error,
         "key": record.key,
         "batch": record.batch,

@@ -49,6 +49,9 @@ class TaskOptions:
     batch: BatchSettings | None = None
     #: Clients may start it over the HTTP API.
     public: bool = False
+    #: Parameters whose values never show (API, CLI, notices), and whether the result does.
+    secret: tuple[str, ...] = ()
+    secret_result: bool = False
 
 
 @dataclass(frozen=True)

@@ -46,16 +46,11 @@ def secrets_for(app: Offload, url: str) -> list[str]:
     return [s.strip() for s in os.environ.get(SECRET_ENV, "").split(",") if s.strip()]
 
 
-def event_of(job: Any) -> dict[str, Any]:
-    """What a receiver is told: the job's end, never its arguments."""
-    result = None
-    if job.result is not None:
-        import msgspec
+def event_of(job: Any, task: Any = None) -> dict[str, Any]:
+    """What a receiver is told: the job's end, never its arguments (nor a secret result)."""
+    from offload.present import job_dict
 
-        try:
-            result = msgspec.json.decode(job.result)
-        except msgspec.DecodeError:
-            result = None
+    result = job_dict(job, task=task)["result"]
     error = None if job.error is None else {"type": job.error.type, "message": job.error.message}
     return {
         "type": f"job.{job.state.value}",
@@ -77,7 +72,7 @@ async def _mail(app: Offload, job: Any, to: str, msg_id: str) -> dict[str, Any]:
     ttl_s = float(os.environ.get("OFFLOAD_LINK_TTL_S") or LINK_TTL_S)
     token, expires_at = sign(await app.admin.aio.link_secret(), job.id, job.owner, None, ttl_s)
     files = [f.name for f in await app.admin.aio.files(job.id)]
-    shown = job_dict(job, with_traceback=False)
+    shown = job_dict(job, with_traceback=False, task=app.tasks.get(job.task))
     message = compose(msg_id, to, shown, files, f"{public_url()}/api/v1/shared/{token}",
                       iso(expires_at) or "")  # fmt: skip
     await send(message)
@@ -106,7 +101,8 @@ async def _batch_notice(
         event = {
             "type": "batch.ended", "timestamp": iso(callback.finished_at),
             "data": {"id": batch_id, "total": status.total, "counts": status.counts,
-                     "failed": problems, "result": event_of(callback)["data"]},
+                     "failed": problems,
+                     "result": event_of(callback, app.tasks.get(callback.task))["data"]},
         }  # fmt: skip
         sent = await deliver(url, event, msg_id, secrets_for(app, url), allow_list())
         return {"webhook": url, "status": sent, "webhook_id": msg_id}
@@ -143,7 +139,8 @@ def register(app: Offload) -> None:
         if isinstance(batch_id, str):
             return await _batch_notice(app, job, batch_id, notice, msg_id)
         if isinstance(url, str):
-            status = await deliver(url, event_of(job), msg_id, secrets_for(app, url), allow_list())
+            event = event_of(job, app.tasks.get(job.task))
+            status = await deliver(url, event, msg_id, secrets_for(app, url), allow_list())
             return {"webhook": url, "status": status, "webhook_id": msg_id}
         if isinstance(to, str):
             return await _mail(app, job, to, msg_id)

@@ -140,7 +140,9 @@ async def shared_job(token: str, web: Settings) -> dict[str, Any]:
     if name is not None:
         raise HTTPException(404, "this link opens a file: /api/v1/files/...")
     job = await admin.get(job_id, owner=owner)
-    shown = {k: v for k, v in job_dict(job, with_traceback=False).items() if k in _SHARED}
+    task = web.app.tasks.get(job.task)
+    shown = {k: v for k, v in job_dict(job, with_traceback=False, task=task).items()
+             if k in _SHARED}  # fmt: skip
     shown["link_expires_at"] = iso(expires_at)
     files = []
     secret = await admin.link_secret()

@@ -17,7 +17,7 @@ from offload.notices import Email, Webhook
 from offload.present import job_dict
 from offload.records import JobRecord
 from offload.web.access import Caller
-from offload.web.deps import ERRORS, CallerDep, Settings
+from offload.web.deps import ERRORS, CallerDep, Settings, WebSettings
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=ERRORS)
 
@@ -61,8 +61,8 @@ class JobPageOut(BaseModel):
     next_cursor: str | None
 
 
-def present(record: JobRecord) -> dict[str, Any]:
-    shown = job_dict(record)
+def present(record: JobRecord, web: WebSettings) -> dict[str, Any]:
+    shown = job_dict(record, task=web.app.tasks.get(record.task))
     if record.key is not None and record.key.startswith(("owner:", "idempotency:")):
         shown["key"] = None  # an HTTP client's key, stored under its owner's name
     shown["links"] = {
@@ -73,11 +73,11 @@ def present(record: JobRecord) -> dict[str, Any]:
     return shown
 
 
-def _accepted(response: Response, record: JobRecord) -> dict[str, Any]:
+def _accepted(response: Response, record: JobRecord, web: WebSettings) -> dict[str, Any]:
     response.status_code = 202
     response.headers["Location"] = f"/api/v1/jobs/{record.id}"
     response.headers["Retry-After"] = str(POLL_AFTER_S)
-    return present(record)
+    return present(record, web)
 
 
 def _owner_key(owner: str | None, key: str) -> str:
@@ -156,7 +156,7 @@ async def start_job(
         first = await admin.recall_idempotent(owner, idempotency_key)
         if first is not None:
             try:
-                return _accepted(response, await admin.get(first, owner=caller.scope))
+                return _accepted(response, await admin.get(first, owner=caller.scope), web)
             except JobNotFound:
                 pass  # deleted since: start it again
     problems = task.codec.problems(body.args, body.kwargs)
@@ -181,7 +181,7 @@ async def start_job(
         first_id = await admin.remember_idempotent(owner, idempotency_key, record.id)
         if first_id != record.id:
             record = await admin.get(first_id, owner=caller.scope)
-    return _accepted(response, record)
+    return _accepted(response, record, web)
 
 
 @router.get("")
@@ -214,13 +214,13 @@ async def list_jobs(
         cursor=cursor, limit=limit, state=state, queue=queue, task=task, owner=owner,
         batch=batch, text=text, created_after=created_after, created_before=created_before,
     )  # fmt: skip
-    return JobPageOut(jobs=[present(j) for j in page.jobs], next_cursor=page.next_cursor)
+    return JobPageOut(jobs=[present(j, web) for j in page.jobs], next_cursor=page.next_cursor)
 
 
 @router.get("/{job_id}")
 async def get_job(job_id: str, web: Settings, caller: CallerDep) -> dict[str, Any]:
     """One job: state, progress, every attempt, result or error (404 if not yours)."""
-    return present(await web.app.admin.aio.get(job_id, owner=caller.scope))
+    return present(await web.app.admin.aio.get(job_id, owner=caller.scope), web)
 
 
 async def _act(action: Action, job_id: str, web: Settings, caller: Caller) -> JobRecord | None:
@@ -239,7 +239,7 @@ async def cancel_job(job_id: str, web: Settings, caller: CallerDep) -> dict[str,
     """Cancel a job that has not ended; a running one stops within about a second."""
     record = await _act(Action.CANCEL, job_id, web, caller)
     assert record is not None
-    return present(record)
+    return present(record, web)
 
 
 @router.post("/{job_id}/retry")
@@ -247,7 +247,7 @@ async def retry_job(job_id: str, web: Settings, caller: CallerDep) -> dict[str, 
     """Queue a dead or cancelled job again."""
     record = await _act(Action.RETRY, job_id, web, caller)
     assert record is not None
-    return present(record)
+    return present(record, web)
 
 
 @router.delete("/{job_id}", status_code=204)
