@@ -11,7 +11,6 @@ app = Offload(
     os.environ.get("OFFLOAD_URL", "sqlite:///notices.db"),
     default_retries=0,
     lease_s=2.0,
-    webhook_secrets={"http://127.0.0.1": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]},
 )
 
 

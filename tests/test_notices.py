@@ -65,6 +65,7 @@ class Receiver:
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     monkeypatch.setenv("OFFLOAD_WEBHOOK_ALLOW", "127.0.0.1/32")  # tests' own receiver only
+    monkeypatch.setenv("OFFLOAD_WEBHOOK_SECRET", SECRET)
     running = Receiver()
     yield running
     running.close()
@@ -75,7 +76,7 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Offload]:
     url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path}/jobs.db"}.get(
         request.param
     ) or request.getfixturevalue(f"{request.param}_url")
-    application = Offload(url, default_retries=0, webhook_secrets={"http://127.0.0.1": [SECRET]})
+    application = Offload(url, default_retries=0)
     yield application
     application.close()
 
@@ -164,7 +165,8 @@ REFUSED = [
     "127.0.0.1", "127.1.2.3", "0.0.0.0", "10.0.0.1", "172.16.5.4", "192.168.1.1",
     "169.254.169.254", "100.64.0.1", "224.0.0.1", "255.255.255.255", "::1", "::",
     "fe80::1", "fc00::1", "fd00:ec2::254", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
-    "2002:7f00:1::", "ff02::1", "64:ff9b::a00:1",
+    "2002:7f00:1::", "ff02::1", "64:ff9b::a00:1", "192.0.0.192", "::a9fe:a9fe",
+    "64:ff9b:1::a9fe:a9fe", "fec0::1", "198.18.0.1",
 ]  # fmt: skip
 
 
@@ -266,3 +268,30 @@ def test_a_secret_result_is_not_told(app: Offload, receiver: Receiver) -> None:
     (request,) = receiver.requests
     assert json.loads(request["body"])["data"]["result"] == "[redacted]"
     assert "session-ann" not in request["body"]
+
+
+def test_an_endpoints_secret_covers_its_own_host_only() -> None:
+    from offload.notices.task import _covers
+
+    assert _covers("https://hooks.example.com", "https://hooks.example.com/a/b")
+    assert _covers("https://hooks.example.com/a", "https://hooks.example.com/a/b")
+    assert not _covers("https://hooks.example.com", "https://hooks.example.com.evil.net/")
+    assert not _covers("https://hooks.example.com", "http://hooks.example.com/")
+    assert not _covers("https://hooks.example.com", "https://hooks.example.com:8443/")
+    assert _covers("https://hooks.example.com", "https://hooks.example.com:443/x")
+    assert not _covers("https://hooks.example.com/a", "https://hooks.example.com/b")
+
+
+def test_an_endpoints_own_secrets_sign_in_place_of_the_apps(
+    app: Offload, receiver: Receiver
+) -> None:
+    convert, _ = _tasks(app)
+    app.webhook_secrets[receiver.url] = [OLD_SECRET, SECRET]  # rotating: both sign
+    convert.options(notify=[Webhook(url=f"{receiver.url}/x")]).enqueue("a")
+    with WorkerThread(app):
+        wait_until(lambda: receiver.requests, what="the webhook")
+    (request,) = receiver.requests
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert len(headers["webhook-signature"].split()) == 2
+    for secret in (OLD_SECRET, SECRET):
+        Verifier(secret).verify(request["body"], headers)

@@ -163,7 +163,8 @@ def test_lists_filter_search_and_page_with_a_cursor(served: Served) -> None:
                 for i in range(5)]  # fmt: skip
         seen, cursor = [], None
         while True:
-            params = {"text": tag, "limit": 2, **({"cursor": cursor} if cursor else {})}
+            params = {"text": tag, "task": "resize", "limit": 2,
+                      **({"cursor": cursor} if cursor else {})}  # fmt: skip
             page = bob.get("/api/v1/jobs", params=params).json()
             seen += [j["id"] for j in page["jobs"]]
             cursor = page["next_cursor"]
@@ -334,7 +335,7 @@ def test_guessing_tokens_is_slowed_down(served: Served) -> None:
     assert int(answers[-1].headers["Retry-After"]) >= 1
     admin = {"Authorization": f"Bearer {served.tokens[('alice', 'admin')]}"}
     good = httpx.get(f"{served.url}/api/v1/jobs", headers=admin)
-    assert good.status_code == 429, "even a good token waits: the address is guessing"
+    assert good.status_code == 200, "a valid token passes from an address others abuse"
 
 
 def test_serving_without_auth_warns(tmp_path: Path) -> None:
@@ -394,7 +395,7 @@ def test_every_route_wants_a_token_but_health_and_signed_links(served: Served) -
                     assert answer.status_code != 401, (method, path)
                     continue
                 assert answer.status_code == 401, (method, path, answer.status_code)
-                acting = method != "get" and not path.endswith("/link")
+                acting = method != "get"
                 if acting:  # a viewer changes nothing, wherever it asks
                     assert viewer.request(method.upper(), concrete, json={}).status_code in (
                         403, 422), (method, path)  # fmt: skip
@@ -457,3 +458,47 @@ def test_a_secret_parameter_must_exist() -> None:
 
         @app.task(secret=("pasword",))
         def login(user: str, password: str) -> None: ...
+
+
+def test_text_search_cannot_spell_out_secret_arguments(served: Served) -> None:
+    with served.client("alice", "admin") as admin:
+        for path in ("/api/v1/jobs", "/api/v1/jobs/count"):
+            for params in ({"text": "sk_live"}, {"text": "sk_live", "task": "call_api"}):
+                answer = admin.get(path, params=params)
+                assert answer.status_code == 400, (path, params)
+                assert "secret" in answer.json()["detail"]
+            assert admin.get(path, params={"text": "x", "task": "resize"}).status_code == 200
+        bulk = {"filter": {"text": "sk_live"}, "expected": 1}
+        assert admin.post("/api/v1/jobs/cancel", json=bulk).status_code == 400
+
+
+def test_odd_input_gets_4xx_not_5xx(served: Served) -> None:
+    with served.client("alice") as alice:
+        surrogate = b'{"task": "' + b"\\ud800" * 300 + b'"}'
+        answer = alice.post("/api/v1/jobs", content=surrogate,
+                            headers={"Content-Type": "application/json"})  # fmt: skip
+        assert answer.status_code == 422
+        job_id = _start(alice, {"task": "wait_s", "args": [0]}).json()["id"]
+        served.wait_for(alice, job_id)
+        with alice.stream("GET", f"/api/v1/jobs/{job_id}/events",
+                          headers={"Last-Event-ID": b"\xb2"}) as response:  # fmt: skip
+            assert response.status_code == 200
+            assert [e["event"] for e in sse_events(response)] == ["succeeded"]
+        long_name = "%C3%A9" * 200
+        assert alice.get(f"/api/v1/jobs/{job_id}/files/{long_name}").status_code in (404, 422)
+
+
+def test_event_streams_are_rationed_per_caller(served: Served) -> None:
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(served.client("bob", "viewer"))
+        opened = []
+        for _ in range(10):
+            response = stack.enter_context(client.stream("GET", "/api/v1/events"))
+            opened.append(response.status_code)
+        refused = client.get("/api/v1/events")
+    assert opened == [200] * 10
+    assert refused.status_code == 429 and refused.headers["Retry-After"]
+    with served.client("bob", "viewer") as client, client.stream("GET", "/api/v1/events") as again:
+        assert again.status_code == 200, "closed streams are given back"

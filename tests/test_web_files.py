@@ -47,7 +47,8 @@ def test_a_tasks_files_are_listed_and_streamed_to_their_owner(served: Served) ->
 def test_a_signed_link_works_without_a_token_until_it_expires(served: Served) -> None:
     with served.client("alice") as alice, served.client("alice", "viewer") as viewer:
         job_id = _made(served, alice)
-        link = viewer.post(f"/api/v1/jobs/{job_id}/files/report.txt/link").json()
+        assert viewer.post(f"/api/v1/jobs/{job_id}/files/report.txt/link").status_code == 403
+        link = alice.post(f"/api/v1/jobs/{job_id}/files/report.txt/link").json()
         short = alice.post(f"/api/v1/jobs/{job_id}/files/report.txt/link",
                            params={"expires_in_s": 60}).json()  # fmt: skip
         assert alice.post(f"/api/v1/jobs/{job_id}/files/report.txt/link",

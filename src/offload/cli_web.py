@@ -76,6 +76,8 @@ def serve(
     os.environ[INSECURE_ENV] = "1" if insecure_no_auth else ""
     os.environ[DEV_SMTP_ENV] = str(dev_smtp_port) if dev_smtp else ""
     if dev_smtp:
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise Fail("--dev-smtp shows every mail without a token: serve it on 127.0.0.1")
         if workers > 1:
             raise Fail("--dev-smtp keeps mail in one process: serve it with --workers 1")
         click.echo(

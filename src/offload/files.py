@@ -43,6 +43,11 @@ def check_name(name: str) -> str:
     """A file name a job may carry (``ValueError`` with what is wrong otherwise)."""
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
         raise ConfigurationError(f"a file name is 1 to {MAX_NAME_CHARS} characters, got {name!r}")
+    try:
+        if len(name.encode()) > 255:  # what a folder can hold
+            raise ConfigurationError(f"file name {name!r:.60}...: over 255 bytes in UTF-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"file name {name!r:.60}: not valid Unicode") from None
     if name in (".", "..") or name.startswith((".", "-")) or not name.isprintable():
         raise ConfigurationError(
             f"file name {name!r}: must not start with '.' or '-' or hold control characters"
@@ -117,7 +122,7 @@ class LocalFiles:
         path = self._folder(job_id) / name
         try:
             handle = path.open("rb")
-        except (FileNotFoundError, IsADirectoryError):
+        except OSError:  # missing, a folder, unreadable: none to give
             raise LookupError(f"job {job_id} has no file named {name!r}") from None
         return handle, FileInfo(name=name, size=os.fstat(handle.fileno()).st_size,
                                 created_at=os.fstat(handle.fileno()).st_mtime)  # fmt: skip

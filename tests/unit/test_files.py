@@ -18,7 +18,8 @@ from offload.records import NewJob
 
 
 @pytest.mark.parametrize(
-    "name", ["", ".", "..", "../x", "a/b", "a\\b", ".hidden", "-rf", "a\nb", "x" * 201, "c:d"]
+    "name",
+    ["", ".", "..", "../x", "a/b", "a\\b", ".hidden", "-rf", "a\nb", "x" * 201, "c:d", "é" * 200],
 )
 def test_names_that_could_escape_or_mislead_are_refused(tmp_path: Path, name: str) -> None:
     files = LocalFiles(tmp_path)

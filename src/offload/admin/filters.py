@@ -28,12 +28,14 @@ def states(value: str | JobState | Iterable[str | JobState] | None) -> list[JobS
         items = list(value)
     else:
         raise InvalidQuery(f"state must be a state name or a list of them: {STATE_NAMES}")
-    out = []
+    out: list[JobState] = []
     for item in items:
         try:
-            out.append(JobState(item))  # type: ignore[arg-type]
+            state = JobState(item)  # type: ignore[arg-type]
         except ValueError:
             raise InvalidQuery(f"unknown state {item!r}: use one of {STATE_NAMES}") from None
+        if state not in out:  # a long list of repeats stays one of each
+            out.append(state)
     return out
 
 

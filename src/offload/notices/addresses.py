@@ -37,6 +37,14 @@ def allow_list(raw: str | None = None) -> list[Network]:
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: Refused whatever ``is_global`` says on this Python version (it has changed between
+#: versions): cloud metadata and special-purpose ranges, IPv4-compatible, local NAT64
+#: and site-local IPv6.
+_BLOCKED = [ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "::/96", "64:ff9b:1::/48",
+    "fec0::/10", "2001:db8::/32", "100::/64",
+)]  # fmt: skip
 
 
 def _plain(address: Address) -> Address:
@@ -59,6 +67,8 @@ def permitted(address: Address, allow: Iterable[Network] = ()) -> bool:
     plain = _plain(address)
     if any(plain in net for net in allow):
         return True
+    if any(a in net for a in (address, plain) for net in _BLOCKED if a.version == net.version):
+        return False
     return plain.is_global and not plain.is_multicast and not address.is_multicast
 
 

@@ -34,10 +34,12 @@ def check_address(address: str) -> str:
     """A deliverable-looking address, normalised (checked when the job is made)."""
     try:
         from email_validator import EmailNotValidError, validate_email
-    except ImportError as exc:  # pragma: no cover - the notify extra brings it
-        raise RuntimeError(
-            "e-mail notices need the notify extra: pip install offload[notify]"
-        ) from exc
+    except ImportError:  # pragma: no cover - the notify extra brings it
+        from offload.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "e-mail notices need the notify extra: pip install 'offload[notify]'"
+        ) from None
     try:
         return str(validate_email(address, check_deliverability=False).normalized)
     except EmailNotValidError as exc:

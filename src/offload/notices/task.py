@@ -8,6 +8,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from offload.context import current_job
 from offload.errors import Abort
@@ -40,10 +41,22 @@ def secrets_for(app: Offload, url: str) -> list[str]:
     """The endpoint's own secrets (the longest URL prefix that matches), else the app's
     (``$OFFLOAD_WEBHOOK_SECRET``, comma-separated: the new one first while rotating)."""
     configured: Mapping[str, Sequence[str]] = app.webhook_secrets
-    matches = [prefix for prefix in configured if url.startswith(prefix)]
+    matches = [prefix for prefix in configured if _covers(prefix, url)]
     if matches:
         return list(configured[max(matches, key=len)])
     return [s.strip() for s in os.environ.get(SECRET_ENV, "").split(",") if s.strip()]
+
+
+def _covers(prefix: str, url: str) -> bool:
+    """Whether ``url`` is under ``prefix``: the same scheme, host and port, then a path
+    that starts with the prefix's (``https://a.com`` does not cover ``https://a.com.evil``)."""
+    want, got = urlsplit(prefix), urlsplit(url)
+    default = {"http": 80, "https": 443}
+    try:
+        ends = [(u.scheme, u.hostname, u.port or default.get(u.scheme)) for u in (want, got)]
+    except ValueError:
+        return False
+    return ends[0] == ends[1] and got.path.startswith(want.path)
 
 
 def event_of(job: Any, task: Any = None) -> dict[str, Any]:

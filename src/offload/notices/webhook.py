@@ -69,10 +69,12 @@ async def deliver(
     target = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
     async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False,
                                  trust_env=False) as client:  # fmt: skip
-        response = await client.post(
-            target, content=body.encode(), headers=headers,
+        request = client.build_request(
+            "POST", target, content=body.encode(), headers=headers,
             extensions={"sni_hostname": host} if parts.scheme == "https" else {},
         )  # fmt: skip
+        response = await client.send(request, stream=True)  # the body is never read
+        await response.aclose()
     status = response.status_code
     if 200 <= status < 300:
         return status

@@ -24,6 +24,8 @@ router = APIRouter(prefix="/api/v1/batches", tags=["batches"], responses=ERRORS)
 
 #: Jobs one request may start (a bigger batch is several requests' worth of bytes anyway).
 MAX_MEMBERS = 1000
+#: Notices one request may ask for, members' and the batch's together (no mail cannon).
+MAX_NOTICES = 50
 
 
 class MemberIn(NewJobIn):
@@ -70,6 +72,11 @@ async def start_batch(
 ) -> dict[str, Any]:
     """Start every job of the batch in one step (all or none)."""
     caller.require_action("start jobs")
+    asked_notices = len(body.notify) + sum(len(m.notify) for m in body.jobs)
+    if asked_notices > MAX_NOTICES:
+        raise HTTPException(422, [{"loc": ["body"], "type": "value_error",
+                                   "msg": f"{asked_notices} notices asked; at most {MAX_NOTICES} "
+                                   "a request (ask for one for the batch: notify)"}])  # fmt: skip
     signatures = []
     for index, member in enumerate(body.jobs):
         task = web.public_task(member.task)

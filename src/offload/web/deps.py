@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, Request
 from pydantic import BaseModel
 
+from offload.tokens import split_token
 from offload.web.access import (
     NOBODY_CHECKS,
     Caller,
@@ -45,6 +46,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     )
 }
 
+#: Event streams one server process keeps open at most, and per token (or owner).
+MAX_STREAMS = 200
+MAX_STREAMS_PER_CALLER = 10
+
 #: Largest request body accepted (bytes): a job's arguments are ids and options, not files.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -60,6 +65,10 @@ class WebSettings:
     auth: bool = True
     max_body_bytes: int = MAX_BODY_BYTES
     limiter: FailureLimiter = field(default_factory=FailureLimiter)
+    #: Open event streams in this process: each holds a store subscription.
+    max_streams: int = MAX_STREAMS
+    max_streams_per_caller: int = MAX_STREAMS_PER_CALLER
+    streams: dict[str, int] = field(default_factory=dict)
 
     def public_task(self, name: str) -> Task[..., object] | None:
         task = self.app.tasks.get(name)
@@ -80,17 +89,17 @@ async def caller(request: Request, web: Settings) -> Caller:
     if not web.auth:
         return NOBODY_CHECKS
     address = request.client.host if request.client is not None else "unknown"
-    wait_s = web.limiter.wait_s(address)
-    if wait_s:
-        raise too_many(wait_s)
     token = bearer(request)
     if token is None:
         raise refused("send a token: Authorization: Bearer off_... (offload token create)")
+    wait_s = web.limiter.wait_s(address)
+    if wait_s and split_token(token) is None:
+        raise too_many(wait_s)  # a guesser: not even the store is asked
     info = await web.app.admin.aio.authenticate(token)
     if info is None:
         web.limiter.failed(address)
-        raise refused("this token is unknown, revoked or mistyped")
-    return caller_of(info)
+        raise too_many(wait_s) if wait_s else refused("this token is unknown, revoked or mistyped")
+    return caller_of(info)  # a valid token passes even from an address others abuse
 
 
 CallerDep = Annotated[Caller, Depends(caller)]

@@ -23,5 +23,5 @@ def from_environment() -> FastAPI:
         app.use_url(url)
     public = [name for name in os.environ.get(PUBLIC_ENV, "").split(",") if name]
     dev_smtp = os.environ.get(DEV_SMTP_ENV)
-    return create_app(app, public=public, auth=not os.environ.get(INSECURE_ENV),
+    return create_app(app, public=public, auth=os.environ.get(INSECURE_ENV) != "1",
                       dev_smtp_port=int(dev_smtp) if dev_smtp else None)  # fmt: skip

@@ -90,6 +90,7 @@ async def sign_link(
     expires_in_s: Annotated[int, Query(ge=60, le=MAX_LINK_TTL_S)] = LINK_TTL_S,
 ) -> dict[str, Any]:
     """A link to the file that works without a token until it expires (default a week)."""
+    caller.require_action("share files")
     admin = web.app.admin.aio
     job = await admin.get(job_id, owner=caller.scope)
     handle, _ = await admin.open_file(job_id, name, owner=caller.scope)
@@ -106,6 +107,7 @@ async def sign_job_link(
     expires_in_s: Annotated[int, Query(ge=60, le=MAX_LINK_TTL_S)] = LINK_TTL_S,
 ) -> dict[str, Any]:
     """A link to the job's page (state, result, files) that works without a token."""
+    caller.require_action("share jobs")
     admin = web.app.admin.aio
     job = await admin.get(job_id, owner=caller.scope)
     token, expires_at = sign(await admin.link_secret(), job_id, job.owner, None, expires_in_s)

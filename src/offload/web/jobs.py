@@ -109,6 +109,19 @@ def argument_errors(
     return HTTPException(422, detail)
 
 
+def guard_text(web: WebSettings, text: str | None, task: str | None) -> None:
+    """Text search reads the stored arguments: refused where it could spell out secret
+    ones, one guessed character at a time, unless it names a task without secrets."""
+    if text is None:
+        return
+    secret = sorted(name for name, t in web.app.tasks.items() if t.defaults.secret)
+    if secret and (task is None or task in secret):
+        raise HTTPException(
+            400, f"text search reads the stored arguments and task {secret[0]!r} keeps secret "
+            "ones: search with task= naming a task without secrets",
+        )  # fmt: skip
+
+
 def notices(asked: list[NoticeIn], at: list[Any]) -> list[Webhook | Email]:
     """The notices asked for, each checked (422 at its place if not fit)."""
     made: list[Webhook | Email] = []
@@ -206,6 +219,7 @@ async def list_jobs(
         raise HTTPException(
             400, f"unknown filter {sorted(unknown)[0]!r}: use {', '.join(FILTERS)}, cursor, limit"
         )
+    guard_text(web, text, task)
     if caller.scope is not None:
         if owner is not None and owner != caller.scope:
             return JobPageOut(jobs=[], next_cursor=None)

@@ -16,14 +16,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, HTTPException
 from fastapi.responses import StreamingResponse
 
 from offload.admin import Subscription
 from offload.present import iso
 from offload.records import JobEvent
 from offload.states import JobState
-from offload.web.deps import ERRORS, CallerDep, Settings
+from offload.web.access import Caller
+from offload.web.deps import ERRORS, CallerDep, Settings, WebSettings
 
 router = APIRouter(prefix="/api/v1", tags=["live"], responses=ERRORS)
 
@@ -51,7 +52,7 @@ def _after_ms(last_event_id: str | None) -> int | None:
     if not last_event_id:
         return None
     head = last_event_id.partition("-")[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isascii() and head.isdigit() else None
 
 
 async def sse(
@@ -100,10 +101,33 @@ async def sse(
 
 
 def _stream(
-    subscription: Subscription, last_event_id: str | None, *, until_final: bool = False
+    web: WebSettings,
+    caller: Caller,
+    subscription: Subscription,
+    last_event_id: str | None,
+    *,
+    until_final: bool = False,
 ) -> StreamingResponse:
-    events = sse(subscription, last_event_id, until_final=until_final)
-    return StreamingResponse(events, media_type="text/event-stream", headers=_HEADERS)
+    """The stream, counted against this process's and this caller's share of streams
+    (each holds a store subscription): past either, a 429 to try again later."""
+    who = caller.token_id or caller.owner or "-"
+    if sum(web.streams.values()) >= web.max_streams or (
+        web.streams.get(who, 0) >= web.max_streams_per_caller
+    ):
+        raise HTTPException(429, "too many open event streams; close one or try again later",
+                            headers={"Retry-After": "5"})  # fmt: skip
+
+    async def counted() -> AsyncIterator[str]:
+        web.streams[who] = web.streams.get(who, 0) + 1  # here: a stream never begun holds none
+        try:
+            async for chunk in sse(subscription, last_event_id, until_final=until_final):
+                yield chunk
+        finally:
+            web.streams[who] -= 1
+            if not web.streams[who]:
+                del web.streams[who]
+
+    return StreamingResponse(counted(), media_type="text/event-stream", headers=_HEADERS)
 
 
 @router.get("/jobs/{job_id}/events", responses=_EVENT_STREAM, response_class=StreamingResponse)
@@ -117,7 +141,7 @@ async def job_events(
     admin = web.app.admin.aio
     await admin.get(job_id, owner=caller.scope)  # 404 before the stream starts
     subscription = admin.subscribe(job=job_id, owner=caller.scope)
-    return _stream(subscription, last_event_id, until_final=True)
+    return _stream(web, caller, subscription, last_event_id, until_final=True)
 
 
 @router.get("/events", responses=_EVENT_STREAM, response_class=StreamingResponse)
@@ -131,4 +155,4 @@ async def events(
     admin = web.app.admin.aio
     if batch is not None:
         await admin.batch(batch, owner=caller.scope)  # 404 before the stream starts
-    return _stream(admin.subscribe(owner=caller.scope, batch=batch), last_event_id)
+    return _stream(web, caller, admin.subscribe(owner=caller.scope, batch=batch), last_event_id)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from offload.admin import Action
 from offload.present import iso
 from offload.web.deps import ERRORS, CallerDep, Settings
-from offload.web.jobs import FILTERS
+from offload.web.jobs import FILTERS, guard_text
 
 router = APIRouter(prefix="/api/v1", tags=["manage"], responses=ERRORS)
 
@@ -73,6 +73,7 @@ async def count_jobs(
     unknown = set(request.query_params) - {*FILTERS, "action"}
     if unknown:
         raise HTTPException(400, f"unknown filter {sorted(unknown)[0]!r}: use {', '.join(FILTERS)}")
+    guard_text(web, text, task)
     filters = _scoped(
         {"state": state, "queue": queue, "task": task, "owner": owner, "batch": batch,
          "text": text, "created_after": created_after, "created_before": created_before},
@@ -86,6 +87,7 @@ async def count_jobs(
 async def _bulk(action: Action, body: BulkIn, web: Settings, caller: CallerDep) -> CountOut:
     caller.require_action(f"{action.value} jobs")
     asked = body.filter.model_dump()
+    guard_text(web, body.filter.text, body.filter.task)
     if not any(asked.values()) and not body.everything:  # all of a caller's own, too
         raise HTTPException(
             400, f"this filter matches every job: to {action.value} them all, say so "

@@ -3,12 +3,15 @@ to do, a body size limit, and the health routes outside ``/api/v1``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,7 +64,7 @@ def create_app(
             await app.aclose()
 
     api = FastAPI(
-        title="offload", version=_version(), lifespan=lifespan,
+        title="offload", version=_version(), lifespan=lifespan, default_response_class=AsciiJSON,
         description="Start long work, follow it live, fetch its result.",
     )  # fmt: skip
     api.state.offload = web
@@ -91,12 +94,25 @@ def create_app(
     return api
 
 
+class AsciiJSON(JSONResponse):
+    """JSON with every non-ASCII character escaped: an answer that echoes a client's lone
+    surrogate (a 422 names the bad input) must not fail to encode into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")  # fmt: skip
+
+
 def _message(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+    return AsciiJSON({"detail": detail}, status_code=status, headers=headers)
 
 
 def _errors(api: FastAPI) -> None:
     """The engine's errors as the answers a client can act on."""
+
+    @api.exception_handler(RequestValidationError)
+    async def unfit(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _message(422, jsonable_encoder(exc.errors()))
 
     @api.exception_handler(JobNotFound)
     async def not_found(_: Request, exc: JobNotFound) -> JSONResponse:
