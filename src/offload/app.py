@@ -8,18 +8,16 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from offload import batches, bounds, chains, windows
 from offload.admin import Admin
 from offload.backends import open_backend
-from offload.backends.base import (
-    Backend,
-    IdsParams,
-)
+from offload.backends.base import Backend, IdsParams
 from offload.backends.urls import display_url
 from offload.batches import Batch, batch_enqueue
 from offload.bounds import check_queue_name
+from offload.calls import TaskOptions
 from offload.errors import ConfigurationError, JobNotFound
 from offload.files import LocalFiles, default_files_url, files_from_url
 from offload.hooks import Hooks
@@ -31,7 +29,7 @@ from offload.notices import task as notices_task
 from offload.retry import Backoff, as_policy
 from offload.scheduler import Missed, Schedule
 from offload.storeclock import StoreClock
-from offload.task import Signature, Task, TaskOptions
+from offload.task import BatchDecorator, Signature, Task, TaskDecorator
 from offload.windows import Window
 
 P = ParamSpec("P")
@@ -189,7 +187,7 @@ class Offload:
         public: bool = False,
         secret: Sequence[str] = (),
         secret_result: bool = False,
-    ) -> _TaskDecorator: ...
+    ) -> TaskDecorator: ...
     @overload
     def task(
         self,
@@ -210,7 +208,7 @@ class Offload:
         public: bool = False,
         secret: Sequence[str] = (),
         secret_result: bool = False,
-    ) -> _BatchDecorator: ...
+    ) -> BatchDecorator: ...
 
     def task(
         self,
@@ -347,7 +345,7 @@ class Offload:
         priority: int = 0,
         retries: int | None = None,
         timeout_s: float | None = None,
-    ) -> _TaskDecorator:
+    ) -> TaskDecorator:
         """``@app.periodic("0 2 * * *", tz="Europe/Paris")``: a task that takes no arguments,
         run on a cron schedule (see ``schedule``)."""
 
@@ -358,7 +356,7 @@ class Offload:
             self.schedule(task, cron=cron, tz=tz, missed=missed)
             return task
 
-        return cast(_TaskDecorator, register)
+        return cast(TaskDecorator, register)
 
     # -- batches -----------------------------------------------------------
     def batch(
@@ -399,24 +397,3 @@ class Offload:
         if not found:
             raise JobNotFound(job_id)
         return Job(self, found[0])
-
-
-class _TaskDecorator(Protocol):
-    @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-
-
-T = TypeVar("T")
-
-
-class _BatchDecorator(Protocol):
-    """``@app.task(batch_size=...)``: a function of a list becomes a task of one item."""
-
-    @overload
-    def __call__(
-        self, fn: Callable[[list[T]], Coroutine[Any, Any, Sequence[R]]], /
-    ) -> Task[[T], R]: ...
-    @overload
-    def __call__(self, fn: Callable[[list[T]], Sequence[R]], /) -> Task[[T], R]: ...

@@ -104,15 +104,19 @@ class ArgsCodec:
             return self._encode(args, kwargs)
         bound = self._bind(args, kwargs, partial)
         for name, value in bound.arguments.items():
-            annotation = self._types[name]
-            if annotation in _UNCHECKED:
-                continue
-            if name == self._var_positional:
-                annotation = tuple[annotation, ...]  # type: ignore[valid-type]
-            elif name == self._var_keyword:
-                annotation = dict[str, annotation]  # type: ignore[valid-type]
-            self._check(name, annotation, value)
+            self._check(name, self._checked_type(name), value)
         return self._encode(args, kwargs)
+
+    def _checked_type(self, name: str) -> Any:
+        """What a bound argument's value must convert to (a ``*args`` one is a tuple)."""
+        annotation = self._types[name]
+        if annotation in _UNCHECKED:
+            return annotation
+        if name == self._var_positional:
+            return tuple[annotation, ...]  # type: ignore[valid-type]
+        if name == self._var_keyword:
+            return dict[str, annotation]  # type: ignore[valid-type]
+        return annotation
 
     def problems(self, args: list[Any], kwargs: dict[str, Any]) -> list[tuple[list[Any], str]]:
         """What is wrong with these arguments, as (path, message) pairs (none: they fit):
@@ -124,13 +128,9 @@ class ArgsCodec:
             return [([], f"the arguments do not fit {self.task_name}{self.signature}: {exc}")]
         found = []
         for name, value in bound.arguments.items():
-            annotation = self._types[name]
+            annotation = self._checked_type(name)
             if annotation in _UNCHECKED:
                 continue
-            if name == self._var_positional:
-                annotation = tuple[annotation, ...]  # type: ignore[valid-type]
-            elif name == self._var_keyword:
-                annotation = dict[str, annotation]  # type: ignore[valid-type]
             try:
                 msgspec.convert(value, annotation)
             except (msgspec.ValidationError, TypeError) as exc:

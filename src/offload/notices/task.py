@@ -89,7 +89,7 @@ async def _mail(app: Offload, job: Any, to: str, msg_id: str) -> dict[str, Any]:
     message = compose(msg_id, to, shown, files, f"{public_url()}/api/v1/shared/{token}",
                       iso(expires_at) or "")  # fmt: skip
     await send(message)
-    return {"email": to, "message_id": message["Message-ID"]}
+    return {"email": to, "message_id": str(message["Message-ID"])}
 
 
 async def _batch_notice(
@@ -134,7 +134,7 @@ async def _batch_notice(
                "link_expires_at": iso(expires_at) or ""}  # fmt: skip
     message = compose_batch(msg_id, to, context)
     await send(message)
-    return {"email": to, "message_id": message["Message-ID"]}
+    return {"email": to, "message_id": str(message["Message-ID"])}
 
 
 def register(app: Offload) -> None:

@@ -20,6 +20,7 @@ from fastapi.responses import StreamingResponse
 from offload.files import FileInfo
 from offload.links import LINK_TTL_S, MAX_LINK_TTL_S, LinkExpired, LinkInvalid, open_link, sign
 from offload.present import iso, job_dict
+from offload.web.access import Caller
 from offload.web.deps import ERRORS, CallerDep, Settings
 
 router = APIRouter(prefix="/api/v1", tags=["files"], responses=ERRORS)
@@ -81,37 +82,38 @@ async def download(job_id: str, name: str, web: Settings, caller: CallerDep) -> 
     return _send(handle, info)
 
 
-@router.post("/jobs/{job_id}/files/{name}/link")
-async def sign_link(
-    job_id: str,
-    name: str,
-    web: Settings,
-    caller: CallerDep,
-    expires_in_s: Annotated[int, Query(ge=60, le=MAX_LINK_TTL_S)] = LINK_TTL_S,
+ExpiresIn = Annotated[int, Query(ge=60, le=MAX_LINK_TTL_S)]
+
+
+async def _link(
+    web: Settings, caller: Caller, job_id: str, name: str | None, expires_in_s: int
 ) -> dict[str, Any]:
-    """A link to the file that works without a token until it expires (default a week)."""
-    caller.require_action("share files")
+    """A signed link to the job's page (``name`` None) or to one of its files."""
+    caller.require_action("share files" if name else "share jobs")
     admin = web.app.admin.aio
     job = await admin.get(job_id, owner=caller.scope)
-    handle, _ = await admin.open_file(job_id, name, owner=caller.scope)
-    handle.close()
+    if name is not None:  # it must exist: a link to nothing helps nobody
+        handle, _ = await admin.open_file(job_id, name, owner=caller.scope)
+        handle.close()
     token, expires_at = sign(await admin.link_secret(), job_id, job.owner, name, expires_in_s)
-    return {"url": f"/api/v1/files/{token}", "expires_at": iso(expires_at)}
+    where = "files" if name is not None else "shared"
+    return {"url": f"/api/v1/{where}/{token}", "expires_at": iso(expires_at)}
+
+
+@router.post("/jobs/{job_id}/files/{name}/link")
+async def sign_link(
+    job_id: str, name: str, web: Settings, caller: CallerDep, expires_in_s: ExpiresIn = LINK_TTL_S
+) -> dict[str, Any]:
+    """A link to the file that works without a token until it expires (default a week)."""
+    return await _link(web, caller, job_id, name, expires_in_s)
 
 
 @router.post("/jobs/{job_id}/link")
 async def sign_job_link(
-    job_id: str,
-    web: Settings,
-    caller: CallerDep,
-    expires_in_s: Annotated[int, Query(ge=60, le=MAX_LINK_TTL_S)] = LINK_TTL_S,
+    job_id: str, web: Settings, caller: CallerDep, expires_in_s: ExpiresIn = LINK_TTL_S
 ) -> dict[str, Any]:
     """A link to the job's page (state, result, files) that works without a token."""
-    caller.require_action("share jobs")
-    admin = web.app.admin.aio
-    job = await admin.get(job_id, owner=caller.scope)
-    token, expires_at = sign(await admin.link_secret(), job_id, job.owner, None, expires_in_s)
-    return {"url": f"/api/v1/shared/{token}", "expires_at": iso(expires_at)}
+    return await _link(web, caller, job_id, None, expires_in_s)
 
 
 async def _opened(web: Settings, token: str) -> tuple[str, str | None, str | None, int]:

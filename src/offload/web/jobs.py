@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from offload.admin import Action
@@ -197,11 +197,7 @@ async def start_job(
     return _accepted(response, record, web)
 
 
-@router.get("")
-async def list_jobs(
-    request: Request,
-    web: Settings,
-    caller: CallerDep,
+def query_filters(
     state: Annotated[list[str] | None, Query()] = None,
     queue: str | None = None,
     task: str | None = None,
@@ -210,24 +206,50 @@ async def list_jobs(
     text: Annotated[str | None, Query(max_length=200)] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
+) -> dict[str, Any]:
+    """The job filters of a query string, as the management API takes them."""
+    return {
+        "state": state, "queue": queue, "task": task, "owner": owner, "batch": batch,
+        "text": text, "created_after": created_after, "created_before": created_before,
+    }  # fmt: skip
+
+
+QueryFilters = Annotated[dict[str, Any], Depends(query_filters)]
+
+
+def refuse_unknown(request: Request, *own: str) -> None:
+    """A query parameter that is neither a filter nor the route's own is a mistake."""
+    unknown = set(request.query_params) - {*FILTERS, *own}
+    if unknown:
+        known = ", ".join([*FILTERS, *own])
+        raise HTTPException(400, f"unknown filter {sorted(unknown)[0]!r}: use {known}")
+
+
+def scoped(filters: dict[str, Any], scope: str | None) -> dict[str, Any] | None:
+    """The filters for this caller, or None if they ask for another owner's jobs."""
+    if scope is None:
+        return filters
+    if filters.get("owner") not in (None, scope):
+        return None
+    return {**filters, "owner": scope}
+
+
+@router.get("")
+async def list_jobs(
+    request: Request,
+    web: Settings,
+    caller: CallerDep,
+    filters: QueryFilters,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JobPageOut:
     """Your jobs, newest first, filtered; pass ``next_cursor`` back as ``cursor``."""
-    unknown = set(request.query_params) - {*FILTERS, "cursor", "limit"}
-    if unknown:
-        raise HTTPException(
-            400, f"unknown filter {sorted(unknown)[0]!r}: use {', '.join(FILTERS)}, cursor, limit"
-        )
-    guard_text(web, text, task)
-    if caller.scope is not None:
-        if owner is not None and owner != caller.scope:
-            return JobPageOut(jobs=[], next_cursor=None)
-        owner = caller.scope
-    page = await web.app.admin.aio.jobs(
-        cursor=cursor, limit=limit, state=state, queue=queue, task=task, owner=owner,
-        batch=batch, text=text, created_after=created_after, created_before=created_before,
-    )  # fmt: skip
+    refuse_unknown(request, "cursor", "limit")
+    guard_text(web, filters["text"], filters["task"])
+    mine = scoped(filters, caller.scope)
+    if mine is None:
+        return JobPageOut(jobs=[], next_cursor=None)
+    page = await web.app.admin.aio.jobs(cursor=cursor, limit=limit, **mine)
     return JobPageOut(jobs=[present(j, web) for j in page.jobs], next_cursor=page.next_cursor)
 
 

@@ -4,16 +4,16 @@ the system: queues (with pause and resume), workers and schedules."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from offload.admin import Action
 from offload.present import iso
 from offload.web.deps import ERRORS, CallerDep, Settings
-from offload.web.jobs import FILTERS, guard_text
+from offload.web.jobs import QueryFilters, guard_text, refuse_unknown, scoped
 
 router = APIRouter(prefix="/api/v1", tags=["manage"], responses=ERRORS)
 
@@ -45,43 +45,21 @@ class CountOut(BaseModel):
     count: int
 
 
-def _scoped(filters: dict[str, Any], scope: str | None) -> dict[str, Any] | None:
-    """The filters for this caller, or None if they ask for another owner's jobs."""
-    if scope is None:
-        return filters
-    if filters.get("owner") not in (None, scope):
-        return None
-    return {**filters, "owner": scope}
-
-
 @router.get("/jobs/count")
 async def count_jobs(
     request: Request,
     web: Settings,
     caller: CallerDep,
+    filters: QueryFilters,
     action: Action | None = None,
-    state: Annotated[list[str] | None, Query()] = None,
-    queue: str | None = None,
-    task: str | None = None,
-    owner: str | None = None,
-    batch: str | None = None,
-    text: Annotated[str | None, Query(max_length=200)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
 ) -> CountOut:
     """How many of your jobs match (those ``action`` would change, if given)."""
-    unknown = set(request.query_params) - {*FILTERS, "action"}
-    if unknown:
-        raise HTTPException(400, f"unknown filter {sorted(unknown)[0]!r}: use {', '.join(FILTERS)}")
-    guard_text(web, text, task)
-    filters = _scoped(
-        {"state": state, "queue": queue, "task": task, "owner": owner, "batch": batch,
-         "text": text, "created_after": created_after, "created_before": created_before},
-        caller.scope,
-    )  # fmt: skip
-    if filters is None:
+    refuse_unknown(request, "action")
+    guard_text(web, filters["text"], filters["task"])
+    mine = scoped(filters, caller.scope)
+    if mine is None:
         return CountOut(count=0)
-    return CountOut(count=await web.app.admin.aio.count(action=action, **filters))
+    return CountOut(count=await web.app.admin.aio.count(action=action, **mine))
 
 
 async def _bulk(action: Action, body: BulkIn, web: Settings, caller: CallerDep) -> CountOut:
@@ -93,7 +71,7 @@ async def _bulk(action: Action, body: BulkIn, web: Settings, caller: CallerDep) 
             400, f"this filter matches every job: to {action.value} them all, say so "
             '("everything": true)',
         )  # fmt: skip
-    filters = _scoped(asked, caller.scope)
+    filters = scoped(asked, caller.scope)
     if filters is None:
         return CountOut(count=0)
     admin = web.app.admin.aio
