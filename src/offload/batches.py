@@ -152,10 +152,15 @@ def batch_enqueue(
     return batch_id, EnqueueParams(jobs=jobs, batch=BatchOpen(id=batch_id, callback=callback))
 
 
+def callback_id(batch_id: str) -> str:
+    """A batch's callback's id, derived from the batch's (stored once, whoever stores it)."""
+    return derived_id(id_time_ms(batch_id), f"{batch_id}\0callback")
+
+
 def callback_job(batch_id: str, on_complete: Signature[Any]) -> NewJob:
     """The callback as stored, under an id derived from the batch's: its own arguments and
     options, checked now, with an empty list where the members' outcomes will go."""
-    job_id = derived_id(id_time_ms(batch_id), f"{batch_id}\0callback")
+    job_id = callback_id(batch_id)
     task, call = on_complete.task, on_complete.call
     new = task.new_job(([], *on_complete.args), on_complete.kwargs, call, job_id=job_id)
     return msgspec.structs.replace(new, meta={**new.meta, CALLBACK_META_KEY: batch_id})
@@ -208,6 +213,12 @@ class Batch:
 
     def __repr__(self) -> str:
         return f"<Batch {self.id}>"
+
+    @property
+    def callback_id(self) -> str:
+        """The id its ``on_complete`` job has (or will have once every member has ended),
+        so a page can show the batch's result before it exists."""
+        return callback_id(self.id)
 
     def status(self) -> BatchStatus:
         """Members by state (a count per state, no member read)."""

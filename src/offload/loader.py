@@ -1,4 +1,5 @@
-"""Finding the application from ``module:attribute``, the way uvicorn does."""
+"""Finding the application from ``module:attribute``, the way uvicorn does: the attribute
+is an ``Offload`` app or a function that takes nothing and returns one."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ def load_app(spec: str) -> Offload:
     app = getattr(module, attribute, None)
     if app is None:
         raise ConfigurationError(f"module {module_name!r} has no attribute {attribute!r}")
+    if callable(app) and not isinstance(app, Offload):
+        app = app()  # a factory, like myproject.jobs:build_app (no module-level app needed)
     if not isinstance(app, Offload):
         raise ConfigurationError(f"{spec} is a {type(app).__name__}, not an offload.Offload app")
     return app

@@ -103,16 +103,18 @@ def compose(notice_id: str, to: str, job: dict[str, Any], files: list[str], link
 
 def compose_batch(notice_id: str, to: str, context: dict[str, Any]) -> EmailMessage:
     """A batch's one mail: how many succeeded, what went wrong, the link to its result."""
+    import jinja2
+
     env = _templates()
-    message = _headers(
-        notice_id,
-        to,
-        (
+    try:  # an application's own subject line, when its templates give one
+        subject = env.get_template("batch_ended_subject.txt").render(context).strip()
+    except jinja2.TemplateNotFound:
+        subject = (
             f"Your {context['total']} jobs are done"
             if not context["failed"]
             else f"Your {context['total']} jobs have ended, {context['failed']} did not succeed"
-        ),
-    )
+        )
+    message = _headers(notice_id, to, " ".join(subject.split())[:200])
     message.set_content(env.get_template("batch_ended.txt").render(context))
     message.add_alternative(env.get_template("batch_ended.html").render(context), subtype="html")
     return message

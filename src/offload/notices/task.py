@@ -130,7 +130,8 @@ async def _batch_notice(
     files = [f.name for f in await app.admin.aio.files(callback.id)]
     context = {"total": status.total, "succeeded": succeeded, "failed": failed,
                "problems": problems, "files": files,
-               "link": f"{public_url()}/api/v1/shared/{token}",
+               "link": f"{public_url()}/api/v1/shared/{token}", "token": token,
+               "public_url": public_url(), "batch_id": batch_id,
                "link_expires_at": iso(expires_at) or ""}  # fmt: skip
     message = compose_batch(msg_id, to, context)
     await send(message)

@@ -1,0 +1,1 @@
+"""Applications built on offload's public API (the reference conversion service)."""
