@@ -108,7 +108,10 @@ def convert_one(sandbox: Sandbox, workdir: Path, source: Path, kind: str, target
                 limits: Limits) -> Path:  # fmt: skip
     """One file through the converter its kind needs; raises ``Refused``,
     ``ConversionFailed`` or ``ConversionTimedOut`` with the reason."""
-    return convert_many(sandbox, workdir, [(source, kind)], target, limits)[0]  # type: ignore[return-value]
+    outcome = convert_many(sandbox, workdir, [(source, kind)], target, limits)[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def convert_many(sandbox: Sandbox, workdir: Path, items: list[tuple[Path, str]], target: str,

@@ -41,7 +41,7 @@ async def upload_status(service: Service, manifest: Manifest) -> dict[str, Any]:
                           else "gone", "shown": "not converted" if entry.refused else "removed",
                           "progress": 0.0, "message": entry.refused})  # fmt: skip
             continue
-        message = job.progress_message or ""
+        message = "" if job.state == JobState.SUCCEEDED else job.progress_message or ""
         if job.error is not None and job.state in (JobState.DEAD, JobState.SCHEDULED):
             message = job.error.message
         files.append({"name": entry.name, "job": job.id, "state": job.state.value,

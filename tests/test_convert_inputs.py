@@ -1,0 +1,128 @@
+"""Bad input to the conversion service, over HTTP as a browser sends it: each gets a
+clear answer, nothing else is lost, and a bad file fails only itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from convert_samples import make_docx, make_png, make_txt
+from convert_service import Service, link_in, start_service
+
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/soffice").exists(), reason="no LibreOffice")
+
+
+def _night() -> str:
+    """A window that is surely not open now, so a "tonight" upload must wait."""
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)
+    return f"{start:%H}:00-{(start + dt.timedelta(hours=1)):%H}:00"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    yield from start_service(
+        tmp_path_factory.mktemp("convert-inputs"), CONVERT_MAX_FILES="6",
+        CONVERT_MAX_FILE_MB="1", CONVERT_MAX_TOTAL_MB="3", CONVERT_TIMEOUT_S="20",
+        CONVERT_NIGHT=_night(),
+    )  # fmt: skip
+
+
+def read(path: Path) -> tuple[str, bytes]:
+    return path.name, path.read_bytes()
+
+
+def test_whole_uploads_refused_with_what_to_change(service: Service, tmp_path: Path) -> None:
+    with service.client() as client:
+        txt = read(make_txt(tmp_path))
+        answer = service.upload(client, [txt] * 7)
+        assert answer.status_code == 400
+        assert "at most 6 files in one go: you sent 7" in answer.json()["detail"]
+        answer = service.upload(client, [("big.txt", b"a" * 900_000)] * 4)
+        assert answer.status_code == 413 and "at most 3 MB" in answer.json()["detail"]
+        answer = service.upload(client, [txt], email="not-an-address")
+        assert (
+            answer.status_code == 400 and "e-mail address is not valid" in answer.json()["detail"]
+        )
+        answer = service.upload(client, [txt], target="exe")
+        assert answer.status_code == 400 and "PDF or PNG" in answer.json()["detail"]
+        answer = service.upload(client, [])
+        assert answer.status_code == 400 and "at least one file" in answer.json()["detail"]
+        answer = service.upload(client, [("x.docx", b"\x7fELF\x02\x01\x01")])
+        assert answer.status_code == 400 and "a Linux program" in answer.json()["detail"]
+        # a form from elsewhere (no token of this session) is refused: CSRF
+        forged = client.post("/uploads", data={"csrf": "0" * 64}, files=[("files", txt)])
+        assert forged.status_code == 403 and "reload the page" in forged.text
+        # a browser gets the form back with the message, not JSON
+        page = client.get("/")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf
+        shown = client.post("/uploads", data={"csrf": csrf.group(1), "email": "nope"},
+                            files=[("files", txt)])  # fmt: skip
+        assert shown.status_code == 400 and 'role="alert"' in shown.text
+        assert "e-mail address is not valid" in shown.text
+    assert list((service.data_dir / "uploads").iterdir()) == []  # nothing kept of them
+
+
+def test_bad_files_fail_alone_and_the_rest_arrive(service: Service, tmp_path: Path) -> None:
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("word/document.xml", b"\0" * 400_000_000)
+    files = [
+        read(make_docx(tmp_path)),
+        ("picture.pdf", make_png(tmp_path).read_bytes()),  # named wrongly: content decides
+        ("program.docx", b"\x7fELF\x02\x01\x01\x00" + bytes(64)),
+        ("bomb.docx", bomb.getvalue()),
+        ("large.txt", b"x" * 1_200_000),
+    ]
+    with service.client() as client:
+        answer = service.upload(client, files, email="bob@example.com")
+        assert answer.status_code == 202, answer.text
+        upload = answer.json()["upload"]
+        status = service.wait_done(client, upload)
+        states = {f["name"]: (f["state"], f["message"]) for f in status["files"]}
+        assert states["docx-sample.docx"][0] == "succeeded"
+        assert states["picture.pdf"][0] == "succeeded"
+        assert states["program.docx"] == ("refused", states["program.docx"][1])
+        assert "Linux program" in states["program.docx"][1]
+        assert states["bomb.docx"][0] == "dead" and "zip bomb" in states["bomb.docx"][1]
+        assert states["large.txt"][0] == "refused" and "at most 1 MB" in states["large.txt"][1]
+        assert status["archive"]["ready"]
+        zipped = client.get(f"/uploads/{upload}/converted.zip")
+        assert zipped.status_code == 200
+        names = zipfile.ZipFile(io.BytesIO(zipped.content)).namelist()
+        assert sorted(names) == ["REPORT.txt", "docx-sample.pdf", "picture.pdf"]
+        report = zipfile.ZipFile(io.BytesIO(zipped.content)).read("REPORT.txt").decode()
+        assert "bomb.docx: not converted" in report and "zip bomb" in report
+    mail = service.mailbox.wait_for("bob@example.com")
+    assert "could not be converted" in str(mail["Subject"])
+
+
+def test_owners_links_and_expiry(service: Service, tmp_path: Path) -> None:
+    with service.client() as ann, service.client() as eve:
+        upload = service.upload(ann, [read(make_txt(tmp_path))], email="carol@example.com")
+        upload_id = upload.json()["upload"]
+        service.wait_done(ann, upload_id)
+        eve.get("/")  # a session of her own
+        for path in (f"/uploads/{upload_id}", f"/uploads/{upload_id}/status",
+                     f"/uploads/{upload_id}/converted.zip", "/uploads/..%2f..%2fetc"):  # fmt: skip
+            assert eve.get(path).status_code == 404, path
+        assert upload_id not in eve.get("/uploads").text
+        link = link_in(service.mailbox.wait_for("carol@example.com"))
+        assert httpx.get(link + "/converted.zip").status_code == 200  # no session needed
+        tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
+        assert httpx.get(tampered).status_code == 404
+        assert httpx.get(tampered, headers={"Accept": "text/html"}).text.count("not valid") == 1
+
+
+def test_tonight_waits_for_the_window(service: Service, tmp_path: Path) -> None:
+    with service.client() as client:
+        answer = service.upload(client, [read(make_txt(tmp_path))], when="tonight")
+        status = client.get(f"/uploads/{answer.json()['upload']}/status").json()
+        assert [f["shown"] for f in status["files"]] == ["waiting for tonight"]
