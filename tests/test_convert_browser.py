@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from convert_samples import make_all, marker
 from convert_service import Service, link_in, start_service
 

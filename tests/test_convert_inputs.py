@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from convert_samples import make_docx, make_png, make_txt
 from convert_service import Service, link_in, start_service
 
