@@ -102,7 +102,10 @@ def build_service(settings: Settings | None = None) -> Service:
     # as the archive does; the worker that sends it reads these.
     os.environ.setdefault("OFFLOAD_NOTICE_TEMPLATES", str(MAIL_TEMPLATES))
     os.environ.setdefault("OFFLOAD_LINK_TTL_S", str(settings.limits.keep_s))
-    app = Offload(os.environ.get("OFFLOAD_URL") or f"sqlite:///{settings.data_dir}/convert.db")
+    # A fair queue: people take turns, so one person's twenty files never hold back the
+    # next person's one.
+    app = Offload(os.environ.get("OFFLOAD_URL") or f"sqlite:///{settings.data_dir}/convert.db",
+                  fair_queues=[QUEUE])  # fmt: skip
     service = Service(settings, app)
     timeout_s = settings.limits.convert_timeout_s * 3 + 30
     app.task(name="convert.document", queue=QUEUE, retries=2, timeout_s=timeout_s)(service.convert)

@@ -5,6 +5,7 @@ the request answers as soon as the files are stored."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -80,12 +81,16 @@ async def accept(service: Service, owner: str, files: list[UploadFile], choice: 
                         target=choice.target, when=choice.when, email=choice.email)  # fmt: skip
     service.spool.create(manifest)
     try:
-        for index, file in enumerate(files):
-            manifest.files.append(_store(service, upload, index, file))
+        for index, file in enumerate(files):  # file I/O off the event loop
+            manifest.files.append(await asyncio.to_thread(_store, service, upload, index, file))
         if not any(e.kind for e in manifest.files):
             reasons = "; ".join(f"{e.name}: {e.refused}" for e in manifest.files[:5])
             raise UploadError(f"none of these files can be converted ({reasons})")
         await _enqueue(service, manifest, choice)
+    except OSError as exc:  # a full or failing disk: nothing is half kept
+        service.spool.remove(manifest)
+        raise UploadError(f"the service cannot store files right now ({exc.strerror}); "
+                          "try again later", status=503) from None  # fmt: skip
     except BaseException:
         service.spool.remove(manifest)
         raise
