@@ -28,8 +28,8 @@ def _night() -> str:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     yield from start_service(
-        tmp_path_factory.mktemp("convert-inputs"), CONVERT_MAX_FILES="6",
-        CONVERT_MAX_FILE_MB="1", CONVERT_MAX_TOTAL_MB="3", CONVERT_TIMEOUT_S="20",
+        tmp_path_factory.mktemp("convert-inputs"), CONVERT_MAX_FILES="12",
+        CONVERT_MAX_FILE_MB="1", CONVERT_MAX_TOTAL_MB="3", CONVERT_TIMEOUT_S="15",
         CONVERT_NIGHT=_night(),
     )  # fmt: skip
 
@@ -41,9 +41,9 @@ def read(path: Path) -> tuple[str, bytes]:
 def test_whole_uploads_refused_with_what_to_change(service: Service, tmp_path: Path) -> None:
     with service.client() as client:
         txt = read(make_txt(tmp_path))
-        answer = service.upload(client, [txt] * 7)
+        answer = service.upload(client, [txt] * 13)
         assert answer.status_code == 400
-        assert "at most 6 files in one go: you sent 7" in answer.json()["detail"]
+        assert "at most 12 files in one go: you sent 13" in answer.json()["detail"]
         answer = service.upload(client, [("big.txt", b"a" * 900_000)] * 4)
         assert answer.status_code == 413 and "at most 3 MB" in answer.json()["detail"]
         answer = service.upload(client, [txt], email="not-an-address")
@@ -127,3 +127,75 @@ def test_tonight_waits_for_the_window(service: Service, tmp_path: Path) -> None:
         answer = service.upload(client, [read(make_txt(tmp_path))], when="tonight")
         status = client.get(f"/uploads/{answer.json()['upload']}/status").json()
         assert [f["shown"] for f in status["files"]] == ["waiting for tonight"]
+
+
+def test_hostile_documents_reach_nothing_and_fail_alone(service: Service, tmp_path: Path) -> None:
+    """External links must not fetch (a local server records every request), host files
+    must not be embedded, a document that hangs LibreOffice is killed at the time limit,
+    a pixel bomb is refused, and the ordinary file beside them all arrives."""
+    import http.server
+    import threading
+
+    from convert_samples import (
+        include_text_docx, include_text_rtf, linked_image_docx, linked_image_odt,
+        linked_object_odt, pixel_bomb_png, slow_ods,
+    )  # fmt: skip
+    from pypdf import PdfReader
+
+    seen: list[str] = []
+
+    class Record(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        do_HEAD = do_OPTIONS = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    remote = f"http://127.0.0.1:{server.server_address[1]}/tracker.png"
+    (tmp_path / "secret").mkdir()
+    secret_picture = make_png(tmp_path / "secret")  # outside the job: must never be read
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    paths = [
+        make_docx(hostile, "ordinary.docx"),
+        linked_image_docx(hostile, remote, "web-image.docx"),
+        linked_image_docx(hostile, f"file://{secret_picture}", "local-image.docx"),
+        linked_image_odt(hostile, remote, "web-image.odt"),
+        linked_object_odt(hostile, remote, "web-object.odt"),
+        include_text_rtf(hostile),
+        include_text_docx(hostile),
+        slow_ods(hostile),
+        pixel_bomb_png(hostile),
+    ]
+    try:
+        with service.client() as client:
+            answer = service.upload(client, [read(p) for p in paths])
+            assert answer.status_code == 202, answer.text
+            upload = answer.json()["upload"]
+            status = service.wait_done(client, upload, timeout_s=240)
+            states = {f["name"]: (f["state"], f["message"]) for f in status["files"]}
+            zipped = zipfile.ZipFile(io.BytesIO(
+                client.get(f"/uploads/{upload}/converted.zip").content))  # fmt: skip
+        # and the worker is still there for the next person
+        with service.client() as client:
+            again = service.upload(client, [read(make_txt(tmp_path))])
+            assert service.wait_done(client, again.json()["upload"])["converted"] == 1
+    finally:
+        server.shutdown()
+    assert seen == [], f"the converter fetched {seen}"
+    assert states["ordinary.docx"][0] == "succeeded"
+    assert states["slow.ods"][0] == "dead" and "longer than" in states["slow.ods"][1]
+    assert states["huge.png"][0] == "dead" and "too large" in states["huge.png"][1]
+    for name in ("web-image.docx", "local-image.docx", "web-image.odt", "web-object.odt",
+                 "include-rtf.rtf", "include-docx.docx"):  # fmt: skip
+        assert states[name][0] == "succeeded", (name, states[name])
+        pdf = PdfReader(io.BytesIO(zipped.read(f"{Path(name).stem}.pdf")))
+        text = " ".join(page.extract_text() or "" for page in pdf.pages)
+        assert "root:" not in text
+        assert all(not page.images for page in pdf.pages), f"{name} embedded a picture"
