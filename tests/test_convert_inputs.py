@@ -136,11 +136,17 @@ def test_hostile_documents_reach_nothing_and_fail_alone(service: Service, tmp_pa
     import http.server
     import threading
 
-    from convert_samples import (
-        include_text_docx, include_text_rtf, linked_image_docx, linked_image_odt,
-        linked_object_odt, pixel_bomb_png, slow_ods,
-    )  # fmt: skip
     from pypdf import PdfReader
+
+    from convert_samples import (
+        include_text_docx,
+        include_text_rtf,
+        linked_image_docx,
+        linked_image_odt,
+        linked_object_odt,
+        pixel_bomb_png,
+        slow_ods,
+    )  # fmt: skip
 
     seen: list[str] = []
 
