@@ -32,6 +32,7 @@ from offload.admin.operations import (
     schedules,
     workers,
 )
+from offload.admin.requests import RequestStats, RequestTotal, request_stats, request_totals
 from offload.admin.totals import Total, totals
 from offload.batches import BatchStatus
 from offload.bounds import check_queue_name
@@ -69,6 +70,8 @@ __all__ = [
     "MinuteStats",
     "NewToken",
     "QueueInfo",
+    "RequestStats",
+    "RequestTotal",
     "Role",
     "ScheduleInfo",
     "Subscription",
@@ -204,6 +207,12 @@ class Admin:
         and run time percentiles (kept ``counts_retention_s``)."""
         return self._run(counts(since, until, queue, task))
 
+    def requests(self, *, since: float, until: float | None = None,
+                 app: str | None = None) -> list[RequestStats]:  # fmt: skip
+        """Per app timed by ``offload.requests`` (every process's): requests, those over its
+        threshold, duration percentiles and the slowest (kept ``counts_retention_s``)."""
+        return self._run(request_stats(since, until, app))
+
     def files(self, job_id: str, *, owner: str | None = None) -> list[FileInfo]:
         """The files a job's task attached (``JobNotFound`` if not ``owner``'s)."""
         self.get(job_id, owner=owner)
@@ -305,6 +314,14 @@ class AsyncAdmin:
     async def totals(self) -> list[Total]:
         """Running totals per queue and task since counting began (for counters)."""
         return await self._run(totals())
+
+    async def requests(self, *, since: float, until: float | None = None,
+                       app: str | None = None) -> list[RequestStats]:  # fmt: skip
+        return await self._run(request_stats(since, until, app))
+
+    async def request_totals(self) -> list[RequestTotal]:
+        """Running totals per app timed by ``offload.requests`` (for counters)."""
+        return await self._run(request_totals())
 
     async def files(self, job_id: str, *, owner: str | None = None) -> list[FileInfo]:
         """The files a job's task attached (``JobNotFound`` if not ``owner``'s)."""

@@ -17,6 +17,9 @@ from offload.records import DURATION_BUCKETS_MS, MinuteCounts
 #: The most minutes one read may cover (a week), so a chart cannot ask for a year of rows.
 MAX_MINUTES = 7 * 24 * 60
 PERCENTILES = (50, 95, 99)
+#: The reserved queue of the HTTP requests timed by ``offload.requests`` (the app's name as
+#: the task): these rows are not jobs, and every reader of job counts leaves them out.
+REQUESTS_QUEUE = "offload.http"
 
 
 class MinuteStats(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,22 +96,29 @@ def summarize(rows: Iterable[MinuteCounts]) -> list[MinuteStats]:
     return out
 
 
-def counts(since_s: float, until_s: float | None, queue: str | None,
-           task: str | None) -> Op[list[MinuteStats]]:  # fmt: skip
-    """Minutes from ``since_s`` to ``until_s`` (default: now), summed over sources."""
+def minute_range(since_s: float, until_s: float | None) -> Op[tuple[int, int]]:
+    """The first and last minute from ``since_s`` to ``until_s`` (default: now), checked."""
     since_s = time_s("since", since_s)
     if until_s is None:
         until_s = yield ("now", None)
     until_s = time_s("until", until_s)
-    if queue is not None:
-        checked_name("queue", queue)
-    if task is not None:
-        checked_name("task", task)
     first, last = int(since_s // 60), int(until_s // 60)
     if last < first:
         raise InvalidQuery("since must come before until")
     if last - first > MAX_MINUTES:
         raise InvalidQuery(f"ask for at most {MAX_MINUTES} minutes (a week) at a time")
+    return first, last
+
+
+def counts(since_s: float, until_s: float | None, queue: str | None,
+           task: str | None) -> Op[list[MinuteStats]]:  # fmt: skip
+    """Minutes from ``since_s`` to ``until_s`` (default: now), summed over sources; the timed
+    HTTP requests' rows are left out (they are not jobs)."""
+    if queue is not None:
+        checked_name("queue", queue)
+    if task is not None:
+        checked_name("task", task)
+    first, last = yield from minute_range(since_s, until_s)
     query = CountsQuery(since_minute=first, until_minute=last, queue=queue, task=task)
     rows: list[MinuteCounts] = yield ("read_counts", query)
-    return summarize(rows)
+    return summarize(r for r in rows if r.queue != REQUESTS_QUEUE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from offload.admin.metrics import MAX_MINUTES
+from offload.admin.metrics import MAX_MINUTES, REQUESTS_QUEUE
 from offload.backends.base import Backend, CountsQuery, MarkNamesParams, MarkParams
 from offload.ops import Op, run_async
 from offload.records import MinuteCounts
@@ -103,6 +103,11 @@ def fold() -> Op[bool]:
 
 
 def totals() -> Op[list[Total]]:
+    """Every job (queue, task)'s totals so far (the timed HTTP requests are no jobs)."""
+    return [t for t in (yield from all_totals()) if t.queue != REQUESTS_QUEUE]
+
+
+def all_totals() -> Op[list[Total]]:
     """Every (queue, task)'s totals so far: the folded minutes and the ones after."""
     marks: dict[str, str] = yield ("get_marks", MarkNamesParams(names=[MARK]))
     folded = _decode(marks.get(MARK))

@@ -3,7 +3,8 @@ one process's memory), so any server process answers alike.
 
 Gauges: jobs by queue and state, the oldest ready job's age, paused queues, live
 workers. Counters and histograms: the running totals of the per-minute counts
-(``admin/totals.py``): enqueued, started, ended by outcome, wait and run time. The
+(``admin/totals.py``): enqueued, started, ended by outcome, wait and run time; and the
+HTTP requests timed by ``offload.requests`` (the one-minute rule), per app. The
 histograms carry buckets and counts but no ``_sum`` (the counts keep buckets only):
 ``histogram_quantile`` needs no more.
 """
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
-from offload.admin import Total
+from offload.admin import RequestTotal, Total
 from offload.records import DURATION_BUCKETS_MS
 from offload.web.deps import ERRORS, CallerDep, Settings
 
@@ -45,15 +46,17 @@ class Exposition:
 
     def histogram(self, name: str, totals: Iterable[Total], field: str) -> None:
         for total in totals:
-            counts: list[int] = getattr(total, field)
-            seen = 0
-            where = {"queue": total.queue, "task": total.task}
-            for index, bound_ms in enumerate(DURATION_BUCKETS_MS):
-                seen += counts[index] if index < len(counts) else 0
-                self.sample(f"{name}_bucket", seen, **where, le=repr(bound_ms / 1000))
-            seen += sum(counts[len(DURATION_BUCKETS_MS) :])
-            self.sample(f"{name}_bucket", seen, **where, le="+Inf")
-            self.sample(f"{name}_count", seen, **where)
+            self.buckets(name, getattr(total, field), queue=total.queue, task=total.task)
+
+    def buckets(self, name: str, counts: list[int], **where: str) -> None:
+        """One histogram's cumulative buckets from counts per ``DURATION_BUCKETS_MS``."""
+        seen = 0
+        for index, bound_ms in enumerate(DURATION_BUCKETS_MS):
+            seen += counts[index] if index < len(counts) else 0
+            self.sample(f"{name}_bucket", seen, **where, le=repr(bound_ms / 1000))
+        seen += sum(counts[len(DURATION_BUCKETS_MS) :])
+        self.sample(f"{name}_bucket", seen, **where, le="+Inf")
+        self.sample(f"{name}_count", seen, **where)
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
@@ -97,4 +100,21 @@ async def metrics(web: Settings, caller: CallerDep) -> PlainTextResponse:
     out.histogram("offload_job_wait_seconds", totals, "wait_ms")
     out.family("offload_job_run_seconds", "histogram", "From started to ended.")
     out.histogram("offload_job_run_seconds", totals, "run_ms")
+    _requests(out, await admin.request_totals())
     return PlainTextResponse(out.text(), media_type=CONTENT_TYPE)
+
+
+def _requests(out: Exposition, totals: list[RequestTotal]) -> None:
+    """The one-minute rule's figures, per app name given to ``offload.requests``."""
+    out.family("offload_http_requests_total", "counter",
+               "HTTP requests timed (event streams left out).")  # fmt: skip
+    for t in totals:
+        out.sample("offload_http_requests_total", t.requests, app=t.app)
+    out.family("offload_http_requests_over_threshold_total", "counter",
+               "HTTP requests slower than the app's threshold (60 s by default).")  # fmt: skip
+    for t in totals:
+        out.sample("offload_http_requests_over_threshold_total", t.over_threshold, app=t.app)
+    out.family("offload_http_request_duration_seconds", "histogram",
+               "From the call until the response's last byte was sent.")  # fmt: skip
+    for t in totals:
+        out.buckets("offload_http_request_duration_seconds", t.duration_ms, app=t.app)

@@ -1,5 +1,6 @@
 """``create_app(app)``: the HTTP API as an ASGI application, errors as 4xx that say what
-to do, a body size limit, and the health routes outside ``/api/v1``."""
+to do, a body size limit, the health routes outside ``/api/v1``, and its own requests
+timed (the one-minute rule, as the app name ``api``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from offload.backends.base import BackendError
 from offload.errors import ConfigurationError, CountChanged, InvalidQuery, JobNotFound
+from offload.requests import RequestTimingASGI
 from offload.web import batches, files, jobs, live, manage, metrics, outbox
 from offload.web.deps import MAX_BODY_BYTES, WebSettings
 
@@ -72,6 +74,8 @@ def create_app(
         api.state.outbox = box
         api.include_router(outbox.router)
     api.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # outermost: a refused body is a request too; its event streams are left out
+    api.add_middleware(RequestTimingASGI, offload_app=app, name="api")
     _errors(api)
 
     @api.get("/healthz", tags=["health"])
