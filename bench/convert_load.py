@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,8 +30,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from benchlib import REPO, log, percentile  # noqa: E402
-from convert_samples import make_docx, make_pptx, make_txt, make_xlsx  # noqa: E402
+from benchlib import REPO, log, percentile
+
+from convert_samples import make_docx, make_pptx, make_txt, make_xlsx
 
 MAKERS = [make_docx, make_xlsx, make_pptx, make_txt]
 
@@ -129,10 +131,10 @@ def main() -> int:
         for person in people:
             person.join()
         wall_s = time.perf_counter() - began
-        report(people, timings, wall_s, args, tmp)
     finally:
-        service.terminate()
+        service.send_signal(signal.SIGINT)  # its last request counts are written on the way out
         service.wait(60)
+    report(people, timings, wall_s, args, tmp)
     return 0 if all(p.error is None for p in people) else 1
 
 
@@ -149,21 +151,27 @@ def report(people: list[Person], timings: dict[str, list[float]], wall_s: float,
               f"{percentile(ordered, 95):.0f} | {ordered[-1]:.0f} |")  # fmt: skip
     waits = sorted(p.upload_to_archive_s for p in people if p.upload_to_archive_s is not None)
     if waits:
-        print(f"\nupload to archive ready: p50 {percentile(waits, 50):.1f} s, p95 "
-              f"{percentile(waits, 95):.1f} s, max {waits[-1]:.1f} s (work in the background)")
-    over = _requests_report(tmp)
-    print(f"\nthe service's own count of requests over 60 s (offload requests): {over}")
+        print(
+            f"\nupload to archive ready: p50 {percentile(waits, 50):.1f} s, p95 "
+            f"{percentile(waits, 95):.1f} s, max {waits[-1]:.1f} s (work in the background)"
+        )
+    for row in _requests_report(tmp):
+        slowest = row.get("slowest") or {}
+        print(f"\nthe service's own count (offload requests): {row['requests']} requests, "
+              f"{row['over_threshold']} over 60 s, p95 {row['p95_ms']:.0f} ms, slowest "
+              f"{slowest.get('method')} {slowest.get('path')} {row['max_ms']:.0f} ms")  # fmt: skip
 
 
-def _requests_report(tmp: Path) -> Any:
+def _requests_report(tmp: Path) -> list[dict[str, Any]]:
     done = subprocess.run(
         [sys.executable, "-m", "offload", "requests", "apps.convert.tasks:build_app", "--json"],
         cwd=REPO, env=dict(os.environ, CONVERT_DATA_DIR=str(tmp / "data")), capture_output=True,
         text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
-        return f"unavailable ({done.stderr.strip()[-300:]})"
-    return json.loads(done.stdout)
+        raise SystemExit(f"offload requests failed: {done.stderr.strip()[-300:]}")
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
 
 
 if __name__ == "__main__":

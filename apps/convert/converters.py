@@ -49,7 +49,7 @@ def convert_office(sandbox: Sandbox, workdir: Path, sources: list[Path], target:
         workdir, soffice_command(names, target),
         # a shared run may take a little longer than one file, not n times as long: a
         # file that hangs it is found sooner and tried again alone
-        timeout_s=limits.convert_timeout_s + 5 * (len(sources) - 1),
+        timeout_s=limits.convert_timeout_s + 2 * (len(sources) - 1),
         memory_bytes=limits.convert_memory_bytes,
     )  # fmt: skip
     results: list[Path | Exception] = []
@@ -102,16 +102,6 @@ def markdown_to_html(source: Path, target: Path) -> Path:
         "utf-8",
     )
     return target
-
-
-def convert_one(sandbox: Sandbox, workdir: Path, source: Path, kind: str, target: str,
-                limits: Limits) -> Path:  # fmt: skip
-    """One file through the converter its kind needs; raises ``Refused``,
-    ``ConversionFailed`` or ``ConversionTimedOut`` with the reason."""
-    outcome = convert_many(sandbox, workdir, [(source, kind)], target, limits)[0]
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
 
 
 def convert_many(sandbox: Sandbox, workdir: Path, items: list[tuple[Path, str]], target: str,

@@ -18,7 +18,9 @@ from pathlib import Path
 
 #: Where the work folder appears inside the sandbox.
 INSIDE = "/work"
-_MAX_OUTPUT_FILE_BYTES = 512 * 1024 * 1024
+_MAX_OUTPUT_FILE_BYTES = 256 * 1024 * 1024
+#: LibreOffice's scratch space (in memory): a zip bomb it inflates there stops here.
+_TMP_BYTES = 256 * 1024 * 1024
 _KEPT_LOG_CHARS = 2000
 
 
@@ -86,7 +88,7 @@ class Sandbox:
         return [
             "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
             *_read_only_system(),
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--proc", "/proc", "--dev", "/dev", "--size", str(_TMP_BYTES), "--tmpfs", "/tmp",
             "--bind", str(workdir), INSIDE, "--chdir", INSIDE,
             "--clearenv", "--setenv", "HOME", "/tmp", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "LANG", "C.UTF-8",

@@ -35,7 +35,10 @@ class Limits:
     max_image_pixels: int = 60_000_000
     convert_timeout_s: int = 60
     convert_memory_bytes: int = 2048 * MIB
-    #: Conversions one worker process runs at once (the machine's cores by default).
+    #: Documents of one upload converted by one LibreOffice run (offload's micro-batching;
+    #: 1 starts LibreOffice afresh for every file). See the README for the figures.
+    batch_size: int = 8
+    #: LibreOffice runs one worker process runs at once (the machine's cores by default).
     slots: int = max(1, os.cpu_count() or 1)
     #: How long archives and their links live.
     keep_s: int = 24 * 3600
@@ -59,6 +62,7 @@ def from_env() -> Settings:
         convert_timeout_s=_int("CONVERT_TIMEOUT_S", Limits.convert_timeout_s),
         convert_memory_bytes=_int("CONVERT_MEMORY_MB", Limits.convert_memory_bytes // MIB) * MIB,
         slots=_int("CONVERT_SLOTS", Limits.slots),
+        batch_size=_int("CONVERT_BATCH", Limits.batch_size),
         keep_s=_int("CONVERT_KEEP_H", Limits.keep_s // 3600) * 3600,
     )
     sandbox = os.environ.get("CONVERT_SANDBOX", "bwrap")

@@ -11,11 +11,14 @@ import shutil
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from apps.convert.archive import write_archive
-from apps.convert.converters import ConversionFailed, convert_one
+from apps.convert.converters import ConversionFailed, convert_many
 from apps.convert.intake import Refused
 from apps.convert.sandbox import ConversionTimedOut, Sandbox, SandboxUnavailable
 from apps.convert.settings import Settings, from_env
@@ -24,6 +27,16 @@ from offload import Abort, Offload, current_job
 
 MAIL_TEMPLATES = Path(__file__).resolve().parent / "mail"
 QUEUE = "convert"
+
+
+class Document(msgspec.Struct, frozen=True):
+    """One uploaded file to convert: the item of a ``convert.document`` job."""
+
+    upload: str
+    index: int
+    name: str
+    kind: str
+    target: str
 
 
 class Service:
@@ -37,30 +50,60 @@ class Service:
         self.sandbox = Sandbox(settings.sandbox)
         self.slots = threading.BoundedSemaphore(settings.limits.slots)
 
-    def convert(self, upload: str, index: int, name: str, kind: str, target: str) -> dict[str, Any]:
-        job = current_job()
-        source = self.spool.inputs(upload) / f"{index}{Path(name).suffix.lower() or '.bin'}"
-        matches = sorted(self.spool.inputs(upload).glob(f"{index}.*"))
-        if matches:
-            source = matches[0]
-        if not source.is_file():
-            raise Abort("the uploaded file is gone (the upload expired or was removed)")
-        job.set_progress(0.1, "waiting for a converter")
-        with self.slots:
-            job.set_progress(0.3, "converting")
-            work = Path(tempfile.mkdtemp(prefix="convert-", dir=self.settings.data_dir / "work"))
-            try:
-                made = convert_one(self.sandbox, work, source, kind, target, self.settings.limits)
-                out = self.spool.outputs(upload) / f"{index}.{target}"
-                shutil.move(made, out)
-            except (Refused, ConversionFailed, ConversionTimedOut) as exc:
-                raise Abort(str(exc)) from None  # the same file would fail the same way
-            except SandboxUnavailable as exc:
-                raise RuntimeError(str(exc)) from None  # retried: an operator can fix it
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-        job.set_progress(1.0, "converted")
-        return {"output": f"{Path(name).stem}.{target}", "size_bytes": out.stat().st_size}
+    def convert(self, documents: list[Document]) -> list[dict[str, Any] | Exception]:
+        """A micro-batch of documents: one LibreOffice run per upload among them (never
+        two people's files in one sandbox), the runs side by side up to the slots. Each
+        document gets its own outcome; one that fails fails alone."""
+        groups: dict[str, list[int]] = {}
+        for position, document in enumerate(documents):
+            groups.setdefault(document.upload, []).append(position)
+        results: list[dict[str, Any] | Exception] = [Abort("not converted")] * len(documents)
+
+        def run(positions: list[int]) -> None:
+            with self.slots:
+                outcomes = self._convert_group([documents[p] for p in positions])
+            for position, outcome in zip(positions, outcomes, strict=True):
+                results[position] = outcome
+
+        with ThreadPoolExecutor(min(len(groups), self.settings.limits.slots)) as pool:
+            list(pool.map(run, groups.values()))
+        return results
+
+    def _convert_group(self, documents: list[Document]) -> list[dict[str, Any] | Exception]:
+        outcomes: list[dict[str, Any] | Exception] = []
+        sources: list[tuple[Path, str]] = []
+        present: list[Document] = []
+        for document in documents:
+            found = sorted(self.spool.inputs(document.upload).glob(f"{document.index}.*"))
+            if found:
+                sources.append((found[0], document.kind))
+                present.append(document)
+        work = Path(tempfile.mkdtemp(prefix="convert-", dir=self.settings.data_dir / "work"))
+        try:
+            made = convert_many(self.sandbox, work, sources, documents[0].target,
+                                self.settings.limits) if sources else []  # fmt: skip
+            by_document = dict(zip([d.index for d in present], made, strict=True))
+            for document in documents:
+                outcomes.append(self._keep(document, by_document.get(document.index)))
+        except SandboxUnavailable as exc:  # retried: an operator can fix the machine
+            return [RuntimeError(str(exc))] * len(documents)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return outcomes
+
+    def _keep(
+        self, document: Document, made: Path | Exception | None
+    ) -> dict[str, Any] | Exception:
+        if made is None:
+            return Abort("the uploaded file is gone (the upload expired or was removed)")
+        if isinstance(made, Refused | ConversionFailed | ConversionTimedOut):
+            return Abort(str(made))  # the same file would fail the same way again
+        if isinstance(made, Exception):
+            return made
+        out = self.spool.outputs(document.upload) / f"{document.index}.{document.target}"
+        shutil.move(made, out)
+        return {"output": f"{Path(document.name).stem}.{document.target}",
+                "size_bytes": out.stat().st_size}  # fmt: skip
 
     def archive(self, outcomes: list[dict[str, Any]], upload: str) -> dict[str, Any]:
         manifest = self.spool.load(upload)
@@ -107,8 +150,11 @@ def build_service(settings: Settings | None = None) -> Service:
     app = Offload(os.environ.get("OFFLOAD_URL") or f"sqlite:///{settings.data_dir}/convert.db",
                   fair_queues=[QUEUE])  # fmt: skip
     service = Service(settings, app)
-    timeout_s = settings.limits.convert_timeout_s * 3 + 30
-    app.task(name="convert.document", queue=QUEUE, retries=2, timeout_s=timeout_s)(service.convert)
+    limits = settings.limits
+    # A micro-batch's worst case: its shared run times out, then each file alone does.
+    timeout_s = limits.convert_timeout_s * (limits.batch_size + 2) + 60
+    app.task(name="convert.document", queue=QUEUE, retries=2, timeout_s=timeout_s,
+             batch_size=limits.batch_size, batch_wait_s=0.2)(service.convert)  # fmt: skip
     app.task(name="convert.archive", retries=3, timeout_s=600)(service.archive)
     app.periodic("*/10 * * * *", name="convert.sweep", retries=1)(service.sweep)
     return service

@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from apps.convert.converters import TARGETS
 from apps.convert.intake import Refused, sniff
 from apps.convert.spool import Entry, Manifest
-from apps.convert.tasks import Service
+from apps.convert.tasks import Document, Service
 from offload.notices import Email
 
 _HEAD_BYTES = 8192
@@ -130,7 +130,8 @@ async def _enqueue(service: Service, manifest: Manifest, choice: Choice) -> None
     convert = app.tasks["convert.document"].options(owner=manifest.owner, window=window)
     archive = app.tasks["convert.archive"].options(owner=manifest.owner)
     accepted = [e for e in manifest.files if e.kind]
-    signatures = [convert.s(manifest.upload, e.index, e.name, e.kind, choice.target)
+    signatures = [convert.s(Document(upload=manifest.upload, index=e.index, name=e.name,
+                                     kind=e.kind, target=choice.target))
                   for e in accepted]  # fmt: skip
     notify: list[Any] = [Email(to=choice.email)] if choice.email else []
     batch = await app.batch_async(signatures, on_complete=archive.s(upload=manifest.upload),
@@ -138,6 +139,6 @@ async def _enqueue(service: Service, manifest: Manifest, choice: Choice) -> None
     manifest.batch = batch.id
     manifest.archive_job = batch.callback_id
     page = await app.admin.aio.jobs(batch=batch.id, limit=len(signatures))
-    by_index = {json.loads(job.payload)[0][1]: job.id for job in page.jobs}
+    by_index = {json.loads(job.payload)[0][0]["index"]: job.id for job in page.jobs}
     for entry in accepted:
         entry.job = by_index.get(entry.index, "")

@@ -27,6 +27,7 @@ from apps.convert.uploads import UploadError, accept, check_choice
 from apps.convert.views import upload_status
 from offload import JobNotFound
 from offload.links import LinkExpired, LinkInvalid, open_link
+from offload.requests import RequestTimingASGI
 
 HERE = Path(__file__).resolve().parent
 _FORM_SLACK_BYTES = 1024 * 1024
@@ -53,6 +54,9 @@ def create_app(service: Service | None = None, *, outbox: Any = None) -> FastAPI
     web = FastAPI(title="Document conversion", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)  # fmt: skip
     web.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    # The one-minute rule, measured: every request's duration, counted in the store
+    # (``offload requests``, ``/metrics``), the event stream left out.
+    web.add_middleware(RequestTimingASGI, offload_app=service.app, name="convert")
     if outbox is not None:
         from offload.web import outbox as outbox_page
 
