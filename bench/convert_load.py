@@ -89,37 +89,114 @@ class Person(threading.Thread):
             self.error = f"{type(exc).__name__}: {exc}"
 
 
+class Mailbox:
+    """The SMTP server the service mails to (aiosmtpd): when each message arrived."""
+
+    def __init__(self) -> None:
+        self.arrived: list[tuple[float, str]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.arrived.append((time.time(), ",".join(envelope.rcpt_tos)))
+        return "250 OK"
+
+
+def _start(tmp: Path, smtp_port: int, batch: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = dict(os.environ, CONVERT_DATA_DIR=str(tmp / "data"), PYTHONPATH=str(REPO),
+               OFFLOAD_SMTP_HOST="127.0.0.1", OFFLOAD_SMTP_PORT=str(smtp_port),
+               OFFLOAD_SMTP_SECURITY="none", CONVERT_BATCH=str(batch))  # fmt: skip
+    env.pop("OFFLOAD_URL", None)
+    service = subprocess.Popen(
+        [sys.executable, "-m", "apps.convert", "--port", str(port), "--no-outbox"], cwd=tmp,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "/", timeout=2).raise_for_status()
+            return service, url
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or service.poll() is not None:
+                raise SystemExit("the service did not start") from None
+            time.sleep(0.3)
+
+
+def one_person(url: str, tmp: Path, mailbox: Mailbox) -> None:
+    """Ten typical documents, one of each kind: from the upload to the e-mail, and where
+    the time goes (read from the jobs' own timestamps)."""
+    from convert_samples import make_all
+    from offload import Offload
+
+    samples = make_all(tmp / "typical")
+    with httpx.Client(base_url=url, timeout=120) as client:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text)
+        assert csrf
+        began = time.time()
+        answer = client.post(
+            "/uploads", data={"csrf": csrf.group(1), "target": "pdf", "when": "now",
+                              "email": "one@example.com"},
+            files=[("files", (p.name, p.read_bytes())) for p in samples.values()],
+            headers={"Accept": "application/json"},
+        )  # fmt: skip
+        answered = time.time()
+        answer.raise_for_status()
+        upload = answer.json()["upload"]
+    while not any(to == "one@example.com" for _, to in mailbox.arrived):
+        if time.time() - began > 300:
+            raise SystemExit("no e-mail within 300 s")
+        time.sleep(0.05)
+    mailed = next(at for at, to in mailbox.arrived if to == "one@example.com")
+    app = Offload(f"sqlite:///{tmp / 'data' / 'convert.db'}")
+    manifest = json.loads((tmp / "data" / "uploads" / upload / "manifest.json").read_text())
+    members = app.admin.jobs(batch=manifest["batch"], limit=50).jobs
+    archive = app.admin.get(manifest["archive_job"])
+    notice = app.admin.jobs(task="offload.notify", limit=1).jobs[0]
+    first_start = min(j.started_at or 0 for j in members)
+    last_end = max(j.finished_at or 0 for j in members)
+    print(f"\n10 typical documents ({', '.join(samples)}), one person, upload to e-mail: "
+          f"{mailed - began:.1f} s")  # fmt: skip
+    print("| step | s |\n|---|---|")
+    for step, seconds in [
+        ("upload request (stored, answered)", answered - began),
+        ("until the first conversion starts", first_start - answered),
+        ("conversions (first start to last end)", last_end - first_start),
+        ("until the archive job starts", (archive.started_at or 0) - last_end),
+        ("archive (zip and attach)", (archive.finished_at or 0) - (archive.started_at or 0)),
+        ("until the notice starts", (notice.started_at or 0) - (archive.finished_at or 0)),
+        ("notice (compose and send)", (notice.finished_at or 0) - (notice.started_at or 0)),
+        ("until the mail server has it", mailed - (notice.finished_at or 0)),
+    ]:
+        print(f"| {step} | {max(0.0, seconds):.2f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--people", type=int, default=20)
     parser.add_argument("--files", type=int, default=5)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=8,
+        help="CONVERT_BATCH: files per LibreOffice run (1: a run per file)",
+    )
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
         args.people, args.files = 3, 2
+    from aiosmtpd.controller import Controller
+
     tmp = Path(tempfile.mkdtemp(prefix="convert-load-"))
     (tmp / "samples").mkdir()
     samples = [MAKERS[i % len(MAKERS)](tmp / "samples", f"doc-{i}{ext}")
                for i, ext in enumerate([".docx", ".xlsx", ".pptx", ".txt"] * 3)]  # fmt: skip
-    port = _free_port()
-    env = dict(os.environ, CONVERT_DATA_DIR=str(tmp / "data"), PYTHONPATH=str(REPO))
-    env.pop("OFFLOAD_URL", None)
-    service = subprocess.Popen(
-        [sys.executable, "-m", "apps.convert", "--port", str(port), "--smtp-port",
-         str(_free_port())], cwd=tmp, env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    mailbox = Mailbox()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=_free_port())
+    smtp.start()
+    service, url = _start(tmp, smtp.port, args.batch)
+    log(f"the service converts with CONVERT_BATCH={args.batch}")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(url + "/", timeout=2).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or service.poll() is not None:
-                    raise SystemExit("the service did not start") from None
-                time.sleep(0.3)
+        one_person(url, tmp, mailbox)
         timings: dict[str, list[float]] = {}
         lock = threading.Lock()
         people = [Person(url, [samples[(p + f) % len(samples)] for f in range(args.files)],
@@ -134,6 +211,7 @@ def main() -> int:
     finally:
         service.send_signal(signal.SIGINT)  # its last request counts are written on the way out
         service.wait(60)
+        smtp.stop()
     report(people, timings, wall_s, args, tmp)
     return 0 if all(p.error is None for p in people) else 1
 

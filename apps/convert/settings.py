@@ -52,6 +52,8 @@ class Settings:
     night_window: str = "22:00-06:00"
     #: Refuse to convert without the sandbox unless an operator says otherwise.
     sandbox: str = "bwrap"
+    #: Claims take people in turn (a fair queue) rather than first come, first served.
+    fair: bool = False
 
 
 def from_env() -> Settings:
@@ -73,4 +75,5 @@ def from_env() -> Settings:
         limits=limits,
         night_window=os.environ.get("CONVERT_NIGHT", "22:00-06:00"),
         sandbox=sandbox,
+        fair=os.environ.get("CONVERT_FAIR", "0") == "1",
     )

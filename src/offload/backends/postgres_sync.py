@@ -15,6 +15,7 @@ from offload.backends.base import (
     BatchQueryParams,
     Capabilities,
     CountParams,
+    CountsParams,
     CountsQuery,
     EnqueueParams,
     IdsParams,
@@ -34,7 +35,7 @@ from offload.backends.postgres_admin import (
     plan_workers,
 )
 from offload.backends.postgres_deadline import SilentConnection, Watchdog
-from offload.backends.postgres_endings import plan_batches, plan_read_counts
+from offload.backends.postgres_endings import plan_batches, plan_read_counts, plan_record_counts
 from offload.backends.postgres_enqueue import enqueue_is_atomic_alone, plan_enqueue
 from offload.backends.postgres_errors import _unreachable, reraise
 from offload.backends.postgres_plans import (
@@ -226,6 +227,9 @@ class PostgresSync(_Runner):
 
     def batches(self, params: BatchQueryParams) -> list[BatchRecord]:
         return self.run(plan_batches(self._st, params))
+
+    def record_counts(self, params: CountsParams) -> None:
+        self.run(plan_record_counts(self._st, params))
 
     def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
         return self.run(plan_read_counts(self._st, params))

@@ -15,6 +15,7 @@ from offload.backends.base import (
     BatchQueryParams,
     Capabilities,
     CountParams,
+    CountsParams,
     CountsQuery,
     EnqueueParams,
     IdsParams,
@@ -28,7 +29,7 @@ from offload.backends.base import (
 )
 from offload.backends.redis_admin import plan_delete, plan_publish, plan_workers
 from offload.backends.redis_config import RedisConfig, client_options
-from offload.backends.redis_counts import plan_batches, plan_read_counts
+from offload.backends.redis_counts import plan_batches, plan_read_counts, plan_record_counts
 from offload.backends.redis_errors import TRANSIENT, translate, unreachable
 from offload.backends.redis_keys import LAYOUT_VERSION, Keyspace
 from offload.backends.redis_plans import (
@@ -169,6 +170,9 @@ class RedisSync(Runner):
 
     def batches(self, params: BatchQueryParams) -> list[BatchRecord]:
         return self.run(plan_batches(params))
+
+    def record_counts(self, params: CountsParams) -> None:
+        self.run(plan_record_counts(params))
 
     def read_counts(self, params: CountsQuery) -> list[MinuteCounts]:
         return self.run(plan_read_counts(params))

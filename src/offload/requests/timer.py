@@ -63,7 +63,6 @@ class RequestTimer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._task: asyncio.Task[None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # blocking writes to networked stores
         self._failing = False  # the last write failed (said once, not every few seconds)
 
     # -- the request path ------------------------------------------------------
@@ -99,7 +98,7 @@ class RequestTimer:
                 return
             source = f"http:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
             self.tally = RequestTally(self.name, source, self.threshold_s)
-            self._thread, self._task, self._loop = None, None, None  # a parent's are not ours
+            self._thread, self._task = None, None  # a parent's are not ours
             self._stop = threading.Event()
             if thread:
                 self._thread = threading.Thread(
@@ -139,16 +138,8 @@ class RequestTimer:
                 return self._written(True)
             try:
                 blocking = self.app.backend.blocking
-                # SQLite's and memory's blocking clients take counts in this thread (no
-                # executor: this works at exit too); PostgreSQL's and Redis's take them on
-                # their async client only, here on the timer's own loop (they follow the loop).
-                if callable(getattr(blocking, "record_counts", None)):
-                    self._clock.now_blocking(blocking)  # the offset, kept fresh
-                    run_sync(blocking, write(taken, self.name, self._ttl_s))
-                else:
-                    if self._loop is None or self._loop.is_closed():
-                        self._loop = asyncio.new_event_loop()
-                    self._loop.run_until_complete(self._write_async(taken))
+                self._clock.now_blocking(blocking)  # the offset, kept fresh
+                run_sync(blocking, write(taken, self.name, self._ttl_s))
             except Exception as exc:
                 self.tally.give_back(taken)
                 return self._written(False, exc)
