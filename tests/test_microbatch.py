@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 
 from offload import JobState, Offload
+from offload.backends.params import ClaimParams, ReapParams
 from offload.errors import ConfigurationError, InvalidArguments
 from offload.worker.runner import Worker
 from worker_helpers import WorkerThread, wait_until
@@ -197,3 +199,31 @@ def test_a_forming_batch_does_not_let_other_jobs_past_the_worker_concurrency() -
     assert live["most"] == 1  # claimed into the batch's room, they queued for the one slot
     assert all(j.refresh().state is JobState.SUCCEEDED for j in jobs)
     assert stats.succeeded == 31
+
+
+def test_a_batched_job_that_crashed_a_worker_runs_alone_as_a_batch_of_one(tmp_path: Path) -> None:
+    """A worker killed mid-batch leaves its jobs charged a crash; each then runs alone,
+    and must still be called with a list (it was called with the bare item)."""
+    app = Offload(f"sqlite:///{tmp_path / 'jobs.db'}")
+
+    @app.task(batch_size=4, batch_wait_s=0.05)
+    def double(numbers: list[int]) -> list[int]:
+        return [n * 2 for n in numbers]
+
+    async def crash_a_worker() -> None:  # claimed, then its lease runs out unrenewed
+        await app.backend.claim(ClaimParams(queues=["default"], limit=10, worker="gone",
+                                            lease_s=0.05))  # fmt: skip
+        await asyncio.sleep(0.2)
+        await app.backend.reap_expired(ReapParams(max_crashes=3))
+
+    try:
+        jobs = double.enqueue_many(double.s(n) for n in range(3))
+        asyncio.run(crash_a_worker())
+        assert all(app.job(j.id).record.crashes == 1 for j in jobs)
+        with WorkerThread(app, idle_check_s=0.05, concurrency=4):
+            wait_until(lambda: all(j.refresh().state.is_terminal for j in jobs))
+        assert [(j.refresh().state, j.result()) for j in jobs] == [
+            (JobState.SUCCEEDED, n * 2) for n in range(3)
+        ]
+    finally:
+        app.close()

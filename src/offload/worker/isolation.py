@@ -17,7 +17,7 @@ from typing import Any
 from offload.records import JobRecord
 from offload.task import Task
 from offload.worker import outcomes
-from offload.worker.state import Running, WorkerState
+from offload.worker.state import Forming, Running, WorkerState
 
 log = logging.getLogger("offload.worker")
 
@@ -46,7 +46,14 @@ class Isolation(WorkerState):
                 if self._stopping.is_set():  # never started: hand it back, charged nothing
                     running.stop_reason = "shutdown"
                     raise asyncio.CancelledError
-                await self._execute(running)
+                task = self.app.tasks.get(job.task)
+                if task is not None and task.defaults.batch is not None:
+                    # a micro-batched task takes a list: it runs as a batch of one
+                    self._batched_jobs += 1
+                    self._batch_calls_count += 1
+                    await self._execute_batch(Forming(task, 1, [running]))
+                else:
+                    await self._execute(running)
         except asyncio.CancelledError:
             if running.job.id in self._running and self._running[job.id] is running:
                 # stopped before it started: hand it back, charged nothing
