@@ -30,8 +30,13 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     yield from start_service(
         tmp_path_factory.mktemp("convert-inputs"), CONVERT_MAX_FILES="12",
         CONVERT_MAX_FILE_MB="1", CONVERT_MAX_TOTAL_MB="3", CONVERT_TIMEOUT_S="15",
-        CONVERT_NIGHT=_night(),
+        CONVERT_NIGHT=_night(), CONVERT_LEASE_S="4",
     )  # fmt: skip
+
+
+def kept_uploads(service: Service) -> list[Path]:
+    folder = service.data_dir / "uploads"
+    return sorted(folder.iterdir()) if folder.exists() else []
 
 
 def read(path: Path) -> tuple[str, bytes]:
@@ -67,7 +72,7 @@ def test_whole_uploads_refused_with_what_to_change(service: Service, tmp_path: P
                             files=[("files", txt)])  # fmt: skip
         assert shown.status_code == 400 and 'role="alert"' in shown.text
         assert "e-mail address is not valid" in shown.text
-    assert list((service.data_dir / "uploads").iterdir()) == []  # nothing kept of them
+    assert kept_uploads(service) == []  # nothing kept of them
 
 
 def test_bad_files_fail_alone_and_the_rest_arrive(service: Service, tmp_path: Path) -> None:
@@ -102,7 +107,7 @@ def test_bad_files_fail_alone_and_the_rest_arrive(service: Service, tmp_path: Pa
         report = zipfile.ZipFile(io.BytesIO(zipped.content)).read("REPORT.txt").decode()
         assert "bomb.docx: not converted" in report and "zip bomb" in report
     mail = service.mailbox.wait_for("bob@example.com")
-    assert "could not be converted" in str(mail["Subject"])
+    assert str(mail["Subject"]) == "2 of your 3 files are converted (1 could not be)"
 
 
 def test_owners_links_and_expiry(service: Service, tmp_path: Path) -> None:
@@ -205,3 +210,63 @@ def test_hostile_documents_reach_nothing_and_fail_alone(service: Service, tmp_pa
         text = " ".join(page.extract_text() or "" for page in pdf.pages)
         assert "root:" not in text
         assert all(not page.images for page in pdf.pages), f"{name} embedded a picture"
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit(service: Service) -> None:
+    """No Content-Length to check: the body is counted as it arrives and refused at 3 MB."""
+    before = kept_uploads(service)
+    with service.client() as client:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text)
+        assert csrf
+
+        def body() -> Iterator[bytes]:
+            yield (b'--b\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n'
+                   + csrf.group(1).encode() + b"\r\n--b\r\nContent-Disposition: form-data; "
+                   b'name="files"; filename="big.txt"\r\n\r\n')  # fmt: skip
+            for _ in range(40):
+                yield b"a" * 256 * 1024
+            yield b"\r\n--b--\r\n"
+
+        answer = client.post(
+            "/uploads",
+            content=body(),
+            headers={
+                "Content-Type": "multipart/form-data; boundary=b",
+                "Accept": "application/json",
+            },
+        )
+        assert answer.status_code == 413 and "at most 3 MB" in answer.json()["detail"]
+    assert kept_uploads(service) == before
+
+
+def test_a_killed_worker_loses_nothing_and_mails_once(service: Service, tmp_path: Path) -> None:
+    """SIGKILL the worker mid-conversion: the service starts another, the leases bring the
+    jobs back, every file arrives and exactly one e-mail is sent."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from convert_samples import make_all
+
+    with service.client() as client:
+        samples = make_all(tmp_path / "samples")
+        answer = service.upload(client, [read(p) for p in samples.values()],
+                                email="dora@example.com")  # fmt: skip
+        upload = answer.json()["upload"]
+        deadline = time.monotonic() + 60
+        while not any(f["state"] == "running" for f in
+                      client.get(f"/uploads/{upload}/status").json()["files"]):  # fmt: skip
+            assert time.monotonic() < deadline, "no conversion started"
+            time.sleep(0.02)
+        pgrep = ["pgrep", "-P", str(service.process.pid), "-f", "offload worker"]
+        workers = subprocess.run(pgrep, check=False, capture_output=True, text=True).stdout.split()
+        assert workers
+        for pid in workers:
+            os.kill(int(pid), signal.SIGKILL)
+        status = service.wait_done(client, upload, timeout_s=240)
+    assert status["converted"] == len(samples), status
+    service.mailbox.wait_for("dora@example.com")
+    time.sleep(2)  # a second mail would come now if the notice ran twice
+    assert sum("dora@example.com" in str(m["To"]) for m in service.mailbox.messages) == 1
+    assert "a worker stopped" in service.log.read_text()

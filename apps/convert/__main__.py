@@ -12,9 +12,50 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from apps.convert.settings import from_env
+
+
+class Supervisor(threading.Thread):
+    """Keeps ``count`` worker processes running: one that dies (killed, out of memory) is
+    started again, after a pause that grows while they keep dying, and said so."""
+
+    def __init__(self, command: list[str], count: int) -> None:
+        super().__init__(daemon=True, name="convert-workers")
+        self.command, self.count = command, count
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        with self._lock:
+            self.processes = [subprocess.Popen(self.command) for _ in range(self.count)]
+        pause_s = 1.0
+        while not self._stopping.wait(1.0):
+            with self._lock:
+                for index, process in enumerate(self.processes):
+                    if process.poll() is None or self._stopping.is_set():
+                        continue
+                    print(f"  a worker stopped (exit status {process.returncode}); starting "
+                          f"another in {pause_s:g} s", file=sys.stderr, flush=True)  # fmt: skip
+                    if self._stopping.wait(pause_s):
+                        return
+                    self.processes[index] = subprocess.Popen(self.command)
+                    pause_s = min(pause_s * 2, 60.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            for process in self.processes:
+                process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 35
+            for process in self.processes:
+                try:
+                    process.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -57,23 +98,14 @@ def main() -> int:
 
     service = build_service(settings)
     service.sandbox.check()  # say now, not at the first upload, that it cannot run here
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "offload", "worker",
-                          "apps.convert.tasks:build_app", "-q", "convert,default",
-                          "-c", str(settings.limits.slots * 2)])
-        for _ in range(args.workers)
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "offload", "worker", "apps.convert.tasks:build_app",
+               "-q", "convert,default", "-c", str(settings.limits.slots * 2)]  # fmt: skip
+    workers = Supervisor(command, args.workers)
+    workers.start()
     try:
         return _serve(service, args, public_url)
     finally:
-        for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 35
-        for worker in workers:
-            try:
-                worker.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        workers.stop()
 
 
 def _serve(service: object, args: argparse.Namespace, public_url: str) -> int:

@@ -84,8 +84,11 @@ def convert_image(source: Path, target_path: Path, limits: Limits) -> Path:
                     image.convert("RGB").save(target_path, "PDF", resolution=150.0)
                 else:
                     image.save(target_path, "PNG")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise Refused(f"the picture is too large to convert safely ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise Refused(
+            f"the picture is too large to convert safely (at most "
+            f"{limits.max_image_pixels // 1_000_000} million pixels)"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise Refused(f"the picture cannot be read: {exc}") from None
     return target_path

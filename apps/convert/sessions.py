@@ -9,7 +9,7 @@ import hmac
 import secrets
 
 from fastapi import Request, Response
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 COOKIE = "convert_session"
 _MAX_AGE_S = 30 * 24 * 3600
@@ -22,14 +22,14 @@ CSP = (
 class Sessions:
     def __init__(self, secret: str) -> None:
         self._secret = secret
-        self._cookies = URLSafeSerializer(secret, salt="convert.session")
+        self._cookies = URLSafeTimedSerializer(secret, salt="convert.session")
 
     def session_id(self, request: Request) -> str | None:
         raw = request.cookies.get(COOKIE)
         if not raw:
             return None
         try:
-            value = self._cookies.loads(raw)
+            value = self._cookies.loads(raw, max_age=_MAX_AGE_S)  # old cookies end
         except BadSignature:
             return None
         return value if isinstance(value, str) and value.isalnum() else None
@@ -50,13 +50,14 @@ class Sessions:
             self._secret.encode(), f"csrf:{session}".encode(), hashlib.sha256
         ).hexdigest()
 
+    def owner(self, session: str) -> str:
+        """The offload owner a session's jobs are stored under: derived, so a link or a job
+        that names it never gives away the session cookie's id."""
+        digest = hmac.new(self._secret.encode(), f"owner:{session}".encode(), hashlib.sha256)
+        return f"visitor:{digest.hexdigest()[:32]}"
+
     def csrf_ok(self, session: str | None, token: str) -> bool:
         return session is not None and hmac.compare_digest(self.csrf_token(session), token)
-
-
-def owner_of(session: str) -> str:
-    """The offload owner a session's jobs are stored under."""
-    return f"visitor:{session}"
 
 
 def secure_headers(response: Response) -> None:

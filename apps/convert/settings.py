@@ -40,6 +40,11 @@ class Limits:
     batch_size: int = 8
     #: LibreOffice runs one worker process runs at once (the machine's cores by default).
     slots: int = max(1, os.cpu_count() or 1)
+    #: What one client address may send in an hour (per web process).
+    uploads_per_hour: int = 60
+    mb_per_hour: int = 2000
+    #: How soon a killed worker's conversions are taken up again (offload's lease).
+    lease_s: int = 30
     #: How long archives and their links live.
     keep_s: int = 24 * 3600
 
@@ -65,6 +70,9 @@ def from_env() -> Settings:
         convert_memory_bytes=_int("CONVERT_MEMORY_MB", Limits.convert_memory_bytes // MIB) * MIB,
         slots=_int("CONVERT_SLOTS", Limits.slots),
         batch_size=_int("CONVERT_BATCH", Limits.batch_size),
+        lease_s=_int("CONVERT_LEASE_S", Limits.lease_s),
+        uploads_per_hour=_int("CONVERT_UPLOADS_PER_HOUR", Limits.uploads_per_hour),
+        mb_per_hour=_int("CONVERT_MB_PER_HOUR", Limits.mb_per_hour),
         keep_s=_int("CONVERT_KEEP_H", Limits.keep_s // 3600) * 3600,
     )
     sandbox = os.environ.get("CONVERT_SANDBOX", "bwrap")

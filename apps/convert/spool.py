@@ -9,14 +9,14 @@ be a shared file system, like offload's own files).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 _UPLOAD_ID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
 
@@ -51,13 +51,12 @@ class Manifest:
     files: list[Entry] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        return msgspec.json.encode(self).decode()
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        raw: dict[str, Any] = json.loads(text)
-        files = [Entry(**entry) for entry in raw.pop("files", [])]
-        return cls(**raw, files=files)
+        """Checked field by field: a damaged manifest is refused, never half read."""
+        return msgspec.json.decode(text, type=cls)
 
 
 class Spool:
@@ -99,7 +98,7 @@ class Spool:
     def load(self, upload: str) -> Manifest | None:
         try:
             return Manifest.from_json((self.folder(upload) / "manifest.json").read_text("utf-8"))
-        except (FileNotFoundError, KeyError, ValueError, TypeError):
+        except (OSError, KeyError, ValueError, msgspec.DecodeError):
             return None
 
     def of_owner(self, owner: str, limit: int = 50) -> list[Manifest]:
@@ -121,6 +120,17 @@ class Spool:
         """Inputs and outputs go once the archive holds the results."""
         for folder in (self.inputs(upload), self.outputs(upload)):
             shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_unreadable(self, upload: str, older_than: float) -> bool:
+        """An upload whose manifest cannot be read goes once its folder is old enough."""
+        folder = self.folder(upload)
+        try:
+            if folder.stat().st_mtime > older_than:
+                return False
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
 
     def remove(self, manifest: Manifest) -> None:
         (self._owner_folder(manifest.owner) / manifest.upload).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ Workers run ``offload worker apps.convert.tasks:build_app``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -22,10 +23,13 @@ from apps.convert.converters import ConversionFailed, convert_many
 from apps.convert.intake import Refused
 from apps.convert.sandbox import ConversionTimedOut, Sandbox, SandboxUnavailable
 from apps.convert.settings import Settings, from_env
-from apps.convert.spool import Spool
+from apps.convert.spool import Manifest, Spool
 from offload import Abort, Offload, current_job
 
 MAIL_TEMPLATES = Path(__file__).resolve().parent / "mail"
+#: The longest an upload may wait to start (tonight's window opens within a day).
+WAIT_S = 24 * 3600
+log = logging.getLogger("apps.convert")
 QUEUE = "convert"
 
 
@@ -119,23 +123,37 @@ class Service:
         self.spool.drop_work(upload)  # the archive holds the results now
         return summary
 
+    def expires_at(self, manifest: Manifest, archived_at: float | None) -> float:
+        """When an upload goes: ``keep_s`` after its archive was made (its e-mailed link
+        lives as long), or, while it waits (tonight's window), a day later than that."""
+        keep_s = self.settings.limits.keep_s
+        return (archived_at + keep_s) if archived_at else manifest.created_at + keep_s + WAIT_S
+
     def sweep(self) -> dict[str, int]:
-        """Uploads older than ``keep_s`` go, with their jobs and so their archives."""
-        horizon = time.time() - self.settings.limits.keep_s
-        removed = 0
+        """Expired uploads go, with their jobs and so their archives; one that cannot be
+        read or removed never stops the others."""
+        now, removed, failed = time.time(), 0, 0
         for upload in self.spool.all_uploads():
-            manifest = self.spool.load(upload)
-            if manifest is None or manifest.created_at > horizon:
-                continue
-            for job_id in [*(e.job for e in manifest.files if e.job), manifest.archive_job]:
-                if not job_id:
+            try:
+                manifest = self.spool.load(upload)
+                if manifest is None:
+                    removed += self.spool.remove_unreadable(upload, now - WAIT_S)
                     continue
+                archived_at = None
                 with contextlib.suppress(LookupError):
-                    self.app.admin.delete(job_id)
-                self.app.files.delete(job_id)
-            self.spool.remove(manifest)
-            removed += 1
-        return {"removed": removed}
+                    archived_at = self.app.admin.get(manifest.archive_job).finished_at
+                if self.expires_at(manifest, archived_at) > now:
+                    continue
+                for job_id in [*(e.job for e in manifest.files if e.job), manifest.archive_job]:
+                    with contextlib.suppress(LookupError):
+                        self.app.admin.delete(job_id)
+                    self.app.files.delete(job_id)
+                self.spool.remove(manifest)
+                removed += 1
+            except Exception:
+                log.exception("could not sweep upload %s", upload)
+                failed += 1
+        return {"removed": removed, "failed": failed}
 
 
 def build_service(settings: Settings | None = None) -> Service:
@@ -149,7 +167,8 @@ def build_service(settings: Settings | None = None) -> Service:
     # files, so a LibreOffice run converts several (a fair queue, CONVERT_FAIR=1, takes
     # people in turn and leaves one file per run: 104 against 137 conversions a minute).
     app = Offload(os.environ.get("OFFLOAD_URL") or f"sqlite:///{settings.data_dir}/convert.db",
-                  fair_queues=[QUEUE] if settings.fair else [])  # fmt: skip
+                  fair_queues=[QUEUE] if settings.fair else [],
+                  lease_s=settings.limits.lease_s)  # fmt: skip
     service = Service(settings, app)
     limits = settings.limits
     # A micro-batch's worst case: its shared run times out, then each file alone does.

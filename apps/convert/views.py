@@ -48,12 +48,14 @@ async def upload_status(service: Service, manifest: Manifest) -> dict[str, Any]:
                       "shown": _when(manifest, job), "progress": job.progress,
                       "message": message})  # fmt: skip
     archive: dict[str, Any] = {"state": "waiting", "ready": False}
+    archived_at = None
     if manifest.archive_job:
         try:
             job = await app.admin.aio.get(manifest.archive_job, owner=manifest.owner)
         except JobNotFound:
             job = None
         if job is not None:
+            archived_at = job.finished_at
             archive["state"] = job.state.value
             archive["ready"] = job.state == JobState.SUCCEEDED
             if job.state == JobState.DEAD and job.error is not None:
@@ -62,8 +64,8 @@ async def upload_status(service: Service, manifest: Manifest) -> dict[str, Any]:
     return {
         "upload": manifest.upload,
         "created_at": manifest.created_at,
-        "expires_at": manifest.created_at + service.settings.limits.keep_s,
-        "expired": time.time() > manifest.created_at + service.settings.limits.keep_s,
+        "expires_at": service.expires_at(manifest, archived_at),
+        "expired": time.time() > service.expires_at(manifest, archived_at),
         "target": manifest.target,
         "when": manifest.when,
         "email": manifest.email,

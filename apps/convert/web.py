@@ -8,6 +8,7 @@ Run it with ``python -m apps.convert`` (everything) or
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Stre
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from apps.convert.guards import BodyTooLarge, Quota, Streams, disk_refusal, limited_receive
 from apps.convert.intake import SUPPORTED
 from apps.convert.live import event_stream
-from apps.convert.sessions import Sessions, owner_of, secure_headers
+from apps.convert.sessions import Sessions, secure_headers
 from apps.convert.spool import Manifest, is_upload_id
 from apps.convert.tasks import Service, build_service
 from apps.convert.uploads import UploadError, accept, check_choice
@@ -30,7 +33,10 @@ from offload.links import LinkExpired, LinkInvalid, open_link
 from offload.requests import RequestTimingASGI
 
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger("apps.convert")
 _FORM_SLACK_BYTES = 1024 * 1024
+#: Uploads are refused (503) rather than fill the disk below this.
+_DISK_FLOOR_BYTES = 1024 * 1024 * 1024
 
 
 def create_app(service: Service | None = None, *, outbox: Any = None) -> FastAPI:
@@ -39,6 +45,9 @@ def create_app(service: Service | None = None, *, outbox: Any = None) -> FastAPI
     service = service or build_service()
     templates = Jinja2Templates(directory=HERE / "templates")
     state: dict[str, Sessions] = {}
+    limits = service.settings.limits
+    quota = Quota(limits.uploads_per_hour, limits.mb_per_hour * 2**20)
+    streams = Streams()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
@@ -85,7 +94,7 @@ def create_app(service: Service | None = None, *, outbox: Any = None) -> FastAPI
         session = state["sessions"].session_id(request)
         if session is None:
             raise HTTPException(404, "not found")
-        return owner_of(session)
+        return state["sessions"].owner(session)
 
     def own_manifest(request: Request, upload: str) -> Manifest:
         manifest = service.spool.load(upload) if is_upload_id(upload) else None
@@ -109,21 +118,38 @@ def create_app(service: Service | None = None, *, outbox: Any = None) -> FastAPI
                 return JSONResponse({"detail": message}, status_code=status)
             return render(request, "upload.html", status, supported=SUPPORTED, error=message)
 
+        too_large = f"at most {limits.max_total_bytes // 2**20} MB in one go"
         if length > limits.max_total_bytes + _FORM_SLACK_BYTES:
-            return refuse(f"at most {limits.max_total_bytes // 2**20} MB in one go", 413)
+            return refuse(too_large, 413)
+        client = request.client.host if request.client else "unknown"
+        refusal = quota.refusal(client, length) or disk_refusal(
+            service.settings.data_dir, max(length, limits.max_total_bytes), _DISK_FLOOR_BYTES
+        )
+        if refusal:
+            return refuse(refusal, 429 if "an hour" in refusal else 503)
+        # a chunked body says no length: it is cut off at the limit all the same
+        bounded = Request(
+            request.scope,
+            limited_receive(request.receive, limits.max_total_bytes + _FORM_SLACK_BYTES),
+        )
         try:
-            form = await request.form(max_files=limits.max_files * 5, max_fields=20)
-        except Exception as exc:  # Starlette's MultiPartException: a malformed form
-            return refuse(f"the form could not be read: {exc}", 400)
+            form = await bounded.form(max_files=limits.max_files * 5, max_fields=20)
+        except BodyTooLarge:
+            return refuse(too_large, 413)
+        except Exception:  # Starlette's MultiPartException: a malformed form
+            return refuse("the form could not be read: send it again from the page (a file "
+                          "name may be too long)", 400)  # fmt: skip
         session = sessions.session_id(request)
         if not sessions.csrf_ok(session, str(form.get("csrf", ""))):
-            return refuse("this form has expired: reload the page and send it again", 403)
+            await form.close()
+            return refuse("this form has expired: reload the page and send it again (the "
+                          "page needs its cookie: allow cookies for this site)", 403)  # fmt: skip
         files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
         try:
             choice = check_choice(str(form.get("target", "pdf")), str(form.get("when", "now")),
                                   str(form.get("email", "")))  # fmt: skip
             assert session is not None
-            manifest = await accept(service, owner_of(session), files, choice)
+            manifest = await accept(service, sessions.owner(session), files, choice)
         except UploadError as exc:
             return refuse(str(exc), exc.status)
         finally:
@@ -137,7 +163,8 @@ def create_app(service: Service | None = None, *, outbox: Any = None) -> FastAPI
     @web.get("/uploads", response_class=HTMLResponse)
     async def my_conversions(request: Request) -> HTMLResponse:
         session = state["sessions"].session_id(request)
-        manifests = [] if session is None else service.spool.of_owner(owner_of(session))
+        owner = None if session is None else state["sessions"].owner(session)
+        manifests = [] if owner is None else service.spool.of_owner(owner)
         uploads = [await upload_status(service, m) for m in manifests]
         return render(request, "uploads.html", uploads=uploads)
 
@@ -156,10 +183,20 @@ def create_app(service: Service | None = None, *, outbox: Any = None) -> FastAPI
         manifest = own_manifest(request, upload)
         return await _archive(manifest)
 
-    @web.get("/events")
-    async def events(request: Request) -> StreamingResponse:
-        return StreamingResponse(event_stream(service.app, owner(request)),
-                                 media_type="text/event-stream",
+    @web.get("/events", response_model=None)
+    async def events(request: Request) -> Response:
+        who = owner(request)
+        if not streams.enter(who):
+            return JSONResponse({"detail": "too many live pages open: close some"}, 429)
+
+        async def counted() -> Any:
+            try:
+                async for chunk in event_stream(service.app, who):
+                    yield chunk
+            finally:
+                streams.leave(who)
+
+        return StreamingResponse(counted(), media_type="text/event-stream",
                                  headers={"X-Accel-Buffering": "no"})  # fmt: skip
 
     async def by_link(token: str) -> Manifest:
@@ -209,11 +246,19 @@ def create_app(service: Service | None = None, *, outbox: Any = None) -> FastAPI
             "Content-Disposition": f'attachment; filename="{name}"',
             "Content-Length": str(info.size)})  # fmt: skip
 
-    @web.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    @web.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if "text/html" in request.headers.get("accept", ""):
             return render(request, "error.html", exc.status_code, message=exc.detail)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @web.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        response = render(request, "error.html", 500, message="something went wrong on our "
+                          "side; your files are safe: try again in a moment")  # fmt: skip
+        secure_headers(response)  # this answer bypasses the middleware that adds them
+        return response
 
     return web
 

@@ -19,7 +19,9 @@ function setupUpload() {
     chosen.replaceChildren();
     for (const file of input.files) {
       const li = document.createElement("li");
-      li.textContent = `${file.name} (${Math.max(1, Math.round(file.size / 1024))} KB)`;
+      const size = file.size < 1024 ? `${file.size} bytes` : file.size < 1048576
+        ? `${(file.size / 1024).toFixed(0)} KB` : `${(file.size / 1048576).toFixed(1)} MB`;
+      li.textContent = `${file.name} (${size})`;
       chosen.appendChild(li);
     }
   };
