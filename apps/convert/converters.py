@@ -1,6 +1,6 @@
-"""Turn one sniffed file into a PDF (or a PNG of its first page): LibreOffice in the
-sandbox for documents, Pillow for pictures (with its decompression-bomb guard made an
-error), Markdown rendered to HTML first (raw HTML in it is shown as text, never run).
+"""Turn sniffed files into PDFs (or PNGs of their first page), all by LibreOffice in the
+sandbox: pictures too, once Pillow has read their header against its decompression-bomb
+guard; Markdown is rendered to HTML first (raw HTML in it is shown as text, never run).
 """
 
 from __future__ import annotations
@@ -70,8 +70,9 @@ def _why(returncode: int, log: str) -> str:
     return f"LibreOffice made no output (exit status {returncode})"
 
 
-def convert_image(source: Path, target_path: Path, limits: Limits) -> Path:
-    """A picture to a one-page PDF or a PNG; a decompression bomb is refused."""
+def check_image(source: Path, limits: Limits) -> None:
+    """Read a picture's header only (its size, against Pillow's bomb guard made an error):
+    decoding it, where an image library's bugs live, happens in the sandbox."""
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = limits.max_image_pixels  # Pillow's guard, per process
@@ -79,11 +80,7 @@ def convert_image(source: Path, target_path: Path, limits: Limits) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as image:
-                image.load()
-                if target_path.suffix == ".pdf":
-                    image.convert("RGB").save(target_path, "PDF", resolution=150.0)
-                else:
-                    image.save(target_path, "PNG")
+                width, height = image.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise Refused(
             f"the picture is too large to convert safely (at most "
@@ -91,7 +88,8 @@ def convert_image(source: Path, target_path: Path, limits: Limits) -> Path:
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise Refused(f"the picture cannot be read: {exc}") from None
-    return target_path
+    if width < 1 or height < 1:
+        raise Refused("the picture has no pixels")
 
 
 def markdown_to_html(source: Path, target: Path) -> Path:
@@ -118,9 +116,9 @@ def convert_many(sandbox: Sandbox, workdir: Path, items: list[tuple[Path, str]],
     for index, (source, kind) in enumerate(items):
         try:
             if kind == IMAGE:
-                results[index] = convert_image(source, workdir / f"image-{index}.{target}", limits)
-                continue
-            check_unpacked(source, limits.max_unpacked_bytes)
+                check_image(source, limits)
+            else:
+                check_unpacked(source, limits.max_unpacked_bytes)
             given = (
                 markdown_to_html(source, workdir / f"md-{index}.html")
                 if kind == MARKDOWN
