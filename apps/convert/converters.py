@@ -45,20 +45,26 @@ def convert_office(sandbox: Sandbox, workdir: Path, sources: list[Path], target:
         name = f"{index}{source.suffix}"
         shutil.copyfile(source, inputs / name)
         names.append(f"{INSIDE}/in/{name}")
-    finished = sandbox.run(
-        workdir, soffice_command(names, target),
-        # a shared run may take a little longer than one file, not n times as long: a
-        # file that hangs it is found sooner and tried again alone
-        timeout_s=limits.convert_timeout_s + 2 * (len(sources) - 1),
-        memory_bytes=limits.convert_memory_bytes,
-    )  # fmt: skip
+    timed_out: ConversionTimedOut | None = None
+    try:
+        finished = sandbox.run(
+            workdir, soffice_command(names, target),
+            # a shared run may take a little longer than one file, not n times as long
+            timeout_s=limits.convert_timeout_s + 2 * (len(sources) - 1),
+            memory_bytes=limits.convert_memory_bytes,
+        )  # fmt: skip
+        why = _why(finished.returncode, finished.log)
+    except ConversionTimedOut as exc:
+        timed_out, why = exc, "not converted: the run stopped before this file"
     results: list[Path | Exception] = []
     for index in range(len(sources)):
         made = out / f"{index}.{target}"
         if made.is_file() and made.stat().st_size > 0:
             results.append(made)
+        elif timed_out is not None and not any(isinstance(r, Exception) for r in results):
+            results.append(timed_out)  # LibreOffice takes files in order: this one hung it
         else:
-            results.append(ConversionFailed(_why(finished.returncode, finished.log)))
+            results.append(ConversionFailed(why))
     return results
 
 
@@ -136,21 +142,23 @@ def convert_many(sandbox: Sandbox, workdir: Path, items: list[tuple[Path, str]],
 
 def _office_runs(sandbox: Sandbox, workdir: Path, office: list[tuple[int, Path]], target: str,
                  limits: Limits) -> list[Path | Exception]:  # fmt: skip
-    """One run for all; a file that came out of a shared run with no output (a crash or a
-    hang of LibreOffice cuts the run short for the files after it) is tried again alone."""
+    """One run for all. LibreOffice takes the files in order, so when a shared run ends
+    early the first file without output is the one that hung (it fails: it would hang
+    alone too) or crashed it (tried once alone); the files after it run again together."""
     sources = [source for _, source in office]
-    try:
-        made = convert_office(sandbox, workdir / "run", sources, target, limits)
-        outcomes = [_keep(o, workdir, index) for (index, _), o in zip(office, made, strict=True)]
-    except ConversionTimedOut as exc:
-        outcomes = [exc] * len(sources)
-    if len(sources) == 1:
+    made = convert_office(sandbox, workdir / "run", sources, target, limits)
+    outcomes = [_keep(o, workdir, index) for (index, _), o in zip(office, made, strict=True)]
+    missing = [i for i, o in enumerate(outcomes) if isinstance(o, Exception)]
+    if len(sources) == 1 or not missing:
         return outcomes
-    return [
-        _office_runs(sandbox, workdir, [pair], target, limits)[0] if isinstance(o, Exception)
-        else o
-        for pair, o in zip(office, outcomes, strict=True)
-    ]  # fmt: skip
+    first, rest = missing[0], missing[1:]
+    if not isinstance(outcomes[first], ConversionTimedOut):
+        outcomes[first] = _office_runs(sandbox, workdir, [office[first]], target, limits)[0]
+    if rest:
+        again = _office_runs(sandbox, workdir, [office[i] for i in rest], target, limits)
+        for i, outcome in zip(rest, again, strict=True):
+            outcomes[i] = outcome
+    return outcomes
 
 
 def _keep(outcome: Path | Exception, workdir: Path, index: int) -> Path | Exception:
