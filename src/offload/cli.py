@@ -23,6 +23,7 @@ from offload.cli_common import (
 from offload.cli_manage import COMMANDS as JOB_COMMANDS
 from offload.cli_queues import COMMANDS as QUEUE_COMMANDS
 from offload.cli_requests import COMMANDS as REQUEST_COMMANDS
+from offload.cli_users import COMMANDS as USER_COMMANDS
 from offload.cli_web import COMMANDS as WEB_COMMANDS
 from offload.errors import OffloadError
 from offload.present import job_dict
@@ -188,7 +189,7 @@ def demo(job_count: int, workers: int, url: str | None) -> None:
     run_demo(job_count=job_count, worker_count=workers, url=url or os.environ.get("OFFLOAD_URL"))
 
 
-for command in [*JOB_COMMANDS, *QUEUE_COMMANDS, *WEB_COMMANDS, *REQUEST_COMMANDS]:
+for command in [*JOB_COMMANDS, *QUEUE_COMMANDS, *WEB_COMMANDS, *USER_COMMANDS, *REQUEST_COMMANDS]:
     main.add_command(command)
 
 

@@ -13,6 +13,7 @@ import os
 from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO, TypedDict, TypeVar, Unpack
 
+from offload.admin.accounts import AsyncAccounts, SyncAccounts
 from offload.admin.events import Subscription
 from offload.admin.filters import job_filter
 from offload.admin.metrics import MinuteStats, counts
@@ -42,17 +43,8 @@ from offload.ops import Op, run_async, run_sync
 from offload.pausing import set_paused
 from offload.records import JobRecord, WorkerInfo
 from offload.states import JobState
-from offload.tokens import (
-    NewToken,
-    Role,
-    TokenInfo,
-    authenticate,
-    create_token,
-    link_secret,
-    list_tokens,
-    public,
-    revoke_token,
-)
+from offload.tokens import NewToken, Role, TokenInfo, link_secret
+from offload.users import UserInfo
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -77,6 +69,7 @@ __all__ = [
     "Subscription",
     "TokenInfo",
     "Total",
+    "UserInfo",
 ]
 
 
@@ -118,7 +111,7 @@ class _Ops:
         return found
 
 
-class Admin:
+class Admin(SyncAccounts):
     """Sync face of the management API (``app.admin``); ``.aio`` is the async one."""
 
     def __init__(self, app: Offload) -> None:
@@ -218,24 +211,8 @@ class Admin:
         self.get(job_id, owner=owner)
         return self._app.files.of_job(job_id)
 
-    def create_token(self, *, owner: str, role: Role | str, name: str = "") -> NewToken:
-        """A new API token for ``owner``; ``.token`` is its only copy (the store keeps a hash)."""
-        return self._run(create_token(owner, role, name))
 
-    def tokens(self) -> list[TokenInfo]:
-        """Every token, revoked ones included, without their hashes."""
-        return public(self._run(list_tokens()))
-
-    def revoke_token(self, token_id: str) -> TokenInfo:
-        """Stop a token working, on every server at once (``LookupError`` if unknown)."""
-        return self._run(revoke_token(token_id))
-
-    def authenticate(self, token: str) -> TokenInfo | None:
-        """The token's owner and role if it is valid and not revoked, else None."""
-        return self._run(authenticate(token))
-
-
-class AsyncAdmin:
+class AsyncAdmin(AsyncAccounts):
     """Async face of the management API (``app.admin.aio``), with live ``subscribe``."""
 
     def __init__(self, app: Offload) -> None:
@@ -350,18 +327,6 @@ class AsyncAdmin:
     async def remember_idempotent(self, owner: str | None, key: str, job_id: str) -> str:
         """Remember the job a keyed request made; returns the id remembered first."""
         return await self._run(remember(owner, key, job_id))
-
-    async def create_token(self, *, owner: str, role: Role | str, name: str = "") -> NewToken:
-        return await self._run(create_token(owner, role, name))
-
-    async def tokens(self) -> list[TokenInfo]:
-        return public(await self._run(list_tokens()))
-
-    async def revoke_token(self, token_id: str) -> TokenInfo:
-        return await self._run(revoke_token(token_id))
-
-    async def authenticate(self, token: str) -> TokenInfo | None:
-        return await self._run(authenticate(token))
 
     def subscribe(
         self,
