@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO, TypedDict, TypeVar, Unpack
 
 from offload.admin.accounts import AsyncAccounts, SyncAccounts
+from offload.admin.activity import Activity, activity
 from offload.admin.events import Subscription
 from offload.admin.filters import job_filter
 from offload.admin.metrics import MinuteStats, counts
@@ -33,6 +34,7 @@ from offload.admin.operations import (
     schedules,
     workers,
 )
+from offload.admin.relations import Related, related
 from offload.admin.requests import RequestStats, RequestTotal, request_stats, request_totals
 from offload.admin.totals import Total, totals
 from offload.batches import BatchStatus
@@ -55,6 +57,7 @@ T = TypeVar("T")
 
 __all__ = [
     "Action",
+    "Activity",
     "Admin",
     "AsyncAdmin",
     "BatchStatus",
@@ -62,6 +65,7 @@ __all__ = [
     "MinuteStats",
     "NewToken",
     "QueueInfo",
+    "Related",
     "RequestStats",
     "RequestTotal",
     "Role",
@@ -200,6 +204,15 @@ class Admin(SyncAccounts):
         and run time percentiles (kept ``counts_retention_s``)."""
         return self._run(counts(since, until, queue, task))
 
+    def activity(self, *, span: str = "hour", queue: str | None = None) -> Activity:
+        """The last hour or day (``span``): per queue the jobs finished and the wait and
+        run time p95, and chart points (a minute each for an hour, 15 for a day)."""
+        return self._run(activity(span, queue))
+
+    def related(self, job_id: str, *, owner: str | None = None) -> Related:
+        """A job's notices, follow-ups, chain neighbours and batch (``owner``'s only)."""
+        return self._run(related(job_id, owner))
+
     def requests(self, *, since: float, until: float | None = None,
                  app: str | None = None) -> list[RequestStats]:  # fmt: skip
         """Per app timed by ``offload.requests`` (every process's): requests, those over its
@@ -287,6 +300,12 @@ class AsyncAdmin(AsyncAccounts):
         task: str | None = None,
     ) -> list[MinuteStats]:  # fmt: skip
         return await self._run(counts(since, until, queue, task))
+
+    async def activity(self, *, span: str = "hour", queue: str | None = None) -> Activity:
+        return await self._run(activity(span, queue))
+
+    async def related(self, job_id: str, *, owner: str | None = None) -> Related:
+        return await self._run(related(job_id, owner))
 
     async def totals(self) -> list[Total]:
         """Running totals per queue and task since counting began (for counters)."""

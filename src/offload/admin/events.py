@@ -98,6 +98,9 @@ class Subscription:
         self.queue = queue
         self._reconnect = reconnect
         self._stream: AsyncGenerator[JobEvent, None] | None = None
+        #: Set once the store's stream is open: no change after this is missed. A page
+        #: drawn before it reads again then, to close the gap between drawing and listening.
+        self.listening = asyncio.Event()
 
     def __aiter__(self) -> AsyncIterator[JobEvent]:
         if self._stream is None:
@@ -138,6 +141,7 @@ class Subscription:
         while True:
             try:
                 async with self._backend.subscribe() as stream:
+                    self.listening.set()
                     for event in await self._current():
                         yield event
                     pause_s = RECONNECT_MIN_S

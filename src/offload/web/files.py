@@ -55,7 +55,7 @@ def _ascii(name: str) -> str:
     return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
-def _send(handle: BinaryIO, info: FileInfo) -> StreamingResponse:
+def send_file(handle: BinaryIO, info: FileInfo) -> StreamingResponse:
     kind = mimetypes.guess_type(info.name)[0] or "application/octet-stream"
     headers = {
         "Content-Length": str(info.size),
@@ -79,7 +79,7 @@ async def list_files(job_id: str, web: Settings, caller: CallerDep) -> list[dict
 async def download(job_id: str, name: str, web: Settings, caller: CallerDep) -> StreamingResponse:
     """One file, streamed."""
     handle, info = await web.app.admin.aio.open_file(job_id, name, owner=caller.scope)
-    return _send(handle, info)
+    return send_file(handle, info)
 
 
 ExpiresIn = Annotated[int, Query(ge=60, le=MAX_LINK_TTL_S)]
@@ -132,7 +132,7 @@ async def signed_download(token: str, web: Settings) -> StreamingResponse:
     if name is None:
         raise HTTPException(404, "this link opens a job, not a file: /api/v1/shared/...")
     handle, info = await web.app.admin.aio.open_file(job_id, name, owner=owner)
-    return _send(handle, info)
+    return send_file(handle, info)
 
 
 @router.get("/shared/{token}")

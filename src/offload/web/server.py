@@ -20,6 +20,7 @@ from offload.backends.base import BackendError
 from offload.errors import ConfigurationError, CountChanged, InvalidQuery, JobNotFound
 from offload.requests import RequestTimingASGI
 from offload.web import batches, files, jobs, live, manage, metrics, outbox
+from offload.web.dashboard import install as install_dashboard
 from offload.web.deps import MAX_BODY_BYTES, WebSettings
 
 if TYPE_CHECKING:
@@ -41,11 +42,13 @@ def create_app(
     auth: bool = True,
     max_body_bytes: int = MAX_BODY_BYTES,
     dev_smtp_port: int | None = None,
+    dashboard: bool = True,
 ) -> FastAPI:
     """The HTTP API of ``app``. Clients may start the tasks marked
     ``@app.task(public=True)`` and those named in ``public``; ``auth=False`` lets
     every caller act as an admin (``offload serve --insecure-no-auth``);
-    ``dev_smtp_port``: receive mail on that port and show it at ``/dev/outbox``."""
+    ``dev_smtp_port``: receive mail on that port and show it at ``/dev/outbox``;
+    ``dashboard``: serve the dashboard's pages at ``/`` (users log in, see ``offload user``)."""
     names = frozenset(t if isinstance(t, str) else t.name for t in public)
     unknown = sorted(names - set(app.tasks))
     if unknown:
@@ -95,6 +98,8 @@ def create_app(
     api.include_router(files.router)
     api.include_router(metrics.router)
     api.include_router(live.router)
+    if dashboard:
+        install_dashboard(api, web, outbox=box is not None)
     return api
 
 
