@@ -46,6 +46,9 @@ def _need_web() -> None:
 @click.option("--dev-smtp", "dev_smtp", is_flag=True,
               help="Receive mail here and show it at /dev/outbox (development only).")  # fmt: skip
 @click.option("--dev-smtp-port", default=8025, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--forwarded-allow-ips", default=None, metavar="IPS",
+              help="Trust X-Forwarded-Proto/For from these proxy addresses (comma-separated): "
+                   "behind a TLS proxy, cookies are then Secure.")  # fmt: skip
 @click.option(
     "--log-level", default="info", show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
@@ -54,9 +57,11 @@ def _need_web() -> None:
 @friendly
 def serve(
     app_spec: str, host: str, port: int, workers: int, public: tuple[str, ...],
-    insecure_no_auth: bool, dev_smtp: bool, dev_smtp_port: int, log_level: str, url: str | None,
+    insecure_no_auth: bool, dev_smtp: bool, dev_smtp_port: int, forwarded_allow_ips: str | None,
+    log_level: str, url: str | None,
 ) -> None:  # fmt: skip
-    """Serve the HTTP API of APP (module:attribute): start jobs, follow them, fetch results."""
+    """Serve the HTTP API of APP (module:attribute) and its dashboard at /: start jobs, follow
+    them live, search and manage them, fetch results."""
     _need_web()
     import uvicorn
 
@@ -89,10 +94,17 @@ def serve(
     if url:
         os.environ["OFFLOAD_URL"] = url
     click.echo(f"offload: serving {app_spec} ({app.display_url}) on http://{host}:{port}", err=True)
+    if not insecure_no_auth and not app.admin.users():
+        click.echo(
+            f"offload: the dashboard at http://{host}:{port}/ needs a user to log in: "
+            "offload user create NAME --owner OWNER --role admin",
+            err=True,
+        )
     sys.stderr.flush()
     uvicorn.run(
         "offload.web.factory:from_environment", factory=True, host=host, port=port,
-        workers=workers, log_level=log_level.lower(), proxy_headers=False,
+        workers=workers, log_level=log_level.lower(), proxy_headers=bool(forwarded_allow_ips),
+        forwarded_allow_ips=forwarded_allow_ips,
     )  # fmt: skip
 
 

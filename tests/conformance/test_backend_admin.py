@@ -267,6 +267,37 @@ async def test_query_pages_visit_every_job_once(backend: Backend, total: int, li
     assert pages == -(-total // limit)
 
 
+@pytest.mark.parametrize("limit", [1, 4, 50])
+@pytest.mark.parametrize(
+    "flt",
+    [JobFilter(), JobFilter(queue="default"), JobFilter(owner="ann"), JobFilter(text="needle"),
+     JobFilter(created_after=0.0), JobFilter(states=[JobState.QUEUED], owner="ann")],
+    ids=["all", "queue", "owner", "text", "time", "state-owner"],
+)  # fmt: skip
+async def test_query_pages_oldest_first(backend: Backend, flt: JobFilter, limit: int) -> None:
+    """Oldest first visits the same jobs as newest first, the other way round, each once."""
+    await enqueue(backend, *[new_job(owner="ann", payload=b'["needle"]') for _ in range(9)])
+    await enqueue(backend, *[new_job(queue="other", owner="ann", payload=b'["needle"]')
+                             for _ in range(3)])  # fmt: skip
+    await enqueue(backend, *[new_job(owner="bob") for _ in range(2)])
+
+    async def walk(oldest_first: bool) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        for _ in range(100):
+            page = await backend.query(QueryParams(filter=flt, cursor=cursor, limit=limit,
+                                                   oldest_first=oldest_first))  # fmt: skip
+            seen += [j.id for j in page.jobs]
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+        raise AssertionError("pagination does not end")
+
+    newest, oldest = await walk(False), await walk(True)
+    assert newest and oldest == list(reversed(newest))
+    assert len(set(oldest)) == len(oldest)
+
+
 # -- stats -------------------------------------------------------------------
 
 

@@ -131,10 +131,12 @@ class Admin(SyncAccounts):
         return self._run(get(job_id, owner))
 
     def jobs(
-        self, *, cursor: str | None = None, limit: int = 50, **filters: Unpack[Filters]
-    ) -> JobPage:
-        """A page of matching jobs, newest first; pass ``next_cursor`` back for the next."""
-        return self._run(list_jobs(job_filter(**filters), cursor, limit))
+        self, *, cursor: str | None = None, limit: int = 50, oldest_first: bool = False,
+        **filters: Unpack[Filters],
+    ) -> JobPage:  # fmt: skip
+        """A page of matching jobs, newest first (``oldest_first``: the other way); pass
+        ``next_cursor`` back, with the same order, for the next."""
+        return self._run(list_jobs(job_filter(**filters), cursor, limit, oldest_first))
 
     def count(self, *, action: Action | str | None = None, **filters: Unpack[Filters]) -> int:
         """How many jobs match (those ``action`` could change, if given)."""
@@ -239,9 +241,10 @@ class AsyncAdmin(AsyncAccounts):
         return await self._run(get(job_id, owner))
 
     async def jobs(
-        self, *, cursor: str | None = None, limit: int = 50, **filters: Unpack[Filters]
-    ) -> JobPage:
-        return await self._run(list_jobs(job_filter(**filters), cursor, limit))
+        self, *, cursor: str | None = None, limit: int = 50, oldest_first: bool = False,
+        **filters: Unpack[Filters],
+    ) -> JobPage:  # fmt: skip
+        return await self._run(list_jobs(job_filter(**filters), cursor, limit, oldest_first))
 
     async def count(self, *, action: Action | str | None = None, **filters: Unpack[Filters]) -> int:
         return await self._run(count(job_filter(**filters), _action(action)))

@@ -99,8 +99,11 @@ def get(job_id: str, owner: str | None) -> Op[JobRecord]:
     return found[0]
 
 
-def list_jobs(f: JobFilter, cursor: str | None, limit: int) -> Op[JobPage]:
-    params = QueryParams(filter=f, cursor=decode_cursor(cursor), limit=page_limit(limit))
+def list_jobs(
+    f: JobFilter, cursor: str | None, limit: int, oldest_first: bool = False
+) -> Op[JobPage]:
+    params = QueryParams(filter=f, cursor=decode_cursor(cursor), limit=page_limit(limit),
+                         oldest_first=bool(oldest_first))  # fmt: skip
     page: Page = yield ("query", params)
     next_cursor = None if page.next_cursor is None else encode_cursor(page.next_cursor)
     return JobPage(jobs=page.jobs, next_cursor=next_cursor)

@@ -25,13 +25,16 @@ _READY = (JobState.QUEUED, JobState.SCHEDULED)
 
 
 def query_page(jobs: Iterable[JobRecord], params: QueryParams) -> Page:
-    """One page of ``params.filter``'s matches, newest first (call under the store's lock)."""
+    """One page of ``params.filter``'s matches, newest first unless ``oldest_first`` (call
+    under the store's lock)."""
+    up, cursor = params.oldest_first, params.cursor
     matches = [
         j
         for j in jobs
-        if matches_filter(j, params.filter) and (params.cursor is None or j.id < params.cursor)
+        if matches_filter(j, params.filter)
+        and (cursor is None or (j.id > cursor if up else j.id < cursor))
     ]
-    matches.sort(key=lambda j: j.id, reverse=True)
+    matches.sort(key=lambda j: j.id, reverse=not up)
     page = [msgspec.structs.replace(j) for j in matches[: params.limit]]
     more = len(matches) > params.limit
     return Page(jobs=page, next_cursor=page[-1].id if more and page else None)

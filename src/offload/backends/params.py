@@ -137,6 +137,8 @@ class QueryParams(msgspec.Struct, frozen=True, kw_only=True):
     #: Id of the last job of the previous page; pages run newest first.
     cursor: str | None = None
     limit: int = 50
+    #: Pages run oldest first instead (the cursor then pages upwards).
+    oldest_first: bool = False
 
 
 class Page(msgspec.Struct, frozen=True, kw_only=True):

@@ -92,12 +92,13 @@ def filter_sql(st: Statements, f: JobFilter, args: dict[str, Any]) -> list[str]:
 def plan_query(st: Statements, params: QueryParams) -> Plan[Page]:
     args: dict[str, Any] = {"limit": params.limit + 1}
     where = filter_sql(st, params.filter, args)
+    up = params.oldest_first
     if params.cursor is not None:
-        where.append("id < %(cursor)s")
+        where.append("id > %(cursor)s" if up else "id < %(cursor)s")
         args["cursor"] = params.cursor
     rows = yield (
         f"SELECT {COLUMNS} FROM {st.schema}.jobs WHERE {' AND '.join(where)} "
-        "ORDER BY id DESC LIMIT %(limit)s",
+        f"ORDER BY id {'ASC' if up else 'DESC'} LIMIT %(limit)s",
         args,
     )
     jobs = [job_from_row(r) for r in rows]

@@ -38,8 +38,9 @@ Found = tuple[int, list[JobRecord]]
 
 def plan_query(ks: Keyspace, params: QueryParams) -> Plan[Page]:
     _filter_args(params.filter)  # the values checked, even where no queue is looked at
-    _, found = yield from _search(ks, params.filter, params.cursor or "", params.limit + 1)
-    found.sort(key=lambda j: j.id, reverse=True)
+    up = params.oldest_first
+    _, found = yield from _search(ks, params.filter, params.cursor or "", params.limit + 1, up)
+    found.sort(key=lambda j: j.id, reverse=not up)
     jobs = found[: params.limit]
     more = len(found) > params.limit
     return Page(jobs=jobs, next_cursor=jobs[-1].id if more and jobs else None)
@@ -129,21 +130,24 @@ def _walk(queue: str, index: str, first: int, last: int, f: JobFilter) -> Plan[i
     return count
 
 
-def _search(ks: Keyspace, f: JobFilter, cursor: str, want: int) -> Plan[Found]:
-    """Every queue's matches below ``cursor``, at least ``want`` of them if there are that
-    many; ``want`` = 0 counts them all without reading them."""
+def _search(ks: Keyspace, f: JobFilter, cursor: str, want: int, up: bool = False) -> Plan[Found]:
+    """Every queue's matches below ``cursor`` (above it if ``up``: oldest first), at least
+    ``want`` of them if there are that many; ``want`` = 0 counts them all without reading
+    them."""
     own = _own_index(f)
     if own is not None:  # a batch's, owner's or task's own index: never every job's
-        return (yield from _scan(ks, *own, f, cursor, want))
+        return (yield from _scan(ks, *own, f, cursor, want, up))
     count = 0
     found: list[JobRecord] = []
     for queue in (yield from _queues(ks, f)):
-        n, jobs = yield from _in_queue(ks, f, queue, cursor, want)
+        n, jobs = yield from _in_queue(ks, f, queue, cursor, want, up)
         count, found = count + n, found + jobs
     return count, found
 
 
-def _in_queue(ks: Keyspace, f: JobFilter, queue: str, cursor: str, want: int) -> Plan[Found]:
+def _in_queue(
+    ks: Keyspace, f: JobFilter, queue: str, cursor: str, want: int, up: bool
+) -> Plan[Found]:
     if _timed(f):
         created = ks.queue_key(queue, "created")
         low, high = _time_bounds(f)
@@ -152,17 +156,20 @@ def _in_queue(ks: Keyspace, f: JobFilter, queue: str, cursor: str, want: int) ->
             ids.sort(reverse=True)  # bytewise, as Redis orders ids (ZRANGEBYLEX)
             if f.text is not None:
                 ids = ids[:TEXT_SCAN]
+            if up:
+                ids.reverse()
             if cursor:
-                ids = [i for i in ids if i < cursor.encode()]
+                mark = cursor.encode()
+                ids = [i for i in ids if (i > mark if up else i < mark)]
             return (yield from _check_ids(queue, ids, f, want))
-    return (yield from _scan(ks, "q", queue, f, cursor, want))
+    return (yield from _scan(ks, "q", queue, f, cursor, want, up))
 
 
 def _scan(
-    ks: Keyspace, source: str, name: str, f: JobFilter, cursor: str, want: int
+    ks: Keyspace, source: str, name: str, f: JobFilter, cursor: str, want: int, up: bool = False
 ) -> Plan[Found]:
-    """Walk an index (a queue's, batch's, owner's or task's ids) newest first, QUERY_SCAN ids
-    a script."""
+    """Walk an index (a queue's, batch's, owner's or task's ids) newest first (oldest first
+    if ``up``), QUERY_SCAN ids a script."""
     args = _filter_args(f)
     floor = ""
     if f.text is not None:  # no further down than the TEXT_SCAN newest
@@ -174,7 +181,8 @@ def _scan(
     found: list[JobRecord] = []
     while True:
         left = max(want - count, 1) if want else 0
-        reply = yield Script("query", [source, name, cursor, left, QUERY_SCAN, floor, *args])
+        way = source + (">" if up else "")
+        reply = yield Script("query", [way, name, cursor, left, QUERY_SCAN, floor, *args])
         count += int(reply[1])
         found += records(reply[2:])
         cursor = reply[0].decode()

@@ -72,11 +72,13 @@ def query_page(conn: sqlite3.Connection, params: QueryParams) -> Page:
         else:
             table = "offload_jobs INDEXED BY offload_jobs_created"
     where, args = filter_where(f, time_index=time_index)
+    up = params.oldest_first
     if params.cursor is not None:
-        where += " AND id < ?"
+        where += " AND id > ?" if up else " AND id < ?"
         args.append(params.cursor)
     rows = conn.execute(
-        f"SELECT {COLUMNS} FROM {table} WHERE {where} ORDER BY id DESC LIMIT ?",
+        f"SELECT {COLUMNS} FROM {table} WHERE {where} ORDER BY id {'ASC' if up else 'DESC'} "
+        "LIMIT ?",
         [*args, params.limit + 1],
     )
     jobs = [job_from_row(r) for r in rows]

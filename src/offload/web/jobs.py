@@ -242,14 +242,17 @@ async def list_jobs(
     filters: QueryFilters,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    order: Literal["newest", "oldest"] = "newest",
 ) -> JobPageOut:
-    """Your jobs, newest first, filtered; pass ``next_cursor`` back as ``cursor``."""
-    refuse_unknown(request, "cursor", "limit")
+    """Your jobs, newest first (or ``order=oldest``), filtered; pass ``next_cursor`` back as
+    ``cursor`` with the same order."""
+    refuse_unknown(request, "cursor", "limit", "order")
     guard_text(web, filters["text"], filters["task"])
     mine = scoped(filters, caller.scope)
     if mine is None:
         return JobPageOut(jobs=[], next_cursor=None)
-    page = await web.app.admin.aio.jobs(cursor=cursor, limit=limit, **mine)
+    page = await web.app.admin.aio.jobs(cursor=cursor, limit=limit,
+                                        oldest_first=order == "oldest", **mine)  # fmt: skip
     return JobPageOut(jobs=[present(j, web) for j in page.jobs], next_cursor=page.next_cursor)
 
 

@@ -9,9 +9,12 @@
 -- text ARGV[10..14] (optional strings); created_after and created_before ARGV[15..16]
 -- ('' = none). Text is a substring of the id, task, owner or payload, case-insensitive
 -- for ASCII letters (Lua's string.lower), taken literally (string.find's plain mode).
+-- A source ending in '>' walks its index oldest first instead, from the floor up and above
+-- the cursor.
 -- Returns {the last id looked at or '' (nothing further), matches, their records...}; for
 -- 'r' the next rank to look at, not an id.
-local source, name, cursor = ARGV[3], ARGV[4], ARGV[5]
+local source, name, cursor = string.sub(ARGV[3], 1, 1), ARGV[4], ARGV[5]
+local upwards = string.sub(ARGV[3], 2) == '>'
 local want, budget, floor = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local states = nil
 if ARGV[9] ~= '' then
@@ -74,9 +77,15 @@ elseif source == 'r' then
 end
 local index = ({b = batchkey, o = ownerkey, t = taskkey})[source]
 index = index and index(name) or qkey(name, 'all')
-local top = cursor == '' and '+' or '(' .. cursor
-local bottom = floor == '' and '-' or '[' .. floor
-local ids = redis.call('ZREVRANGEBYLEX', index, top, bottom, 'LIMIT', 0, budget)
+local ids
+if upwards then
+  local low = cursor ~= '' and '(' .. cursor or (floor == '' and '-' or '[' .. floor)
+  ids = redis.call('ZRANGEBYLEX', index, low, '+', 'LIMIT', 0, budget)
+else
+  local top = cursor == '' and '+' or '(' .. cursor
+  local bottom = floor == '' and '-' or '[' .. floor
+  ids = redis.call('ZREVRANGEBYLEX', index, top, bottom, 'LIMIT', 0, budget)
+end
 for _, id in ipairs(ids) do
   local queue = source ~= 'q' and redis.call('HGET', DIR, id) or name
   if queue and look(queue, id) then return out end

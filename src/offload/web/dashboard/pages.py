@@ -62,8 +62,8 @@ async def _my_work(request: Request, board: Board, viewer: Who) -> HTMLResponse:
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-async def jobs(request: Request, board: Board, viewer: Who, cursor: str | None = None
-               ) -> HTMLResponse:  # fmt: skip
+async def jobs(request: Request, board: Board, viewer: Who, cursor: str | None = None,
+               order: str = "newest") -> HTMLResponse:  # fmt: skip
     admin = board.web.app.admin.aio
     problem = None
     page = None
@@ -71,7 +71,10 @@ async def jobs(request: Request, board: Board, viewer: Who, cursor: str | None =
         search = Search.of_request(request)
         filters = search.filters(viewer.scope)
         guard_text(board.web, filters.get("text"), filters.get("task"))
-        page = await admin.jobs(cursor=cursor, limit=PAGE_SIZE, **filters)
+        if order not in ("newest", "oldest"):
+            raise InvalidQuery("order is newest or oldest")
+        page = await admin.jobs(cursor=cursor, limit=PAGE_SIZE, oldest_first=order == "oldest",
+                                **filters)  # fmt: skip
     except (InvalidQuery, HTTPException, ValueError) as exc:  # a message beside the form
         problem = str(exc.detail) if isinstance(exc, HTTPException) else str(exc)
         search = Search()
@@ -81,7 +84,7 @@ async def jobs(request: Request, board: Board, viewer: Who, cursor: str | None =
         }
     return await board.page(
         request, "jobs.html", viewer, partial="jobs_live.html", search=search,
-        page=page, problem=problem, states=_ORDER, cursor=cursor,
+        page=page, problem=problem, states=_ORDER, cursor=cursor, order=order,
     )  # fmt: skip
 
 
