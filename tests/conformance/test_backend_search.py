@@ -77,3 +77,22 @@ async def test_delete_forgets_jobs_but_not_running_ones(backend: Backend) -> Non
     again = await enqueue_one(backend, key="only-one")  # the key is free again
     assert again.id != keyed.id
     assert await backend.delete(IdsParams(ids=[keyed.id])) == []
+
+
+async def test_text_skips_the_arguments_of_secret_tasks(backend: Backend) -> None:
+    secret = await enqueue_one(backend, task="app.login", payload=b'[["ann","hunter2"],{}]')
+    plain = await enqueue_one(backend, task="app.echo", payload=b'[["hunter2"],{}]')
+    skips = ["app.login"]
+
+    async def found(text: str) -> set[str]:
+        flt = JobFilter(text=text, text_skips=skips)
+        page = await backend.query(QueryParams(filter=flt))
+        assert await backend.count(CountParams(filter=flt)) == len(page.jobs)
+        return {j.id for j in page.jobs}
+
+    assert await found("hunter2") == {plain.id}
+    assert await found("HUNTER") == {plain.id}
+    assert await found("app.log") == {secret.id}  # its task's name is not secret
+    assert await found(secret.id[-6:]) == {secret.id}
+    everything = await backend.query(QueryParams(filter=JobFilter(text="hunter2")))
+    assert {j.id for j in everything.jobs} == {secret.id, plain.id}  # without skips: both

@@ -13,6 +13,8 @@ import os
 from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO, TypedDict, TypeVar, Unpack
 
+import msgspec
+
 from offload.admin.accounts import AsyncAccounts, SyncAccounts
 from offload.admin.activity import Activity, activity
 from offload.admin.events import Subscription
@@ -37,6 +39,7 @@ from offload.admin.operations import (
 from offload.admin.relations import Related, related
 from offload.admin.requests import RequestStats, RequestTotal, request_stats, request_totals
 from offload.admin.totals import Total, totals
+from offload.backends.base import JobFilter
 from offload.batches import BatchStatus
 from offload.bounds import check_queue_name
 from offload.files import FileInfo
@@ -101,9 +104,14 @@ class _Ops:
             {self.app.default_queue} | {t.defaults.queue for t in self.app.tasks.values()}
         )
 
-    @staticmethod
-    def bulk(action: Action, expected: int, everything: bool, filters: Filters) -> Op[int]:
-        return act_on_matching(action, job_filter(**filters), expected, everything)
+    def filter(self, filters: Filters) -> JobFilter:
+        """``filters`` checked, with the text never looking at secret arguments: a search
+        that matched them would spell a secret out one guessed character at a time."""
+        secret = sorted(n for n, t in self.app.tasks.items() if t.defaults.secret)
+        return msgspec.structs.replace(job_filter(**filters), text_skips=secret)
+
+    def bulk(self, action: Action, expected: int, everything: bool, filters: Filters) -> Op[int]:
+        return act_on_matching(action, self.filter(filters), expected, everything)
 
     def batches(self, owner: str | None) -> Op[list[BatchStatus]]:
         found = []
@@ -136,11 +144,11 @@ class Admin(SyncAccounts):
     ) -> JobPage:  # fmt: skip
         """A page of matching jobs, newest first (``oldest_first``: the other way); pass
         ``next_cursor`` back, with the same order, for the next."""
-        return self._run(list_jobs(job_filter(**filters), cursor, limit, oldest_first))
+        return self._run(list_jobs(self._ops.filter(filters), cursor, limit, oldest_first))
 
     def count(self, *, action: Action | str | None = None, **filters: Unpack[Filters]) -> int:
         """How many jobs match (those ``action`` could change, if given)."""
-        return self._run(count(job_filter(**filters), _action(action)))
+        return self._run(count(self._ops.filter(filters), _action(action)))
 
     def cancel(self, job_id: str, *, owner: str | None = None) -> JobRecord:
         """Cancel a job that has not ended; a running one is stopped within about a second."""
@@ -244,10 +252,11 @@ class AsyncAdmin(AsyncAccounts):
         self, *, cursor: str | None = None, limit: int = 50, oldest_first: bool = False,
         **filters: Unpack[Filters],
     ) -> JobPage:  # fmt: skip
-        return await self._run(list_jobs(job_filter(**filters), cursor, limit, oldest_first))
+        return await self._run(list_jobs(self._ops.filter(filters), cursor, limit,
+                                         oldest_first))  # fmt: skip
 
     async def count(self, *, action: Action | str | None = None, **filters: Unpack[Filters]) -> int:
-        return await self._run(count(job_filter(**filters), _action(action)))
+        return await self._run(count(self._ops.filter(filters), _action(action)))
 
     async def cancel(self, job_id: str, *, owner: str | None = None) -> JobRecord:
         record = await self._run(act_on_one(Action.CANCEL, job_id, owner))

@@ -3,7 +3,7 @@ an outcome applied to one job, and its marks."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 import msgspec
 
@@ -49,14 +49,14 @@ def matches_filter(j: JobRecord, f: JobFilter) -> bool:
         and (f.batch is None or j.batch == f.batch)
         and (f.created_after is None or j.created_at >= f.created_after)
         and (f.created_before is None or j.created_at < f.created_before)
-        and (f.text is None or _mentions(j, f.text.casefold()))
+        and (f.text is None or _mentions(j, f.text.casefold(), f.text_skips))
     )
 
 
-def _mentions(j: JobRecord, text: str) -> bool:
+def _mentions(j: JobRecord, text: str, skips: Sequence[str]) -> bool:
     if any(text in (v or "").casefold() for v in (j.id, j.task, j.owner)):
         return True
-    return text in j.payload.decode("utf-8", "replace").casefold()
+    return j.task not in skips and text in j.payload.decode("utf-8", "replace").casefold()
 
 
 def queue_stats(jobs: Iterable[JobRecord], now: float) -> list[QueueStats]:

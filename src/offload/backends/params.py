@@ -123,6 +123,9 @@ class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
     batch: str | None = None
     #: Case-insensitive substring of the id, task, owner or arguments (``payload``).
     text: str | None = None
+    #: Tasks whose arguments ``text`` never looks at: they keep secrets, and a search that
+    #: matched them would spell a secret out one guessed character at a time.
+    text_skips: Sequence[str] = ()
     #: ``created_at`` within [created_after, created_before), on the store's clock.
     created_after: float | None = None
     created_before: float | None = None

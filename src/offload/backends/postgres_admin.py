@@ -82,6 +82,13 @@ def filter_sql(st: Statements, f: JobFilter, args: dict[str, Any]) -> list[str]:
             found.append("s.body ILIKE %(text)s")
         else:
             found.append("(s.body ILIKE %(text)s OR s.body ILIKE %(text_bytes)s)")
+        if f.text_skips:  # their arguments are not searched: only their id, task and owner
+            args["text_skips"] = list(f.text_skips)
+            args["text_plain"] = like_pattern(f.text.replace("\x00", ""))
+            where.append(
+                "(task <> ALL(%(text_skips)s::text[]) OR id ILIKE %(text_plain)s"
+                " OR task ILIKE %(text_plain)s OR coalesce(owner, '') ILIKE %(text_plain)s)"
+            )
     if found:
         where.append(
             f"id IN (SELECT s.id FROM {st.schema}.job_search AS s WHERE {' AND '.join(found)})"

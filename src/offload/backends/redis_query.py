@@ -16,6 +16,7 @@ agrees with the pages). Case is ignored for ASCII letters only (Lua's ``string.l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +69,7 @@ def _filter_args(f: JobFilter) -> list[Any]:
     return [
         states, opt(f.task), opt(f.owner), opt(f.queue), opt(f.batch), opt(f.text),
         when(f.created_after, "", "created_after"), when(f.created_before, "", "created_before"),
+        json.dumps(list(f.text_skips)) if f.text_skips else "",
     ]  # fmt: skip
 
 

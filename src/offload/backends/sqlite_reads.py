@@ -46,8 +46,12 @@ def filter_where(f: JobFilter, *, time_index: bool = True) -> tuple[str, list[An
         args.append(f.created_before)
     if f.text is not None:
         pattern = "%" + escape_like(f.text) + "%"
-        where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in _TEXT_COLUMNS) + ")")
+        found = [f"{c} LIKE ? ESCAPE '\\'" for c in _TEXT_COLUMNS]
         args += [pattern] * len(_TEXT_COLUMNS)
+        if f.text_skips:  # their arguments are not searched: only their id, task and owner
+            found[-1] = f"({found[-1]} AND task NOT IN ({_marks(f.text_skips)}))"
+            args += list(f.text_skips)
+        where.append("(" + " OR ".join(found) + ")")
     return " AND ".join(where), args
 
 

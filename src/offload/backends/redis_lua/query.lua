@@ -2,13 +2,14 @@
 --   'q' the ids of queue ARGV[4] below cursor ARGV[5] ('' = top), down to ARGV[8] ('' = all)
 --   'b' the ids of batch ARGV[4] (its own index), below the cursor, down to ARGV[8]
 --   'o' and 't' likewise the ids of owner or task ARGV[4] (their own indexes)
---   'i' the ids ARGV[17..] of queue ARGV[4], in the order given (redis_query sorts them)
---   'r' the ids ranked ARGV[5] to ARGV[8] in queue ARGV[4]'s index ARGV[17] (a count's walk)
+--   'i' the ids ARGV[18..] of queue ARGV[4], in the order given (redis_query sorts them)
+--   'r' the ids ranked ARGV[5] to ARGV[8] in queue ARGV[4]'s index ARGV[18] (a count's walk)
 -- looking at most ARGV[7] ids and stopping at ARGV[6] matches (0: count them all instead).
 -- The filter: states ARGV[9] (comma-separated, '' = any); task, owner, queue, batch and
 -- text ARGV[10..14] (optional strings); created_after and created_before ARGV[15..16]
 -- ('' = none). Text is a substring of the id, task, owner or payload, case-insensitive
--- for ASCII letters (Lua's string.lower), taken literally (string.find's plain mode).
+-- for ASCII letters (Lua's string.lower), taken literally (string.find's plain mode);
+-- never the payload of the tasks in the JSON list ARGV[17] ('' = none): they keep secrets.
 -- A source ending in '>' walks its index oldest first instead, from the floor up and above
 -- the cursor.
 -- Returns {the last id looked at or '' (nothing further), matches, their records...}; for
@@ -25,6 +26,10 @@ local task, owner, only, batch = opt(ARGV[10]), opt(ARGV[11]), opt(ARGV[12]), op
 local text = opt(ARGV[14])
 if text then text = string.lower(text) end
 local after, before = tonumber(ARGV[15]), tonumber(ARGV[16])
+local skips = {}
+if ARGV[17] ~= '' then
+  for _, t in ipairs(cjson.decode(ARGV[17])) do skips[t] = true end
+end
 local wanted = {'state', 'task', 'owner', 'batch', 'created_at'}
 if text then wanted[#wanted + 1] = 'payload' end
 
@@ -46,7 +51,8 @@ local function matches(queue, id)
       return false
     end
   end
-  return not text or mentions(id) or mentions(v[2]) or mentions(v[3]) or mentions(v[6])
+  return not text or mentions(id) or mentions(v[2]) or mentions(v[3])
+    or (not skips[v[2]] and mentions(v[6]))
 end
 
 local out = {'', 0}
@@ -60,7 +66,7 @@ local function look(queue, id)
 end
 
 if source == 'i' then
-  for k = 17, #ARGV do
+  for k = 18, #ARGV do
     if look(name, ARGV[k]) then return out end
   end
   out[1] = ''
@@ -68,7 +74,7 @@ if source == 'i' then
 elseif source == 'r' then
   local first, last = tonumber(cursor), tonumber(floor)
   local stop = math.min(last, first + budget - 1)
-  local ids = redis.call('ZRANGE', qkey(name, ARGV[17]), first, stop)
+  local ids = redis.call('ZRANGE', qkey(name, ARGV[18]), first, stop)
   for _, id in ipairs(ids) do
     if look(name, id) then return out end
   end

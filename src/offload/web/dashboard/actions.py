@@ -23,7 +23,6 @@ from offload.web.dashboard.session import (
     set_cookie,
     viewer_of,
 )
-from offload.web.jobs import guard_text
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -122,7 +121,6 @@ async def confirm_bulk(request: Request, verb: str, board: Board, viewer: Who) -
     require_action(viewer)
     search = Search.of_request(request)
     filters = search.filters(viewer.scope)
-    guard_text(board.web, filters.get("text"), filters.get("task"))
     count = await board.web.app.admin.aio.count(action=action, **filters)
     return await board.page(request, "confirm.html", viewer, action=action.value, count=count,
                             search=search)  # fmt: skip
@@ -135,7 +133,6 @@ async def bulk(request: Request, verb: str, board: Board, viewer: Who) -> Respon
     require_action(viewer)
     search = Search.of(_Fields(fields))
     filters = search.filters(viewer.scope)
-    guard_text(board.web, filters.get("text"), filters.get("task"))
     expected_raw = one(fields, "expected")
     if not expected_raw.isdigit():
         raise HTTPException(400, "the confirmation lost its count: go back and confirm again")
