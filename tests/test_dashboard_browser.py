@@ -249,3 +249,34 @@ def test_html_stays_text_and_every_page_is_clean(board: Board, browser: Any) -> 
     ada.shoot("phone-jobs")
     ada.check_clean()
     ada.close()
+
+
+HIDE = """(hidden) => {
+  window.__hidden = hidden;
+  for (const name of ['hidden', 'visibilityState']) {
+    Object.defineProperty(document, name, {configurable: true,
+      get: () => name === 'hidden' ? window.__hidden : (window.__hidden ? 'hidden' : 'visible')});
+  }
+  document.dispatchEvent(new Event('visibilitychange'));
+}"""
+
+
+def test_a_hidden_tab_pauses_and_catches_up_when_shown(board: Board, browser: Any) -> None:
+    job_id = board.run(lambda app: app.tasks["flaky"].options(owner="alice", delay=3600)
+                       .enqueue("hidden-tab").id)  # fmt: skip
+    otto = Person(browser, board, "otto")
+    page = otto.go(f"/jobs/{job_id}")
+    page.locator("#job-live h1 .state-scheduled").wait_for()
+    page.wait_for_timeout(1500)  # the live stream is open and its first refresh is done
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if r.headers.get("hx-request") else None)
+    page.evaluate(HIDE, True)
+    board.run(lambda app: app.admin.cancel(job_id))
+    page.wait_for_timeout(2500)  # the change's event arrives; a hidden tab fetches nothing
+    assert fetched == []
+    assert page.locator("#job-live h1 .state-scheduled").count() == 1
+    page.evaluate(HIDE, False)
+    page.locator("#job-live h1 .state-cancelled").wait_for(timeout=10_000)
+    assert len(fetched) == 1, fetched  # one catch-up, not one per missed event
+    otto.check_clean()
+    otto.close()
