@@ -77,6 +77,8 @@ def _arguments() -> argparse.Namespace:
                         help="the development outbox's SMTP port")  # fmt: skip
     parser.add_argument("--no-outbox", action="store_true",
                         help="send mail with OFFLOAD_SMTP_* instead")  # fmt: skip
+    parser.add_argument("--dashboard-port", type=int, default=8001,
+                        help="offload's dashboard of every job (0: none)")  # fmt: skip
     return parser.parse_args()
 
 
@@ -84,8 +86,12 @@ def main() -> int:
     args = _arguments()
     if args.workers < 0:
         sys.exit("--workers is 0 or more")
-    for port, what in ((args.port, "--port"), (args.smtp_port, "--smtp-port")):
-        if (what == "--port" or not args.no_outbox) and not _port_free(args.host, port):
+    ports = ((args.port, "--port"), (args.smtp_port, "--smtp-port"),
+             (args.dashboard_port, "--dashboard-port"))  # fmt: skip
+    for port, what in ports:
+        if (what == "--smtp-port" and args.no_outbox) or not port:
+            continue
+        if not _port_free(args.host, port):
             sys.exit(f"port {port} on {args.host} is taken: choose another with {what}")
     settings = from_env()
     public_url = os.environ.get("OFFLOAD_PUBLIC_URL") or f"http://{args.host}:{args.port}"
@@ -102,10 +108,18 @@ def main() -> int:
                "-q", "convert,default", "-c", str(settings.limits.slots * 2)]  # fmt: skip
     workers = Supervisor(command, args.workers)
     workers.start()
+    dashboard = None
+    if args.dashboard_port:
+        dashboard = Supervisor([sys.executable, "-m", "offload", "serve",
+                                "apps.convert.tasks:build_app", "--host", args.host, "--port",
+                                str(args.dashboard_port), "--log-level", "warning"], 1)  # fmt: skip
+        dashboard.start()
     try:
         return _serve(service, args, public_url)
     finally:
         workers.stop()
+        if dashboard is not None:
+            dashboard.stop()
 
 
 def _serve(service: object, args: argparse.Namespace, public_url: str) -> int:
@@ -123,6 +137,10 @@ def _serve(service: object, args: argparse.Namespace, public_url: str) -> int:
     print(f"\n  Convert documents: open {public_url}/", flush=True)
     if outbox is not None:
         print(f"  E-mails arrive in the development outbox: {public_url}/dev/outbox", flush=True)
+    if args.dashboard_port:
+        print(f"  Every job, live, for operators: http://{args.host}:{args.dashboard_port}/ "
+              "(log in as a user made with: .venv/bin/offload user create NAME --owner ops "
+              "--role admin --app apps.convert.tasks:build_app)", flush=True)  # fmt: skip
     print(f"  Jobs are stored in {store}; Ctrl-C stops everything.\n", flush=True)
     uvicorn.run(web, host=args.host, port=args.port, log_level="warning")
     return 0
