@@ -107,7 +107,8 @@ def _start(tmp: Path, smtp_port: int, batch: int) -> tuple[subprocess.Popen[byte
                OFFLOAD_SMTP_SECURITY="none", CONVERT_BATCH=str(batch))  # fmt: skip
     env.pop("OFFLOAD_URL", None)
     service = subprocess.Popen(
-        [sys.executable, "-m", "apps.convert", "--port", str(port), "--no-outbox"], cwd=tmp,
+        [sys.executable, "-m", "apps.convert", "--port", str(port), "--no-outbox",
+         "--dashboard-port", "0"], cwd=tmp,
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

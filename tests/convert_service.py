@@ -103,7 +103,8 @@ def start_service(tmp: Path, **env: str) -> Iterator[Service]:
     environment.pop("OFFLOAD_URL", None)
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "apps.convert", "--port", str(port), "--no-outbox"],
+            [sys.executable, "-m", "apps.convert", "--port", str(port), "--no-outbox",
+             "--dashboard-port", "0"],
             cwd=tmp, env=environment, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     service = Service(f"http://127.0.0.1:{port}", tmp / "data", mailbox, process, log, env)
