@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from browser_helpers import ARTIFACTS, chromium
 from convert_samples import make_all, marker
 from convert_service import Service, link_in, start_service
 
@@ -21,10 +22,6 @@ pytestmark = pytest.mark.skipif(
     not os.path.exists("/usr/bin/chromium") or not os.path.exists("/usr/bin/soffice"),
     reason="needs Debian's chromium and LibreOffice (./run test installs them)",
 )
-ARTIFACTS = Path(os.environ.get("OFFLOAD_TEST_ARTIFACTS", "test-artifacts"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +31,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                              args=CHROMIUM_ARGS)  # fmt: skip
-        yield launched
-        launched.close()
+    yield from chromium()
 
 
 def watch(page: Any) -> list[str]:

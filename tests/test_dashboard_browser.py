@@ -11,12 +11,12 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from browser_helpers import ARTIFACTS, chromium
 from dashboard_app import HTML_TASK
 from dashboard_helpers import PASSWORD, Board, start_board
 
@@ -24,9 +24,6 @@ pytestmark = pytest.mark.skipif(
     not os.path.exists("/usr/bin/chromium"),
     reason="needs Debian's chromium (./run test installs it)",
 )
-ARTIFACTS = Path(os.environ.get("OFFLOAD_TEST_ARTIFACTS", "test-artifacts"))
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update"]  # fmt: skip
 XSS = '<script>window.pwned=2</script><img src=x onerror="window.pwned=3">'
 # every CSP violation, recorded before any page script runs (an init script is not inline)
 RECORD_CSP = """
@@ -44,13 +41,7 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path="/usr/bin/chromium",
-                                              args=CHROMIUM_ARGS)  # fmt: skip
-        yield launched
-        launched.close()
+    yield from chromium()
 
 
 class Person:
