@@ -216,6 +216,12 @@ def disable_user(name: str) -> Op[UserInfo]:
     return (yield from _change(name, edit))
 
 
+def end_sessions(name: str) -> Op[UserInfo]:
+    """End every open session of the user (logging out ends them all, on every device)."""
+    return _change(name, lambda info, _: msgspec.structs.replace(
+        info, session_version=info.session_version + 1))  # fmt: skip
+
+
 def keep_rehash(info: UserInfo, rehashed: str | None) -> Op[UserInfo | None]:
     """After a right password: store its fresh hash if ``check_hash`` made one. None if the
     password changed or the user was disabled meanwhile (that login is refused)."""

@@ -28,6 +28,7 @@ from offload.users import (
     check_user,
     create_user,
     disable_user,
+    end_sessions,
     get_user,
     hash_password,
     keep_rehash,
@@ -89,6 +90,10 @@ class SyncAccounts:
         unknown)."""
         return _bare(self._run(disable_user(name)))
 
+    def end_sessions(self, name: str) -> UserInfo:
+        """End every open session of the user, on every server (``LookupError`` if unknown)."""
+        return _bare(self._run(end_sessions(name)))
+
     def verify_password(self, name: str, password: str) -> UserInfo | None:
         """The active user if this is their password, else None (unknown, disabled, wrong)."""
         found = self._run(verify_password(name, password))
@@ -133,6 +138,9 @@ class AsyncAccounts:
 
     async def disable_user(self, name: str) -> UserInfo:
         return _bare(await self._run(disable_user(name)))
+
+    async def end_sessions(self, name: str) -> UserInfo:
+        return _bare(await self._run(end_sessions(name)))
 
     async def verify_password(self, name: str, password: str) -> UserInfo | None:
         found = await self._run(get_user(name))

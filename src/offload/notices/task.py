@@ -160,5 +160,6 @@ def register(app: Offload) -> None:
             return await _mail(app, job, to, msg_id)
         raise Abort(f"not a notice this version can send: {notice!r:.200}")
 
+    # a webhook's URL often holds its credential (Slack's path, a ?token=): shown nowhere
     app.task(name=NOTIFY_TASK, retries=len(SCHEDULE_S), backoff=ScheduleBackoff(),
-             timeout_s=60.0)(notify)  # fmt: skip
+             timeout_s=60.0, secret=("notice",), secret_result=True)(notify)  # fmt: skip

@@ -76,6 +76,15 @@ class FailureLimiter:
             return 0.0
         return max(times[0] + self.window_s - now_s, 1.0)
 
+    def forgive(self, address: str) -> None:
+        """Take back the newest failure (an attempt counted before it was checked, that
+        turned out right)."""
+        times = self._failures.get(address)
+        if times:
+            times.pop()
+            if not times:
+                del self._failures[address]
+
     def failed(self, address: str) -> None:
         if address not in self._failures and len(self._failures) >= MAX_ADDRESSES:
             del self._failures[next(iter(self._failures))]

@@ -55,8 +55,18 @@ def _ascii(name: str) -> str:
     return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
+#: Types a job's file is served as; any other is ``application/octet-stream``, so that a file
+#: named ``x.js`` or ``x.html`` can never run as a script or a page of this site.
+SAFE_TYPES = frozenset({
+    "application/pdf", "application/zip", "application/json", "text/plain", "text/csv",
+    "image/png", "image/jpeg", "image/gif", "image/webp",
+})  # fmt: skip
+
+
 def send_file(handle: BinaryIO, info: FileInfo) -> StreamingResponse:
     kind = mimetypes.guess_type(info.name)[0] or "application/octet-stream"
+    if kind not in SAFE_TYPES:  # never a script or a page served from this site
+        kind = "application/octet-stream"
     headers = {
         "Content-Length": str(info.size),
         "Content-Disposition": f'attachment; filename="{_ascii(info.name)}"; '

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from offload.admin import Action
 from offload.web.dashboard.deps import Board, Who, form, one, require_action, require_staff
 from offload.web.dashboard.query import Search
-from offload.web.dashboard.render import PageRoute
+from offload.web.dashboard.render import Dashboard, PageRoute
 from offload.web.dashboard.session import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -27,10 +27,12 @@ from offload.web.dashboard.session import (
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 
-def _back(to: str, message: str = "") -> RedirectResponse:
-    """303 to ``to`` with a notice for the page to show (text, escaped when shown)."""
+async def _back(board: Dashboard, to: str, message: str = "") -> RedirectResponse:
+    """303 to ``to`` with a notice for the page to show, signed: a link made elsewhere
+    cannot put its own words on the dashboard."""
     joiner = "&" if "?" in to else "?"
-    target = f"{to}{joiner}done={quote(message)}" if message else to
+    signed = await board.keys.sign_notice(message) if message else ""
+    target = f"{to}{joiner}done={quote(signed)}" if message else to
     return RedirectResponse(target, status_code=303)
 
 
@@ -60,10 +62,15 @@ async def login(request: Request, board: Board) -> Response:
             problem=f"Too many failed logins: wait {int(wait_s) + 1} s.",
         )
     user = None
+    # counted before the slow check, not after: a burst of guesses sent at once is
+    # refused past the limit instead of all being checked; a right password is forgiven
+    limiter.failed(address)
     if name and password and len(name) <= 64 and len(password) <= 1000:
-        user = await board.web.app.admin.aio.verify_password(name, password)
-    if user is None:
-        limiter.failed(address)
+        async with board.login_slots:  # argon2 takes ~50 ms and 64 MB a check
+            user = await board.web.app.admin.aio.verify_password(name, password)
+    if user is not None:
+        limiter.forgive(address)
+    else:
         return await board.page(
             request,
             "login.html",
@@ -83,9 +90,15 @@ async def login(request: Request, board: Board) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, board: Board) -> Response:
+    """Log out: every session of this user ends on the server too, not only this cookie
+    (a copied cookie is worthless afterwards)."""
     await form(request, board)
+    viewer = await viewer_of(request, board.web, board.keys)
+    if viewer is not None and viewer.name:
+        await board.web.app.admin.aio.end_sessions(viewer.name)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
+    set_cookie(response, request, CSRF_COOKIE, secrets.token_urlsafe(24), 30 * 24 * 3600)
     return response
 
 
@@ -109,9 +122,9 @@ async def act_on_job(request: Request, job_id: str, verb: str, board: Board, vie
     admin = board.web.app.admin.aio
     if action is Action.DELETE:
         await admin.delete(job_id, owner=viewer.scope)
-        return _back("/jobs", f"Job {job_id} deleted.")
+        return await _back(board, "/jobs", f"Job {job_id} deleted.")
     await (admin.retry if action is Action.RETRY else admin.cancel)(job_id, owner=viewer.scope)
-    return _back(f"/jobs/{quote(job_id)}", f"Job {_DONE[action]}.")
+    return await _back(board, f"/jobs/{quote(job_id)}", f"Job {_DONE[action]}.")
 
 
 @router.get("/bulk/{verb}", response_class=HTMLResponse)
@@ -141,7 +154,7 @@ async def bulk(request: Request, verb: str, board: Board, viewer: Who) -> Respon
     act = {Action.CANCEL: admin.cancel_matching, Action.RETRY: admin.retry_matching,
            Action.DELETE: admin.delete_matching}[action]  # fmt: skip
     done = await act(expected=int(expected_raw), everything=everything, **filters)
-    return _back("/jobs?" + search.query(), f"{done} jobs {_DONE[action]}.")
+    return await _back(board, "/jobs?" + search.query(), f"{done} jobs {_DONE[action]}.")
 
 
 class _Fields:
@@ -157,14 +170,15 @@ class _Fields:
         return list(self._fields.get(name, []))
 
 
-@router.post("/queues/{name}/{verb}")
-async def pause_queue(request: Request, name: str, verb: str, board: Board, viewer: Who
-                      ) -> Response:  # fmt: skip
+@router.post("/queues/{verb}")
+async def pause_queue(request: Request, verb: str, board: Board, viewer: Who) -> Response:
+    """Pause or resume the queue named in the form (a name may hold "/": not in the path)."""
     if verb not in ("pause", "resume"):
         raise HTTPException(404, "a queue can be paused or resumed")
-    await form(request, board)
+    fields = await form(request, board)
+    name = one(fields, "queue")
     require_staff(viewer)
     require_action(viewer)
     admin = board.web.app.admin.aio
     await (admin.pause(name) if verb == "pause" else admin.resume(name))
-    return _back("/", f"Queue {name} {'paused' if verb == 'pause' else 'resumed'}.")
+    return await _back(board, "/", f"Queue {name} {'paused' if verb == 'pause' else 'resumed'}.")

@@ -157,8 +157,9 @@ async def charts(board: Board, viewer: Who, span: str = "hour") -> dict[str, Any
 
 
 def _notice_label(notice: JobRecord) -> str:
-    """What a notice job delivers, read from its arguments: whom, on which end."""
-    shown = job_dict(notice)
+    """What a notice job delivers: whom (a webhook by its host only: its path and query
+    often hold its credential), on which end. Its arguments are secret and read here raw."""
+    shown = job_dict(notice)  # without its task: not redacted, and never shown whole
     asked = shown["kwargs"].get("notice") if isinstance(shown["kwargs"], dict) else None
     if not isinstance(asked, dict):
         return notice.task
@@ -167,5 +168,5 @@ def _notice_label(notice: JobRecord) -> str:
         return f"e-mail to {asked['email']} (on {on})"
     if "webhook" in asked:
         parts = urlsplit(str(asked["webhook"]))
-        return f"webhook to {parts.scheme}://{parts.netloc}{parts.path} (on {on})"
+        return f"webhook to {parts.scheme}://{parts.hostname or '?'} (on {on})"
     return notice.task

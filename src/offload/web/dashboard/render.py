@@ -4,9 +4,11 @@ act on rather than JSON."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -44,6 +46,7 @@ _HEADERS = {
     "Cache-Control": "no-store",
 }
 _CSRF_COOKIE_S = 30 * 24 * 3600
+log = logging.getLogger("offload.dashboard")
 
 
 def _when(ts: float | None) -> str:
@@ -103,6 +106,8 @@ class Dashboard:
     keys: Keys
     env: Environment
     outbox: bool = False
+    #: Password checks at once in this process: each holds ~64 MB for ~50 ms.
+    login_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
 
     async def page(self, request: Request, template: str, viewer: Viewer | None,
                    status: int = 200, **context: Any) -> HTMLResponse:  # fmt: skip
@@ -113,7 +118,7 @@ class Dashboard:
         context.update(
             viewer=viewer, csrf=await self.keys.csrf_token(nonce), outbox=self.outbox,
             path=request.url.path, auth=self.web.auth,
-            done=request.query_params.get("done", "")[:300],
+            done=await self.keys.read_notice(request.query_params.get("done", "")[:1000]),
         )  # fmt: skip
         fragment = request.headers.get("hx-request") == "true" and partial is not None
         html = self.env.get_template(partial if fragment else template).render(context)
@@ -170,9 +175,10 @@ class PageRoute(APIRoute):
                 response = await board.error(request, 409, str(exc))
             except (InvalidQuery, ConfigurationError, ValueError, TypeError) as exc:
                 response = await board.error(request, 400, str(exc))
-            except BackendError as exc:
+            except BackendError as exc:  # its text may name the store's host: logged only
+                log.warning("dashboard %s: the job store did not answer: %s", request.url.path, exc)
                 response = await board.error(
-                    request, 503, f"the job store did not answer ({exc}); try again shortly"
+                    request, 503, "the job store did not answer; try again shortly"
                 )
             return harden(response)
 

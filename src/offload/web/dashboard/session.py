@@ -77,6 +77,19 @@ class Keys:
     async def serializer(self) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(await self.key(), salt="offload.dashboard.session")
 
+    async def sign_notice(self, message: str) -> str:
+        return URLSafeTimedSerializer(await self.key(), salt="offload.dashboard.notice").dumps(
+            message)  # fmt: skip
+
+    async def read_notice(self, signed: str) -> str:
+        """The notice an action of this dashboard made (a minute old at most), else ""."""
+        serializer = URLSafeTimedSerializer(await self.key(), salt="offload.dashboard.notice")
+        try:
+            message = serializer.loads(signed, max_age=60)
+        except (BadSignature, ValueError, TypeError):
+            return ""
+        return message if isinstance(message, str) else ""
+
     async def csrf_token(self, nonce: str) -> str:
         return hmac.new(await self.key(), nonce.encode(), hashlib.sha256).hexdigest()
 

@@ -22,7 +22,7 @@ from offload.web.dashboard.render import PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-COALESCE_S = 0.5
+COALESCE_S = 1.0
 KEEPALIVE_S = 15.0
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

@@ -7,21 +7,53 @@
   // (each new or renewed live stream starts with one "changed": nothing is missed)
   var stale = new Set();
 
+  function holdsFocus(elt) {
+    var active = document.activeElement;
+    return active && active !== document.body && elt.contains(active);
+  }
+
   document.addEventListener("htmx:beforeRequest", function (event) {
     var elt = event.detail.elt;
-    if (document.hidden && elt.classList && elt.classList.contains("live") && elt.id) {
-      event.preventDefault(); // nobody is looking: remember, fetch when shown
+    if (!(elt.classList && elt.classList.contains("live") && elt.id)) { return; }
+    // nobody is looking, or someone is using a control in it: remember, fetch later
+    if (document.hidden || holdsFocus(elt)) {
+      event.preventDefault();
       stale.add(elt.id);
     }
   });
+
+  document.addEventListener("focusin", function () {
+    stale.forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el && !document.hidden && !holdsFocus(el)) { stale.delete(id); htmx.trigger(el, "refresh"); }
+    });
+  });
+
+  // an opened <details> (a traceback) stays open when its region is drawn again
+  var opened = [];
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    opened = Array.prototype.map.call(
+      event.detail.target.querySelectorAll("details[id][open]"), function (d) { return d.id; });
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    opened.forEach(function (id) { var d = document.getElementById(id); if (d) { d.open = true; } });
+    opened = [];
+  });
+
+  // the notice of a done action is shown once, not again on reload
+  if (window.location.search.indexOf("done=") >= 0 && window.history.replaceState) {
+    var params = new URLSearchParams(window.location.search);
+    params.delete("done");
+    var rest = params.toString();
+    window.history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : ""));
+  }
 
   document.addEventListener("visibilitychange", function () {
     if (document.hidden) { return; }
     stale.forEach(function (id) {
       var el = document.getElementById(id);
-      if (el) { htmx.trigger(el, "refresh"); }
+      if (el && !holdsFocus(el)) { stale.delete(id); htmx.trigger(el, "refresh"); }
     });
-    stale.clear();
     drawCharts();
   });
 
@@ -46,6 +78,7 @@
     return {
       width: width, height: 180,
       scales: { x: { time: true } },
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       axes: [
         { stroke: text, grid: grid, ticks: grid },
         { stroke: text, grid: grid, ticks: grid, values: axisValues, size: 60 }
