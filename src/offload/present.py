@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,31 @@ def _redacted(task: Task[Any, Any] | None, args: Any, kwargs: Any) -> tuple[Any,
     return shown, named
 
 
+#: A secret value shorter than this is not looked for in messages (it would hide common words).
+MIN_SCRUBBED_CHARS = 4
+
+
+def _scrubber(args: Any, kwargs: Any, shown_args: Any, shown_kwargs: Any
+              ) -> Callable[[str | None], str | None]:  # fmt: skip
+    """Hides the secret arguments' values where a task repeated them: an error message, a
+    traceback, a progress message."""
+    hidden: list[str] = []
+    if isinstance(args, list) and isinstance(shown_args, list):
+        hidden += [str(a) for a, s in zip(args, shown_args, strict=False) if s == REDACTED]
+    if isinstance(kwargs, dict) and isinstance(shown_kwargs, dict):
+        hidden += [str(v) for k, v in kwargs.items() if shown_kwargs.get(k) == REDACTED]
+    hidden = sorted({h for h in hidden if len(h) >= MIN_SCRUBBED_CHARS}, key=len, reverse=True)
+
+    def scrub(text: str | None) -> str | None:
+        if text is None or not hidden:
+            return text
+        for value in hidden:
+            text = text.replace(value, REDACTED)
+        return text
+
+    return scrub
+
+
 def job_dict(
     record: JobRecord, *, with_traceback: bool = True, task: Task[Any, Any] | None = None
 ) -> dict[str, Any]:
@@ -65,13 +91,15 @@ def job_dict(
         if isinstance(payload, list) and len(payload) == 2
         else (payload, {})
     )
-    args, kwargs = _redacted(task, args, kwargs)
+    shown_args, shown_kwargs = _redacted(task, args, kwargs)
+    scrub = _scrubber(args, kwargs, shown_args, shown_kwargs)
+    args, kwargs = shown_args, shown_kwargs
     secret_result = task is not None and task.defaults.secret_result
     error: dict[str, str | None] | None = None
     if record.error is not None:
-        error = {"type": record.error.type, "message": record.error.message}
+        error = {"type": record.error.type, "message": scrub(record.error.message)}
         if with_traceback:
-            error["traceback"] = record.error.traceback
+            error["traceback"] = scrub(record.error.traceback)
     return {
         "id": record.id,
         "task": record.task,
@@ -83,7 +111,7 @@ def job_dict(
         "attempt": record.attempt,
         "max_attempts": record.max_attempts,
         "progress": record.progress,
-        "progress_message": record.progress_message,
+        "progress_message": scrub(record.progress_message),
         "result": REDACTED
         if secret_result and record.result is not None
         else _json_or_raw(record.result),
@@ -107,7 +135,7 @@ def job_dict(
                 "outcome": a.outcome.value,
                 "error": None
                 if a.error is None
-                else {"type": a.error.type, "message": a.error.message},
+                else {"type": a.error.type, "message": scrub(a.error.message)},
             }
             for a in record.attempts
         ],

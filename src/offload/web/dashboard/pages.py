@@ -94,11 +94,12 @@ async def job(request: Request, job_id: str, board: Board, viewer: Who) -> HTMLR
         admin.related(job_id, owner=viewer.scope), admin.files(job_id, owner=viewer.scope)
     )
     task = board.web.app.tasks.get(record.task)
+    shown = job_dict(record, task=task)  # secrets redacted, in messages too
     return await board.page(
         request, "job.html", viewer, partial="job_live.html", job=record,
-        shown=job_dict(record, task=task), related=related, files=files,
+        shown=shown, related=related, files=files,
         notices=[(n, _notice_label(n)) for n in related.notices],
-        traceback=record.error.traceback if record.error is not None else None,
+        traceback=(shown["error"] or {}).get("traceback"),
     )  # fmt: skip
 
 
