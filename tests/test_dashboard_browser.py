@@ -133,7 +133,7 @@ def test_find_retry_and_watch_it_succeed(board: Board, browser: Any) -> None:
 
     (board.allow_dir / f"{needle}.ok").write_text("fixed")
     page.get_by_role("button", name="Retry").click()
-    page.wait_for_url(re.compile(r"/jobs/.*done="))
+    page.get_by_role("status").filter(has_text="Job retried.").wait_for()
     navigations: list[str] = []
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
     # the state changes on the page itself, pushed by the live feed

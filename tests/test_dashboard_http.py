@@ -445,12 +445,6 @@ def test_login_needs_its_own_token(board: Board) -> None:
         assert client.get("/").status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hmac.compare_digest raises TypeError for a non-ASCII str, so such a token is "
-    "a 400 showing Python's 'comparing strings with non-ASCII characters is not "
-    "supported' instead of the 403 page (session.py check_csrf)",
-)
 def test_a_non_ascii_token_is_refused_as_a_bad_token(board: Board) -> None:
     job = _later(board, "alice", _label("non-ascii"))
     with _bare(board.login("ada")) as client:
@@ -461,13 +455,6 @@ def test_a_non_ascii_token_is_refused_as_a_bad_token(board: Board) -> None:
             assert "security token" in _problem(answer.text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the CSRF token is an HMAC of the nonce cookie alone, not bound to the session: "
-    "anyone who can plant a cookie for the host (a sibling subdomain, plain http in front "
-    "of https) can pair a nonce and token from their own visit to /login with the victim's "
-    "session (session.py Keys.csrf_token / check_csrf)",
-)
 def test_a_planted_csrf_nonce_and_its_token_do_not_work_with_anothers_session(
     board: Board,
 ) -> None:

@@ -24,6 +24,7 @@ from offload.backends.base import BackendError
 from offload.errors import ConfigurationError, CountChanged, InvalidQuery, JobNotFound
 from offload.web.dashboard.session import (
     CSRF_COOKIE,
+    SESSION_COOKIE,
     Keys,
     LoginNeeded,
     Viewer,
@@ -116,7 +117,8 @@ class Dashboard:
         partial = context.pop("partial", None)
         nonce, new = csrf_nonce(request)
         context.update(
-            viewer=viewer, csrf=await self.keys.csrf_token(nonce), outbox=self.outbox,
+            viewer=viewer, outbox=self.outbox,
+            csrf=await self.keys.csrf_token(nonce, request.cookies.get(SESSION_COOKIE, "")),
             path=request.url.path, auth=self.web.auth,
             done=await self.keys.read_notice(request.query_params.get("done", "")[:1000]),
         )  # fmt: skip

@@ -90,8 +90,11 @@ class Keys:
             return ""
         return message if isinstance(message, str) else ""
 
-    async def csrf_token(self, nonce: str) -> str:
-        return hmac.new(await self.key(), nonce.encode(), hashlib.sha256).hexdigest()
+    async def csrf_token(self, nonce: str, session: str) -> str:
+        """The token of this nonce and this session together: a pair planted by someone
+        else's visit is worthless with the victim's session."""
+        mixed = f"{nonce}\0{session}".encode()
+        return hmac.new(await self.key(), mixed, hashlib.sha256).hexdigest()
 
 
 def secure(request: Request) -> bool:
@@ -121,7 +124,13 @@ async def check_csrf(request: Request, keys: Keys, given: str | None) -> None:
             raise HTTPException(403, "this request came from another site; use the dashboard")
     nonce = request.cookies.get(CSRF_COOKIE)
     given = given or request.headers.get(CSRF_HEADER)
-    if not nonce or not given or not hmac.compare_digest(given, await keys.csrf_token(nonce)):
+    session = request.cookies.get(SESSION_COOKIE, "")
+    if (
+        not nonce
+        or not given
+        or not given.isascii()
+        or not hmac.compare_digest(given, await keys.csrf_token(nonce, session))
+    ):
         raise HTTPException(
             403, "the form's security token is missing or stale: reload the page and try again"
         )
