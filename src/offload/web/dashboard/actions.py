@@ -102,6 +102,12 @@ async def logout(request: Request, board: Board) -> Response:
     return response
 
 
+def _changed(board: Dashboard) -> None:
+    """The overview shown next reads the counts this action changed."""
+    if board.shared is not None:
+        board.shared.forget()
+
+
 _ACTIONS = {"retry": Action.RETRY, "cancel": Action.CANCEL, "delete": Action.DELETE}
 _DONE = {Action.RETRY: "retried", Action.CANCEL: "cancelled", Action.DELETE: "deleted"}
 
@@ -120,6 +126,7 @@ async def act_on_job(request: Request, job_id: str, verb: str, board: Board, vie
     await form(request, board)
     require_action(viewer)
     admin = board.web.app.admin.aio
+    _changed(board)
     if action is Action.DELETE:
         await admin.delete(job_id, owner=viewer.scope)
         return await _back(board, "/jobs", f"Job {job_id} deleted.")
@@ -154,6 +161,7 @@ async def bulk(request: Request, verb: str, board: Board, viewer: Who) -> Respon
     act = {Action.CANCEL: admin.cancel_matching, Action.RETRY: admin.retry_matching,
            Action.DELETE: admin.delete_matching}[action]  # fmt: skip
     done = await act(expected=int(expected_raw), everything=everything, **filters)
+    _changed(board)
     return await _back(board, "/jobs?" + search.query(), f"{done} jobs {_DONE[action]}.")
 
 
@@ -181,4 +189,5 @@ async def pause_queue(request: Request, verb: str, board: Board, viewer: Who) ->
     require_action(viewer)
     admin = board.web.app.admin.aio
     await (admin.pause(name) if verb == "pause" else admin.resume(name))
+    _changed(board)
     return await _back(board, "/", f"Queue {name} {'paused' if verb == 'pause' else 'resumed'}.")

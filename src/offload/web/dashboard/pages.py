@@ -34,12 +34,14 @@ async def overview(request: Request, board: Board, viewer: Who, span: str = "hou
     admin = board.web.app.admin.aio
     if not viewer.is_staff:
         return await _my_work(request, board, viewer)
-    queues, activity, workers = await asyncio.gather(
-        admin.queues(), admin.activity(span=span), admin.workers()
+    assert board.shared is not None
+    (queues, fresh), (activity, recent), workers = await asyncio.gather(
+        board.shared.queues.get(), board.shared.activity(span).get(), admin.workers()
     )
     return await board.page(
         request, "overview.html", viewer, partial="overview_live.html", queues=queues,
         activity=activity, workers=workers, span=span, states=_ORDER,
+        stale=not (fresh and recent),
     )  # fmt: skip
 
 
@@ -145,8 +147,8 @@ async def workers(request: Request, board: Board, viewer: Who) -> HTMLResponse:
 async def charts(board: Board, viewer: Who, span: str = "hour") -> dict[str, Any]:
     """The overview's chart series: columns for uPlot (x in seconds)."""
     require_staff(viewer)
-    activity = await board.web.app.admin.aio.activity(span=span)
-    points = activity.points
+    assert board.shared is not None
+    points = (await board.shared.activity(span).get())[0].points
     return {
         "span": span,
         "x": [p.at_s for p in points],

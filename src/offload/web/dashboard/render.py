@@ -31,6 +31,7 @@ from offload.web.dashboard.session import (
     csrf_nonce,
     set_cookie,
 )
+from offload.web.dashboard.shared import SharedReads
 
 if TYPE_CHECKING:
     from offload.web.deps import WebSettings
@@ -107,8 +108,14 @@ class Dashboard:
     keys: Keys
     env: Environment
     outbox: bool = False
+    #: The overview's counts, shared by every page of this process.
+    shared: SharedReads | None = None
     #: Password checks at once in this process: each holds ~64 MB for ~50 ms.
     login_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+
+    def __post_init__(self) -> None:
+        if self.shared is None:
+            self.shared = SharedReads(self.web.app.admin.aio)
 
     async def page(self, request: Request, template: str, viewer: Viewer | None,
                    status: int = 200, **context: Any) -> HTMLResponse:  # fmt: skip
