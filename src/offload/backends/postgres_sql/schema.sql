@@ -39,6 +39,7 @@ CREATE UNIQUE INDEX jobs_live_key ON {schema}.jobs (key)
 CREATE INDEX jobs_finished ON {schema}.jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX jobs_state ON {schema}.jobs (state, id);
 CREATE INDEX jobs_batch ON {schema}.jobs (batch, id) WHERE batch IS NOT NULL;
+CREATE INDEX jobs_owner ON {schema}.jobs (owner, state, id) WHERE owner IS NOT NULL;
 
 CREATE TABLE {schema}.locks (
     name text PRIMARY KEY,

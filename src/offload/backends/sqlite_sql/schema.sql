@@ -39,6 +39,7 @@ CREATE UNIQUE INDEX offload_jobs_live_key ON offload_jobs (key)
 CREATE INDEX offload_jobs_finished ON offload_jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX offload_jobs_state ON offload_jobs (state, id);
 CREATE INDEX offload_jobs_batch ON offload_jobs (batch, id) WHERE batch IS NOT NULL;
+CREATE INDEX offload_jobs_owner ON offload_jobs (owner, state, id) WHERE owner IS NOT NULL;
 CREATE INDEX offload_jobs_created ON offload_jobs (created_at);
 
 CREATE TABLE offload_locks (
