@@ -235,6 +235,11 @@ def test_cli_create_list_password_disable(url: str) -> None:
         assert app.admin.verify_password("kim", "another secret") is None
         info = app.admin.user("kim")
         assert info is not None and info.session_version == 2 and not info.active
+    enabled = _cli("user", "enable", "kim", "--url", url)
+    assert enabled.exit_code == 0 and enabled.stdout.strip() == "enabled kim (acme, operator)"
+    with closing(Offload(url)) as app:
+        assert app.admin.verify_password("kim", "another secret") is not None
+        assert app.admin.user("kim").session_version == 2  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -248,6 +253,7 @@ def test_cli_create_list_password_disable(url: str) -> None:
          GOOD + "\n", "a user named kim exists"),
         (["password", "nobody", "--password-stdin"], GOOD + "\n", "no user named 'nobody'"),
         (["disable", "nobody"], None, "no user named 'nobody'"),
+        (["enable", "nobody"], None, "no user named 'nobody'"),
     ],
 )  # fmt: skip
 def test_cli_errors_are_one_line(url: str, args: list[str], stdin: str | None,

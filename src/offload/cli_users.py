@@ -136,4 +136,18 @@ def disable(name: str, url: str | None, app_spec: str | None) -> None:
     click.echo(f"disabled {info.name} ({info.owner}, {info.role.value})")
 
 
+@user.command("enable")
+@click.argument("name")
+@url_option
+@app_option
+@friendly
+def enable(name: str, url: str | None, app_spec: str | None) -> None:
+    """Let a disabled NAME log in again (with their password as it was)."""
+    try:
+        info = open_app(app_spec, url).admin.enable_user(name)
+    except LookupError as exc:
+        raise Fail(f"{exc.args[0]} (see offload user list)") from exc
+    click.echo(f"enabled {info.name} ({info.owner}, {info.role.value})")
+
+
 COMMANDS = [user]

@@ -216,6 +216,15 @@ def disable_user(name: str) -> Op[UserInfo]:
     return (yield from _change(name, edit))
 
 
+def enable_user(name: str) -> Op[UserInfo]:
+    """Let a disabled user log in again (``LookupError`` if unknown); no error if enabled."""
+
+    def edit(info: UserInfo, _: float) -> UserInfo | None:
+        return None if info.active else msgspec.structs.replace(info, disabled_at=None)
+
+    return (yield from _change(name, edit))
+
+
 def end_sessions(name: str) -> Op[UserInfo]:
     """End every open session of the user (logging out ends them all, on every device)."""
     return _change(name, lambda info, _: msgspec.structs.replace(

@@ -28,6 +28,7 @@ from offload.users import (
     check_user,
     create_user,
     disable_user,
+    enable_user,
     end_sessions,
     get_user,
     hash_password,
@@ -90,6 +91,10 @@ class SyncAccounts:
         unknown)."""
         return _bare(self._run(disable_user(name)))
 
+    def enable_user(self, name: str) -> UserInfo:
+        """Let a disabled user log in again (``LookupError`` if unknown)."""
+        return _bare(self._run(enable_user(name)))
+
     def end_sessions(self, name: str) -> UserInfo:
         """End every open session of the user, on every server (``LookupError`` if unknown)."""
         return _bare(self._run(end_sessions(name)))
@@ -138,6 +143,9 @@ class AsyncAccounts:
 
     async def disable_user(self, name: str) -> UserInfo:
         return _bare(await self._run(disable_user(name)))
+
+    async def enable_user(self, name: str) -> UserInfo:
+        return _bare(await self._run(enable_user(name)))
 
     async def end_sessions(self, name: str) -> UserInfo:
         return _bare(await self._run(end_sessions(name)))
