@@ -19,6 +19,7 @@ echo "== live events: their latency, and what events, history and follow-ups cos
 "${OFFLOAD_PYTHON:-$(dirname "$HERE")/.venv/bin/python}" "$HERE/events_bench.py" "$@"
 echo "== searching and filtering with many jobs stored (the management API)"
 "${OFFLOAD_PYTHON:-$(dirname "$HERE")/.venv/bin/python}" "$HERE/search_bench.py" "$@"
+echo "== every dashboard page with many jobs stored" && "${OFFLOAD_PYTHON:-$(dirname "$HERE")/.venv/bin/python}" "$HERE/dashboard_pages.py" "$@"
 echo "== the conversion service: one person's ten documents, then many people at once (the one-minute rule)"
 "${OFFLOAD_PYTHON:-$(dirname "$HERE")/.venv/bin/python}" "$HERE/convert_load.py" "$@"
 echo "== ways to drive LibreOffice: a run per file, one run for many, a warm instance"
