@@ -34,8 +34,8 @@ class Totals(msgspec.Struct, kw_only=True):
         self.succeeded += row.succeeded
         self.retried += row.retried
         self.dead += row.dead
-        self.wait_hist = _merged(self.wait_hist, row.wait_ms)
-        self.run_hist = _merged(self.run_hist, row.run_ms)
+        _merge_into(self.wait_hist, row.wait_ms)
+        _merge_into(self.run_hist, row.run_ms)
 
     def wait_p95_ms(self) -> float | None:
         return percentile_ms(self.wait_hist, 95)
@@ -61,12 +61,13 @@ class Activity(msgspec.Struct, frozen=True, kw_only=True):
     points: list[Point]
 
 
-def _merged(into: list[int], more: list[int]) -> list[int]:
-    if not into:
-        return list(more)
-    size = max(len(into), len(more))
-    return [(into[i] if i < len(into) else 0) + (more[i] if i < len(more) else 0)
-            for i in range(size)]  # fmt: skip
+def _merge_into(into: list[int], more: list[int]) -> None:
+    """Add ``more`` to ``into`` in place: a day's activity merges tens of thousands of rows."""
+    if len(more) > len(into):
+        into.extend([0] * (len(more) - len(into)))
+    for i, n in enumerate(more):
+        if n:
+            into[i] += n
 
 
 def _finite(value: float | None) -> float | None:

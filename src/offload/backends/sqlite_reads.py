@@ -76,6 +76,11 @@ def query_page(conn: sqlite3.Connection, params: QueryParams) -> Page:
         else:
             table = "offload_jobs INDEXED BY offload_jobs_created"
     where, args = filter_where(f, time_index=time_index)
+    if f.owner is not None and not f.states:
+        # every state named: each state's range of the owner index is read in id order and
+        # merged, instead of sorting all of a busy owner's jobs (0.4 ms, not 0.4 s, at 300k)
+        where += f" AND state IN ({_marks(list(JobState))})"
+        args += [s.value for s in JobState]
     up = params.oldest_first
     if params.cursor is not None:
         where += " AND id > ?" if up else " AND id < ?"
