@@ -3,7 +3,6 @@ signed link followed through a real ``offload serve`` (then tampered with, expir
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import re
@@ -98,7 +97,7 @@ def test_an_email_with_a_signed_link_that_the_api_checks(
     assert httpx.get(link[:-3] + "xyz").status_code == 404  # tampered
     app = Offload(served_with_mail.store_url)
     try:
-        secret = asyncio.run(app.admin.aio.link_secret())
+        secret = app.admin.link_secret()
     finally:
         app.close()
     old, _ = sign(secret, job_id, "alice", None, expires_at=int(time.time()) - 1)

@@ -4,7 +4,6 @@ owner's, a deleted job's), and gone with the job."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -77,7 +76,7 @@ def test_an_expired_link_says_so(served: Served) -> None:
         job_id = _made(served, alice)
     app = Offload(served.store_url)
     try:
-        secret = asyncio.run(app.admin.aio.link_secret())
+        secret = app.admin.link_secret()
     finally:
         app.close()
     old, _ = sign(secret, job_id, "alice", "report.txt", expires_at=int(time.time()) - 5)

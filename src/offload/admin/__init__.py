@@ -229,6 +229,10 @@ class Admin(SyncAccounts):
         threshold, duration percentiles and the slowest (kept ``counts_retention_s``)."""
         return self._run(request_stats(since, until, app))
 
+    def link_secret(self) -> str:
+        """The key signed links are signed with (``$OFFLOAD_SECRET_KEY`` or the store's)."""
+        return os.environ.get("OFFLOAD_SECRET_KEY") or self._run(link_secret())
+
     def files(self, job_id: str, *, owner: str | None = None) -> list[FileInfo]:
         """The files a job's task attached (``JobNotFound`` if not ``owner``'s)."""
         self.get(job_id, owner=owner)
