@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,19 +81,24 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def start_board(store_url: str, folder: Path, *, workers: bool = True) -> Iterator[Board]:
+def start_board(
+    store_url: str, folder: Path, *extra: str, workers: bool = True,
+    users: Mapping[str, tuple[str, str]] = USERS,
+) -> Iterator[Board]:  # fmt: skip
+    """A server (with ``extra`` options) and, with ``workers``, a worker, for ``users``."""
     port = free_port()
     allow_dir = folder / "allow"
     allow_dir.mkdir(parents=True, exist_ok=True)
     board = Board(url=f"http://127.0.0.1:{port}", store_url=store_url, allow_dir=allow_dir)
     app = Offload(store_url)
     try:
-        for name, (owner, role) in USERS.items():
+        for name, (owner, role) in users.items():
             app.admin.create_user(name=name, owner=owner, role=role, password=PASSWORD)
     finally:
         app.close()
     env = {**env_for(store_url), "DASHBOARD_ALLOW_DIR": str(allow_dir)}
-    commands = [("serve", offload_command("serve", "dashboard_app:app", "--port", str(port)))]
+    serve = offload_command("serve", "dashboard_app:app", "--port", str(port), *extra)
+    commands = [("serve", serve)]
     if workers:
         commands.append(("worker", offload_command("worker", "dashboard_app:app", "-q",
                                                    "default,slow", "-c", "4")))  # fmt: skip

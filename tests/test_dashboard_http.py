@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,9 +20,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from dashboard_helpers import PASSWORD, Board, csrf_of, start_board
+from dashboard_helpers import PASSWORD, USERS, Board, csrf_of, start_board
 from offload import Offload
-from web_helpers import env_for, free_port, offload_command
 
 #: The dashboard's Content-Security-Policy, exactly (a change to it is a change to review).
 CSP = (
@@ -43,33 +41,8 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Board]:
 def _serve(folder: Path, *extra: str) -> Iterator[Board]:
     """A server of its own (no worker) with the one user ``ada``: for what would lock
     the shared board's address out, or needs other ``offload serve`` options."""
-    store_url = f"sqlite:///{folder}/jobs.db"
-    port = free_port()
-    board = Board(url=f"http://127.0.0.1:{port}", store_url=store_url, allow_dir=folder)
-    app = Offload(store_url)
-    try:
-        app.admin.create_user(name="ada", owner="ops", role="admin", password=PASSWORD)
-    finally:
-        app.close()
-    argv = offload_command("serve", "dashboard_app:app", "--port", str(port), *extra)
-    log = (folder / "serve.log").open("wb")
-    board.processes.append(subprocess.Popen(argv, env=env_for(store_url), stdout=log,
-                                            stderr=subprocess.STDOUT, cwd=folder))  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{board.url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if board.processes[0].poll() is not None or time.monotonic() > deadline:
-            board.stop()
-            raise RuntimeError((folder / "serve.log").read_text()[-3000:])
-        time.sleep(0.1)
-    try:
-        yield board
-    finally:
-        board.stop()
+    yield from start_board(f"sqlite:///{folder}/jobs.db", folder, *extra, workers=False,
+                           users={"ada": USERS["ada"]})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
