@@ -71,6 +71,12 @@ def main() -> None:
     show_default=True,
     help="Where tasks run; process can kill stuck tasks.",
 )
+@click.option(
+    "--prefetch",
+    type=click.IntRange(0, 100_000),
+    default=None,
+    help="Jobs claimed ahead of free slots (default: as many as -c while jobs are short).",
+)
 @click.option("--burst", is_flag=True, help="Exit 0 once no job is ready.")
 @click.option("--grace", "grace_s", default=30.0, show_default=True, type=click.FloatRange(0),
               help="Seconds running jobs get to finish after SIGTERM.")  # fmt: skip
@@ -83,8 +89,8 @@ def main() -> None:
 @url_option
 @friendly
 def worker(
-    app_spec: str, queues: str | None, concurrency: int, pool: str, burst: bool,
-    grace_s: float, log_level: str, url: str | None,
+    app_spec: str, queues: str | None, concurrency: int, pool: str, prefetch: int | None,
+    burst: bool, grace_s: float, log_level: str, url: str | None,
 ) -> None:  # fmt: skip
     """Run jobs of APP (module:attribute) until SIGTERM or SIGINT."""
     from offload.worker import Worker, run_worker
@@ -96,7 +102,7 @@ def worker(
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     runner = Worker(
         app, queues=queue_list, concurrency=concurrency, pool=pool,  # type: ignore[arg-type]
-        burst=burst, grace_s=grace_s, app_spec=app_spec,
+        burst=burst, grace_s=grace_s, app_spec=app_spec, prefetch=prefetch,
     )  # fmt: skip
     stats = run_worker(runner)
     logging.getLogger("offload.worker").info(

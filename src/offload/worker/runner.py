@@ -71,9 +71,12 @@ class Worker(Slots, Attempts, Batching, Isolation, Shutdown, Idle):
         idle_check_s: float | None = None,
         maintenance_interval_s: float = 1.0,
         name: str | None = None,
+        prefetch: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if prefetch is not None and prefetch < 0:
+            raise ValueError("prefetch must be 0 or more")
         if pool not in ("async", "thread", "process"):
             raise ValueError(f"pool must be async, thread or process, not {pool!r}")
         if pool == "process" and not app_spec:
@@ -89,6 +92,10 @@ class Worker(Slots, Attempts, Batching, Isolation, Shutdown, Idle):
                     "pool; give them a queue of their own served by such a worker"
                 )
         self.concurrency = concurrency
+        #: Jobs claimed beyond the slots (see Slots._prefetch): None is "as many as the
+        #: slots, while the jobs are short".
+        self.prefetch = prefetch
+        self._run_s_avg: float | None = None
         self.pool: Pool = pool
         self.burst = burst
         self.grace_s = grace_s
@@ -355,7 +362,9 @@ class Worker(Slots, Attempts, Batching, Isolation, Shutdown, Idle):
         job = running.job
         outcome: Outcome | None
         try:
+            began = asyncio.get_running_loop().time()
             outcome = await self._attempt(running)
+            self._ran(asyncio.get_running_loop().time() - began)
             outcome = await self.app.hooks.settle(self.app, job, outcome)
         except asyncio.CancelledError:
             shutdown = running.stop_reason == "shutdown"

@@ -66,6 +66,8 @@ class WorkerState:
     _deferred_due: list[float]
     _defer_not_before: dict[str, float]
     _waiting: collections.deque[Running]
+    prefetch: int | None
+    _run_s_avg: float | None  # a moving average of jobs' run times, None before the first
     _running: dict[str, Running]
     _forming: dict[str, Forming]
     _batch_calls: set[asyncio.Task[None]]

@@ -1,0 +1,115 @@
+"""Claiming ahead: short jobs are claimed beyond the free slots, long ones are not, and a
+job claimed ahead of a pause goes back to its queue instead of starting."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from offload import JobState, Offload
+from offload.backends.base import ClaimParams
+from offload.records import JobRecord
+from worker_helpers import WorkerThread, wait_until
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Offload]:
+    url = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path}/jobs.db",
+    }.get(request.param) or request.getfixturevalue(f"{request.param}_url")
+    application = Offload(url, default_retries=0)
+    yield application
+    application.close()
+
+
+def count(app: Offload, state: str) -> int:
+    return sum(q.counts.get(state, 0) for q in app.admin.queues())
+
+
+def claim_limits(app: Offload) -> list[int]:
+    """The limit of every claim the worker makes from now on (its waits' claims aside)."""
+    limits: list[int] = []
+    claim = app.backend.claim
+
+    async def spy(params: ClaimParams) -> list[JobRecord]:
+        limits.append(params.limit)
+        return await claim(params)
+
+    app.backend.claim = spy  # type: ignore[method-assign]
+    return limits
+
+
+def test_short_jobs_are_claimed_ahead_and_each_runs_once(app: Offload) -> None:
+    ran: list[int] = []
+
+    @app.task
+    def short(i: int) -> None:
+        ran.append(i)
+
+    short.enqueue_many([short.s(i) for i in range(300)])
+    limits = claim_limits(app)
+    WorkerThread(app, concurrency=2, burst=True).__enter__().join()
+    assert sorted(ran) == list(range(300))
+    assert max(limits) > 2, limits  # once jobs proved short, claims reach past the slots
+    assert max(limits) <= 4, limits  # never more than the slots and as many again
+    assert count(app, "succeeded") == 300
+
+
+def test_prefetch_zero_claims_only_free_slots(app: Offload) -> None:
+    @app.task
+    def short(i: int) -> None:
+        pass
+
+    short.enqueue_many([short.s(i) for i in range(100)])
+    limits = claim_limits(app)
+    WorkerThread(app, concurrency=2, burst=True, prefetch=0).__enter__().join()
+    assert limits and max(limits) <= 2, limits
+    assert count(app, "succeeded") == 100
+
+
+def test_long_jobs_are_not_claimed_ahead(app: Offload) -> None:
+    @app.task
+    def slow(i: int) -> None:
+        time.sleep(0.08)  # above the 50 ms under which jobs count as short
+
+    slow.enqueue_many([slow.s(i) for i in range(6)])
+    limits = claim_limits(app)
+    WorkerThread(app, concurrency=1, burst=True).__enter__().join()
+    assert limits and max(limits) <= 1, limits
+    assert count(app, "succeeded") == 6
+
+
+def test_a_negative_prefetch_is_refused(app: Offload) -> None:
+    with pytest.raises(ValueError, match="prefetch must be 0 or more"):
+        WorkerThread(app, prefetch=-1)
+
+
+def test_a_job_claimed_ahead_of_a_pause_goes_back_to_its_queue(app: Offload) -> None:
+    release = threading.Event()
+    ran: list[int] = []
+
+    @app.task
+    def blocking(i: int) -> None:
+        ran.append(i)
+        if i == 0:
+            assert release.wait(30)
+
+    jobs = blocking.enqueue_many([blocking.s(i) for i in range(4)])
+    with WorkerThread(app, concurrency=1, prefetch=3) as worker:
+        wait_until(lambda: ran == [0] and len(worker.worker._waiting) == 3)
+        app.admin.pause("default")
+        wait_until(lambda: worker.worker.watch.is_paused("default"))
+        release.set()
+        wait_until(lambda: count(app, "queued") == 3)
+        assert ran == [0]  # the three claimed ahead never started
+        for job in jobs[1:]:
+            assert app.admin.get(job.id).state == JobState.QUEUED
+        app.admin.resume("default")
+        wait_until(lambda: sorted(ran) == [0, 1, 2, 3])
+        worker.stop()
+    assert count(app, "succeeded") == 4
