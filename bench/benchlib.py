@@ -1,11 +1,11 @@
-"""What the PostgreSQL and Redis benchmarks share, so that both measure and report alike.
+"""The benchmarks' measuring tools, so that all of them measure and report alike.
 
-Worker processes (started, watched, stopped), CPU, wake-ups and memory read
-from /proc, the idle workload's settling and window, the mixed workload's
-rate, the exactly-once check over ``jobsink`` records, percentiles, and the
-table of medians, ranges and "offload vs best peer" ratios. Each benchmark
-keeps only what depends on its store (clients, "done" queries, the server's
-CPU, its counters of requests).
+Worker processes (started, watched, stopped), the idle workload's settling
+and window, the run counts over ``jobsink`` records, percentiles, and the
+table of medians, ranges and "offload vs best peer" ratios. CPU, wake-ups and
+memory from /proc are in ``benchproc.py``; what the engine benchmarks run
+alike is in ``benchadapters.py`` (the libraries), ``benchrun.py`` (the
+workloads) and ``benchmain.py`` (the run loop, options, output).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from benchproc import tree_cpu_s, tree_memory_mb, tree_runtime_s, tree_switches, tree_threads
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 WARMUP_SEQ = 9_000_000_000  # warm-up jobs' sequence numbers start here; never counted
-#: How long each job of the mixed workload sleeps (the apps' ``sleepy`` tasks), in seconds.
-SLEEPY_S = 0.01
 LIVE_WORKERS: set[subprocess.Popen[bytes]] = set()
 
 
@@ -40,120 +40,6 @@ def log(message: str) -> None:
 def chunks(n: int, size: int) -> Iterator[list[int]]:
     for start in range(0, n, size):
         yield list(range(start, min(n, start + size)))
-
-
-# -- CPU accounting (from /proc, so contention from other programs does not count) --
-
-TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as handle:
-        data = handle.read()
-    return data[data.rindex(")") + 2 :].split()  # fields from "state" (3rd) on
-
-
-def process_cpu_s(pids: Iterable[int]) -> float:
-    """User + system CPU seconds of these processes (and their reaped children)."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = _stat(pid)
-            total += sum(int(v) for v in fields[11:15])
-    return total * TICK_S
-
-
-def descendants(pids: Iterable[int]) -> set[int]:
-    """These processes and every live process below them (pool children, forked job runners)."""
-    parent_of: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                parent_of[int(entry.name)] = int(_stat(int(entry.name))[1])
-    tree = set(pids)
-    grew = True
-    while grew:
-        below = {pid for pid, parent in parent_of.items() if parent in tree} - tree
-        tree |= below
-        grew = bool(below)
-    return tree
-
-
-def tree_cpu_s(pids: Iterable[int]) -> float:
-    """CPU seconds of these processes and all their descendants, live or reaped.
-
-    A child's time moves into its parent's "children" fields when it is reaped,
-    so summing self + reaped children over the live tree counts every process
-    once, whether it lived through the window, was forked in it or died in it.
-    """
-    return process_cpu_s(descendants(pids))
-
-
-def tree_runtime_s(pids: Iterable[int]) -> float | None:
-    """CPU seconds the live threads of these process trees have run, to the nanosecond.
-
-    From ``/proc/<pid>/task/*/schedstat`` (the scheduler's own account), where
-    ``tree_cpu_s`` samples at clock ticks of 10 ms: a process that wakes for
-    half a millisecond now and then is charged a whole tick or nothing, which
-    over an idle window is mostly noise. Threads and processes that exit are
-    no longer counted, so this suits idle workers, not busy ones. None where
-    the kernel has no schedstat.
-    """
-    total_ns = 0
-    for pid in descendants(pids):
-        with contextlib.suppress(OSError):
-            for task in os.scandir(f"/proc/{pid}/task"):
-                with (
-                    contextlib.suppress(OSError, ValueError, IndexError),
-                    open(f"{task.path}/schedstat") as handle,
-                ):
-                    total_ns += int(handle.read().split()[0])
-    if total_ns == 0 and not os.path.exists("/proc/self/schedstat"):
-        return None
-    return total_ns / 1e9
-
-
-_SWITCHES = ("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")
-
-
-def tree_switches(pids: Iterable[int]) -> int:
-    """Context switches, voluntary and involuntary, of every thread of these process trees.
-
-    Each one is a wake-up: a thread that blocked (voluntary) or was preempted
-    (involuntary) and later ran again. ``/proc/<pid>/status`` counts one
-    thread, so this sums ``/proc/<pid>/task/*/status`` over every thread of
-    every live process; a thread or process that has exited no longer counts.
-    """
-    total = 0
-    for pid in descendants(pids):
-        with contextlib.suppress(OSError):
-            for task in os.scandir(f"/proc/{pid}/task"):
-                with contextlib.suppress(OSError), open(f"{task.path}/status") as handle:
-                    for line in handle:
-                        if line.startswith(_SWITCHES):
-                            total += int(line.split()[1])
-    return total
-
-
-def tree_memory_mb(pids: Iterable[int]) -> tuple[float, float]:
-    """(RSS, PSS) in MB, summed over these process trees.
-
-    RSS counts a page shared by forked processes (a prefork pool's children)
-    once per process; PSS splits it among them, so it sums to what the tree
-    really holds.
-    """
-    rss_kb = pss_kb = 0
-    for pid in descendants(pids):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            with open(f"/proc/{pid}/status") as handle:
-                for line in handle:
-                    if line.startswith("VmRSS:"):
-                        rss_kb += int(line.split()[1])
-            with open(f"/proc/{pid}/smaps_rollup") as handle:
-                for line in handle:
-                    if line.startswith("Pss:"):
-                        pss_kb += int(line.split()[1])
-    return rss_kb / 1024, pss_kb / 1024
 
 
 # -- worker processes -------------------------------------------------------------
@@ -330,7 +216,7 @@ async def idle_window(
     reading itself. Rates are per worker process (the tree's total divided by
     ``processes``: supervisors such as Celery's parent count towards their 2
     job-running children) and per second; RSS and PSS are per worker process
-    at the window's end. The raw totals are returned as well.
+    at the window's end, as are threads. The raw totals are returned as well.
     """
     workers.check_alive()
     before = counters()
@@ -360,6 +246,7 @@ async def idle_window(
         "idle_wakeups_per_s": switches / per,
         "idle_rss_mb": rss_mb / processes,
         "idle_pss_mb": pss_mb / processes,
+        "idle_threads": tree_threads(workers.pids) / processes,
     }
     for key, value in after.items():
         delta = value - before.get(key, 0.0)
@@ -376,27 +263,6 @@ def run_counts(records: list[tuple[int, float]], n: int) -> tuple[int, int, int]
     seqs = [s for s, _ in records if s < WARMUP_SEQ]
     distinct = set(seqs)
     return len(seqs), len(seqs) - len(distinct), n - len(distinct & set(range(n)))
-
-
-def check_once(name: str, records: list[tuple[int, float]], n: int, what: str) -> None:
-    """Every sequence number 0..n-1 ran exactly once (warm-up jobs aside)."""
-    runs, duplicates, missing = run_counts(records, n)
-    if runs != n or missing:
-        raise RuntimeError(
-            f"{name} {what}: {runs} runs of {runs - duplicates} distinct jobs "
-            f"({duplicates} duplicate runs, {missing} never ran)"
-        )
-
-
-def mixed_rate(records: list[tuple[int, float]], n: int) -> float:
-    """Jobs/s of a mixed run: n over first job start to last job end.
-
-    A ``sleepy`` job records when it ends, after its sleep, so the first
-    start is the first record less ``SLEEPY_S``; the worker processes'
-    start-up is left out, as in the drain's "first start -> last start".
-    """
-    ends = [t for s, t in records if s < WARMUP_SEQ]
-    return n / (max(ends) - min(ends) + SLEEPY_S)
 
 
 def percentile(sorted_values: list[float], p: float) -> float:

@@ -1,15 +1,13 @@
-"""The benchmark's offload application: a no-op task taking an int, and a 10 ms one.
+"""The benchmark's offload application: a no-op and a 10 ms task, as ``def`` and ``async def``.
 
-``noop`` records that it ran first thing; ``sleepy`` (the mixed workload)
-awaits ``asyncio.sleep(0.01)`` and then records, so its record marks its end.
-
-The store is ``$OFFLOAD_URL`` (offload's own convention); workers run as
-``python -m offload worker offload_app:app -c 50 --log-level WARNING``.
+The bodies are ``jobsink``'s (a record and one ``INCR`` on the side Redis).
+offload runs ``def`` tasks on threads of its worker and ``async def`` ones on
+its event loop, with ``-c`` jobs at once either way. The store is
+``$OFFLOAD_URL`` (offload's own convention); workers run as ``python -m
+offload worker offload_app:app -c C --log-level WARNING``.
 """
 
 from __future__ import annotations
-
-import asyncio
 
 import jobsink
 
@@ -19,11 +17,20 @@ app = Offload()
 
 
 @app.task
-async def noop(i: int) -> None:
-    jobsink.record(i)
+def noop_def(i: int) -> None:
+    jobsink.noop_def(i)
 
 
 @app.task
-async def sleepy(i: int) -> None:
-    await asyncio.sleep(0.01)
-    jobsink.record(i)
+async def noop_async(i: int) -> None:
+    await jobsink.noop_async(i)
+
+
+@app.task
+def sleepy_def(i: int) -> None:
+    jobsink.sleepy_def(i)
+
+
+@app.task
+async def sleepy_async(i: int) -> None:
+    await jobsink.sleepy_async(i)

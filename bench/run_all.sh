@@ -5,8 +5,9 @@
 # run with the project's .venv, which ./run makes). Each installs its peers into its own virtualenv under bench/ on first
 # use, starts its own throwaway servers, prints a Markdown table with offload's ratio to
 # the best peer on each line, and writes bench/results/<engine>-<date>.json.
-#   bench/run_all.sh            full run (about 110 minutes on 2 cores: idle windows are 60 s;
-#                               the dashboard pages with 1,000,000 jobs stored take about 20)
+#   bench/run_all.sh            full run (about 3 hours on 2 cores: the engines run def and
+#                               async tasks, each with 60 s idle windows; the dashboard pages
+#                               with 1,000,000 jobs stored take about 20 minutes)
 #   bench/run_all.sh --smoke    a few hundred jobs per workload (a few minutes), as CI runs it
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # PostgreSQL benchmark: offload against procrastinate and SAQ (see pg_bench.py's docstring).
-#   bench/run_pg.sh            full run (20000 jobs, 3 repeats; 7-11 minutes on 2 cores)
-#   bench/run_pg.sh --smoke    quick check for CI (300 jobs, 1 repeat; about 20 s)
-# Other options go to pg_bench.py (--jobs, --repeat, --concurrency, --libs, ...).
-# Makes bench/.venv-peers with procrastinate, saq[postgres] and this offload,
-# so that all three run from one interpreter; needs PostgreSQL's binaries
-# (initdb, pg_ctl), which it installs with apt-get if they are missing.
+#   bench/run_pg.sh            full run (20000 jobs, 3 repeats, def and async tasks)
+#   bench/run_pg.sh --smoke    quick check for CI (300 jobs, 1 repeat; about 40 s)
+# Other options go to pg_bench.py (--jobs, --repeat, --kinds, --concurrency, --libs, ...).
+# Makes bench/.venv-peers with procrastinate, saq[postgres], redis-py and this
+# offload, so that all three run from one interpreter; needs PostgreSQL's binaries
+# (initdb, pg_ctl) and redis-server (the jobs' side server), which it installs with
+# apt-get if they are missing.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(dirname "$HERE")"
@@ -18,6 +19,13 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
 fi
 
+if ! command -v redis-server >/dev/null; then
+  echo "installing redis-server (the jobs' side server is a throwaway one)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
@@ -25,7 +33,7 @@ stamp="$VENV/.installed-$(cat "$REPO/pyproject.toml" "$0" | cksum | cut -d' ' -f
 if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-    procrastinate 'saq[postgres]' -e "$REPO[postgres]"
+    procrastinate 'saq[postgres]' redis -e "$REPO[postgres]"
   rm -f "$VENV"/.installed-*
   touch "$stamp"
 fi

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Redis benchmark: offload against Celery, RQ, Dramatiq, Huey, arq, SAQ and TaskIQ
 # (see redis_bench.py's docstring).
-#   bench/run_redis.sh            full run (20000 jobs, RQ 5000, 3 repeats; about 15 min on 2 cores)
-#   bench/run_redis.sh --smoke    quick check (300 jobs, 1 repeat; about 30 s)
-# Other options go to redis_bench.py (--jobs, --repeat, --concurrency, --libs, ...).
+#   bench/run_redis.sh            full run (20000 jobs, RQ 5000, 3 repeats, def and async tasks)
+#   bench/run_redis.sh --smoke    quick check (300 jobs, 1 repeat; about 70 s)
+# Other options go to redis_bench.py (--jobs, --repeat, --kinds, --concurrency, --libs, ...);
+# --kinds def (or async) alone halves the time.
 # Makes bench/.venv-peers-redis (BENCH_PEERS_REDIS_VENV overrides the path) with
 # every library and this offload, so that all run from one interpreter; needs
 # redis-server, which it installs with apt-get if it is missing. The benchmark

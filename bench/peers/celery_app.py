@@ -5,15 +5,13 @@ Documented setup: ``Celery(broker="redis://...")``, workers run as
 worker whose default prefork pool has 2 child processes (Celery's default on
 this 2-core machine) that run the jobs, while the parent fetches and
 acknowledges them. Defaults otherwise: JSON, no result backend (so nothing is
-stored), early acknowledgement, prefetch multiplier 4. Celery tasks are plain
-functions (it has no ``async def`` tasks), so the tasks are ``def``s; ``sleepy``
-(the mixed workload) calls ``time.sleep(0.01)`` and then records its end.
+stored), early acknowledgement, prefetch multiplier 4. Celery has no ``async
+def`` tasks, so there are ``def`` tasks only, run in both kinds.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
 import jobsink
 from celery import Celery
@@ -21,12 +19,11 @@ from celery import Celery
 app = Celery("bench", broker=os.environ["BENCH_REDIS_URL"])
 
 
-@app.task(name="noop")
-def noop(i: int) -> None:
-    jobsink.record(i)
+@app.task(name="noop_def")
+def noop_def(i: int) -> None:
+    jobsink.noop_def(i)
 
 
-@app.task(name="sleepy")
-def sleepy(i: int) -> None:
-    time.sleep(0.01)
-    jobsink.record(i)
+@app.task(name="sleepy_def")
+def sleepy_def(i: int) -> None:
+    jobsink.sleepy_def(i)

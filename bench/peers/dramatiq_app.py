@@ -7,14 +7,13 @@ jobs on C threads each. Defaults otherwise: JSON, the default middleware (no
 results middleware, so nothing is stored), 10 min time limit, retries.
 ``--skip-logging`` leaves logging unconfigured, so only warnings reach stderr
 (Dramatiq has no log-level option; without it it logs at INFO). Dramatiq's
-``async def`` actors need an extra middleware, so the actors are ``def``s;
-``sleepy`` (the mixed workload) calls ``time.sleep(0.01)`` and then records its end.
+``async def`` actors need an extra middleware, so the actors are ``def``s,
+run in both kinds.
 """
 
 from __future__ import annotations
 
 import os
-import time
 
 import dramatiq
 import jobsink
@@ -25,11 +24,10 @@ dramatiq.set_broker(broker)
 
 
 @dramatiq.actor
-def noop(i: int) -> None:
-    jobsink.record(i)
+def noop_def(i: int) -> None:
+    jobsink.noop_def(i)
 
 
 @dramatiq.actor
-def sleepy(i: int) -> None:
-    time.sleep(0.01)
-    jobsink.record(i)
+def sleepy_def(i: int) -> None:
+    jobsink.sleepy_def(i)

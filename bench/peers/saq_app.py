@@ -1,17 +1,16 @@
-"""The benchmark's SAQ settings: a no-op task taking an int and a 10 ms one, for both benchmarks.
+"""SAQ's settings for both benchmarks: a no-op and a 10 ms task, as ``def`` and ``async def``.
 
 Documented setup: ``Queue.from_url($BENCH_SAQ_URL)``, a ``PostgresQueue`` for
 ``postgresql://...`` and a ``RedisQueue`` for ``redis://...``, a settings dict,
 workers run as ``python -m saq peers.saq_app.settings`` (SAQ logs at WARNING
-unless given ``-v``). Defaults otherwise: JSON, job ttl 600 s
-(finished jobs, with their result, are kept that long; SAQ has no separate
-switch for result storage), 10 s timeout, 1 attempt. ``sleepy`` (the mixed
-workload) awaits ``asyncio.sleep(0.01)`` and then records its end.
+unless given ``-v``). SAQ runs ``def`` functions in its worker's thread pool
+and coroutines on its loop, ``concurrency`` at once. Defaults otherwise: JSON,
+job ttl 600 s (finished jobs, with their result, are kept that long; SAQ has
+no separate switch for result storage), 10 s timeout, 1 attempt.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
@@ -19,17 +18,24 @@ import jobsink
 from saq import Queue
 
 
-async def noop(ctx: dict[str, Any], *, i: int) -> None:
-    jobsink.record(i)
+def noop_def(ctx: dict[str, Any], *, i: int) -> None:
+    jobsink.noop_def(i)
 
 
-async def sleepy(ctx: dict[str, Any], *, i: int) -> None:
-    await asyncio.sleep(0.01)
-    jobsink.record(i)
+async def noop_async(ctx: dict[str, Any], *, i: int) -> None:
+    await jobsink.noop_async(i)
+
+
+def sleepy_def(ctx: dict[str, Any], *, i: int) -> None:
+    jobsink.sleepy_def(i)
+
+
+async def sleepy_async(ctx: dict[str, Any], *, i: int) -> None:
+    await jobsink.sleepy_async(i)
 
 
 settings = {
     "queue": Queue.from_url(os.environ["BENCH_SAQ_URL"]),
-    "functions": [noop, sleepy],
+    "functions": [noop_def, noop_async, sleepy_def, sleepy_async],
     "concurrency": int(os.environ.get("BENCH_CONCURRENCY", "50")),
 }
