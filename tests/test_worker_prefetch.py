@@ -56,7 +56,7 @@ def test_short_jobs_are_claimed_ahead_and_each_runs_once(app: Offload) -> None:
     WorkerThread(app, concurrency=2, burst=True).__enter__().join()
     assert sorted(ran) == list(range(300))
     assert max(limits) > 2, limits  # once jobs proved short, claims reach past the slots
-    assert max(limits) <= 4, limits  # never more than the slots and as many again
+    assert max(limits) <= 10, limits  # never more than the slots and 4 times as many
     assert count(app, "succeeded") == 300
 
 
@@ -75,7 +75,7 @@ def test_prefetch_zero_claims_only_free_slots(app: Offload) -> None:
 def test_long_jobs_are_not_claimed_ahead(app: Offload) -> None:
     @app.task
     def slow(i: int) -> None:
-        time.sleep(0.08)  # above the 50 ms under which jobs count as short
+        time.sleep(0.06)  # a slot finishes under one in 20 ms: none is claimed ahead
 
     slow.enqueue_many([slow.s(i) for i in range(6)])
     limits = claim_limits(app)

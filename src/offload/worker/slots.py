@@ -15,9 +15,12 @@ from offload.worker.state import WorkerState
 
 log = logging.getLogger("offload.worker")
 
-#: Jobs shorter than this on average are prefetched by default: a job claimed ahead then
-#: waits about one such run for its slot, and no worker holds back long work from another.
-PREFETCH_SHORT_RUN_S = 0.05
+#: By default a worker claims ahead about this much work (the slots' average run times):
+#: a job claimed ahead then waits about as long for its slot, and a worker never sits on
+#: long jobs that another could run (a job of over 2.5 times this is never claimed ahead).
+PREFETCH_WORK_S = 0.02
+#: ... and at most this many times its slots (Celery's default prefetch multiplier).
+PREFETCH_MAX_PER_SLOT = 4
 #: The weight of each new run time in the moving average.
 RUN_TIME_WEIGHT = 0.1
 
@@ -87,13 +90,18 @@ class Slots(WorkerState):
         Claiming ahead keeps every slot busy while the next claim is on its way, and
         claims in batches: at 8 threads, short jobs were claimed 3 or 4 at a time, and each
         claim cost the store and the worker more than the jobs it brought. Jobs claimed
-        ahead hold their leases (heartbeated), not their timeouts. By default only while
-        jobs are short: a long job claimed ahead would wait while another worker idles.
+        ahead hold their leases (heartbeated), not their timeouts. By default as many as
+        the slots finish in ``PREFETCH_WORK_S``: a long job claimed ahead would wait while
+        another worker idles.
         """
         if self.prefetch is not None:
             return self.prefetch
-        short = self._run_s_avg is not None and self._run_s_avg < PREFETCH_SHORT_RUN_S
-        return self.concurrency if short else 0
+        if self._run_s_avg is None:
+            return 0  # nothing ran yet: how long jobs take is unknown
+        most = PREFETCH_MAX_PER_SLOT * self.concurrency
+        if self._run_s_avg * most <= self.concurrency * PREFETCH_WORK_S:
+            return most
+        return int(self.concurrency * PREFETCH_WORK_S / self._run_s_avg)
 
     def _ran(self, run_s: float) -> None:
         """Count one job's run time into the average the default prefetch follows."""
