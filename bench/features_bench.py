@@ -89,10 +89,10 @@ def store_urls(stores: list[str], tmp: str) -> tuple[dict[str, str], list[Any]]:
     if "sqlite" in stores:
         urls["sqlite"] = f"sqlite:///{tmp}/features.db"
     if "redis" in stores:
-        from redis_bench import RedisServer
+        from benchadapters import RedisServer
 
         try:
-            server = RedisServer()
+            server = RedisServer("features")
         except RuntimeError as exc:
             log(f"skipping Redis: {exc}")
         else:

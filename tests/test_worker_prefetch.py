@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,13 +15,9 @@ from offload.records import JobRecord
 from worker_helpers import WorkerThread, wait_until
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Offload]:
-    url = {
-        "memory": "memory://",
-        "sqlite": f"sqlite:///{tmp_path}/jobs.db",
-    }.get(request.param) or request.getfixturevalue(f"{request.param}_url")
-    application = Offload(url, default_retries=0)
+@pytest.fixture
+def app(store_url: str) -> Iterator[Offload]:
+    application = Offload(store_url, default_retries=0)
     yield application
     application.close()
 
