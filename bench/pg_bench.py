@@ -8,7 +8,8 @@ Options are the Redis benchmark's (``redis_bench.py``: ``--jobs``,
 ``--repeat``, ``--kinds``, ``--def-concurrency``, ``--concurrency``,
 ``--latency-jobs``, ``--idle-s``, ``--mixed-jobs``,
 ``--libs offload,procrastinate,saq``). The workloads and checks are
-``benchrun.py``'s and the output ``benchmain.py``'s, the same as the Redis and SQLite benchmarks'; this file
+``benchrun.py``'s and the output ``benchmain.py``'s, the same as
+the Redis and SQLite benchmarks'; this file
 holds what is PostgreSQL's.
 
 Setup

@@ -10,7 +10,8 @@ C`` (50) per worker process, ``--latency-jobs M`` (500; smoke 50), ``--idle-s
 S`` (the idle window: 60; smoke 1; 0 leaves it out), ``--mixed-jobs K``
 (N/10), ``--libs offload,celery,...``, ``--cap LIB=N`` (jobs per workload for
 a library too slow for N; see RQ). The workloads and checks are
-``benchrun.py``'s and the output ``benchmain.py``'s, the same as the PostgreSQL and SQLite benchmarks'
+``benchrun.py``'s and the output ``benchmain.py``'s, the same as
+the PostgreSQL and SQLite benchmarks'
 (``pg_bench.py``, ``sqlite_bench.py``); this file holds what is Redis's.
 
 Setup

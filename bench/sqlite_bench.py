@@ -8,7 +8,8 @@ are the Redis benchmark's (``redis_bench.py``: ``--jobs``, ``--repeat``,
 ``--kinds``, ``--def-concurrency``, ``--concurrency``, ``--latency-jobs``,
 ``--idle-s``, ``--mixed-jobs``, ``--libs offload,huey``), plus
 ``--huey-worker-type thread|process``. The workloads and checks are
-``benchrun.py``'s and the output ``benchmain.py``'s, the same as the PostgreSQL and Redis benchmarks'; this
+``benchrun.py``'s and the output ``benchmain.py``'s, the same as
+the PostgreSQL and Redis benchmarks'; this
 file holds what is SQLite's.
 
 Setup
