@@ -108,3 +108,54 @@ def test_a_job_claimed_ahead_of_a_pause_goes_back_to_its_queue(app: Offload) -> 
         wait_until(lambda: sorted(ran) == [0, 1, 2, 3])
         worker.stop()
     assert count(app, "succeeded") == 4
+
+
+def test_a_long_run_of_jobs_claimed_ahead_goes_back_whole_after_a_pause() -> None:
+    """Each job dropped from the line is dropped in a loop, not by a nested call per job
+    (2,000 of them once overflowed the stack and lost the running job's outcome)."""
+    app = Offload("memory://", default_retries=0)
+    release = threading.Event()
+    ran: list[int] = []
+
+    @app.task
+    def blocking(i: int) -> None:
+        ran.append(i)
+        if i == 0:
+            assert release.wait(30)
+
+    blocking.enqueue_many([blocking.s(i) for i in range(2000)])
+    with WorkerThread(app, concurrency=1, prefetch=3000) as worker:
+        wait_until(lambda: ran == [0] and len(worker.worker._waiting) == 1999)
+        app.admin.pause("default")
+        wait_until(lambda: worker.worker.watch.is_paused("default"))
+        release.set()
+        wait_until(lambda: count(app, "queued") == 1999 and count(app, "succeeded") == 1)
+        assert ran == [0]
+        stats = worker.stop()
+    assert stats.released == 1999 and stats.succeeded == 1
+    app.close()
+
+
+def test_a_worker_serving_micro_batches_claims_only_their_room(app: Offload) -> None:
+    """Batch members never wait in line for a slot: claiming ahead for them would lease
+    every job at once and start a batch call per batch filled, past the slots."""
+    lock = threading.Lock()
+    running: list[int] = []
+    most = [0]
+    done: list[int] = []
+
+    @app.task(batch_size=2)
+    def pair(items: list[int]) -> list[None]:
+        with lock:
+            running.append(1)
+            most[0] = max(most[0], len(running))
+        time.sleep(0.01)
+        with lock:
+            running.pop()
+            done.extend(items)
+        return [None] * len(items)
+
+    pair.enqueue_many([pair.s(i) for i in range(40)])
+    WorkerThread(app, concurrency=1, burst=True, prefetch=4).__enter__().join()
+    assert sorted(done) == list(range(40))
+    assert most[0] == 1, most  # one slot: one batch call at a time

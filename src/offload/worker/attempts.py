@@ -6,6 +6,7 @@ import asyncio
 import heapq
 import logging
 import threading
+import time
 from typing import Any
 
 from offload.backends.base import BackendError, Outcome, ProgressUpdate
@@ -97,8 +98,12 @@ class Attempts(WorkerState):
             if isinstance(executor, ProcessExecutor) and executor is not self._executor:
                 await executor.start()
                 await executor.warm()  # its start-up is not the task's time
-            async with asyncio.timeout(job.timeout_s):
-                result = await executor.run(call)
+            began = time.monotonic()
+            try:
+                async with asyncio.timeout(job.timeout_s):
+                    result = await executor.run(call)
+            finally:
+                self._ran(time.monotonic() - began)  # what claiming ahead sizes itself by
         except TimeoutError:
             running.cancelled.set()
             failure = outcomes.Failure(

@@ -39,6 +39,7 @@ class Isolation(WorkerState):
         )
         try:
             async with self._alone_lock:
+                self._hand_back_waiting()  # no job claimed ahead is left leased by its crash
                 while self._others_active(running) and not self._stopping.is_set():
                     self._job_ended.clear()
                     await self._job_ended.wait()  # set as each job leaves (see _fill_slots)

@@ -362,9 +362,7 @@ class Worker(Slots, Attempts, Batching, Isolation, Shutdown, Idle):
         job = running.job
         outcome: Outcome | None
         try:
-            began = asyncio.get_running_loop().time()
             outcome = await self._attempt(running)
-            self._ran(asyncio.get_running_loop().time() - began)
             outcome = await self.app.hooks.settle(self.app, job, outcome)
         except asyncio.CancelledError:
             shutdown = running.stop_reason == "shutdown"

@@ -14,7 +14,6 @@ import os
 from collections.abc import Coroutine
 from typing import Any
 
-from offload.worker import outcomes
 from offload.worker.idle import CANCEL_GRACE_S
 from offload.worker.state import WorkerState
 
@@ -39,10 +38,7 @@ class Shutdown(WorkerState):
 
     async def _drain_running(self) -> None:
         self._dispatch_all()  # a forming micro-batch runs now rather than waiting to fill
-        while self._waiting:  # claimed but never started: hand them straight back
-            waiting = self._waiting.popleft()
-            self._forget(waiting)
-            self.acks.remember(waiting.job, outcomes.released(waiting.job))
+        self._hand_back_waiting()  # claimed but never started: straight back
         tasks = [r.task for r in self._running.values() if r.task is not None]
         tasks += list(self._batch_calls)
         if tasks:

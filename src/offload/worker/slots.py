@@ -11,7 +11,7 @@ import logging
 from offload.backends.base import ClaimParams
 from offload.records import JobRecord
 from offload.worker import outcomes
-from offload.worker.state import WorkerState
+from offload.worker.state import Running, WorkerState
 
 log = logging.getLogger("offload.worker")
 
@@ -94,6 +94,8 @@ class Slots(WorkerState):
         the slots finish in ``PREFETCH_WORK_S``: a long job claimed ahead would wait while
         another worker idles.
         """
+        if self._serves_batches():
+            return 0  # micro-batches claim by their own room (see _batch_room)
         if self.prefetch is not None:
             return self.prefetch
         if self._run_s_avg is None:
@@ -102,6 +104,28 @@ class Slots(WorkerState):
         if self._run_s_avg * most <= self.concurrency * PREFETCH_WORK_S:
             return most
         return int(self.concurrency * PREFETCH_WORK_S / self._run_s_avg)
+
+    def _serves_batches(self) -> bool:
+        """Whether a micro-batched task lives on a queue of this worker."""
+        return any(
+            task.defaults.batch is not None and task.defaults.queue in self.queues
+            for task in self.app.tasks.values()
+        )
+
+    def _hand_back_waiting(self) -> None:
+        """Release every job claimed ahead that has not started (charged nothing)."""
+        while self._waiting:
+            waiting = self._waiting.popleft()
+            self._drop(waiting)
+            if waiting.stop_reason == "lost":  # cancelled or reaped while it waited
+                self.stats.lost += 1
+            else:
+                self.acks.remember(waiting.job, outcomes.released(waiting.job))
+
+    def _drop(self, running: Running) -> None:
+        """Take a job that never started out of the running set (unless replaced)."""
+        if self._running.get(running.job.id) is running:
+            del self._running[running.job.id]
 
     def _ran(self, run_s: float) -> None:
         """Count one job's run time into the average the default prefetch follows."""
@@ -156,12 +180,14 @@ class Slots(WorkerState):
             and not self._stopping.is_set()
         ):
             waiting = self._waiting.popleft()
+            # Dropped here rather than by _forget, which would call this method again for
+            # each: a long run of dropped jobs must not nest a call per job.
             if waiting.stop_reason == "lost":  # cancelled or reaped while it waited
-                self._forget(waiting)
+                self._drop(waiting)
                 self.stats.lost += 1
                 continue
             if self.watch.is_paused(waiting.job.queue):  # claimed ahead, then paused
-                self._forget(waiting)
+                self._drop(waiting)
                 self.acks.remember(waiting.job, outcomes.released(waiting.job))
                 continue
             self._launch(waiting)
