@@ -75,7 +75,7 @@ def main() -> None:
     "--prefetch",
     type=click.IntRange(0, 100_000),
     default=None,
-    help="Jobs claimed ahead of free slots (default: as many as -c while jobs are short).",
+    help="Jobs claimed ahead of free slots (default: about 20 ms of work, at most 4 per slot).",
 )
 @click.option("--burst", is_flag=True, help="Exit 0 once no job is ready.")
 @click.option("--grace", "grace_s", default=30.0, show_default=True, type=click.FloatRange(0),
