@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from offload import JobState, Offload
+from offload import Offload
 from offload.backends.base import ClaimParams
 from offload.records import JobRecord
 from worker_helpers import WorkerThread, wait_until
@@ -84,7 +84,9 @@ def test_a_negative_prefetch_is_refused(app: Offload) -> None:
         WorkerThread(app, prefetch=-1)
 
 
-def test_a_job_claimed_ahead_of_a_pause_goes_back_to_its_queue(app: Offload) -> None:
+def pause_behind_a_line(app: Offload, jobs: int, prefetch: int) -> tuple[WorkerThread, list[int]]:
+    """A worker at -c 1 runs job 0 with the others claimed ahead, then the queue is paused
+    and job 0 ends: returns the running worker and the jobs that ran."""
     release = threading.Event()
     ran: list[int] = []
 
@@ -94,19 +96,22 @@ def test_a_job_claimed_ahead_of_a_pause_goes_back_to_its_queue(app: Offload) -> 
         if i == 0:
             assert release.wait(30)
 
-    jobs = blocking.enqueue_many([blocking.s(i) for i in range(4)])
-    with WorkerThread(app, concurrency=1, prefetch=3) as worker:
-        wait_until(lambda: ran == [0] and len(worker.worker._waiting) == 3)
-        app.admin.pause("default")
-        wait_until(lambda: worker.worker.watch.is_paused("default"))
-        release.set()
-        wait_until(lambda: count(app, "queued") == 3)
-        assert ran == [0]  # the three claimed ahead never started
-        for job in jobs[1:]:
-            assert app.admin.get(job.id).state == JobState.QUEUED
-        app.admin.resume("default")
-        wait_until(lambda: sorted(ran) == [0, 1, 2, 3])
-        worker.stop()
+    blocking.enqueue_many([blocking.s(i) for i in range(jobs)])
+    worker = WorkerThread(app, concurrency=1, prefetch=prefetch).__enter__()
+    wait_until(lambda: ran == [0] and len(worker.worker._waiting) == jobs - 1)
+    app.admin.pause("default")
+    wait_until(lambda: worker.worker.watch.is_paused("default"))
+    release.set()
+    wait_until(lambda: count(app, "queued") == jobs - 1 and count(app, "succeeded") == 1)
+    return worker, ran
+
+
+def test_a_job_claimed_ahead_of_a_pause_goes_back_to_its_queue(app: Offload) -> None:
+    worker, ran = pause_behind_a_line(app, jobs=4, prefetch=3)
+    assert ran == [0]  # the three claimed ahead never started
+    app.admin.resume("default")
+    wait_until(lambda: sorted(ran) == [0, 1, 2, 3])
+    worker.stop()
     assert count(app, "succeeded") == 4
 
 
@@ -114,24 +119,9 @@ def test_a_long_run_of_jobs_claimed_ahead_goes_back_whole_after_a_pause() -> Non
     """Each job dropped from the line is dropped in a loop, not by a nested call per job
     (2,000 of them once overflowed the stack and lost the running job's outcome)."""
     app = Offload("memory://", default_retries=0)
-    release = threading.Event()
-    ran: list[int] = []
-
-    @app.task
-    def blocking(i: int) -> None:
-        ran.append(i)
-        if i == 0:
-            assert release.wait(30)
-
-    blocking.enqueue_many([blocking.s(i) for i in range(2000)])
-    with WorkerThread(app, concurrency=1, prefetch=3000) as worker:
-        wait_until(lambda: ran == [0] and len(worker.worker._waiting) == 1999)
-        app.admin.pause("default")
-        wait_until(lambda: worker.worker.watch.is_paused("default"))
-        release.set()
-        wait_until(lambda: count(app, "queued") == 1999 and count(app, "succeeded") == 1)
-        assert ran == [0]
-        stats = worker.stop()
+    worker, ran = pause_behind_a_line(app, jobs=2000, prefetch=3000)
+    assert ran == [0]
+    stats = worker.stop()
     assert stats.released == 1999 and stats.succeeded == 1
     app.close()
 

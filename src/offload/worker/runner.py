@@ -83,17 +83,17 @@ class Worker(Slots, Attempts, Batching, Isolation, Shutdown, Idle):
             raise ValueError("the process pool needs the application as module:attribute")
         self.app = app
         self.queues = list(queues or [app.default_queue])
-        if pool == "process":
-            batched = [t.name for t in app.tasks.values()
-                       if t.defaults.batch and t.defaults.queue in self.queues]  # fmt: skip
-            if batched:
-                raise ValueError(
-                    f"micro-batched tasks ({', '.join(batched)}) run on the async or thread "
-                    "pool; give them a queue of their own served by such a worker"
-                )
+        batched = [t.name for t in app.tasks.values()
+                   if t.defaults.batch and t.defaults.queue in self.queues]  # fmt: skip
+        #: Micro-batched tasks claim by their batches' room, never ahead (Slots._prefetch).
+        self._serves_batches = bool(batched)
+        if pool == "process" and batched:
+            raise ValueError(
+                f"micro-batched tasks ({', '.join(batched)}) run on the async or thread "
+                "pool; give them a queue of their own served by such a worker"
+            )
         self.concurrency = concurrency
-        #: Jobs claimed beyond the slots (see Slots._prefetch): None is "as many as the
-        #: slots, while the jobs are short".
+        #: Jobs claimed beyond the slots (see Slots._prefetch); None sizes it by run time.
         self.prefetch = prefetch
         self._run_s_avg: float | None = None
         self.pool: Pool = pool

@@ -69,7 +69,7 @@ class Slots(WorkerState):
         free = self.concurrency - self._busy()
         room = self._batch_room()
         prefetch = self._prefetch()
-        ahead = max(0, prefetch - len(self._waiting)) if prefetch else 0
+        ahead = max(0, prefetch - len(self._waiting))
         want = max(0, free) + ahead
         if self._waiting and want < (prefetch + 1) // 2:
             return None  # jobs still wait here for a slot: claim once half have started
@@ -94,7 +94,7 @@ class Slots(WorkerState):
         the slots finish in ``PREFETCH_WORK_S``: a long job claimed ahead would wait while
         another worker idles.
         """
-        if self._serves_batches():
+        if self._serves_batches:
             return 0  # micro-batches claim by their own room (see _batch_room)
         if self.prefetch is not None:
             return self.prefetch
@@ -104,13 +104,6 @@ class Slots(WorkerState):
         if self._run_s_avg * most <= self.concurrency * PREFETCH_WORK_S:
             return most
         return int(self.concurrency * PREFETCH_WORK_S / self._run_s_avg)
-
-    def _serves_batches(self) -> bool:
-        """Whether a micro-batched task lives on a queue of this worker."""
-        return any(
-            task.defaults.batch is not None and task.defaults.queue in self.queues
-            for task in self.app.tasks.values()
-        )
 
     def _hand_back_waiting(self) -> None:
         """Release every job claimed ahead that has not started (charged nothing)."""

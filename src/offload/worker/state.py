@@ -67,6 +67,7 @@ class WorkerState:
     _defer_not_before: dict[str, float]
     _waiting: collections.deque[Running]
     prefetch: int | None
+    _serves_batches: bool
     _run_s_avg: float | None  # a moving average of jobs' run times, None before the first
     _running: dict[str, Running]
     _forming: dict[str, Forming]
